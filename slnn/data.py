@@ -1,0 +1,293 @@
+"""Data sets for a single-layer classifier: a registry of loaders, split and scaled by one function.
+
+    >>> from slnn.data import load_dataset
+    >>> ds = load_dataset("iris", split=(0.5, 0.25, 0.25), seed=0)
+    >>> ds.x_train.shape, ds.t_train.shape, ds.n_val, ds.n_test
+    ((75, 4), (75, 3), 37, 38)
+
+Nothing is downloaded: iris and digits ship inside scikit-learn. The arrays carry no bias column;
+the network adds it. Adding a data set is one loader returning `RawData` and one `DATASETS` line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+
+class DataError(ValueError):
+    """A data set cannot be built; the message names the problem and the fix in one line."""
+
+
+class RawData(NamedTuple):
+    """A whole data set before splitting: `X` (n, d) float64, `y` (n,) int labels in 0..k-1."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+
+
+# eq=False: the generated __eq__ would compare arrays with `==` and raise on truth-testing
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train/validation/test splits, ready for a single-layer classifier.
+
+    Attributes
+    ----------
+    x_train, x_val, x_test : ndarray of shape (n_split, n_features), float64, no bias column
+        An empty split has shape (0, n_features).
+    t_train, t_val, t_test : ndarray of shape (n_split, n_classes), float64 one-hot targets
+    feature_names, class_names : tuple of str
+    """
+
+    name: str
+    x_train: np.ndarray
+    t_train: np.ndarray
+    x_val: np.ndarray
+    t_val: np.ndarray
+    x_test: np.ndarray
+    t_test: np.ndarray
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+
+    n_features = property(lambda self: self.x_train.shape[1])
+    n_classes = property(lambda self: self.t_train.shape[1])
+    n_train = property(lambda self: self.x_train.shape[0])
+    n_val = property(lambda self: self.x_val.shape[0])
+    n_test = property(lambda self: self.x_test.shape[0])
+
+
+# --- loaders: each returns RawData; load_dataset passes only the keywords a loader names ---
+
+def load_iris_raw() -> RawData:
+    """Fisher's iris: 150 x 4, classes setosa / versicolor / virginica."""
+    from sklearn.datasets import load_iris
+    b = load_iris()
+    return RawData(b.data.astype(np.float64), b.target.astype(np.int64),
+                   tuple(b.feature_names), tuple(str(c) for c in b.target_names))
+
+
+def load_iris_petal() -> RawData:
+    """Iris with petal length and width only: 2 features + 1 bias = 3 weights per class."""
+    raw = load_iris_raw()
+    return RawData(raw.X[:, 2:4], raw.y, raw.feature_names[2:4], raw.class_names)
+
+
+def load_digits_raw() -> RawData:
+    """8x8 handwritten digits: 1797 x 64 pixel intensities in 0..16, classes "0".."9"."""
+    from sklearn.datasets import load_digits
+    b = load_digits()
+    return RawData(b.data.astype(np.float64), b.target.astype(np.int64),
+                   tuple(b.feature_names), tuple(str(c) for c in b.target_names))
+
+
+def make_blobs(*, rng: np.random.Generator, n_samples: int = 300, n_features: int = 2,
+               n_classes: int = 3, separation: float = 3.0) -> RawData:
+    """Gaussian classes: centers ~ N(0, separation^2 I), each sample = its center + N(0, I).
+
+    Labels are round-robin (sample i has class i % n_classes) so classes are balanced;
+    load_dataset shuffles before splitting.
+    """
+    if n_classes < 2 or n_features < 1 or n_samples < n_classes or not separation >= 0:
+        raise DataError(f"blobs needs n_classes >= 2, n_features >= 1, n_samples >= n_classes and "
+                        f"separation >= 0; got n_samples={n_samples}, n_features={n_features}, "
+                        f"n_classes={n_classes}, separation={separation}")
+    centers = rng.normal(0.0, separation, size=(n_classes, n_features))  # (k, d)
+    y = np.arange(n_samples) % n_classes                                 # (n,)
+    X = centers[y] + rng.normal(size=(n_samples, n_features))            # (n, d) + (n, d)
+    return RawData(X, y, tuple(f"x{j}" for j in range(n_features)),
+                   tuple(f"c{c}" for c in range(n_classes)))
+
+
+GATES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor,
+}
+
+
+def load_gate(*, gate: str = "xor") -> RawData:
+    """The 2-input truth table of `gate`: X (4, 2) rows 00, 01, 10, 11; classes "0", "1"."""
+    if gate not in GATES:
+        raise DataError(f"unknown gate {gate!r}; choose one of {sorted(GATES)}")
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    y = GATES[gate](X[:, 0], X[:, 1]).astype(np.int64)
+    return RawData(X, y, ("x0", "x1"), ("0", "1"))
+
+
+def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
+    """A user's CSV file: `target` names the label column, every other column is a numeric feature.
+
+    Labels may be numbers or strings; classes are the sorted unique labels (numerically if all
+    labels are numbers). Every malformed input raises a one-line DataError naming the file, the
+    line (header = line 1) or column, and the fix.
+    """
+    if not path:
+        raise DataError("dataset 'csv' needs a path: set path to the CSV file to read")
+    if not target:
+        raise DataError(f"{path}: dataset 'csv' needs a target: set target to the label column's name")
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found (working directory is {os.getcwd()}); "
+                        "check the path or give an absolute one")
+    try:
+        # strings throughout so bad values can be quoted back as written; blank lines kept
+        # (as all-missing rows) so row i stays on file line i + 2
+        df = pd.read_csv(path, dtype=str, skip_blank_lines=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty; write a header line and data rows") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: cannot parse as CSV ({str(e).strip()}); make every row have "
+                        "as many comma-separated fields as the header") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
+    columns = [str(c) for c in df.columns]
+    df.columns = columns
+    if len(columns) < 2:
+        raise DataError(f"{path}: found {len(columns)} column(s) {columns}; need the target column "
+                        "and at least one feature column, separated by commas")
+    if target not in columns:
+        raise DataError(f"{path}: no column {target!r}; set target to one of {columns}")
+    if len(df) == 0:
+        raise DataError(f"{path}: header only, no data rows; add rows below line 1")
+    missing = df.isna().to_numpy()                                   # (n, n_columns)
+    if missing.any():
+        i, j = np.argwhere(missing)[0]                               # first in file order
+        what = "line is blank" if missing[i].all() else f"missing value in column {columns[j]!r}"
+        raise DataError(f"{path}: line {i + 2}: {what}; fill it in or delete the row")
+    features = [c for c in columns if c != target]
+    X = df[features].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)  # (n, d)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"{path}: line {i + 2}, column {features[j]!r}: value "
+                        f"{df[features[j]].iloc[i]!r} is not a finite number; features must be "
+                        f"numeric (or choose another target column)")
+    labels = df[target].to_numpy(dtype=object)
+    as_numbers = pd.to_numeric(df[target], errors="coerce").to_numpy(np.float64)
+    if np.isfinite(as_numbers).all():
+        # numeric labels sort as numbers, so "10" comes after "2"
+        values, y = np.unique(as_numbers, return_inverse=True)
+        class_names = tuple(str(int(v)) if v.is_integer() else str(v) for v in values)
+    else:
+        values, y = np.unique(labels.astype(str), return_inverse=True)
+        class_names = tuple(str(v) for v in values)
+    if len(class_names) < 2:
+        raise DataError(f"{path}: column {target!r} has only one class ({class_names[0]!r}); "
+                        "a classifier needs at least 2, so check the target column")
+    return RawData(X, y.astype(np.int64), tuple(features), class_names)
+
+
+DATASETS: dict[str, Callable[..., RawData]] = {
+    "iris": load_iris_raw,
+    "iris_petal": load_iris_petal,
+    "digits": load_digits_raw,
+    "blobs": make_blobs,
+    "gates": load_gate,
+    "csv": load_csv,
+}
+
+
+# --- preprocessing ---
+
+def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Integer labels of shape (n,) -> float64 one-hot rows of shape (n, n_classes)."""
+    return np.eye(n_classes, dtype=np.float64)[y]
+
+
+def guide_scale(X: np.ndarray) -> np.ndarray:
+    """The guide's scaling, per column: 0.5 + 0.475 * (x - mean) / max|x - mean|, in [0.025, 0.975].
+
+    From "15 Steps to Implement a Neural Net", which applies it to the whole data set before
+    splitting; kept that way here to reproduce it. A constant column becomes 0.5.
+    """
+    dev = X - X.mean(axis=0)                  # (n, d) - (d,) -> (n, d)
+    spread = np.abs(dev).max(axis=0)          # (d,)
+    spread[spread == 0] = 1.0                 # constant column: dev is 0, so the result is 0.5
+    return 0.5 + 0.475 * dev / spread
+
+
+def _check_split(split) -> tuple[float, float, float]:
+    try:
+        fr = tuple(float(f) for f in split)
+    except (TypeError, ValueError):
+        fr = ()
+    if (len(fr) != 3 or not all(math.isfinite(f) and f >= 0 for f in fr)
+            or abs(sum(fr) - 1) > 1e-6 or fr[0] == 0):
+        raise DataError(f"split must be 3 non-negative fractions (train, val, test) summing to 1 "
+                        f"with train > 0, e.g. (0.5, 0.25, 0.25); got {split!r}")
+    return fr
+
+
+def load_dataset(name: str, *, split=(0.5, 0.25, 0.25), standardize: bool = True,
+                 guide_scaling: bool = False, seed: int = 0, path: str | None = None,
+                 target: str | None = None, gate: str = "xor", n_samples: int = 300,
+                 n_features: int = 2, n_classes: int = 3, separation: float = 3.0) -> Dataset:
+    """Load data set `name` from `DATASETS`, shuffle, split and scale it.
+
+    Parameters
+    ----------
+    name : str
+        A key of `DATASETS`.
+    split : (float, float, float)
+        Train, validation, test fractions. n_train = floor(split[0] * n), n_val = floor(split[1] * n),
+        the rest is test; iris with (0.5, 0.25, 0.25) gives 75 / 37 / 38.
+    standardize : bool
+        z-score each feature with the training split's mean and std (std 0 -> divide by 1).
+    guide_scaling : bool
+        The guide's scaling (`guide_scale`) over the whole data set before splitting. Exclusive
+        with `standardize`.
+    seed : int
+        Seeds the one `np.random.Generator` that draws synthetic data (blobs), then the shuffle.
+    path, target : str
+        For `csv`: the file and its label column.
+    gate : {"and", "or", "xor"}
+        For `gates`. A truth table is too small to split: train, val and test are all the whole
+        4-row table, and `split` and `standardize` are ignored (`guide_scaling` still applies).
+    n_samples, n_features, n_classes, separation
+        For `blobs` (see `make_blobs`).
+
+    Returns
+    -------
+    Dataset
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    if standardize and guide_scaling:
+        raise DataError("standardize and guide_scaling are both on; pick one (or neither for raw values)")
+    fr = _check_split(split)
+    rng = np.random.default_rng(seed)
+    options = dict(rng=rng, path=path, target=target, gate=gate, n_samples=n_samples,
+                   n_features=n_features, n_classes=n_classes, separation=separation)
+    loader = DATASETS[name]
+    wanted = inspect.signature(loader).parameters
+    raw = loader(**{k: v for k, v in options.items() if k in wanted})
+
+    X = np.asarray(raw.X, dtype=np.float64)                    # (n, d)
+    T = one_hot(raw.y, len(raw.class_names))                   # (n, k)
+    if guide_scaling:
+        X = guide_scale(X)
+    if name == "gates":
+        parts = [(X.copy(), T.copy()) for _ in range(3)]  # copies: in-place shuffles stay local
+    else:
+        n = X.shape[0]
+        n_train, n_val = (math.floor(f * n + 1e-9) for f in fr[:2])  # 1e-9: 0.29 * 100 is 28.999...
+        n_test = n - n_train - n_val
+        if n_train == 0 or (n_test == 0 and fr[2] > 0):
+            raise DataError(f"split {fr} of {n} samples leaves an empty "
+                            f"{'train' if n_train == 0 else 'test'} split; use larger fractions")
+        order = rng.permutation(n)
+        idx = np.split(order, [n_train, n_train + n_val])
+        parts = [(X[i], T[i]) for i in idx]
+        if standardize:
+            mean = parts[0][0].mean(axis=0)                    # (d,)
+            std = parts[0][0].std(axis=0)                      # (d,)
+            std[std == 0] = 1.0                                # constant column: centre only
+            parts = [((x - mean) / std, t) for x, t in parts]  # train stats only: no leakage
+    (x_tr, t_tr), (x_va, t_va), (x_te, t_te) = parts
+    return Dataset(name, x_tr, t_tr, x_va, t_va, x_te, t_te,
+                   tuple(raw.feature_names), tuple(raw.class_names))
