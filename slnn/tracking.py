@@ -133,36 +133,46 @@ def plot_curves(result: TrainResult, title: str, path: Path) -> None:
 
 
 class RunRecorder:
-    """One MLflow run: opened RUNNING before training, closed with the result or the failure."""
+    """One MLflow run: opened RUNNING before training, closed with the result or the failure.
+
+    Every SQLite transaction costs about as much as an empty run, so the run is opened with its
+    tags in ``create_run``'s own transaction, and params, metrics and the outcome go together in
+    one ``log_batch`` at the end (params also on failure): three store calls in all.
+    """
 
     def __init__(self, client, experiment_id: str, run_name: str, params: dict[str, str],
                  tags: dict[str, str], parent_run_id: str | None = None):
-        from mlflow.entities import Param, RunTag
         from mlflow.exceptions import MlflowException
 
         self.client = client
+        self.params = params
         all_tags = {"mlflow.runName": run_name, **tags}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         try:
-            run = client.create_run(experiment_id, run_name=run_name)
-            self.run_id = run.info.run_id
-            params_ = [Param(k, v[:6000]) for k, v in params.items()]
-            for i in range(0, max(len(params_), 1), 100):  # MLflow takes 100 params per batch
-                client.log_batch(self.run_id, params=params_[i:i + 100],
-                                 tags=[RunTag(k, v) for k, v in all_tags.items()] if i == 0 else [])
+            run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         except MlflowException as e:
             raise TrackingError(_explain(client, e)) from None
+        self.run_id = run.info.run_id
+
+    def _log(self, metrics: list, tags: dict[str, str]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        params = [Param(k, v[:6000]) for k, v in self.params.items()]
+        tag_list = [RunTag(k, v) for k, v in tags.items()]
+        # MLflow's limits per batch: 1,000 metrics, 100 params, 100 tags
+        p_chunks = [params[i:i + 100] for i in range(0, len(params), 100)] or [[]]
+        m_chunks = [metrics[i:i + 1000] for i in range(0, len(metrics), 1000)] or [[]]
+        for i in range(max(len(p_chunks), len(m_chunks))):
+            self.client.log_batch(self.run_id,
+                                  metrics=m_chunks[i] if i < len(m_chunks) else [],
+                                  params=p_chunks[i] if i < len(p_chunks) else [],
+                                  tags=tag_list if i == 0 else [])
 
     def finish(self, result: TrainResult, config_yaml: str, *, plot: bool, title: str,
-               max_metric_points: int = 200) -> None:
-        """Log metrics, artifacts and the outcome, then mark the run FINISHED."""
-        from mlflow.entities import RunTag
-
+               max_metric_points: int = 50) -> None:
+        """Log params, metrics, artifacts and the outcome, then mark the run FINISHED."""
         now = int(time.time() * 1000)
-        metrics = metric_entities(result, max_metric_points, now)
-        for i in range(0, len(metrics), 1000):
-            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
             root = Path(tmp)
             (root / "weights").mkdir()
@@ -176,21 +186,17 @@ class RunRecorder:
                 (root / "history.csv").write_text(history_csv(result))
                 if plot:
                     plot_curves(result, title, root / "learning_curves.png")
+            # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
-        self.client.log_batch(self.run_id, tags=[
-            RunTag(TAG_PREFIX + "outcome", result.outcome),
-            RunTag(TAG_PREFIX + "reason", result.reason[:5000]),
-        ])
+        self._log(metric_entities(result, max_metric_points, now),
+                  {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]})
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, exc: BaseException, status: str = "FAILED") -> None:
         """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the run."""
-        from mlflow.entities import RunTag
-
         outcome = "killed" if status == "KILLED" else "failed"
-        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:5000]
+        reason = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
         try:
-            self.client.log_batch(self.run_id, tags=[RunTag(TAG_PREFIX + "outcome", outcome),
-                                                     RunTag(TAG_PREFIX + "reason", reason)])
+            self._log([], {TAG_PREFIX + "outcome": outcome, TAG_PREFIX + "reason": reason[:5000]})
         finally:
             self.client.set_terminated(self.run_id, status)

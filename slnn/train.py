@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def fit(c: Config, data: Dataset, on_epoch=None) -> TrainResult:
 def run_tags(c: Config, cfg: DictConfig) -> dict[str, str]:
     return {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": config_hash(cfg),
-            "slnn.outcome": "running"}
+            "slnn.outcome": "running", "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())}
 
 
 def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = False) -> TrainResult:
@@ -99,10 +100,42 @@ def _is_multirun() -> bool:
         return False
 
 
+def run_cell(cfg: DictConfig, state: dict) -> float | None:
+    """One job of a sweep: skip it if already done, never raise, and record its outcome in the
+    sweep's ledger. A failure is recorded in MLflow (FAILED) and counted, and the sweep goes on."""
+    import time as _time
+
+    from slnn.sweep import report_progress
+
+    start = _time.perf_counter()
+    name = str(cfg.get("update", {}).get("rule", "?"))
+    try:
+        c = to_config(cfg)
+        name = run_name(c)
+        if config_hash(cfg) in state["skip"]:
+            report_progress(state, name, "skipped", _time.perf_counter() - start)
+            return None
+        result = run_one(cfg, parent_run_id=state["parent_run_id"], quiet=True)
+    except KeyboardInterrupt:
+        report_progress(state, name, "killed", _time.perf_counter() - start)
+        raise
+    except Exception as e:
+        log.error("%s failed: %s: %s", name, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        report_progress(state, name, "failed", _time.perf_counter() - start)
+        return None
+    report_progress(state, name, result.outcome, _time.perf_counter() - start)
+    v = result.final["val_loss"]
+    return None if np.isnan(v) else float(v)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from slnn.sweep import load_state
     from slnn.tracking import TrackingError
 
+    state = load_state() if _is_multirun() else None
+    if state is not None:
+        return run_cell(cfg, state)
     try:
         result = run_one(cfg, parent_run_id=os.environ.get(PARENT_ENV) or None,
                          quiet=_is_multirun())

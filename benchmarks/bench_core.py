@@ -1,0 +1,367 @@
+"""How fast slnn trains and how much MLflow tracking adds, against baselines timed in the same run.
+
+    .venv/bin/python benchmarks/bench_core.py            # full: about a minute or two
+    .venv/bin/python benchmarks/bench_core.py --quick    # smoke test: fewer rounds and epochs
+
+A benchmark, not a test: it prints figures and ratios, it asserts nothing about time. Each goal
+is printed with PASS or MISS so a reader sees at once where slnn stands.
+
+1. Training, on iris and digits, in ns per update (one update = one sample, batch_size=1):
+   slnn's ``train()`` (the whole call: it also evaluates every split each epoch), the same with
+   ``backend="numpy"``, slnn's compiled epoch kernel alone (no evaluation), the guide's loop
+   written in plain NumPy, and scikit-learn's ``SGDClassifier`` (per sample-epoch; one-vs-rest
+   does the same work as one layer of ``n_classes`` sigmoid units). Goals: slnn at least as
+   fast as SGDClassifier, and at least 10x the plain loop.
+2. Tracking: one empty MLflow run against everything slnn's ``RunRecorder`` adds to a 100-epoch
+   iris run, in a fresh SQLite store. Goal: tracking at most 5x an empty run.
+
+Other processes may share the CPU and the disk: the methods are timed in interleaved rounds so
+that load hits them alike, and the median of the rounds is reported (with the minimum). The
+Numba kernels are compiled (into a private SLNN_CACHE_DIR, so the compile is cold) before any
+timing; the compile time is printed on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+GOAL_VS_SGD = 1.0   # slnn at least as fast as SGDClassifier
+GOAL_VS_LOOP = 10.0  # slnn at least 10x the plain NumPy loop
+GOAL_TRACKING = 5.0  # tracking at most 5x an empty MLflow run
+
+FULL = dict(rounds=15, slow_rounds=5, epochs={"iris": 200, "digits": 20}, mlflow_rounds=10)
+QUICK = dict(rounds=3, slow_rounds=2, epochs={"iris": 50, "digits": 5}, mlflow_rounds=3)
+
+
+# --- timing ---
+
+def timed(fn):
+    """(seconds, fn()) with the collector off, as timeit does."""
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, out
+    finally:
+        gc.enable()
+
+
+def verdict(ratio: float, goal: float, higher_is_better: bool = True) -> str:
+    ok = ratio >= goal if higher_is_better else ratio <= goal
+    return "PASS" if ok else "MISS"
+
+
+# --- the baselines ---
+
+def sigmoid(net):
+    return 1.0 / (1.0 + np.exp(-net))
+
+
+def plain_loop(x_train, t_train, epochs, eta, rng):
+    """The guide's loop as a reader would write it in NumPy: one sample at a time, no evaluation."""
+    W = rng.uniform(-0.5, 0.5, size=(x_train.shape[1] + 1, t_train.shape[1]))  # (d+1, k)
+    for _ in range(epochs):
+        for i in rng.permutation(x_train.shape[0]):
+            x = np.append(x_train[i], 1)[None, :]  # (1, d+1), bias last
+            t = t_train[i][None, :]  # (1, k)
+            # forward
+            net = x @ W  # (1, d+1) @ (d+1, k) -> (1, k)
+            z = sigmoid(net)  # (1, k)
+            # error, backward
+            delta = (t - z) * z * (1 - z)  # (1, k)
+            # update
+            W += eta * x.T @ delta  # (d+1, 1) @ (1, k) -> (d+1, k)
+    return W
+
+
+def accuracy(W, x, t):
+    z = sigmoid(np.hstack([x, np.ones((x.shape[0], 1))]) @ W)  # (n, d+1) @ (d+1, k) -> (n, k)
+    return float(np.mean(z.argmax(axis=1) == t.argmax(axis=1)))
+
+
+# --- 0. compiling ---
+
+FIRST_CALL = """
+import time, numpy as np
+import numba
+from slnn.data import load_dataset
+from slnn.trainer import train
+d = load_dataset("iris")
+t0 = time.perf_counter(); train(d, epochs=1, rng=np.random.default_rng(0))
+t1 = time.perf_counter(); train(d, epochs=1, rng=np.random.default_rng(0))
+t2 = time.perf_counter(); print((t1 - t0) - (t2 - t1))
+"""
+
+
+def bench_compile(full: bool) -> None:
+    from slnn.data import load_dataset
+    from slnn.trainer import train
+
+    t_import, _ = timed(lambda: __import__("numba"))
+    data = load_dataset("iris")
+    first, _ = timed(lambda: train(data, epochs=1, rng=np.random.default_rng(0)))
+    again, _ = timed(lambda: train(data, epochs=1, rng=np.random.default_rng(0)))
+    print("compiling (not counted in any per-update time below)")
+    print(f"  import numba                                        {t_import:8.2f} s")
+    print(f"  slnn kernels, sigmoid x input, cold cache           {first - again:8.2f} s"
+          "   (first train() call minus a second one)")
+    if full:
+        # a new process, as each worker of a sweep is: what it pays once the disk cache is warm
+        out = subprocess.run([sys.executable, "-c", FIRST_CALL], capture_output=True, text=True,
+                             env=os.environ.copy(), check=True)
+        print(f"  the same in a new process, cache now warm           {float(out.stdout):8.2f} s")
+    print()
+
+
+# --- 1-3. training ---
+
+def bench_training(name: str, epochs: int, rounds: int, slow_rounds: int) -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    from slnn.activations import get_activation
+    from slnn.data import load_dataset
+    from slnn.kernels import Backend
+    from slnn.rules import get_rule
+    from slnn.trainer import train, with_bias
+
+    data = load_dataset(name)
+    x_tr, t_tr, y_tr = data.x_train, data.t_train, data.t_train.argmax(axis=1)
+    n = data.n_train
+    updates = n * epochs
+
+    def slnn(backend):
+        def run():
+            r = train(data, activation="sigmoid", rule="input", lr=0.1, epochs=epochs, batch_size=1,
+                      sampling="shuffle", backend=backend, rng=np.random.default_rng(0))
+            assert r.steps_run == updates, (r.steps_run, updates)
+            return 1.0 - r.final["val_error"]
+        return run
+
+    be = Backend(get_activation("sigmoid"), get_rule("input"), True)
+    x1 = with_bias(x_tr)
+    order_rng = np.random.default_rng(0)
+    orders = [order_rng.permutation(n).astype(np.int64) for _ in range(epochs)]
+
+    def kernel():
+        W = np.random.default_rng(0).uniform(-0.5, 0.5, size=(x1.shape[1], t_tr.shape[1]))
+        for idx in orders:
+            be.epoch(W, x1, t_tr, idx, 1, 0.1)
+        return accuracy(W, data.x_val, data.t_val)
+
+    def loop():
+        W = plain_loop(x_tr, t_tr, epochs, 0.1, np.random.default_rng(0))
+        return accuracy(W, data.x_val, data.t_val)
+
+    def sgd():
+        clf = SGDClassifier(loss="squared_error", learning_rate="constant", eta0=0.1,
+                            max_iter=epochs, tol=None, shuffle=True, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # overflow on digits: see the note printed below
+            clf.fit(x_tr, y_tr)
+        return float(clf.score(data.x_val, data.t_val.argmax(axis=1)))
+
+    methods = [  # label, function, timed in every round (else in the first slow_rounds only)
+        ("slnn train()", slnn("auto"), True),
+        ("slnn train(backend='numpy')  [info]", slnn("numpy"), False),
+        ("slnn kernel only, no evaluation  [info]", kernel, True),
+        ("plain NumPy loop (guide)", loop, False),
+        ("SGDClassifier.fit, per sample-epoch", sgd, True),
+    ]
+    for _, fn, _ in methods:  # warm-up: compiled code, sklearn's lazy imports, caches
+        fn()
+    times = {label: [] for label, _, _ in methods}
+    acc = {}
+    for r in range(rounds):
+        for label, fn, every in methods:
+            if every or r < slow_rounds:
+                seconds, acc[label] = timed(fn)
+                times[label].append(seconds / updates * 1e9)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{name}: {n} training samples, {data.n_features} features, {data.n_classes} classes; "
+          f"E={epochs} epochs = {updates} updates")
+    print(f"  median of {rounds} interleaved rounds ({slow_rounds} for the slow rows), min in brackets")
+    print(f"  {'method':42s} {'ns/update':>10s} {'(min)':>9s} {'val acc':>8s}")
+    for label, v in times.items():
+        print(f"  {label:42s} {med[label]:10.0f} {'(%.0f)' % min(v):>9s} {acc[label]:8.3f}")
+    vs_sgd = med["SGDClassifier.fit, per sample-epoch"] / med["slnn train()"]
+    vs_loop = med["plain NumPy loop (guide)"] / med["slnn train()"]
+    print(f"  slnn vs SGDClassifier: {vs_sgd:6.2f}x  (goal >= {GOAL_VS_SGD:g}x)  "
+          f"{verdict(vs_sgd, GOAL_VS_SGD)}")
+    print(f"  slnn vs plain loop:    {vs_loop:6.2f}x  (goal >= {GOAL_VS_LOOP:g}x)  "
+          f"{verdict(vs_loop, GOAL_VS_LOOP)}")
+    if acc["SGDClassifier.fit, per sample-epoch"] < 0.5:
+        print("  note: SGDClassifier's squared loss diverges here at eta0=0.1 (its weights blow "
+              "up, still finite); the time per sample-epoch is what it costs all the same")
+    print()
+
+
+# --- 4. tracking ---
+
+def commit_counter(client):
+    """A counter of SQL commits on the client's store, or None (it reaches into MLflow's
+    private attributes, which may move between versions)."""
+    try:
+        from sqlalchemy import event
+
+        engine = client._tracking_client.store.engine
+    except Exception:
+        return None
+    count = [0]
+    event.listen(engine, "commit", lambda conn: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+def bare_sqlite_commit_ms(folder: Path, n: int = 15) -> float:
+    con = sqlite3.connect(folder / "bare.db")
+    con.execute("create table t (a)")
+    con.commit()
+    times = []
+    for i in range(n):
+        seconds, _ = timed(lambda: (con.execute("insert into t values (?)", (i,)), con.commit()))
+        times.append(seconds * 1e3)
+    con.close()
+    return statistics.median(times)
+
+
+def bench_tracking(rounds: int) -> None:
+    for logger in ("mlflow", "alembic"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import slnn.train
+    from slnn import tracking
+    from slnn.config import flatten, identity, run_name, to_config
+
+    with initialize_config_dir(str(slnn.train.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["data=iris", "train.epochs=100"])
+    c = to_config(cfg)
+    name = run_name(c)
+    # as slnn.train.run_one builds them
+    params = flatten(identity(cfg)) | flatten({"tracking": {"plot": c.tracking.plot}})
+    tags = slnn.train.run_tags(c, cfg)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    data = slnn.train.build_dataset(c)
+    result = slnn.train.fit(c, data)
+
+    with tempfile.TemporaryDirectory(prefix="slnn-bench-") as tmp:
+        tmp = Path(tmp)
+        uri = f"sqlite:///{tmp}/bench.db"
+
+        def open_store():
+            client = tracking.client_for(uri)
+            # artifacts into the temp dir too (MLflow's default is ./mlruns under the cwd)
+            return client, client.create_experiment(
+                "bench", artifact_location=(tmp / "artifacts").as_uri())
+
+        setup, (client, exp_id) = timed(open_store)
+
+        def empty():
+            run_id = client.create_run(exp_id).info.run_id
+            client.set_terminated(run_id)
+
+        def recorder(plot):
+            def run():
+                t0 = time.perf_counter()
+                rec = tracking.RunRecorder(client, exp_id, name, params, tags)
+                t1 = time.perf_counter()
+                rec.finish(result, config_yaml, plot=plot, title=name,
+                           max_metric_points=c.tracking.max_metric_points)
+                return t1 - t0
+            return run
+
+        def train_100():
+            slnn.train.fit(c, data)
+
+        methods = [("empty", empty), ("tracking", recorder(False)),
+                   ("tracking_plot", recorder(True)), ("train", train_100)]
+        for _, fn in methods:  # warm-up: lazy imports (matplotlib), first queries
+            fn()
+        times = {label: [] for label, _ in methods}
+        opening = []
+        for _ in range(rounds):
+            for label, fn in methods:
+                seconds, out = timed(fn)
+                times[label].append(seconds * 1e3)
+                if label == "tracking":
+                    opening.append(out * 1e3)
+
+        commits = commit_counter(client)
+        if commits is not None:  # one untimed pass, to count
+            empty()
+            n_empty, commits[0] = commits[0], 0
+            recorder(False)()
+            n_tracking = commits[0]
+        bare = bare_sqlite_commit_ms(tmp)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n_metrics = len(tracking.metric_entities(result, c.tracking.max_metric_points, 0))
+
+    def row(label, key, note=""):
+        print(f"  {label:50s} {med[key]:8.1f} ms {'(%.1f)' % min(times[key]):>9s}  {note}")
+
+    c_empty = f"{n_empty} SQL commits" if commits is not None else ""
+    c_track = f"{n_tracking} SQL commits" if commits is not None else ""
+    print(f"MLflow tracking, fresh SQLite store; median of {rounds} interleaved rounds, min in brackets")
+    print(f"  {'create the store and migrate it (once, untimed below)':50s} {setup:8.2f} s")
+    row("empty run: create_run + set_terminated", "empty", c_empty)
+    row("slnn tracking: RunRecorder + finish(plot=False)", "tracking",
+        f"{c_track}, {n_metrics} metrics")
+    print(f"  {'  of which RunRecorder(...) (create_run, params, tags)':50s} "
+          f"{statistics.median(opening):8.1f} ms")
+    row("slnn tracking with plot=True  [info]", "tracking_plot")
+    row("the 100-epoch iris train() itself  [info]", "train")
+    print(f"  {'a bare SQLite insert + commit on this disk  [info]':50s} {bare:8.1f} ms")
+    ratio = med["tracking"] / med["empty"]
+    print(f"  tracking / empty run: {ratio:5.1f}x  (goal <= {GOAL_TRACKING:g}x)  "
+          f"{verdict(ratio, GOAL_TRACKING, higher_is_better=False)}")
+    for key, what in (("tracking", "plot=False"), ("tracking_plot", "plot=True")):
+        share = med[key] / (med[key] + med["train"])
+        print(f"  tracking's share of the whole run (train + tracking), {what}: {share:6.1%}")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and epochs: a smoke test")
+    args = parser.parse_args()
+    opt = QUICK if args.quick else FULL
+    start = time.perf_counter()
+
+    import mlflow
+    import numba
+    import sklearn
+
+    print(f"slnn benchmark ({'quick' if args.quick else 'full'}): Python {platform.python_version()}, "
+          f"NumPy {np.__version__}, Numba {numba.__version__}, scikit-learn {sklearn.__version__}, "
+          f"MLflow {mlflow.__version__}; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} at start")
+    print()
+    with tempfile.TemporaryDirectory(prefix="slnn-bench-cache-") as cache:
+        # a private kernel cache: the compile below is cold, the user's cache is left alone
+        os.environ["SLNN_CACHE_DIR"] = cache
+        bench_compile(full=not args.quick)
+        for name in ("iris", "digits"):
+            bench_training(name, opt["epochs"][name], opt["rounds"], opt["slow_rounds"])
+        bench_tracking(opt["mlflow_rounds"])
+    print(f"done in {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Shared test helpers: compose configs the way users do, and run the `slnn-train` console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import pytest
+
+import slnn.train
+
+SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
+
+
+def compose_config(*overrides: str):
+    """The config `slnn-train <overrides>` would run: Hydra's compose over the repo's conf/."""
+    with hydra.initialize_config_dir(str(slnn.train.CONF_DIR), version_base="1.3"):
+        return hydra.compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def compose():
+    """``compose("optim.lr=0.5", ...)`` -> the composed (unvalidated) DictConfig."""
+    return compose_config
+
+
+def run_slnn_train(args: list[str], cwd: Path, *, module: bool = False,
+                   timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``slnn-train args`` (or ``python -m slnn.train args``) in ``cwd``, without an inherited
+    ``MLFLOW_TRACKING_URI``; returns the completed process with text stdout/stderr."""
+    cmd = [sys.executable, "-m", "slnn.train"] if module else [str(SLNN_TRAIN)]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(cmd + list(args), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def slnn_train():
+    """``slnn_train(["data=iris_petal"], cwd=tmp_path)`` -> the finished subprocess."""
+    return run_slnn_train
