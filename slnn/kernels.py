@@ -104,8 +104,8 @@ def _evaluate_loop(W, x1, t):
             zj = f(acc)  # noqa: F821 (a global of the generated module)
             d = t[r, j] - zj
             sq += d * d
-            # argmax takes the first maximum, as np.argmax does
-            if j == 0 or zj > best_z:
+            # the first maximum, or the first nan, as np.argmax takes
+            if j == 0 or zj > best_z or (zj != zj and best_z == best_z):
                 best_z = zj
                 best_j = j
             if t[r, j] > t[r, target_j]:

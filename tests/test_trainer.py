@@ -99,8 +99,6 @@ def test_compiled_matches_numpy_on_a_diverging_run(petal):
         np.testing.assert_allclose(b.history[c], a.history[c], rtol=1e-9, equal_nan=True, err_msg=c)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the compiled argmax in kernels._evaluate_loop skips "
-                   "NaN outputs, np.argmax returns the first NaN")
 def test_compiled_evaluate_matches_numpy_on_nan_outputs():
     # weights that went non-finite give NaN outputs; the error rate must still match the reference
     act, rule = ACTIVATIONS["linear"], UPDATE_RULES["input"]
