@@ -1,26 +1,28 @@
-"""Sweeps that never lose a run: a Hydra callback around every multirun, and the job-side ledger.
+"""Sweeps that never lose a run: the ``slnn`` Hydra sweeper's logic and the job-side ledger.
 
     slnn-train -m update=input,kronecker optim.lr=0.01,0.1,1.0 seed=range(5) data=iris_petal
     slnn-train -m +experiment=guide_vs_correct hydra/launcher=joblib
 
-Before any job starts, ``SweepCallback.on_multirun_start`` (in the launching process):
-- enumerates every cell of the grid as Hydra's basic sweeper will, composes and validates each
-  (a bad value anywhere fails the sweep with one line before anything runs);
-- creates and migrates the tracking store and the experiment once, so parallel workers never race
-  in SQLite's schema migration;
-- marks runs left RUNNING by dead processes on this host as KILLED;
-- finds the cells that already have a FINISHED run with the same ``slnn.config_hash`` (one
-  ``search_runs`` query) and will skip them unless ``sweep.force=true``;
-- opens (or, for the same grid, reopens) the sweep's parent run.
-Jobs find all that in a small state file named by ``SLNN_SWEEP_STATE``, append their outcome to
-the sweep's ledger (``progress.jsonl``, one line each) and print progress with an estimate of the
-time left. ``on_multirun_end`` prints one summary line and closes the parent run; an interrupted
-sweep closes it as KILLED, and running it again completes only what is missing.
+``Sweep.prepare`` runs once, in the launching process, before any job starts:
+- it enumerates every cell of the grid as Hydra's basic sweeper would, composes and validates
+  each, and builds each distinct data set (a bad value or a malformed CSV anywhere fails the sweep
+  with one line, before anything runs); composition is cached per choice of config groups;
+- it creates and migrates the tracking store and the experiment once, so parallel workers never
+  race in SQLite's schema migration;
+- it marks runs left RUNNING by dead processes of this host as KILLED;
+- it finds the cells that already have a FINISHED run with the same ``slnn.config_hash`` (one
+  paged ``search_runs`` query) and leaves them out unless ``sweep.force=true``;
+- it opens (or, for the same grid, reopens) the sweep's parent run.
+The cells left are dealt into a few chunks; each chunk is one job for Hydra's launcher (basic,
+joblib, submitit), so Hydra's per-job cost is paid per chunk, not per cell. Each cell appends its
+outcome to the sweep's ledger (``progress.jsonl``) and prints progress with the time left.
+``Sweep.finish`` prints one summary line, closes the parent run and writes the report; an
+interrupted sweep closes it as KILLED, and running the same command again completes only what is
+missing.
 """
 
 from __future__ import annotations
 
-import atexit
 import copy
 import hashlib
 import json
@@ -35,8 +37,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-STATE_ENV = "SLNN_SWEEP_STATE"
-PARENT_ENV = "SLNN_PARENT_RUN_ID"
 # outcomes the study expects; anything else counted as "failed" makes the exit code non-zero
 EXPECTED = {"converged", "max_epochs", "early_stopped", "diverged", "shape_mismatch", "skipped"}
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
@@ -51,19 +51,22 @@ def _fail(msg: str) -> None:
 
 # --- the grid -------------------------------------------------------------------------------
 
-def sweep_arguments(config: DictConfig) -> list[str]:
-    """The overrides the basic sweeper will expand: ``hydra.sweeper.params`` then the command line."""
+def sweep_arguments(config: DictConfig, arguments: list[str] | None = None) -> list[str]:
+    """The overrides a grid expands: ``hydra.sweeper.params`` then the command line's (a key given
+    on the command line replaces the same key of the study's grid, as in Hydra's basic sweeper)."""
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     args = [f"{k}={v}" for k, v in params.items()]
-    return args + list(OmegaConf.select(config, "hydra.overrides.task") or [])
+    if arguments is None:
+        arguments = list(OmegaConf.select(config, "hydra.overrides.task") or [])
+    return args + list(arguments)
 
 
-def enumerate_cells(config: DictConfig) -> list[list[str]]:
-    """Every job's overrides, in the order Hydra's basic sweeper launches them."""
+def enumerate_cells(config: DictConfig, arguments: list[str] | None = None) -> list[list[str]]:
+    """Every cell's overrides, in the order Hydra's basic sweeper would launch them."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(sweep_arguments(config))
+    parsed = OverridesParser.create().parse_overrides(sweep_arguments(config, arguments))
     return [cell for batch in BasicSweeper.split_arguments(parsed, None) for cell in batch]
 
 
@@ -82,10 +85,12 @@ def compose_cells(config_name: str, cells: list[list[str]], conf_dir: Path):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.config import ConfigError, to_config
-    from slnn.train import explain_hydra_error
+    from slnn.data import DataError
+    from slnn.train import build_dataset, explain_hydra_error
 
     parser = OverridesParser.create()
     bases: dict[tuple, DictConfig] = {}
+    datasets: dict[str, object] = {}
     out = []
     for cell in cells:
         groups = tuple(o for o in cell if _is_group(o.split("=", 1)[0], conf_dir)
@@ -110,8 +115,13 @@ def compose_cells(config_name: str, cells: list[list[str]], conf_dir: Path):
                         raise ConfigError(f"{key!r} is not a config key: to add one use +{key}=..."
                                           f" (in the cell {' '.join(cell)})")
                     OmegaConf.update(cfg, key, ov.value(), merge=True)
-            out.append((cell, cfg, to_config(cfg)))
-        except ConfigError as e:
+            c = to_config(cfg)
+            # build each distinct data set once: a bad CSV fails here, not in a job
+            key = json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
+            if key not in datasets:
+                datasets[key] = build_dataset(c)
+            out.append((cell, cfg, c))
+        except (ConfigError, DataError) as e:
             _fail(f"{e} (in the cell {' '.join(cell)}); no run was started")
         except Exception as e:
             _fail(f"{explain_hydra_error(e)} (in the cell {' '.join(cell)}); no run was started")
@@ -189,13 +199,6 @@ class Ledger:
         return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
 
 
-def load_state() -> dict | None:
-    path = os.environ.get(STATE_ENV)
-    if not path or not Path(path).exists():
-        return None
-    return json.loads(Path(path).read_text())
-
-
 def _fmt_eta(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -207,11 +210,10 @@ def report_progress(state: dict, name: str, outcome: str, seconds: float) -> Non
     ledger.add(name=name, outcome=outcome, seconds=round(seconds, 4), pid=os.getpid())
     entries = ledger.entries()
     done, total = len(entries), state["total"]
-    ran = [e for e in entries if e["outcome"] != "skipped"]
-    to_run = total - len(state["skip"])
-    left = max(to_run - len(ran), 0)
+    done += state["skipped"]
+    left = max(total - done, 0)
     elapsed = time.time() - state["start"]
-    eta = _fmt_eta(elapsed / len(ran) * left) if ran else "?"
+    eta = _fmt_eta(elapsed / len(entries) * left) if entries else "?"
     print(f"[{done}/{total}] {name}: {outcome} ({seconds:.2f} s); about {eta} left", flush=True)
 
 
@@ -228,31 +230,39 @@ def summarize(entries: list[dict], total: int) -> tuple[Counter, str]:
     return c, ", ".join(parts) + f" (of {total} cells)"
 
 
-# --- the callback ---------------------------------------------------------------------------
+# --- the sweep ------------------------------------------------------------------------------
 
-class SweepCallback(Callback):
-    """Registered in ``conf/config.yaml`` under ``hydra.callbacks``; active only in multiruns."""
+def _chunks(items: list, n: int) -> list[list]:
+    """Deal ``items`` round-robin into ``n`` chunks, so each chunk mixes cheap and costly cells."""
+    return [c for c in (items[i::n] for i in range(n)) if c]
 
-    def __init__(self) -> None:
+
+class Sweep:
+    """One multirun, from validation to summary. Driven by ``hydra_plugins.slnn_sweeper``."""
+
+    def __init__(self, config: DictConfig, arguments: list[str], conf_dir: Path):
+        self.config, self.arguments, self.conf_dir = config, arguments, conf_dir
         self.state: dict | None = None
         self.client = None
-        self._closed = False
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+    def prepare(self) -> list[tuple]:
+        """Validate every cell, create the store and parent run, write the state; return the cells
+        to run as ``(overrides, cfg)``."""
         from slnn import tracking
         from slnn.config import config_hash
-        from slnn.train import CONF_DIR
 
         for var in THREAD_ENV:
             os.environ.setdefault(var, "1")
-        config_name = kwargs.get("config_name") or "config"
-        cells = compose_cells(config_name, enumerate_cells(config), CONF_DIR)
+        config = self.config
+        config_name = OmegaConf.select(config, "hydra.job.config_name") or "config"
+        cell_overrides = enumerate_cells(config, self.arguments)
+        cells = compose_cells(config_name, cell_overrides, self.conf_dir)
         if not cells:
             _fail("the sweep has no cells: give at least one override or +experiment=<name>")
         first = cells[0][2]
         uri = tracking.resolve_uri(first.tracking.uri)
-        exps = {c.tracking.experiment for _, _, c in cells}
-        if len(exps) > 1 or len({tracking.resolve_uri(c.tracking.uri) for _, _, c in cells}) > 1:
+        if (len({c.tracking.experiment for _, _, c in cells}) > 1
+                or len({tracking.resolve_uri(c.tracking.uri) for _, _, c in cells}) > 1):
             _fail("a sweep records into one store and experiment: do not sweep tracking.uri or "
                   "tracking.experiment")
         try:
@@ -262,36 +272,49 @@ class SweepCallback(Callback):
             done = finished_hashes(client, exp_id)
         except tracking.TrackingError as e:
             _fail(str(e))
-        except Exception as e:
-            _fail(f"MLflow at {uri} failed: {str(e).splitlines()[0][:300]}; check the store or "
-                  "set MLFLOW_TRACKING_URI to a reachable one")
+        except Exception as e:  # noqa: BLE001 - any store failure ends the sweep before it starts
+            _fail(f"MLflow at {uri} failed: {(str(e).splitlines() or [type(e).__name__])[0][:300]};"
+                  " check the store or set MLFLOW_TRACKING_URI to a reachable one")
         hashes = [config_hash(cfg) for _, cfg, _ in cells]
         force = any(c.sweep.force for _, _, c in cells)
-        skip = sorted(set(hashes) & done) if not force else []
-        study = (OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep")
+        skip = set(hashes) & done if not force else set()
+        study = OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep"
         sweep_hash = hashlib.sha256(",".join(sorted(hashes)).encode()).hexdigest()[:16]
         parent = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells))
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        todo = [(ov, cfg) for (ov, cfg, _), h in zip(cells, hashes) if h not in skip]
         self.state = {
             "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
-            "total": len(cells), "skip": skip, "start": time.time(), "study": study,
-            "report": bool(first.sweep.report), "force": force,
+            "total": len(cells), "skipped": len(cells) - len(todo), "start": time.time(),
+            "study": study, "report": bool(first.sweep.report), "force": force,
         }
-        state_path = sweep_dir / "slnn_sweep.json"
-        state_path.write_text(json.dumps(self.state))
-        os.environ[STATE_ENV] = str(state_path)
-        os.environ[PARENT_ENV] = parent
-        os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         self.client = client
-        atexit.register(self._close_interrupted)
+        Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
+        os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         note = f"; marked {reaped} dead run(s) KILLED" if reaped else ""
-        print(f"slnn: sweep {study}: {len(cells)} cells, {len(skip)} already done and skipped, "
-              f"{len(cells) - len(skip)} to run (parent run {parent}){note}", flush=True)
+        print(f"slnn: sweep {study}: {len(cells)} cells, {len(cells) - len(todo)} already done and "
+              f"skipped, {len(todo)} to run (parent run {parent}){note}", flush=True)
+        return todo
+
+    def write_chunks(self, todo: list[tuple], n_chunks: int) -> list[list[str]]:
+        """Write the cells to run into chunk files; return one job's overrides per chunk."""
+        st = self.state
+        folder = Path(st["dir"]) / "cells"
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("chunk_*.json"):
+            old.unlink()
+        state_path = Path(st["dir"]) / "slnn_sweep.json"
+        state_path.write_text(json.dumps(st))
+        jobs = []
+        for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
+            cells = [{"overrides": list(ov), "config": OmegaConf.to_container(cfg, resolve=True)}
+                     for ov, cfg in chunk]
+            (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
+            jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}"])
+        return jobs
 
     def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells) -> str:
-        from mlflow.entities import RunTag
-
         if not force:
             prev = client.search_runs([exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
                                       order_by=["attributes.start_time DESC"], max_results=1)
@@ -299,60 +322,64 @@ class SweepCallback(Callback):
                 client.update_run(prev[0].info.run_id, status="RUNNING")
                 return prev[0].info.run_id
         name = f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = client.create_run(exp_id, run_name=name)
-        client.log_batch(run.info.run_id, tags=[
-            RunTag("mlflow.runName", name), RunTag("slnn.sweep", "true"),
-            RunTag("slnn.study", study), RunTag("slnn.sweep_hash", sweep_hash),
-            RunTag("slnn.n_cells", str(n_cells)), RunTag("slnn.host", socket.gethostname()),
-            RunTag("slnn.pid", str(os.getpid())),
-        ])
+        run = client.create_run(exp_id, run_name=name, tags={
+            "mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
+            "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
+            "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())})
         return run.info.run_id
 
-    def _close(self, status: str) -> tuple[Counter, str]:
-        from mlflow.entities import RunTag
-
+    def close(self, status: str) -> tuple[Counter, str]:
         st = self.state
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
+        entries += [{"outcome": "skipped"}] * st["skipped"]
         counts, line = summarize(entries, st["total"])
-        reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
-        self.client.log_batch(st["parent_run_id"], tags=[RunTag("slnn.summary", line)])
-        self.client.set_terminated(st["parent_run_id"], status)
-        self._closed = True
+        try:
+            reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
+            self.client.set_tag(st["parent_run_id"], "slnn.summary", line)
+            self.client.set_terminated(st["parent_run_id"], status)
+        except Exception as e:  # noqa: BLE001 - the summary still reaches the user
+            line += f" (could not close the parent run: {str(e).splitlines()[0][:200]})"
         return counts, line
 
-    def _close_interrupted(self) -> None:
-        if self.state is not None and not self._closed:
-            try:
-                _, line = self._close("KILLED")
-                print(f"slnn: sweep interrupted: {line}; run the same command again to finish it",
-                      file=sys.stderr)
-            except Exception:
-                pass
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.state is None:
-            return
+    def finish(self) -> int:
+        """Summarize, close the parent run, write the report; the exit code (1 if a cell failed)."""
         st = self.state
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
-        counts = Counter(e["outcome"] for e in entries)
-        unexpected = sum(v for k, v in counts.items() if k not in EXPECTED)
-        counts, line = self._close("FAILED" if unexpected else "FINISHED")
+        unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED)
+        _, line = self.close("FAILED" if unexpected else "FINISHED")
         elapsed = time.time() - st["start"]
-        report_note = ""
-        if st.get("report"):
-            report_note = self._write_report(st)
+        note = self._write_report() if st.get("report") else ""
         print(f"slnn: sweep {st['study']}: {line} in {elapsed:.1f} s; browse: "
-              f"mlflow ui --backend-store-uri {st['uri']}{report_note}", flush=True)
-        if unexpected:
-            sys.exit(1)
+              f"mlflow ui --backend-store-uri {st['uri']}{note}", flush=True)
+        return 1 if unexpected else 0
 
-    def _write_report(self, st: dict) -> str:
+    def interrupted(self) -> None:
+        _, line = self.close("KILLED")
+        print(f"slnn: sweep {self.state['study']} interrupted: {line}; run the same command "
+              "again to finish it", file=sys.stderr, flush=True)
+
+    def _write_report(self) -> str:
+        st = self.state
         try:
             from slnn.report import report_for_parent
         except ImportError:
             return ""
         try:
-            out = report_for_parent(st["uri"], st["parent_run_id"], attach=True)
-            return f"; report: {out}"
-        except Exception as e:  # the runs are safe in MLflow; say why there is no report
-            return f"; no report ({str(e).splitlines()[0][:200]})"
+            return f"; report: {report_for_parent(st['uri'], st['parent_run_id'], attach=True)}"
+        except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
+            return f"; no report ({(str(e).splitlines() or [type(e).__name__])[0][:200]})"
+
+
+def run_chunk(state_path: str, chunk: int) -> int:
+    """A launcher job: train every cell of one chunk, in order. Returns how many failed."""
+    from slnn.config import Config
+    from slnn.train import run_cell
+
+    schema = OmegaConf.structured(Config)
+    state = json.loads(Path(state_path).read_text())
+    cells = json.loads((Path(state["dir"]) / "cells" / f"chunk_{chunk:04d}.json").read_text())
+    failed = 0
+    for cell in cells:
+        ok = run_cell(OmegaConf.merge(schema, cell["config"]), state)
+        failed += not ok
+    return failed

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from slnn.config import Config, ConfigError, config_hash, flatten, identity, register_configs, run_name, to_config
@@ -28,7 +26,6 @@ from slnn.data import DataError, Dataset, load_dataset
 from slnn.trainer import TrainResult, train
 
 log = logging.getLogger("slnn")
-PARENT_ENV = "SLNN_PARENT_RUN_ID"
 # the repo's conf/ (an absolute path: the console script runs from anywhere)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -93,55 +90,42 @@ def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = 
     return result
 
 
-def _is_multirun() -> bool:
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
-def run_cell(cfg: DictConfig, state: dict) -> float | None:
-    """One job of a sweep: skip it if already done, never raise, and record its outcome in the
-    sweep's ledger. A failure is recorded in MLflow (FAILED) and counted, and the sweep goes on."""
+def run_cell(cfg: DictConfig, state: dict) -> bool:
+    """One cell of a sweep. Never raises (but for an interrupt): a failure is recorded in MLflow
+    as a FAILED run and in the sweep's ledger, and the sweep goes on. False if it failed."""
     import time as _time
 
     from slnn.sweep import report_progress
 
     start = _time.perf_counter()
-    name = str(cfg.get("update", {}).get("rule", "?"))
+    name = "?"
     try:
         c = to_config(cfg)
         name = run_name(c)
-        if config_hash(cfg) in state["skip"]:
-            report_progress(state, name, "skipped", _time.perf_counter() - start)
-            return None
         result = run_one(cfg, parent_run_id=state["parent_run_id"], quiet=True)
     except KeyboardInterrupt:
         report_progress(state, name, "killed", _time.perf_counter() - start)
         raise
-    except Exception as e:
-        log.error("%s failed: %s: %s", name, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+    except Exception as e:  # noqa: BLE001 - recorded, counted, and the sweep goes on
+        first = (str(e).splitlines() or [""])[0]
+        print(f"slnn: {name} failed: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
         report_progress(state, name, "failed", _time.perf_counter() - start)
-        return None
+        return False
     report_progress(state, name, result.outcome, _time.perf_counter() - start)
-    v = result.final["val_loss"]
-    return None if np.isnan(v) else float(v)
+    return True
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from slnn.sweep import load_state
     from slnn.tracking import TrackingError
 
-    state = load_state() if _is_multirun() else None
-    if state is not None:
-        return run_cell(cfg, state)
+    if cfg.sweep.chunk is not None:  # a job of the slnn sweeper: a chunk of cells
+        from slnn.sweep import run_chunk
+
+        return run_chunk(cfg.sweep.state, cfg.sweep.chunk)
     try:
-        result = run_one(cfg, parent_run_id=os.environ.get(PARENT_ENV) or None,
-                         quiet=_is_multirun())
+        result = run_one(cfg)
     except (ConfigError, DataError, TrackingError) as e:
-        if _is_multirun():
-            raise
         print(f"slnn-train: error: {e}", file=sys.stderr)
         sys.exit(2)
     v = result.final["val_loss"]

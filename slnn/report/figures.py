@@ -1,0 +1,332 @@
+"""The report's figures, drawn with seaborn onto the Agg backend and saved as PNG.
+
+Each figure function returns ``Fig`` records: a drawn figure has a ``path``; one that could not be
+drawn has ``path=None`` and a ``note`` saying why, so the report never shows an empty image as a
+result. Bands are the 95% t-intervals of ``slnn.report.stats`` drawn with ``fill_between`` inside
+seaborn's ``FacetGrid`` (seaborn's own bootstrap is too slow for a thousand runs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from slnn.report.read import Sweep  # noqa: E402
+from slnn.report.stats import bands, epochs_to_target, outcome_order  # noqa: E402
+
+DPI = 100
+OUTCOME_COLOURS = {"converged": "#2ca02c", "early_stopped": "#17becf", "max_epochs": "#1f77b4",
+                   "diverged": "#d62728", "shape_mismatch": "#7f7f7f", "failed": "#000000",
+                   "killed": "#9467bd", "unknown": "#bcbd22", "running": "#ff7f0e"}
+LABELS = {"val_loss": "validation loss (mean (t - z)^2)", "val_error": "validation error",
+          "grad_cosine": "cosine(step, -gradient)"}
+BAND = "mean over seeds, 95% t-interval band"
+# file names this module writes; the report folder is cleared of these before a new report
+PATTERNS = ("curves_*.png", "grad_cosine_*.png", "test_error_heatmap.png", "outcomes.png",
+            "epochs_to_target.png", "guide_plot.png")
+
+
+@dataclass
+class Fig:
+    key: str  # file stem
+    title: str
+    caption: str
+    path: Path | None = None  # None: not drawn, see note
+    note: str = ""
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s))
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def palette(runs: pd.DataFrame) -> dict:
+    """One colour per update rule, the same in every figure."""
+    rules = sorted(runs["update"].unique())
+    return dict(zip(rules, sns.color_palette("colorblind", max(len(rules), 1))))
+
+
+def _band(data: pd.DataFrame, x: str = "epoch", color=None, label=None, ax=None, **kw) -> None:
+    d = data.sort_values(x)
+    ax = ax if ax is not None else plt.gca()
+    ax.plot(d[x], d["mean"], color=color, label=label, lw=1.4, **kw)
+    ax.fill_between(d[x], d["lo"], d["hi"], color=color, alpha=0.2, lw=0)
+
+
+def _missing_rules(sweep: Sweep, data: str, present) -> str:
+    """'kronecker: 75 shape_mismatch' for the rules of ``data`` that have no curve."""
+    d = sweep.done[sweep.done["data"] == data]
+    out = []
+    for rule in sorted(set(d["update"]) - set(present)):
+        c = d[d["update"] == rule]["outcome"].value_counts()
+        out.append(f"{rule}: no curves ({', '.join(f'{n} {o}' for o, n in c.items())})")
+    return "; ".join(out)
+
+
+def _facet(b: pd.DataFrame, pal: dict, ylabel: str, title: str, *, x: str = "epoch"):
+    acts, lrs = sorted(b["activation"].unique()), sorted(b["lr"].unique())
+    rules = [r for r in pal if r in set(b["update"])]
+    g = sns.FacetGrid(b, row="activation", col="lr", hue="update", hue_order=rules, palette=pal,
+                      row_order=acts, col_order=lrs, height=2.0, aspect=1.4, sharey=True,
+                      margin_titles=True, despine=False)
+    g.map_dataframe(_band, x=x)
+    g.set_titles(row_template="{row_name}", col_template="lr = {col_name}")
+    g.set_axis_labels(x, ylabel)
+    g.add_legend(title="update rule")
+    g.figure.suptitle(title, y=1.0, va="bottom")
+    return g
+
+
+def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
+    """1. Validation loss and error vs epoch per (activation, lr), colour = update rule."""
+    metrics = ["val_loss", "val_error"]
+    b = bands(sweep, metrics, hold_last=True)
+    dropped = sweep.done[sweep.done["outcome"] == "diverged"]
+    figs = []
+    for data in sorted(sweep.done["data"].unique()):
+        n_div = int((dropped["data"] == data).sum())
+        for metric in metrics:
+            key = f"curves_{metric}_{_slug(data)}"
+            title = f"{data}: {LABELS[metric]} vs epoch"
+            cap = (f"{LABELS[metric]} on {data} vs epoch; facets: activation (rows) x learning "
+                   f"rate (columns); colour: update rule; {BAND}. A run that stopped early "
+                   "(converged, early-stopped) keeps its last value, as its weights no longer "
+                   "change" + (f"; {n_div} diverged run(s) are left out (see the outcomes)."
+                               if n_div else "."))
+            sub = b[(b["data"] == data) & (b["metric"] == metric)].dropna(subset=["mean"])
+            if sub.empty:
+                why = _missing_rules(sweep, data, []) or "no run has this metric"
+                figs.append(Fig(key, title, cap, note=f"no {metric} curves on {data}: {why}."))
+                continue
+            miss = _missing_rules(sweep, data, sub["update"].unique())
+            g = _facet(sub, pal, LABELS[metric],
+                       f"{title} ({BAND})" + (f"\n{miss}" if miss else ""))
+            if metric.endswith("error"):
+                g.set(ylim=(-0.02, 1.02))
+            elif sub["mean"].min() > 0 and sub["mean"].max() / sub["mean"].min() > 100:
+                g.set(yscale="log")
+            figs.append(Fig(key, title, cap, _save(g.figure, out / f"{key}.png"), note=miss))
+    return figs
+
+
+def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
+    """3. The cosine between each applied step and the true negative gradient, vs epoch."""
+    b = bands(sweep, ["grad_cosine"], hold_last=False, drop=())
+    figs = []
+    for data in sorted(sweep.done["data"].unique()):
+        key = f"grad_cosine_{_slug(data)}"
+        title = f"{data}: how far each rule's step is from the descent direction"
+        cap = (f"cosine between each update and the true negative gradient on {data}, averaged "
+               "over the updates of an epoch (1: the step is the descent direction; 0: "
+               "orthogonal; below 0: uphill); facets: activation x learning rate; colour: "
+               f"update rule; {BAND} over the runs still training at that epoch.")
+        sub = b[b["data"] == data].dropna(subset=["mean"])
+        if sub.empty:
+            why = _missing_rules(sweep, data, []) or "no run recorded grad_cosine"
+            figs.append(Fig(key, title, cap, note=f"no grad_cosine curves on {data}: {why}."))
+            continue
+        miss = _missing_rules(sweep, data, sub["update"].unique())
+        g = _facet(sub, pal, LABELS["grad_cosine"],
+                   f"{title} ({BAND})" + (f"\n{miss}" if miss else ""))
+        g.set(ylim=(-1.05, 1.05))
+        for ax in g.axes.flat:
+            ax.axhline(0, color="0.5", lw=0.6, ls=":")
+        figs.append(Fig(key, title, cap, _save(g.figure, out / f"{key}.png"), note=miss))
+    return figs
+
+
+def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
+    """2. Mean final test error over (activation, lr), one panel per (data, update rule)."""
+    key, title = "test_error_heatmap", "mean final test error over learning rate x activation"
+    cap = ("mean final test error over seeds in each (activation, learning rate) cell; rows: "
+           "data set, columns: update rule; grey n/a: no run of that cell has a test error "
+           "(e.g. shape_mismatch). The numbers and their intervals are in the summary table.")
+    s = summary.dropna(subset=["test_error_mean"]) if "test_error_mean" in summary else summary[:0]
+    if s.empty:
+        return [Fig(key, title, cap, note="no run has a final test error, so there is no heatmap "
+                    "(see the outcomes figure for what happened instead).")]
+    datas, rules = sorted(summary["data"].unique()), sorted(summary["update"].unique())
+    n_act = max(summary.groupby("data")["activation"].nunique())
+    n_lr = max(summary.groupby("data")["lr"].nunique())
+    fig, axes = plt.subplots(len(datas), len(rules), squeeze=False,
+                             figsize=(1.0 + 0.9 * n_lr * len(rules) + 1.2 * len(rules),
+                                      0.6 + (0.45 * n_act + 0.8) * len(datas)))
+    for i, data in enumerate(datas):
+        d = summary[summary["data"] == data]
+        acts, lrs = sorted(d["activation"].unique()), sorted(d["lr"].unique())
+        for j, rule in enumerate(rules):
+            ax = axes[i, j]
+            piv = (d[d["update"] == rule].pivot(index="activation", columns="lr",
+                                                 values="test_error_mean")
+                   .reindex(index=acts, columns=lrs))
+            sns.heatmap(piv, ax=ax, vmin=0, vmax=1, cmap="rocket_r", annot=True, fmt=".2f",
+                        cbar=False, linewidths=0.5, xticklabels=[f"{x:g}" for x in lrs],
+                        yticklabels=acts, annot_kws={"fontsize": 8})
+            ax.set_facecolor("#dddddd")
+            for (r, c) in zip(*np.where(piv.isna().values)):
+                ax.text(c + 0.5, r + 0.5, "n/a", ha="center", va="center", fontsize=8, color="0.3")
+            ax.set_title(f"{data}: {rule}", fontsize=10)
+            ax.set_xlabel("learning rate" if i == len(datas) - 1 else "")
+            ax.set_ylabel("activation" if j == 0 else "")
+            ax.tick_params(axis="y", rotation=0)
+    fig.colorbar(axes[0, 0].collections[0], ax=axes, label="mean final test error", shrink=0.8)
+    fig.suptitle(title, y=1.0, va="bottom")
+    return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
+
+
+def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
+    """4. How each rule's runs ended, per data set."""
+    key, title = "outcomes", "how the runs ended, per update rule"
+    cap = ("number of runs per outcome (converged, early-stopped, max-epochs, diverged, "
+           "shape-mismatch; failed/killed/running if any), per update rule and data set.")
+    runs = sweep.runs
+    if runs.empty:
+        return [Fig(key, title, cap, note="the sweep has no runs.")]
+    counts = runs.groupby(["data", "update", "outcome"]).size().rename("runs").reset_index()
+    order = outcome_order(counts["outcome"])
+    datas = sorted(counts["data"].unique())
+    g = sns.catplot(counts, kind="bar", x="update", y="runs", hue="outcome", col="data",
+                    hue_order=order, col_order=datas, order=list(pal),
+                    palette={o: OUTCOME_COLOURS.get(o, "#888888") for o in order},
+                    col_wrap=min(len(datas), 3), height=3.0, aspect=1.2, sharey=False)
+    for ax in g.axes.flat:
+        for cont in ax.containers:
+            ax.bar_label(cont, fontsize=8, padding=1)
+        ax.tick_params(axis="x", rotation=0)
+    g.set_titles("{col_name}")
+    g.set_axis_labels("update rule", "runs")
+    g.figure.suptitle(title, y=1.0, va="bottom")
+    return [Fig(key, title, cap, _save(g.figure, out / f"{key}.png"))]
+
+
+def target_epochs(sweep: Sweep, pal: dict, out: Path, target: float) -> list[Fig]:
+    """5. Epochs until the validation error first drops to ``target``, per rule and activation."""
+    key = "epochs_to_target"
+    title = f"epochs until the validation error first reaches {target:g}"
+    cap = (f"the first epoch at which a run's validation error is <= {target:g} (set with "
+           "--target-error), pooled over learning rates and seeds; boxes and points show only "
+           "the runs that got there; the tick labels say how many did, of how many with a "
+           "history, per rule.")
+    e = epochs_to_target(sweep, target)
+    if e.empty:
+        return [Fig(key, title, cap, note="no run has a history, so no epochs can be counted.")]
+    if not e["reached"].any():
+        best = np.nanmin(sweep.history["val_error"].values) if len(sweep.history) else np.nan
+        return [Fig(key, title, cap, note=f"no run reached a validation error of {target:g} "
+                    f"(the lowest any run reached is {best:.3f}); try a larger --target-error.")]
+    datas, rules = sorted(e["data"].unique()), list(pal)
+    fig, axes = plt.subplots(len(datas), 1, squeeze=False,
+                             figsize=(max(6.0, 1.6 * e["activation"].nunique() + 2), 3.2 * len(datas)))
+    for ax, data in zip(axes[:, 0], datas):
+        d = e[e["data"] == data]
+        acts = sorted(d["activation"].unique())
+        hit = d[d["reached"]]
+        here = [r for r in rules if r in set(d["update"])]
+        if hit.empty:
+            ax.text(0.5, 0.5, f"no run on {data} reached {target:g}", ha="center",
+                    transform=ax.transAxes)
+        else:
+            sns.boxplot(hit, x="activation", y="epoch", hue="update", order=acts, hue_order=here,
+                        palette=pal, ax=ax, fliersize=0, linewidth=0.8)
+            sns.stripplot(hit, x="activation", y="epoch", hue="update", order=acts,
+                          hue_order=here, palette=pal, ax=ax, dodge=True, size=3, alpha=0.6,
+                          edgecolor="0.2", linewidth=0.3, legend=False)
+            ax.legend(title="update rule", bbox_to_anchor=(1.01, 1), loc="upper left")
+        n = d.groupby(["activation", "update"])["reached"].agg(["sum", "size"])
+        ax.set_xticks(range(len(acts)))
+        ax.set_xticklabels([a + "".join(f"\n{r} {int(n.loc[(a, r), 'sum'])}/{int(n.loc[(a, r), 'size'])}"
+                                        for r in here if (a, r) in n.index) for a in acts], fontsize=8)
+        ax.set_title(data, fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("epoch")
+    fig.suptitle(title, y=1.0, va="bottom")
+    fig.tight_layout()
+    return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
+
+
+def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
+    """6. The guide's own plot: regression and classification error on each split vs steps."""
+    key, title = "guide_plot", "the guide's plot: error vs learning time, per update rule"
+    cap = ("regression error (mean (t - z)^2, solid) and classification error (dashed) on the "
+           "training, validation and test sets vs training steps, as the guide plots them; rows: "
+           f"data set, columns: update rule; {BAND}; a run that converged keeps its last value.")
+    metrics = [f"{s}_{k}" for k in ("loss", "error") for s in ("train", "val", "test")]
+    b = bands(sweep, metrics, hold_last=True)
+    if b.dropna(subset=["mean"]).empty:
+        return [Fig(key, title, cap, note="no run has a history: nothing to plot.")]
+    datas, rules = sorted(sweep.done["data"].unique()), list(pal)
+    fig, axes = plt.subplots(len(datas), len(rules), squeeze=False, sharey=True,
+                             figsize=(4.2 * len(rules) + 1.5, 3.0 * len(datas)))
+    others = []
+    for i, data in enumerate(datas):
+        for j, rule in enumerate(rules):
+            ax = axes[i, j]
+            sub = b[(b["data"] == data) & (b["update"] == rule)]
+            ax.set_title(f"{data}: {rule}", fontsize=10)
+            if sub.dropna(subset=["mean"]).empty:
+                why = _missing_rules(sweep, data, set(sweep.done["update"]) - {rule}) or "no runs"
+                ax.text(0.5, 0.5, why.replace("; ", "\n"), ha="center", va="center",
+                        transform=ax.transAxes, fontsize=9, wrap=True)
+                continue
+            cells = sub.groupby(["activation", "lr"])["n"].max().sort_values(ascending=False)
+            act, lr = cells.index[0]
+            if len(cells) > 1:
+                others.append(f"{data}/{rule}: {len(cells) - 1} other cell(s)")
+            sub = sub[(sub["activation"] == act) & (sub["lr"] == lr)]
+            for m in metrics:
+                split, kind = m.split("_")
+                colour = {"train": "C0", "val": "C1", "test": "C2"}[split]
+                _band(sub[sub["metric"] == m], x="step", color=colour, ax=ax,
+                      ls="-" if kind == "loss" else "--",
+                      label=f"{split} {'regression' if kind == 'loss' else 'classification'}")
+            ax.set_xlabel("steps")
+            ax.text(0.98, 0.98, f"{act}, lr {lr:g}, n = {int(cells.iloc[0])}", ha="right",
+                    va="top", transform=ax.transAxes, fontsize=8)
+    for ax in axes.flat:
+        ax.set_ylim(0, 1.02)
+    axes[0, 0].set_ylabel("error")
+    handles, labels = [], []
+    for ax in axes.flat:
+        h, lab = ax.get_legend_handles_labels()
+        if h:
+            handles, labels = h, lab
+            break
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(title, y=1.0, va="bottom")
+    fig.tight_layout()
+    note = ("only the cell with most seeds is drawn: " + ", ".join(others)) if others else ""
+    return [Fig(key, title, cap, _save(fig, out / f"{key}.png"), note=note)]
+
+
+def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: float) -> list[Fig]:
+    """Every figure of the report, in the report's order, saved into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in PATTERNS:  # a figure that is not redrawn must not linger from an older report
+        for old in out.glob(pattern):
+            old.unlink()
+    pal = palette(sweep.runs)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
+        figs = learning_curves(sweep, pal, out)
+        figs += heatmap(sweep, summary, out)
+        figs += grad_cosine(sweep, pal, out)
+        figs += outcomes(sweep, pal, out)
+        figs += target_epochs(sweep, pal, out, target_error)
+        if sweep.study == "guide_reproduction":
+            figs += guide_plot(sweep, pal, out)
+    plt.close("all")
+    return figs

@@ -1,0 +1,408 @@
+"""Tests for slnn.tracking and slnn.train.run_one against a real MLflow SQLite store in a temporary
+folder: run with `python -m pytest tests/test_tracking.py -q`.
+
+Creating an MLflow SQLite store costs several seconds (its schema migrations), so the module shares
+one store; each test that needs its own runs writes them to its own experiment. Runs use sigmoid
+with the input rule on iris_petal wherever they can, so Numba compiles that pair once.
+"""
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+import slnn.train
+from slnn.config import config_hash, to_config
+from slnn.tracking import EPOCH_METRICS, metric_entities, resolve_uri
+from slnn.trainer import HISTORY_COLUMNS, TrainResult
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAIN = ("data=iris_petal", "model.activation=sigmoid", "optim.lr=0.5", "train.epochs=30", "seed=3",
+        "train.snapshots=3")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One SQLite store for the module; the working directory is its folder while the module runs,
+    because MLflow puts a new experiment's artifacts under ./mlruns."""
+    root = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(root)
+        uri = f"sqlite:///{root}/mlflow.db"
+        yield SimpleNamespace(root=root, uri=uri, client=MlflowClient(uri))
+
+
+def _run(compose, store, *overrides, experiment="test"):
+    cfg = compose(*overrides, f"tracking.uri={store.uri}", f"tracking.experiment={experiment}")
+    start = time.perf_counter()
+    result = slnn.train.run_one(cfg, quiet=True)
+    wall = time.perf_counter() - start
+    return SimpleNamespace(cfg=cfg, result=result, run_id=result.run_id, wall=wall,
+                           run=store.client.get_run(result.run_id))
+
+
+def _download(store, run_id, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="",
+                                                    dst_path=str(dst), tracking_uri=store.uri))
+
+
+def _history(path: Path) -> dict[str, np.ndarray]:
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def _metric(store, run_id, name) -> tuple[list[int], list[float]]:
+    points = sorted(store.client.get_metric_history(run_id, name), key=lambda m: m.step)
+    return [m.step for m in points], [m.value for m in points]
+
+
+def _runs(store, experiment):
+    exp = store.client.get_experiment_by_name(experiment)
+    return store.client.search_runs([exp.experiment_id]) if exp else []
+
+
+def _flatten(d, prefix=""):
+    """Dotted keys, lists as JSON and other leaves as str: the params contract, built here."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else str(v)
+    return out
+
+
+def _sigmoid_loss_error(W, x, t):
+    """mean((t - sigmoid([x, 1] @ W))^2) and the misclassified fraction, computed here."""
+    z = 1.0 / (1.0 + np.exp(-(np.column_stack([x, np.ones(len(x))]) @ W)))
+    return np.mean((t - z) ** 2), np.mean(z.argmax(1) != t.argmax(1))
+
+
+@pytest.fixture(scope="module")
+def main_run(compose, store, tmp_path_factory):
+    r = _run(compose, store, *MAIN)
+    r.art = _download(store, r.run_id, tmp_path_factory.mktemp("main_artifacts"))
+    r.data = slnn.train.build_dataset(to_config(r.cfg))
+    r.hist = _history(r.art / "history.csv")
+    return r
+
+
+# --- one real run, read back from the store ---
+
+def test_run_is_finished_with_its_name_and_tags(main_run):
+    run = main_run.run
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "input-sigmoid-lr0.5-s3-iris_petal"
+    tags = run.data.tags
+    assert tags["slnn.update"] == "input"
+    assert tags["slnn.activation"] == "sigmoid"
+    assert tags["slnn.data"] == "iris_petal"
+    assert tags["slnn.outcome"] == "max_epochs"  # no patience, no target: it runs every epoch
+    assert "30" in tags["slnn.reason"]
+    assert tags["slnn.config_hash"] == config_hash(main_run.cfg)
+
+
+def test_params_are_the_resolved_config_with_dotted_keys(main_run):
+    params = main_run.run.data.params
+    full = OmegaConf.to_container(main_run.cfg, resolve=True)
+    expected = _flatten({k: v for k, v in full.items() if k not in ("tracking", "sweep")})
+    assert {k: v for k, v in params.items() if not k.startswith("tracking.")} == expected
+    # of where the run is recorded, only whether it plots is a param; nothing of sweep
+    assert {k for k in params if k.startswith("tracking.")} == {"tracking.plot"}
+    assert params["tracking.plot"] == str(full["tracking"]["plot"])
+    assert not any(k.startswith("sweep.") for k in params)
+    assert params["optim.lr"] == "0.5" and params["seed"] == "3"
+    assert params["model.activation"] == "sigmoid" and params["data.name"] == "iris_petal"
+    assert json.loads(params["data.split"]) == full["data"]["split"]
+
+
+def test_history_csv_has_every_epoch(main_run):
+    h, n_train = main_run.hist, main_run.data.n_train
+    assert (main_run.art / "history.csv").read_text().splitlines()[0] == ",".join(HISTORY_COLUMNS)
+    np.testing.assert_array_equal(h["epoch"], np.arange(31))
+    np.testing.assert_array_equal(h["step"], np.arange(31) * n_train)  # batch 1: one pass per epoch
+
+
+@pytest.mark.parametrize("name", [m for m in EPOCH_METRICS if m != "grad_cosine"])
+def test_epoch_metric_has_steps_0_to_epochs_equal_to_history_csv(main_run, store, name):
+    steps, values = _metric(store, main_run.run_id, name)
+    assert steps == list(range(31))
+    assert values == list(main_run.hist[name])
+
+
+def test_grad_cosine_is_absent_at_epoch_0_and_one_for_the_gradient_rule(main_run, store):
+    steps, values = _metric(store, main_run.run_id, "grad_cosine")
+    assert steps == list(range(1, 31))  # no update yet at epoch 0: nan, so not logged
+    assert math.isnan(main_run.hist["grad_cosine"][0])
+    assert values == list(main_run.hist["grad_cosine"][1:])
+    # the input rule's step is the negative gradient itself: every cosine is 1
+    np.testing.assert_allclose(values, 1.0, rtol=0, atol=1e-12)
+
+
+def _split(data, name):
+    return getattr(data, f"x_{name}"), getattr(data, f"t_{name}")
+
+
+@pytest.mark.parametrize("which, epoch", [("initial", 0), ("final", 30)])
+def test_logged_losses_match_an_independent_evaluation_of_the_weights(main_run, store, which, epoch):
+    W = np.load(main_run.art / "weights" / f"{which}.npy", allow_pickle=False)
+    for split in ("train", "val", "test"):
+        loss, error = _sigmoid_loss_error(W, *_split(main_run.data, split))
+        assert main_run.hist[f"{split}_loss"][epoch] == pytest.approx(loss, rel=1e-12)
+        assert main_run.hist[f"{split}_error"][epoch] == pytest.approx(error, abs=1e-15)
+    steps, values = _metric(store, main_run.run_id, "val_loss")
+    assert steps[epoch] == epoch
+    assert values[epoch] == pytest.approx(_sigmoid_loss_error(W, *_split(main_run.data, "val"))[0],
+                                          rel=1e-12)
+    assert main_run.hist["weight_norm"][epoch] == pytest.approx(np.linalg.norm(W), rel=1e-12)
+
+
+def test_training_lowered_the_loss(main_run):
+    h = main_run.hist
+    assert h["train_loss"][-1] < h["train_loss"][0] and h["val_loss"][-1] < h["val_loss"][0]
+
+
+def test_final_metrics(main_run, store):
+    m = main_run.run.data.metrics
+    loss, error = _sigmoid_loss_error(np.load(main_run.art / "weights" / "final.npy"),
+                                      *_split(main_run.data, "test"))
+    assert m["test_loss"] == pytest.approx(loss, rel=1e-12)
+    assert m["test_error"] == pytest.approx(error, abs=1e-15)
+    assert m["epochs_run"] == 30
+    assert m["steps_run"] == 30 * main_run.data.n_train
+    assert 0 < m["train_seconds"] < main_run.wall
+    for name in ("test_loss", "test_error", "epochs_run", "train_seconds"):
+        assert _metric(store, main_run.run_id, name)[0] == [30]  # logged at the last epoch
+
+
+def test_weights_artifacts_are_float64_of_the_network_shape(main_run):
+    shape = (main_run.data.n_features + 1, main_run.data.n_classes)
+    assert shape == (3, 3)
+    for which in ("initial", "final"):
+        W = np.load(main_run.art / "weights" / f"{which}.npy", allow_pickle=False)
+        assert W.dtype == np.float64 and W.shape == shape
+    W0 = np.load(main_run.art / "weights" / "initial.npy", allow_pickle=False)
+    assert np.all(np.abs(W0) <= 0.5)  # model.init_scale
+    # the run's seed draws W first: uniform in [-init_scale, init_scale]
+    np.testing.assert_array_equal(W0, np.random.default_rng(3).uniform(-0.5, 0.5, size=shape))
+
+
+def test_snapshots_are_the_weights_at_their_epoch(main_run):
+    snaps = sorted((main_run.art / "weights").glob("epoch_*.npy"))
+    assert len(snaps) == 3  # train.snapshots=3
+    epochs = [int(re.fullmatch(r"epoch_(\d+)\.npy", p.name).group(1)) for p in snaps]
+    assert len(set(epochs)) == 3 and all(0 < e < 30 for e in epochs)
+    for epoch, path in zip(epochs, snaps):
+        W = np.load(path, allow_pickle=False)
+        assert W.dtype == np.float64 and W.shape == (3, 3)
+        assert main_run.hist["weight_norm"][epoch] == pytest.approx(np.linalg.norm(W), rel=1e-12)
+        loss, _ = _sigmoid_loss_error(W, *_split(main_run.data, "val"))
+        assert main_run.hist["val_loss"][epoch] == pytest.approx(loss, rel=1e-12)
+
+
+def test_config_yaml_is_the_resolved_config(main_run):
+    logged = yaml.safe_load((main_run.art / "config.yaml").read_text())
+    assert logged == OmegaConf.to_container(main_run.cfg, resolve=True)
+    assert logged["optim"]["lr"] == 0.5 and logged["tracking"]["uri"].startswith("sqlite:///")
+
+
+def test_learning_curves_png(main_run):
+    png = (main_run.art / "learning_curves.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    assert len(png) > 5_000
+
+
+# --- thinning, and no plot ---
+
+def test_metrics_are_thinned_but_history_csv_keeps_every_epoch(compose, store, tmp_path):
+    r = _run(compose, store, "data=iris_petal", "train.epochs=50", "tracking.max_metric_points=10",
+             "tracking.plot=false", experiment="thin")
+    art = _download(store, r.run_id, tmp_path / "art")
+    hist = _history(art / "history.csv")
+    assert len(hist["epoch"]) == 51
+    steps, values = _metric(store, r.run_id, "val_loss")
+    assert len(steps) <= 10 and steps[0] == 0 and steps[-1] == 50
+    assert steps == sorted(set(steps))
+    assert values == [hist["val_loss"][s] for s in steps]
+    for name in EPOCH_METRICS:
+        got = _metric(store, r.run_id, name)[0]
+        assert got == ([s for s in steps if s > 0] if name == "grad_cosine" else steps), name
+    assert r.run.data.metrics["val_loss"] == hist["val_loss"][-1]  # the latest is the last epoch
+    # tracking.plot=false: no PNG, everything else still there
+    assert not (art / "learning_curves.png").exists()
+    assert (art / "config.yaml").exists() and (art / "weights" / "final.npy").exists()
+    assert r.run.data.params["tracking.plot"] == "False"
+
+
+def _fake_result(n_epochs: int, *, with_val: bool = True) -> TrainResult:
+    """A result whose history value encodes (column, epoch), so every logged point is checkable."""
+    e = np.arange(n_epochs + 1, dtype=np.float64)
+    h = {c: i * 1000.0 + e for i, c in enumerate(HISTORY_COLUMNS)}
+    h["epoch"], h["step"] = e, e * 7
+    h["grad_cosine"] = h["grad_cosine"].copy()
+    h["grad_cosine"][0] = np.nan  # no update yet at epoch 0
+    if not with_val:
+        h["val_loss"] = np.full(n_epochs + 1, np.nan)
+        h["val_error"] = np.full(n_epochs + 1, np.nan)
+    W = np.zeros((3, 3))
+    return TrainResult("max_epochs", "ran", W, W, h, epochs_run=n_epochs, steps_run=7 * n_epochs,
+                       train_seconds=1.5)
+
+
+@pytest.mark.parametrize("max_points", [
+    2, 3, 10, 51, 200,
+    # with one point only epoch 0 is logged, so MLflow's latest value of every metric is the
+    # untrained network's; tracking.max_metric_points=1 passes the config check
+    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason="_thin(n, 1) keeps epoch 0 only")),
+])
+def test_metric_entities_thin_keeping_first_and_last_epoch(max_points):
+    res = _fake_result(50)
+    by_name = {}
+    for m in metric_entities(res, max_points, timestamp_ms=123):
+        by_name.setdefault(m.key, []).append(m)
+    for name in EPOCH_METRICS:
+        steps = [m.step for m in by_name[name]]
+        col = HISTORY_COLUMNS.index(name)
+        assert all(m.value == col * 1000.0 + m.step for m in by_name[name]), name
+        assert steps == sorted(set(steps)) and len(steps) <= max_points
+        assert steps[-1] == 50, name
+        if name == "grad_cosine":  # the same epochs as the others, less epoch 0 (nan)
+            assert steps == [m.step for m in by_name["train_loss"]][1:]
+        else:
+            assert steps[0] == 0, name
+    assert len(by_name["val_loss"]) == min(max_points, 51)
+    assert {k: [(m.value, m.step) for m in v] for k, v in by_name.items()
+            if k not in EPOCH_METRICS} == {
+        "test_loss": [(HISTORY_COLUMNS.index("test_loss") * 1000.0 + 50, 50)],
+        "test_error": [(HISTORY_COLUMNS.index("test_error") * 1000.0 + 50, 50)],
+        "epochs_run": [(50.0, 50)], "steps_run": [(350.0, 50)], "train_seconds": [(1.5, 50)]}
+
+
+def test_metric_entities_leave_out_nan():
+    res = _fake_result(5, with_val=False)
+    keys = {m.key for m in metric_entities(res, 200, timestamp_ms=0)}
+    assert "val_loss" not in keys and "val_error" not in keys
+    assert {"train_loss", "grad_cosine", "test_loss"} <= keys
+
+
+# --- expected outcomes are results, not exceptions ---
+
+def test_shape_mismatch_is_a_finished_run_without_final_weights(compose, store, tmp_path):
+    r = _run(compose, store, "data=iris", "update=kronecker", experiment="mismatch")
+    assert r.result.outcome == "shape_mismatch"
+    assert r.run.info.status == "FINISHED"
+    tags = r.run.data.tags
+    assert tags["slnn.outcome"] == "shape_mismatch"
+    assert "(3, 3)" in tags["slnn.reason"] and "(5, 3)" in tags["slnn.reason"]
+    art = _download(store, r.run_id, tmp_path / "art")
+    W0 = np.load(art / "weights" / "initial.npy", allow_pickle=False)
+    assert W0.shape == (5, 3) and W0.dtype == np.float64
+    assert not (art / "weights" / "final.npy").exists()
+    assert not (art / "history.csv").exists()  # it never trained: no epochs
+    assert _metric(store, r.run_id, "val_loss")[0] == []
+    assert r.run.data.metrics["epochs_run"] == 0
+
+
+def test_divergence_is_a_finished_run(compose, store, tmp_path):
+    r = _run(compose, store, "model.activation=linear", "optim.lr=50", "data=iris_petal",
+             "train.epochs=20", experiment="diverge")
+    assert r.run.info.status == "FINISHED"
+    assert r.run.data.tags["slnn.outcome"] == "diverged"
+    assert "epoch" in r.run.data.tags["slnn.reason"]
+    hist = _history(_download(store, r.run_id, tmp_path / "art") / "history.csv")
+    n = len(hist["epoch"])
+    assert n - 1 == r.run.data.metrics["epochs_run"] < 20  # stopped early
+    last = hist["train_loss"][-1]
+    assert not math.isfinite(last) or last > 1e4  # train.divergence_loss
+    assert all(math.isfinite(v) and v <= 1e4 for v in hist["train_loss"][:-1])
+
+
+# --- an unexpected failure is recorded, then raised ---
+
+def test_failure_is_recorded_as_failed_and_raised(compose, store, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(slnn.train, "fit", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        _run(compose, store, "data=iris_petal", experiment="failing")
+    (run,) = _runs(store, "failing")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["slnn.outcome"] == "failed"
+    assert "boom" in run.data.tags["slnn.reason"] and "RuntimeError" in run.data.tags["slnn.reason"]
+    assert run.data.params["data.name"] == "iris_petal"  # opened with its config before training
+
+
+def test_interruption_is_recorded_as_killed(compose, store, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(slnn.train, "fit", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(compose, store, "data=iris_petal", experiment="killed")
+    (run,) = _runs(store, "killed")
+    assert run.info.status == "KILLED"
+    assert run.data.tags["slnn.outcome"] == "killed"
+
+
+# --- determinism ---
+
+def test_same_config_and_seed_repeat_exactly_and_another_seed_differs(compose, store, main_run,
+                                                                      tmp_path):
+    again = _run(compose, store, *MAIN, experiment="determinism")
+    other = _run(compose, store, *MAIN, "seed=4", experiment="determinism")
+    assert again.run_id != main_run.run_id
+    W = np.load(main_run.art / "weights" / "final.npy", allow_pickle=False)
+    W_again = np.load(_download(store, again.run_id, tmp_path / "a") / "weights" / "final.npy",
+                      allow_pickle=False)
+    W_other = np.load(_download(store, other.run_id, tmp_path / "b") / "weights" / "final.npy",
+                      allow_pickle=False)
+    assert np.array_equal(W, W_again)
+    assert not np.allclose(W, W_other)
+    tag = lambda r: r.run.data.tags["slnn.config_hash"]  # noqa: E731
+    assert tag(again) == tag(main_run) != tag(other)
+
+
+# --- where runs are recorded ---
+
+def test_resolve_uri_environment_wins_over_the_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
+    assert resolve_uri("sqlite:////somewhere/else.db") == f"sqlite:///{tmp_path}/env.db"
+
+
+def test_resolve_uri_makes_a_relative_sqlite_path_absolute(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri("sqlite:///x.db") == f"sqlite:///{Path.cwd() / 'x.db'}"
+    assert resolve_uri("sqlite:///sub/x.db") == f"sqlite:///{Path.cwd() / 'sub' / 'x.db'}"
+    assert resolve_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"  # already absolute
+    assert resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert resolve_uri("runs") == (Path.cwd() / "runs").as_uri()  # a folder: MLflow's file store
+
+
+def test_cli_end_to_end(slnn_train, store, tmp_path):
+    proc = slnn_train(["data=iris_petal", "train.epochs=5", f"tracking.uri={store.uri}",
+                       "tracking.experiment=cli"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout
+    assert f"mlflow ui --backend-store-uri {store.uri}" in lines[0]
+    run_id = re.search(r"\brun ([0-9a-f]{32})\b", lines[0]).group(1)
+    run = store.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "5" and run.data.params["data.name"] == "iris_petal"
+    assert [r.info.run_id for r in _runs(store, "cli")] == [run_id]
+    assert run.data.metrics["epochs_run"] == 5
