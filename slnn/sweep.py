@@ -379,7 +379,12 @@ def run_chunk(state_path: str, chunk: int) -> int:
     state = json.loads(Path(state_path).read_text())
     cells = json.loads((Path(state["dir"]) / "cells" / f"chunk_{chunk:04d}.json").read_text())
     failed = 0
-    for cell in cells:
-        ok = run_cell(OmegaConf.merge(schema, cell["config"]), state)
-        failed += not ok
+    # one BLAS thread per worker: the parallelism is across jobs (numpy may already be loaded,
+    # so the environment variables set by the sweep are not enough on their own)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        for cell in cells:
+            ok = run_cell(OmegaConf.merge(schema, cell["config"]), state)
+            failed += not ok
     return failed
