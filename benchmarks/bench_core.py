@@ -336,9 +336,9 @@ def bench_tracking(rounds: int) -> None:
     row("the 100-epoch iris train() itself  [info]", "train")
     print(f"  {'a bare SQLite insert + commit on this disk  [info]':50s} {bare:8.1f} ms")
     ratio = med["tracking"] / med["empty"]
-    print(f"  tracking / empty run: {ratio:5.1f}x  (goal <= {GOAL_TRACKING:g}x)  "
+    print(f"  tracking / empty run: {ratio:5.2f}x  (goal <= {GOAL_TRACKING:g}x)  "
           f"{verdict(ratio, GOAL_TRACKING, higher_is_better=False)}   "
-          f"[min/min: {min(times['tracking']) / min(times['empty']):.1f}x]")
+          f"[min/min: {min(times['tracking']) / min(times['empty']):.2f}x]")
     for key, what in (("tracking", "plot=False"), ("tracking_plot", "plot=True")):
         share = med[key] / (med[key] + med["train"])
         print(f"  tracking's share of the whole run (train + tracking), {what}: {share:6.1%}")

@@ -204,10 +204,12 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def report_progress(state: dict, name: str, outcome: str, seconds: float) -> None:
-    """Record one finished job in the ledger and print ``[done/total] name outcome, ETA``."""
+def report_progress(state: dict, name: str, outcome: str, seconds: float,
+                    train_seconds: float = 0.0) -> None:
+    """Record one finished cell in the ledger and print ``[done/total] name: outcome, time left``."""
     ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
-    ledger.add(name=name, outcome=outcome, seconds=round(seconds, 4), pid=os.getpid())
+    ledger.add(name=name, outcome=outcome, seconds=round(seconds, 6),
+               train_seconds=round(train_seconds, 6), pid=os.getpid(), time=time.time())
     entries = ledger.entries()
     done, total = len(entries), state["total"]
     done += state["skipped"]

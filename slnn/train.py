@@ -111,7 +111,7 @@ def run_cell(cfg: DictConfig, state: dict) -> bool:
         print(f"slnn: {name} failed: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
         report_progress(state, name, "failed", _time.perf_counter() - start)
         return False
-    report_progress(state, name, result.outcome, _time.perf_counter() - start)
+    report_progress(state, name, result.outcome, _time.perf_counter() - start, result.train_seconds)
     return True
 
 
