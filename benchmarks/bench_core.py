@@ -17,8 +17,8 @@ is printed with PASS or MISS so a reader sees at once where slnn stands.
 
 Other processes may share the CPU and the disk: the methods are timed in interleaved rounds so
 that load hits them alike, and the median of the rounds is reported (with the minimum). The
-Numba kernels are compiled (into a private SLNN_CACHE_DIR, so the compile is cold) before any
-timing; the compile time is printed on its own.
+Numba kernels are compiled (into private SLNN_CACHE_DIR and NUMBA_CACHE_DIR folders, so the
+compile is cold) before any timing; the compile time is printed on its own.
 """
 
 from __future__ import annotations
@@ -351,19 +351,20 @@ def main() -> None:
     args = parser.parse_args()
     opt = QUICK if args.quick else FULL
     start = time.perf_counter()
-
-    t_numba, numba = timed(lambda: __import__("numba"))
-    import mlflow
-    import sklearn
-
-    print(f"slnn benchmark ({'quick' if args.quick else 'full'}): Python {platform.python_version()}, "
-          f"NumPy {np.__version__}, Numba {numba.__version__}, scikit-learn {sklearn.__version__}, "
-          f"MLflow {mlflow.__version__}; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f} at start")
-    print()
     with tempfile.TemporaryDirectory(prefix="slnn-bench-cache-") as cache:
-        # a private kernel cache: the compile below is cold, the user's cache is left alone
-        os.environ["SLNN_CACHE_DIR"] = cache
+        # private caches, set before Numba is imported: the compile below is cold, and neither
+        # slnn's kernel cache nor Numba's (slnn/__pycache__ for the jitted activations) is touched
+        os.environ["SLNN_CACHE_DIR"] = os.path.join(cache, "slnn")
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(cache, "numba")
+        t_numba, numba = timed(lambda: __import__("numba"))
+        import mlflow
+        import sklearn
+
+        print(f"slnn benchmark ({'quick' if args.quick else 'full'}): Python "
+              f"{platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}, "
+              f"scikit-learn {sklearn.__version__}, MLflow {mlflow.__version__}; "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+        print()
         bench_compile(t_numba, full=not args.quick)
         for name in ("iris", "digits"):
             bench_training(name, opt["epochs"][name], opt["rounds"], opt["slow_rounds"])

@@ -56,6 +56,27 @@ class Dataset:
     t_test: np.ndarray
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...]
+    # the preprocessing, as x_prepared = (x_raw - shift) / scale per feature; None: identity
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def prepare(self, x_raw: np.ndarray) -> np.ndarray:
+        """Apply this data set's preprocessing to raw features, (n, n_features) -> (n, n_features)."""
+        x = np.asarray(x_raw, dtype=np.float64)
+        if self.shift is not None:
+            x = x - self.shift
+        if self.scale is not None:
+            x = x / self.scale
+        return x
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Undo ``prepare``: prepared features back to the raw units a user would send."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.scale is not None:
+            x = x * self.scale
+        if self.shift is not None:
+            x = x + self.shift
+        return x
 
     n_features = property(lambda self: self.x_train.shape[1])
     n_classes = property(lambda self: self.t_train.shape[1])
@@ -269,8 +290,15 @@ def load_dataset(name: str, *, split=(0.5, 0.25, 0.25), standardize: bool = True
 
     X = np.asarray(raw.X, dtype=np.float64)                    # (n, d)
     T = one_hot(raw.y, len(raw.class_names))                   # (n, k)
+    shift = scale = None
     if guide_scaling:
+        X_raw = X
         X = guide_scale(X)
+        # the same map as an affine (x - shift) / scale, for new data (e.g. a served model)
+        spread = np.abs(X_raw - X_raw.mean(axis=0)).max(axis=0)
+        spread[spread == 0] = 1.0
+        scale = spread / 0.475
+        shift = X_raw.mean(axis=0) - 0.5 * scale
     if name == "gates":
         parts = [(X.copy(), T.copy()) for _ in range(3)]  # copies: in-place shuffles stay local
     else:
@@ -288,6 +316,7 @@ def load_dataset(name: str, *, split=(0.5, 0.25, 0.25), standardize: bool = True
             std = parts[0][0].std(axis=0)                      # (d,)
             std[std == 0] = 1.0                                # constant column: centre only
             parts = [((x - mean) / std, t) for x, t in parts]  # train stats only: no leakage
+            shift, scale = mean, std
     (x_tr, t_tr), (x_va, t_va), (x_te, t_te) = parts
     return Dataset(name, x_tr, t_tr, x_va, t_va, x_te, t_te,
-                   tuple(raw.feature_names), tuple(raw.class_names))
+                   tuple(raw.feature_names), tuple(raw.class_names), shift, scale)

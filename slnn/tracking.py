@@ -170,8 +170,12 @@ class RunRecorder:
                                   tags=tag_list if i == 0 else [])
 
     def finish(self, result: TrainResult, config_yaml: str, *, plot: bool, title: str,
-               max_metric_points: int = 50) -> None:
-        """Log params, metrics, artifacts and the outcome, then mark the run FINISHED."""
+               max_metric_points: int = 50, model: tuple | None = None) -> None:
+        """Log params, metrics, artifacts and the outcome, then mark the run FINISHED.
+
+        ``model=(activation, dataset)`` also logs the network as an MLflow pyfunc model under
+        ``model/`` (not for a run without finite trained weights).
+        """
         now = int(time.time() * 1000)
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
             root = Path(tmp)
@@ -186,6 +190,11 @@ class RunRecorder:
                 (root / "history.csv").write_text(history_csv(result))
                 if plot:
                     plot_curves(result, title, root / "learning_curves.png")
+            if (model is not None and result.outcome != "shape_mismatch"
+                    and np.isfinite(result.W_final).all()):
+                from slnn.modelio import write_model
+
+                write_model(root / "model", result.W_final, model[0], model[1])
             # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
         self._log(metric_entities(result, max_metric_points, now),

@@ -73,7 +73,8 @@ def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = 
     try:
         result = fit(c, data)
         rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
-                   title=name, max_metric_points=c.tracking.max_metric_points)
+                   title=name, max_metric_points=c.tracking.max_metric_points,
+                   model=(c.model.activation, data) if c.tracking.log_model else None)
     except KeyboardInterrupt as e:
         rec.fail(e, status="KILLED")
         raise

@@ -45,7 +45,9 @@ def test_default_config_validates_to_the_yaml_values(compose):
     c = to_config(compose())
     assert isinstance(c, Config)
     primary = _yaml(CONF_DIR / "config.yaml")
-    defaults = {k: v for d in primary["defaults"] if isinstance(d, dict) for k, v in d.items()}
+    defaults = {k: v for d in primary["defaults"] if isinstance(d, dict) for k, v in d.items()
+                if k in GROUPS}  # not "override hydra/...": Hydra's own groups
+    assert set(defaults) == set(GROUPS)
     for group, choice in defaults.items():
         values = _yaml(CONF_DIR / group / f"{choice}.yaml")
         for key, value in values.items():

@@ -393,6 +393,7 @@ def test_resolve_uri_makes_a_relative_sqlite_path_absolute(monkeypatch, tmp_path
     assert resolve_uri("runs") == (Path.cwd() / "runs").as_uri()  # a folder: MLflow's file store
 
 
+@pytest.mark.slow  # a real training run in a fresh interpreter: ~10-20 s
 def test_cli_end_to_end(slnn_train, store, tmp_path):
     proc = slnn_train(["data=iris_petal", "train.epochs=5", f"tracking.uri={store.uri}",
                        "tracking.experiment=cli"], cwd=tmp_path)

@@ -1,0 +1,579 @@
+"""Sweeps run for real: ``slnn-train -m ...`` into a fresh SQLite store in ``tmp_path``.
+
+    python -m pytest tests/test_sweep.py            # all, about 4 minutes on 2 cores
+    python -m pytest tests/test_sweep.py -m 'not slow'
+
+What the sweep machinery promises, one test each: a parallel grid records one FINISHED child run
+per cell under one parent; an unexpected failure is recorded, counted and makes the exit code
+non-zero while expected outcomes (diverged, shape_mismatch) do not; a bad config or CSV fails
+before any run starts; a finished sweep run again skips every cell (unless ``sweep.force=true``);
+an interrupted sweep run again completes only what is missing and leaves nothing RUNNING; every
+study in ``experiments/`` composes and runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import open_dict
+
+import slnn.train
+from slnn.config import config_hash, to_config
+
+SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
+EXPERIMENTS = sorted(p.stem for p in (slnn.train.CONF_DIR / "experiment").glob("*.yaml"))
+FINISHED_OUTCOMES = {"converged", "max_epochs", "early_stopped"}
+EXPECTED_OUTCOMES = FINISHED_OUTCOMES | {"diverged", "shape_mismatch"}
+
+START = re.compile(r"^slnn: sweep (?P<study>\S+): (?P<cells>\d+) cells, (?P<skipped>\d+) already "
+                   r"done and skipped, (?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
+SUMMARY = re.compile(
+    r"^slnn: sweep (?P<study>\S+): (?P<finished>\d+) finished, (?P<failed>\d+) failed, "
+    r"(?P<diverged>\d+) diverged, (?P<shape_mismatch>\d+) shape_mismatch, (?P<skipped>\d+) skipped"
+    r"(?:, (?P<killed>\d+) killed)?(?:, (?P<not_run>\d+) not run)? \(of (?P<total>\d+) cells\)", re.M)
+PROGRESS = re.compile(r"^\[(?P<k>\d+)/(?P<n>\d+)\] (?P<name>\S+): (?P<outcome>\w+) \(", re.M)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def sqlite_uri(folder: Path) -> str:
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+def sweep_args(tmp_path: Path, *grid: str) -> list[str]:
+    """``-m <grid>`` recording into ``tmp_path``'s own store, with a known sweep folder."""
+    return ["-m", *grid, f"tracking.uri={sqlite_uri(tmp_path)}", "sweep.report=false",
+            "tracking.plot=false", f"hydra.sweep.dir={tmp_path}/multirun"]
+
+
+def check(proc: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
+    assert proc.returncode == code, (
+        f"exit {proc.returncode}, wanted {code}\n--- stdout\n{proc.stdout[-3000:]}\n"
+        f"--- stderr\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def one(pattern: re.Pattern, text: str) -> dict:
+    """The single line of ``text`` matching ``pattern``, as a dict (numbers as ints)."""
+    found = list(pattern.finditer(text))
+    assert len(found) == 1, f"{len(found)} lines match {pattern.pattern!r} in:\n{text[-3000:]}"
+    return {k: (int(v) if v and v.isdigit() else v) for k, v in found[0].groupdict().items()}
+
+
+def client_for(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def all_runs(uri: str) -> list:
+    """Every run of every experiment in the store (any status)."""
+    from mlflow.entities import ViewType
+
+    client = client_for(uri)
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return list(client.search_runs(ids, run_view_type=ViewType.ALL, max_results=5000))
+
+
+def split_runs(runs: list) -> tuple[list, list]:
+    """``(parents, cells)``: sweep parent runs and the runs of cells."""
+    parents = [r for r in runs if r.data.tags.get("slnn.sweep") == "true"]
+    return parents, [r for r in runs if r.data.tags.get("slnn.sweep") != "true"]
+
+
+def summary_counts(cells: list) -> dict:
+    """What the summary line should say, computed from the runs' ``slnn.outcome`` tags."""
+    c = Counter(r.data.tags.get("slnn.outcome") for r in cells)
+    return {"finished": sum(c[o] for o in FINISHED_OUTCOMES), "failed": c["failed"],
+            "diverged": c["diverged"], "shape_mismatch": c["shape_mismatch"]}
+
+
+def finished_per_hash(runs: list) -> Counter:
+    return Counter(r.data.tags["slnn.config_hash"] for r in runs
+                   if r.info.status == "FINISHED" and "slnn.config_hash" in r.data.tags)
+
+
+def expected_hashes(compose, *overrides_per_cell: list[str]) -> set[str]:
+    """Config hashes of cells composed here, independently of the sweeper."""
+    return {config_hash(compose(*ov)) for ov in overrides_per_cell}
+
+
+def grid_cells(**grid: list[str]) -> list[list[str]]:
+    keys = list(grid)
+    return [[f"{k}={v}" for k, v in zip(keys, values)] for values in itertools.product(*grid.values())]
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def has_final_weights(client, run) -> bool:
+    return "weights/final.npy" in {f.path for f in client.list_artifacts(run.info.run_id, "weights")}
+
+
+def ledger(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "multirun" / "progress.jsonl"
+    if not path.exists():
+        return []
+    # a line being appended may be incomplete: count whole lines only
+    return [json.loads(ln) for ln in path.read_text().splitlines(keepends=True) if ln.endswith("\n")]
+
+
+def child_pids(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for c in child_pids(todo.pop()) - found:
+            found.add(c)
+            todo.append(c)
+    return found
+
+
+def start_sweep(args: list[str], tmp_path: Path, log_name: str) -> subprocess.Popen:
+    """``slnn-train args`` in its own process group (so a signal reaches the whole sweep)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = open(tmp_path / f"{log_name}.out", "w")
+    err = open(tmp_path / f"{log_name}.err", "w")
+    return subprocess.Popen([str(SLNN_TRAIN), *args], cwd=tmp_path, env=env, stdout=out,
+                            stderr=err, start_new_session=True)
+
+
+def end_group(proc: subprocess.Popen) -> None:
+    """Make sure nothing of a sweep started here outlives its test."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=30)
+
+
+def wait_for(condition, timeout: float, proc: subprocess.Popen, what: str, tmp_path: Path, log: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended (exit {proc.returncode}) before {what}:\n"
+                        f"{(tmp_path / f'{log}.err').read_text()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no {what} after {timeout} s")
+
+
+# --- 1. a parallel grid -----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_path, slnn_train,
+                                                                           compose):
+    grid = {"update": ["input", "kronecker"], "model.activation": ["sigmoid", "tanh"],
+            "optim.lr": ["0.1", "1.0"]}
+    proc = check(slnn_train(sweep_args(
+        tmp_path, *(f"{k}={','.join(v)}" for k, v in grid.items()), "data=iris_petal",
+        "train.epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), cwd=tmp_path))
+
+    uri = sqlite_uri(tmp_path)
+    assert integrity(tmp_path / "mlflow.db") == "ok"
+    parents, cells = split_runs(all_runs(uri))
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["slnn.n_cells"] == "8"
+    assert one(START, proc.stdout)["parent"] == parent.info.run_id
+    assert len(cells) == 8
+    assert {r.data.tags.get("mlflow.parentRunId") for r in cells} == {parent.info.run_id}
+    assert {r.info.experiment_id for r in cells + parents} == {parent.info.experiment_id}
+    assert {r.info.status for r in cells} == {"FINISHED"}
+    # one run per cell: the grid's 8 configurations, each exactly once
+    combos = Counter((r.data.params["update.rule"], r.data.params["model.activation"],
+                      float(r.data.params["optim.lr"])) for r in cells)
+    assert combos == Counter(itertools.product(grid["update"], grid["model.activation"],
+                                               [float(v) for v in grid["optim.lr"]]))
+    cell_overrides = [ov + ["data=iris_petal", "train.epochs=3"] for ov in grid_cells(**grid)]
+    assert finished_per_hash(cells) == Counter(expected_hashes(compose, *cell_overrides))
+
+    progress = [m.groupdict() for m in PROGRESS.finditer(proc.stdout)]
+    assert len(progress) == 8
+    assert {int(p["n"]) for p in progress} == {8}
+    assert max(int(p["k"]) for p in progress) == 8
+    assert Counter(p["name"] for p in progress) == Counter(r.info.run_name for r in cells)
+    outcome_of = {r.info.run_name: r.data.tags["slnn.outcome"] for r in cells}
+    assert all(outcome_of[p["name"]] == p["outcome"] for p in progress)
+
+    summary = one(SUMMARY, proc.stdout)
+    assert summary["total"] == 8
+    assert {k: summary[k] for k in ("finished", "failed", "diverged", "shape_mismatch")} == \
+        summary_counts(cells)
+    assert summary["skipped"] == 0 and summary["not_run"] is None
+    assert parent.data.tags["slnn.summary"].startswith(f"{summary['finished']} finished")
+
+
+# --- 2. failures, expected and not ----------------------------------------------------------
+
+# environment variables a sweep sets in its launching process (old and new sweeper designs)
+SWEEP_ENV = ("MLFLOW_TRACKING_URI", "SLNN_SWEEP_STATE", "SLNN_PARENT_RUN_ID", "OMP_NUM_THREADS",
+             "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@pytest.fixture
+def in_process(monkeypatch, tmp_path):
+    """Run ``slnn-train`` in this process, in ``tmp_path``; undo what Hydra and the sweep change."""
+    for name in SWEEP_ENV:  # setenv first so that monkeypatch restores the original at teardown
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def run(*args: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["slnn-train", *args])
+        slnn.train.main()
+
+    yield run
+    GlobalHydra.instance().clear()
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(level)
+
+
+FAIL_AT_LR = 0.02
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on_but_exits_non_zero(
+        in_process, tmp_path, monkeypatch, capsys):
+    real_fit = slnn.train.fit
+
+    def fit(c, data, on_epoch=None):
+        if c.optim.lr == FAIL_AT_LR:
+            raise RuntimeError(f"injected failure at lr={c.optim.lr}")
+        return real_fit(c, data, on_epoch)
+
+    monkeypatch.setattr(slnn.train, "fit", fit)
+    with pytest.raises(SystemExit) as exit_:
+        in_process(*sweep_args(tmp_path, f"optim.lr=0.01,{FAIL_AT_LR},1000", "model.activation=linear",
+                               "update=input", "data=iris_petal", "train.epochs=3"))
+    assert exit_.value.code not in (0, None)
+    out = capsys.readouterr().out
+
+    parents, cells = split_runs(all_runs(sqlite_uri(tmp_path)))
+    assert len(parents) == 1 and len(cells) == 3
+    assert parents[0].info.status == "FAILED"  # the sweep had an unexpected failure
+    by_lr = {float(r.data.params["optim.lr"]): r for r in cells}
+    assert set(by_lr) == {0.01, FAIL_AT_LR, 1000.0}
+    assert {r.data.tags["mlflow.parentRunId"] for r in cells} == {parents[0].info.run_id}
+
+    failed = by_lr[FAIL_AT_LR]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["slnn.outcome"] == "failed"
+    assert "RuntimeError" in failed.data.tags["slnn.reason"]
+    assert f"injected failure at lr={FAIL_AT_LR}" in failed.data.tags["slnn.reason"]
+
+    diverged = by_lr[1000.0]
+    assert diverged.info.status == "FINISHED"
+    assert diverged.data.tags["slnn.outcome"] == "diverged"
+
+    fine = by_lr[0.01]
+    assert fine.info.status == "FINISHED"
+    assert fine.data.tags["slnn.outcome"] in FINISHED_OUTCOMES
+
+    summary = one(SUMMARY, out)
+    assert (summary["failed"], summary["diverged"], summary["finished"], summary["total"]) == (1, 1, 1, 3)
+
+
+@pytest.mark.slow
+def test_expected_outcomes_alone_exit_zero(tmp_path, slnn_train):
+    # linear units with eta = 1000 blow up; the guide's rule cannot run on iris (4 + 1 != 3)
+    proc = check(slnn_train(sweep_args(
+        tmp_path, "update=input,kronecker", "data=iris", "model.activation=linear", "optim.lr=1000",
+        "train.epochs=3"), cwd=tmp_path))
+    parents, cells = split_runs(all_runs(sqlite_uri(tmp_path)))
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    outcomes = {r.data.params["update.rule"]: r.data.tags["slnn.outcome"] for r in cells}
+    assert outcomes == {"input": "diverged", "kronecker": "shape_mismatch"}
+    assert {r.info.status for r in cells} == {"FINISHED"}
+    summary = one(SUMMARY, proc.stdout)
+    assert (summary["diverged"], summary["shape_mismatch"], summary["failed"]) == (1, 1, 0)
+
+
+# --- 3. a bad config stops the sweep before it starts ---------------------------------------
+
+def assert_no_runs(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    assert not db.exists() or all_runs(sqlite_uri(tmp_path)) == []
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_value_in_any_cell_fails_the_sweep_with_one_line_and_no_runs(tmp_path, slnn_train):
+    proc = slnn_train(sweep_args(tmp_path, "optim.lr=0.1,-1", "data=iris_petal"), cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "optim.lr" in lines[0]
+    assert "optim.lr=-1" in lines[0]  # the cell
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert PROGRESS.search(proc.stdout) is None
+    assert_no_runs(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_malformed_csv_fails_the_sweep_with_one_line_and_no_runs(tmp_path, slnn_train):
+    csv = tmp_path / "flowers.csv"
+    csv.write_text("a,b,label\n1.0,2.0,x\n1.5,oops,y\n2.0,1.0,x\n")
+    proc = slnn_train(sweep_args(tmp_path, "seed=0,1", "data=csv", f"data.path={csv}",
+                                     "data.target=label"), cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "flowers.csv" in lines[0]
+    assert "line 3" in lines[0] and "'oops'" in lines[0]  # where the bad value is
+    assert_no_runs(tmp_path)
+
+
+# --- 4. resume ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_finished_sweep_run_again_skips_every_cell_unless_forced(tmp_path, slnn_train, compose):
+    grid = ("seed=range(6)", "update=input,kronecker", "data=iris_petal", "train.epochs=3")
+    args = sweep_args(tmp_path, *grid)
+    uri = sqlite_uri(tmp_path)
+    hashes = expected_hashes(compose, *[ov + ["data=iris_petal", "train.epochs=3"] for ov in grid_cells(
+        seed=[str(s) for s in range(6)], update=["input", "kronecker"])])
+    assert len(hashes) == 12
+
+    first = check(slnn_train(args, cwd=tmp_path))
+    start = one(START, first.stdout)
+    assert (start["cells"], start["skipped"], start["to_run"]) == (12, 0, 12)
+    assert finished_per_hash(all_runs(uri)) == Counter(hashes)
+
+    again = check(slnn_train(args, cwd=tmp_path))
+    start2 = one(START, again.stdout)
+    assert (start2["cells"], start2["skipped"], start2["to_run"]) == (12, 12, 0)
+    assert "12 already done and skipped" in again.stdout
+    assert start2["parent"] == start["parent"]  # the same grid resumes under the same parent
+    assert PROGRESS.search(again.stdout) is None
+    summary = one(SUMMARY, again.stdout)
+    assert (summary["skipped"], summary["finished"], summary["total"]) == (12, 0, 12)
+    runs = all_runs(uri)
+    assert finished_per_hash(runs) == Counter(hashes)  # nothing new
+    parents, _ = split_runs(runs)
+    assert [p.info.run_id for p in parents] == [start["parent"]]
+    assert parents[0].info.status == "FINISHED"
+
+    forced = check(slnn_train(args + ["sweep.force=true"], cwd=tmp_path))
+    start3 = one(START, forced.stdout)
+    assert (start3["skipped"], start3["to_run"]) == (0, 12)
+    assert start3["parent"] != start["parent"]
+    runs = all_runs(uri)
+    assert finished_per_hash(runs) == Counter({h: 2 for h in hashes})
+    parents, cells = split_runs(runs)
+    assert {p.info.run_id for p in parents} == {start["parent"], start3["parent"]}
+    new = [r for r in cells if r.data.tags["mlflow.parentRunId"] == start3["parent"]]
+    assert finished_per_hash(new) == Counter(hashes)
+
+
+# --- 5. interrupted sweeps ------------------------------------------------------------------
+
+KILL_GRID = ("seed=range(10)", "update=input,kronecker", "model.activation=sigmoid,tanh",
+             "data=iris_petal", "train.epochs=200")
+
+
+def assert_finished_runs_are_intact(uri: str) -> None:
+    client = client_for(uri)
+    for run in all_runs(uri):
+        if run.info.status == "FINISHED" and run.data.tags.get("slnn.sweep") != "true":
+            outcome = run.data.tags.get("slnn.outcome")
+            assert outcome in EXPECTED_OUTCOMES, (run.info.run_name, outcome)
+            assert has_final_weights(client, run) or outcome == "shape_mismatch", run.info.run_name
+            assert {"val_loss", "test_error"} <= set(run.data.metrics), run.info.run_name
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_run_again_completes_exactly_what_is_missing(tmp_path, slnn_train):
+    args = sweep_args(tmp_path, *KILL_GRID)
+    uri = sqlite_uri(tmp_path)
+    proc = start_sweep(args, tmp_path, "first")
+    try:
+        wait_for(lambda: len(ledger(tmp_path)) >= 5, 240, proc, "5 finished cells", tmp_path, "first")
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        end_group(proc)
+    assert proc.returncode != 0
+    assert "interrupted" in (tmp_path / "first.err").read_text()
+
+    # (a) the store is sound and every FINISHED run has all it should
+    assert integrity(tmp_path / "mlflow.db") == "ok"
+    assert_finished_runs_are_intact(uri)
+    runs = all_runs(uri)
+    parents, cells = split_runs(runs)
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    done_before = finished_per_hash(cells)
+    assert 5 <= sum(done_before.values()) < 40, "the interrupt came too late to test anything"
+    assert set(done_before.values()) == {1}
+    interrupted_ids = {r.info.run_id for r in cells}
+
+    # (b) the same command finishes the rest: one FINISHED run per cell, nothing left RUNNING
+    again = check(slnn_train(args, cwd=tmp_path))
+    start = one(START, again.stdout)
+    assert (start["cells"], start["skipped"]) == (40, len(done_before))
+    assert start["parent"] == parents[0].info.run_id
+    runs = all_runs(uri)
+    parents, cells = split_runs(runs)
+    per_hash = finished_per_hash(cells)
+    assert len(per_hash) == 40 and set(per_hash.values()) == {1}
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    for r in cells:
+        if r.info.run_id in interrupted_ids and r.data.tags["slnn.config_hash"] not in done_before:
+            assert r.info.status in ("KILLED", "FAILED"), (r.info.run_name, r.info.status)
+            assert r.data.tags.get("slnn.outcome") in ("killed", "failed")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert_finished_runs_are_intact(uri)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_its_run_killed_and_the_rerun_completes(tmp_path,
+                                                                               slnn_train):
+    grid = ("seed=range(4)", "update=input,kronecker", "model.activation=sigmoid,tanh",
+            "data=iris_petal", "train.epochs=200")
+    args = sweep_args(tmp_path, *grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    uri = sqlite_uri(tmp_path)
+    proc = start_sweep(args, tmp_path, "first")
+    victim = None
+    try:
+        wait_for(lambda: len(ledger(tmp_path)) >= 1, 240, proc, "a finished cell", tmp_path, "first")
+        client = client_for(uri)
+        exp_ids = [e.experiment_id for e in client.search_experiments()]
+
+        def kill_a_worker_with_an_open_run():
+            try:
+                running = client.search_runs(exp_ids, "attributes.status = 'RUNNING'")
+            except Exception:  # noqa: BLE001 - the store is busy: try again
+                return None
+            workers = descendants(proc.pid)
+            for run in running:
+                pid = int(run.data.tags.get("slnn.pid", "0"))
+                if "mlflow.parentRunId" not in run.data.tags or pid not in workers:
+                    continue
+                os.kill(pid, signal.SIGSTOP)  # freeze it, then look again: no race with its close
+                try:
+                    still_open = client.get_run(run.info.run_id).info.status == "RUNNING"
+                except Exception:  # noqa: BLE001 - stopped while holding the store's lock
+                    still_open = False
+                if still_open:
+                    os.kill(pid, signal.SIGKILL)
+                    return run.info.run_id
+                os.kill(pid, signal.SIGCONT)
+            return None
+
+        victim = wait_for(kill_a_worker_with_an_open_run, 240, proc, "a worker with an open run",
+                          tmp_path, "first")
+        proc.wait(timeout=120)
+    finally:
+        end_group(proc)
+    assert proc.returncode != 0
+
+    check(slnn_train(args, cwd=tmp_path))
+    runs = all_runs(uri)
+    killed = client_for(uri).get_run(victim)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["slnn.outcome"] == "killed"
+    _, cells = split_runs(runs)
+    per_hash = finished_per_hash(cells)
+    assert len(per_hash) == 16 and set(per_hash.values()) == {1}
+    assert killed.data.tags["slnn.config_hash"] in per_hash  # and the rerun did that cell
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+
+
+# --- 6. the studies in experiments/ -----------------------------------------------------------
+
+def compose_study(name: str, *variants: tuple[str, ...]) -> list:
+    """``[(cfg, sweeper params)]`` for ``+experiment=name`` plus each variant's overrides (one
+    variant, none, by default), composed as ``slnn-train`` does."""
+    out = []
+    with hydra.initialize_config_dir(str(slnn.train.CONF_DIR), version_base="1.3"):
+        for overrides in variants or [()]:
+            cfg = hydra.compose("config", overrides=[f"+experiment={name}", *overrides],
+                                return_hydra_config=True)
+            params = dict(cfg.hydra.sweeper.params or {})
+            with open_dict(cfg):
+                del cfg["hydra"]
+            out.append((cfg, params))
+    return out
+
+
+def swept_values(key: str, values: str) -> list[str]:
+    override = OverridesParser.create().parse_override(f"{key}={values}")
+    return [str(v) for v in override.sweep_string_iterator()]
+
+
+def is_group(key: str) -> bool:
+    return (slnn.train.CONF_DIR / key).is_dir()
+
+
+def test_there_are_studies():
+    assert {"guide_vs_correct", "guide_reproduction", "activation_lr"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_value_of_every_study_composes_and_validates(name):
+    [(cfg, params)] = compose_study(name)
+    to_config(cfg)
+    assert params, f"{name} sweeps nothing"
+    values = [(k, v) for k, vs in params.items() for v in swept_values(k, vs)]
+    for (key, v), (cfg, _) in zip(values, compose_study(name, *[(f"{k}={v}",) for k, v in values])):
+        c = to_config(cfg)
+        if not is_group(key):  # the value reached the config
+            got = c
+            for part in key.split("."):
+                got = getattr(got, part)
+            same = str(got) == v or (isinstance(got, (int, float)) and got == float(v))
+            assert same, (key, v, got)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_study_runs_with_a_tiny_budget(name, tmp_path, slnn_train):
+    [(_, params)] = compose_study(name)
+    # keep the study's choices of config groups, pin every plain value to its first one
+    pins = [f"{k}={swept_values(k, v)[0]}" for k, v in params.items() if not is_group(k)]
+    n_cells = int(np.prod([len(swept_values(k, v)) for k, v in params.items() if is_group(k)]))
+    proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2", *pins),
+                                cwd=tmp_path))
+    start = one(START, proc.stdout)
+    assert start["study"] == name
+    assert start["cells"] == n_cells
+    parents, cells = split_runs(all_runs(sqlite_uri(tmp_path)))
+    assert len(parents) == 1 and parents[0].data.tags["slnn.study"] == name
+    assert len(cells) == n_cells
+    assert {r.data.tags["slnn.outcome"] for r in cells} <= EXPECTED_OUTCOMES
+    assert {r.data.params["train.epochs"] for r in cells} == {"2"}
+    assert one(SUMMARY, proc.stdout)["total"] == n_cells
