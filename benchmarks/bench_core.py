@@ -1,6 +1,6 @@
 """How fast slnn trains and how much MLflow tracking adds, against baselines timed in the same run.
 
-    .venv/bin/python benchmarks/bench_core.py            # full: about a minute or two
+    .venv/bin/python benchmarks/bench_core.py            # full: 1-3 minutes
     .venv/bin/python benchmarks/bench_core.py --quick    # smoke test: fewer rounds and epochs
 
 A benchmark, not a test: it prints figures and ratios, it asserts nothing about time. Each goal
@@ -13,7 +13,8 @@ is printed with PASS or MISS so a reader sees at once where slnn stands.
    one-vs-rest makes the same ``(n_features + 1) * n_classes`` multiply-adds per sample as
    slnn's layer). Goals: slnn at least as fast as SGDClassifier, and 10x the plain loop.
 2. Tracking: one empty MLflow run against everything slnn's ``RunRecorder`` adds to a 100-epoch
-   iris run, in a fresh SQLite store. Goal: tracking at most 5x an empty run.
+   iris run (called as ``slnn.train.run_one`` calls it, so with the model where the config logs
+   one), in a fresh SQLite store. Goal: tracking at most 5x an empty run.
 
 Other processes may share the CPU and the disk: the methods are timed in interleaved rounds so
 that load hits them alike, and the median of the rounds is reported (with the minimum). The
@@ -266,6 +267,11 @@ def bench_tracking(rounds: int) -> None:
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     data = slnn.train.build_dataset(c)
     result = slnn.train.fit(c, data)
+    # finish as run_one calls it: with the network as an MLflow model where the config asks
+    # (tracking.log_model; a slnn without that key logs no model)
+    finish_kw = {"max_metric_points": c.tracking.max_metric_points}
+    if getattr(c.tracking, "log_model", False):
+        finish_kw["model"] = (c.model.activation, data)
 
     with tempfile.TemporaryDirectory(prefix="slnn-bench-") as tmp:
         tmp = Path(tmp)
@@ -283,13 +289,12 @@ def bench_tracking(rounds: int) -> None:
             run_id = client.create_run(exp_id).info.run_id
             client.set_terminated(run_id)
 
-        def recorder(plot):
+        def recorder(plot, **override):
             def run():
                 t0 = time.perf_counter()
                 rec = tracking.RunRecorder(client, exp_id, name, params, tags)
                 t1 = time.perf_counter()
-                rec.finish(result, config_yaml, plot=plot, title=name,
-                           max_metric_points=c.tracking.max_metric_points)
+                rec.finish(result, config_yaml, plot=plot, title=name, **(finish_kw | override))
                 return t1 - t0
             return run
 
@@ -298,6 +303,8 @@ def bench_tracking(rounds: int) -> None:
 
         methods = [("empty", empty), ("tracking", recorder(False)),
                    ("tracking_plot", recorder(True)), ("train", train_100)]
+        if "model" in finish_kw:
+            methods.insert(2, ("tracking_no_model", recorder(False, model=None)))
         for _, fn in methods:  # warm-up: lazy imports (matplotlib), first queries
             fn()
         times = {label: [] for label, _ in methods}
@@ -329,9 +336,11 @@ def bench_tracking(rounds: int) -> None:
     print(f"  {'create the store and migrate it (once, untimed below)':50s} {setup:8.2f} s")
     row("empty run: create_run + set_terminated", "empty", c_empty)
     row("slnn tracking: RunRecorder + finish(plot=False)", "tracking",
-        f"{c_track}, {n_metrics} metrics")
+        f"{c_track}, {n_metrics} metrics{', the model' if 'model' in finish_kw else ''}")
     print(f"  {'  of which RunRecorder(...) (create_run, params, tags)':50s} "
           f"{statistics.median(opening):8.1f} ms")
+    if "tracking_no_model" in times:
+        row("slnn tracking without the model  [info]", "tracking_no_model")
     row("slnn tracking with plot=True  [info]", "tracking_plot")
     row("the 100-epoch iris train() itself  [info]", "train")
     print(f"  {'a bare SQLite insert + commit on this disk  [info]':50s} {bare:8.1f} ms")

@@ -34,7 +34,7 @@ def _choice(key: str, value: Any, valid) -> None:
 def _positive(key: str, value, example, allow_zero=False) -> None:
     bad = value is None or not math.isfinite(value) or (value < 0 if allow_zero else value <= 0)
     if bad:
-        need = ">= 0" if allow_zero else "> 0"
+        need = "finite and >= 0" if allow_zero else "finite and > 0"
         raise ConfigError(f"{key} must be {need}, got {value}: set e.g. {key}={example}")
 
 
@@ -145,7 +145,9 @@ class TrackingConfig:
     def __post_init__(self):
         if not self.experiment:
             raise ConfigError("tracking.experiment is empty: set e.g. tracking.experiment=slnn")
-        _positive("tracking.max_metric_points", self.max_metric_points, 200)
+        if self.max_metric_points < 2:  # the first and the last epoch, at least
+            raise ConfigError(f"tracking.max_metric_points must be >= 2, got {self.max_metric_points}: "
+                              "set e.g. tracking.max_metric_points=50")
 
 
 @dataclass

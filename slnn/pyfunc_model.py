@@ -32,7 +32,7 @@ class SlnnNetwork(PythonModel):
         self.shift = np.asarray(meta["shift"]) if meta["shift"] is not None else None
         self.scale = np.asarray(meta["scale"]) if meta["scale"] is not None else None
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         missing = [c for c in self.features if c not in frame.columns]
         if missing:

@@ -31,10 +31,39 @@ def resolve_uri(config_uri: str) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        uri = prefix + str(Path(uri[len(prefix):]).resolve())
-    elif "://" not in uri and not uri.startswith("databricks"):
-        uri = Path(uri).resolve().as_uri()  # a plain folder: MLflow's file store
+        uri = prefix + str(Path(uri[len(prefix):]).expanduser().resolve())
+    elif uri.startswith("file:") and not uri.startswith("file://"):
+        uri = Path(uri[len("file:"):]).expanduser().resolve().as_uri()  # file:./mlruns
+    elif ":" not in uri.split("/")[0]:
+        uri = Path(uri).expanduser().resolve().as_uri()  # a plain folder: MLflow's file store
     return uri
+
+
+def _sqlite_artifact_root(uri: str, experiment: str) -> str | None:
+    """Artifacts of a SQLite store's experiment live next to the database file (``mlruns/``),
+    not in whatever folder the experiment happened to be created from."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
+    return (Path(uri[len(prefix):]).parent / "mlruns" / safe).as_uri()
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line, when an HTTP tracking server does not answer (MLflow's own
+    client retries for minutes first)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(
+            f"no MLflow server answers at {uri} ({reason}); start one (mlflow server --host "
+            "127.0.0.1 --port 5000 ...) or point MLFLOW_TRACKING_URI at a running one") from None
 
 
 def client_for(uri: str):
@@ -47,6 +76,7 @@ def ensure_experiment(client, name: str) -> str:
     """The id of experiment ``name``, created if missing (tolerating a concurrent creator)."""
     from mlflow.exceptions import MlflowException
 
+    check_reachable(client.tracking_uri)
     try:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
@@ -54,7 +84,8 @@ def ensure_experiment(client, name: str) -> str:
                 client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(
+                name, artifact_location=_sqlite_artifact_root(client.tracking_uri, name))
         except MlflowException:
             exp = client.get_experiment_by_name(name)  # another worker created it first
             if exp is None:
@@ -72,6 +103,7 @@ def _explain(client, e: Exception) -> str:
 
 
 def _thin(n: int, max_points: int) -> np.ndarray:
+    max_points = max(max_points, 2)  # the first and the last epoch, at least
     if n <= max_points:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(int))

@@ -127,8 +127,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         result = run_one(cfg)
     except (ConfigError, DataError, TrackingError) as e:
-        print(f"slnn-train: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _die(str(e))
     v = result.final["val_loss"]
     return None if np.isnan(v) else float(v)
 
@@ -155,9 +154,14 @@ def precheck(overrides: list[str]) -> None:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             to_config(compose("config", overrides=overrides))
     except ConfigError as e:
-        sys.exit(f"slnn-train: error: {e}")
+        _die(str(e))
     except Exception as e:  # hydra's composition and override-parsing errors
-        sys.exit(f"slnn-train: error: {explain_hydra_error(e)}")
+        _die(explain_hydra_error(e))
+
+
+def _die(msg: str) -> None:
+    print(f"slnn-train: error: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 def cli() -> None:

@@ -13,6 +13,7 @@ study in ``experiments/`` composes and runs.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import logging
@@ -31,7 +32,7 @@ import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 import slnn.train
 from slnn.config import config_hash, to_config
@@ -548,15 +549,25 @@ def test_every_value_of_every_study_composes_and_validates(name):
     [(cfg, params)] = compose_study(name)
     to_config(cfg)
     assert params, f"{name} sweeps nothing"
-    values = [(k, v) for k, vs in params.items() for v in swept_values(k, vs)]
-    for (key, v), (cfg, _) in zip(values, compose_study(name, *[(f"{k}={v}",) for k, v in values])):
-        c = to_config(cfg)
-        if not is_group(key):  # the value reached the config
-            got = c
+    groups = [(k, v) for k, vs in params.items() if is_group(k) for v in swept_values(k, vs)]
+    hashes: dict[str, set] = {}
+    for (key, v), (composed, _) in zip(groups, compose_study(name, *[(f"{k}={v}",) for k, v in groups])):
+        to_config(composed)
+        hashes.setdefault(key, set()).add(config_hash(composed))
+    for key, found in hashes.items():  # each choice of a group makes a different run
+        assert len(found) == len(swept_values(key, params[key])), key
+    # a plain value is set on the composed config, as the sweeper does (composing is slow)
+    for key, values in params.items():
+        if is_group(key):
+            continue
+        parsed = OverridesParser.create().parse_override(f"{key}={values}")
+        for v in parsed.sweep_iterator():
+            one_cell = copy.deepcopy(cfg)
+            OmegaConf.update(one_cell, key, v)
+            got = to_config(one_cell)
             for part in key.split("."):
                 got = getattr(got, part)
-            same = str(got) == v or (isinstance(got, (int, float)) and got == float(v))
-            assert same, (key, v, got)
+            assert got == v, (key, v, got)
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ def flatten(d, prefix=""):
 def main(cfg: DictConfig) -> float:
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_experiment(cfg.experiment)
-    name = f"{cfg['update']}-{cfg.activation}-lr{cfg.lr}-s{cfg.seed}-{cfg.data}"
+    name = f"{cfg['update']}-{cfg.activation}-lr{cfg.lr:g}-s{cfg.seed}-{cfg.data}"
     with mlflow.start_run(run_name=name):
         mlflow.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
         data = load_dataset(cfg.data)

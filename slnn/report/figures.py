@@ -2,13 +2,16 @@
 
 Each figure function returns ``Fig`` records: a drawn figure has a ``path``; one that could not be
 drawn has ``path=None`` and a ``note`` saying why, so the report never shows an empty image as a
-result. Bands are the 95% t-intervals of ``slnn.report.stats`` drawn with ``fill_between`` inside
-seaborn's ``FacetGrid`` (seaborn's own bootstrap is too slow for a thousand runs).
+result. Bands are the 95% t-intervals of ``slnn.report.stats`` drawn with ``fill_between`` on a
+grid laid out like seaborn's ``FacetGrid(row="activation", col="lr", hue="update")`` but with fixed
+margins: FacetGrid's repeated tight-layout passes, and seaborn's bootstrap bands, took most of the
+time of a thousand-run report.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from slnn.report.read import Sweep  # noqa: E402
 from slnn.report.stats import bands, epochs_to_target, outcome_order  # noqa: E402
@@ -48,8 +52,12 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s))
 
 
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+def _suptitle(fig, text: str, **kw) -> None:
+    fig.suptitle(_wrap(text, fig.get_figwidth()), fontsize=11, **kw)
+
+
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path
 
@@ -77,18 +85,76 @@ def _missing_rules(sweep: Sweep, data: str, present) -> str:
     return "; ".join(out)
 
 
-def _facet(b: pd.DataFrame, pal: dict, ylabel: str, title: str, *, x: str = "epoch"):
+def _wrap(text: str, width_in: float) -> str:
+    """Wrap a title to a figure's width (about 12 characters an inch at 11 pt)."""
+    width = max(int(width_in * 12), 30)
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _grid(nrows: int, ncols: int, title: str, w: float = 2.5, h: float = 1.7,
+          left: float = 0.75, right: float = 1.9, bottom: float = 0.55):
+    """A figure of ``nrows x ncols`` panels of ``w x h`` inches with fixed margins (in inches)
+    and room on top for ``title``: no tight_layout or ``bbox_inches="tight"`` passes, which
+    dominate the time of big grids."""
+    gap_w, gap_h = 0.12, 0.12
+    W = left + ncols * w + (ncols - 1) * gap_w + right
+    title = _wrap(title, W)
+    top = 0.45 + 0.21 * (title.count("\n") + 1)
+    H = top + nrows * h + (nrows - 1) * gap_h + bottom
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(W, H))
+    fig.subplots_adjust(left=left / W, right=1 - right / W, bottom=bottom / H, top=1 - top / H,
+                        wspace=gap_w / w, hspace=gap_h / h)
+    fig.suptitle(title, fontsize=11, y=1 - 0.08 / H, va="top")
+    return fig, axes
+
+
+def _facet(b: pd.DataFrame, pal: dict, ylabel: str, title: str, *, ylim=None, yticks=None,
+           x: str = "epoch"):
+    """Activation (rows) x learning rate (columns), one line and band per update rule: the
+    layout of seaborn's ``FacetGrid(row=, col=, hue=)``, drawn directly for speed."""
     acts, lrs = sorted(b["activation"].unique()), sorted(b["lr"].unique())
+    fig, axes = _grid(len(acts), len(lrs), title)
     rules = [r for r in pal if r in set(b["update"])]
-    g = sns.FacetGrid(b, row="activation", col="lr", hue="update", hue_order=rules, palette=pal,
-                      row_order=acts, col_order=lrs, height=2.0, aspect=1.4, sharey=True,
-                      margin_titles=True, despine=False)
-    g.map_dataframe(_band, x=x)
-    g.set_titles(row_template="{row_name}", col_template="lr = {col_name}")
-    g.set_axis_labels(x, ylabel)
-    g.add_legend(title="update rule")
-    g.figure.suptitle(title, y=1.0, va="bottom")
-    return g
+    for (act, lr, rule), d in b.groupby(["activation", "lr", "update"], observed=True):
+        _band(d, x=x, color=pal[rule], label=rule, ax=axes[acts.index(act), lrs.index(lr)])
+    logy = False
+    if ylim is None:
+        lo, hi = np.nanmin(b[["mean", "lo"]].values), np.nanmax(b[["mean", "hi"]].values)
+        logy = np.nanmin(b["mean"].values) > 0 and hi / max(np.nanmin(b["mean"].values), 1e-300) > 100
+        pad = 0.04 * (hi - lo) if hi > lo else 0.1
+        ylim = (max(lo - pad, np.nanmin(b["mean"].values) / 2) if logy else lo - pad, hi + pad)
+    xmax = b[x].max()
+    for i, act in enumerate(acts):
+        for j, lr in enumerate(lrs):
+            ax = axes[i, j]
+            if logy:
+                ax.set_yscale("log")
+            ax.set_xlim(0, xmax if xmax > 0 else 1)
+            ax.set_ylim(*ylim)
+            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+            if yticks is not None:
+                ax.set_yticks(yticks)
+            elif not logy:
+                ax.yaxis.set_major_locator(MaxNLocator(4))
+            ax.tick_params(labelbottom=i == len(acts) - 1, labelleft=j == 0, labelsize=8)
+            if i == 0:
+                ax.set_title(f"lr = {lr:g}", fontsize=9)
+            if j == len(lrs) - 1:
+                ax.text(1.03, 0.5, act, rotation=270, ha="left", va="center", fontsize=9,
+                        transform=ax.transAxes)
+            if not d_has(b, act, lr):
+                ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+    for ax in axes[-1, :]:
+        ax.set_xlabel(x)
+    fig.supylabel(ylabel, fontsize=10, x=0.15 / fig.get_figwidth(), ha="left")
+    handles = [plt.Line2D([], [], color=pal[r], lw=2) for r in rules]
+    fig.legend(handles, rules, title="update rule", loc="center left", frameon=False,
+               bbox_to_anchor=(1 - 1.5 / fig.get_figwidth(), 0.5))
+    return fig, axes
+
+
+def d_has(b: pd.DataFrame, act: str, lr: float) -> bool:
+    return bool(((b["activation"] == act) & (b["lr"] == lr)).any())
 
 
 def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
@@ -113,13 +179,11 @@ def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
                 figs.append(Fig(key, title, cap, note=f"no {metric} curves on {data}: {why}."))
                 continue
             miss = _missing_rules(sweep, data, sub["update"].unique())
-            g = _facet(sub, pal, LABELS[metric],
-                       f"{title} ({BAND})" + (f"\n{miss}" if miss else ""))
-            if metric.endswith("error"):
-                g.set(ylim=(-0.02, 1.02))
-            elif sub["mean"].min() > 0 and sub["mean"].max() / sub["mean"].min() > 100:
-                g.set(yscale="log")
-            figs.append(Fig(key, title, cap, _save(g.figure, out / f"{key}.png"), note=miss))
+            fig, _ = _facet(sub, pal, LABELS[metric],
+                            f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
+                            ylim=(-0.02, 1.02) if metric.endswith("error") else None,
+                            yticks=[0, 0.25, 0.5, 0.75, 1] if metric.endswith("error") else None)
+            figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
     return figs
 
 
@@ -140,12 +204,12 @@ def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
             figs.append(Fig(key, title, cap, note=f"no grad_cosine curves on {data}: {why}."))
             continue
         miss = _missing_rules(sweep, data, sub["update"].unique())
-        g = _facet(sub, pal, LABELS["grad_cosine"],
-                   f"{title} ({BAND})" + (f"\n{miss}" if miss else ""))
-        g.set(ylim=(-1.05, 1.05))
-        for ax in g.axes.flat:
+        fig, axes = _facet(sub, pal, LABELS["grad_cosine"],
+                           f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""), ylim=(-1.05, 1.05),
+                           yticks=[-1, -0.5, 0, 0.5, 1])
+        for ax in axes.flat:
             ax.axhline(0, color="0.5", lw=0.6, ls=":")
-        figs.append(Fig(key, title, cap, _save(g.figure, out / f"{key}.png"), note=miss))
+        figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
     return figs
 
 
@@ -175,7 +239,7 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
                    .reindex(index=acts, columns=lrs))
             sns.heatmap(piv, ax=ax, vmin=0, vmax=1, cmap="rocket_r", annot=True, fmt=".2f",
                         cbar=False, linewidths=0.5, xticklabels=[f"{x:g}" for x in lrs],
-                        yticklabels=acts, annot_kws={"fontsize": 8})
+                        yticklabels=acts if j == 0 else False, annot_kws={"fontsize": 8})
             ax.set_facecolor("#dddddd")
             for (r, c) in zip(*np.where(piv.isna().values)):
                 ax.text(c + 0.5, r + 0.5, "n/a", ha="center", va="center", fontsize=8, color="0.3")
@@ -184,7 +248,7 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
             ax.set_ylabel("activation" if j == 0 else "")
             ax.tick_params(axis="y", rotation=0)
     fig.colorbar(axes[0, 0].collections[0], ax=axes, label="mean final test error", shrink=0.8)
-    fig.suptitle(title, y=1.0, va="bottom")
+    _suptitle(fig, title, y=1.0, va="bottom")
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
 
 
@@ -209,7 +273,7 @@ def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
         ax.tick_params(axis="x", rotation=0)
     g.set_titles("{col_name}")
     g.set_axis_labels("update rule", "runs")
-    g.figure.suptitle(title, y=1.0, va="bottom")
+    _suptitle(g.figure, title, y=1.0, va="bottom")
     return [Fig(key, title, cap, _save(g.figure, out / f"{key}.png"))]
 
 
@@ -253,7 +317,7 @@ def target_epochs(sweep: Sweep, pal: dict, out: Path, target: float) -> list[Fig
         ax.set_title(data, fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("epoch")
-    fig.suptitle(title, y=1.0, va="bottom")
+    _suptitle(fig, title, y=1.0, va="bottom")
     fig.tight_layout()
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
 
@@ -307,7 +371,7 @@ def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
             break
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(title, y=1.0, va="bottom")
+    _suptitle(fig, title, y=1.0, va="bottom")
     fig.tight_layout()
     note = ("only the cell with most seeds is drawn: " + ", ".join(others)) if others else ""
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"), note=note)]

@@ -263,19 +263,39 @@ def tidy_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 # --- the whole sweep ---------------------------------------------------------------------------
 
+def _search_children(uri: str, experiment_id: str, parent_run_id: str) -> pd.DataFrame:
+    """``mlflow.search_runs`` (params, tags and latest metrics as one pandas frame) against
+    ``uri``, without leaving the process's global tracking URI changed."""
+    import mlflow
+
+    kw = dict(experiment_ids=[experiment_id], output_format="pandas",
+              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    try:
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    except ImportError:  # a future MLflow without the helper: set, search, restore
+        from mlflow.tracking._tracking_service import utils
+
+        prev = mlflow.get_tracking_uri() if utils.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(uri)
+        try:
+            return mlflow.search_runs(**kw)
+        finally:
+            if prev:
+                mlflow.set_tracking_uri(prev)
+    with _use_tracking_uri(uri):
+        return mlflow.search_runs(**kw)
+
+
 def read_sweep(uri: str, parent_run_id: str) -> Sweep:
     """One ``search_runs`` for the children, then the histories. Raises ``ReportError`` with one
     line when the parent does not exist, is not a sweep's parent, or has no children."""
-    import mlflow
-
     client = open_client(uri)
     parent = _parent(client, uri, parent_run_id)
     exp_id = parent.info.experiment_id
     exp = _mlflow_call(uri, "looking up the experiment", client.get_experiment, exp_id)
     study = parent.data.tags.get("slnn.study", "sweep")
-    df = _mlflow_call(uri, "searching the sweep's runs", mlflow.search_runs,
-                      experiment_ids=[exp_id], output_format="pandas",
-                      filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    df = _mlflow_call(uri, "searching the sweep's runs", _search_children, uri, exp_id,
+                      parent_run_id)
     if df is None or df.empty:
         raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
                           "its first job to start, or check the sweep's output for errors")

@@ -1,0 +1,110 @@
+"""The ``slnn-report`` console script: write a sweep's report from what is in MLflow.
+
+    slnn-report --experiment slnn                       # the newest sweep in experiment slnn
+    slnn-report --parent-run <id> --out reports/        # one sweep, into reports/
+    slnn-report --tracking-uri http://127.0.0.1:5000 --target-error 0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EPILOG = """\
+examples:
+  slnn-report                                   the newest sweep of experiment slnn in ./mlflow.db
+  slnn-report --experiment slnn                 the same, naming the experiment
+  slnn-report --parent-run 9e43d796ce33 --out reports/
+                                                one sweep (its parent run id is printed when the
+                                                sweep starts and ends), into reports/
+  slnn-report --tracking-uri http://127.0.0.1:5000 --attach
+                                                from an MLflow server, and log the report to the
+                                                sweep's parent run under report/
+
+writes report.md, report.html (self-contained), the figures (PNG), tidy.parquet, runs.csv and
+summary.csv into the output folder. Bad input (no such experiment or run, a sweep without runs)
+gives one line on stderr and exit code 2.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="slnn-report", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare how the update rules train, from one sweep recorded in MLflow: "
+                    "learning curves, final test errors, outcomes, a summary table with 95% "
+                    "intervals and a verdict written from the numbers.")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--experiment", metavar="NAME", default=None,
+                       help="report the newest sweep in this MLflow experiment (default: slnn)")
+    which.add_argument("--parent-run", metavar="ID",
+                       help="report the sweep whose parent run has this id")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow store: a sqlite:///file.db, a folder, or an http:// server "
+                        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder to write into (default: reports/<study>/ under the current "
+                        "directory; <study> is the sweep's experiment file, or 'sweep')")
+    p.add_argument("--target-error", type=float, default=0.1, metavar="E",
+                   help="validation error that counts as learned, for the epochs-to-target "
+                        "figure (default: 0.1)")
+    p.add_argument("--attach", action="store_true",
+                   help="also log the report's files to the sweep's parent run under report/")
+    return p
+
+
+def _uri(arg: str | None) -> str:
+    from slnn.tracking import resolve_uri
+
+    if arg:  # the flag wins over the environment: resolve it as if it were the environment's
+        saved = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = arg
+        try:
+            return resolve_uri(arg)
+        finally:
+            if saved is None:
+                del os.environ["MLFLOW_TRACKING_URI"]
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = saved
+    return resolve_uri("sqlite:///mlflow.db")
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"slnn-report: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 < args.target_error <= 1:
+        return _fail(f"--target-error must be in (0, 1], got {args.target_error}: "
+                     "e.g. --target-error 0.1")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    from slnn.report import ReportError, newest_sweep, report_for_parent
+
+    try:
+        uri = _uri(args.tracking_uri)
+        parent = args.parent_run or newest_sweep(uri, args.experiment or "slnn")
+        folder = report_for_parent(uri, parent, attach=args.attach, out=args.out,
+                                   target_error=args.target_error)
+    except ReportError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted; the report may be incomplete", 130)
+    except Exception as e:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("SLNN_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        return _fail(f"unexpected {type(e).__name__}: {first} (set SLNN_DEBUG=1 for the "
+                     "traceback)", 1)
+    print(f"slnn-report: wrote {folder / 'report.html'} and report.md (sweep {parent})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
