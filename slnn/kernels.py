@@ -91,17 +91,21 @@ def _evaluate_loop(W, x1, t):
     k = W.shape[1]
     if n == 0:
         return math.nan, math.nan
+    net = np.empty(k)
     sq = 0.0
     wrong = 0
     for r in range(n):
-        best_z = -math.inf
+        # forward: net = x @ W, walking W row by row (contiguous), (d+1,) @ (d+1, k) -> (k,)
+        net[:] = 0.0
+        for i in range(n_in):
+            xi = x1[r, i]
+            for j in range(k):
+                net[j] += xi * W[i, j]
+        best_z = 0.0
         best_j = 0
         target_j = 0
         for j in range(k):
-            acc = 0.0
-            for i in range(n_in):
-                acc += x1[r, i] * W[i, j]
-            zj = f(acc)  # noqa: F821 (a global of the generated module)
+            zj = f(net[j])  # noqa: F821 (a global of the generated module)
             d = t[r, j] - zj
             sq += d * d
             # the first maximum, or the first nan, as np.argmax takes
@@ -115,9 +119,21 @@ def _evaluate_loop(W, x1, t):
     return sq / (n * k), wrong / n
 
 
+def _evaluate_all(W, x_a, t_a, x_b, t_b, x_c, t_c):
+    la, ea = _evaluate_loop(W, x_a, t_a)
+    lb, eb = _evaluate_loop(W, x_b, t_b)
+    lc, ec = _evaluate_loop(W, x_c, t_c)
+    sq = 0.0
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            sq += W[i, j] * W[i, j]
+    return la, lb, lc, ea, eb, ec, math.sqrt(sq)
+
+
 def _epoch_loop(W, x1, t, idx, batch_size, eta):
     n_in, k = W.shape
     n_updates = len(idx) // batch_size
+    net = np.empty(k)
     z = np.empty(k)
     delta = np.empty(k)
     step = np.zeros(W.shape)
@@ -125,41 +141,62 @@ def _epoch_loop(W, x1, t, idx, batch_size, eta):
     cos_sum = 0.0
     cos_count = 0
     for u in range(n_updates):
-        step[:, :] = 0.0
-        grad[:, :] = 0.0
+        if not (SAME_RULE and batch_size == 1):  # noqa: F821
+            step[:, :] = 0.0
+            grad[:, :] = 0.0
+        any_delta = False
         for s in range(batch_size):
             row = idx[u * batch_size + s]
             x = x1[row]
+            # forward: net = x @ W, walking W row by row (contiguous), (d+1,) @ (d+1, k) -> (k,)
+            net[:] = 0.0
+            for i in range(n_in):
+                xi = x[i]
+                for j in range(k):
+                    net[j] += xi * W[i, j]
             for j in range(k):
-                # forward: net_j = x @ W[:, j], (d+1,) . (d+1,) -> scalar
-                acc = 0.0
-                for i in range(n_in):
-                    acc += x[i] * W[i, j]
-                z[j] = f(acc)  # noqa: F821
+                z[j] = f(net[j])  # noqa: F821
                 # error, backward: delta_j = (t_j - z_j) * f'(net_j)
-                delta[j] = (t[row, j] - z[j]) * df(acc)  # noqa: F821
+                delta[j] = (t[row, j] - z[j]) * df(net[j])  # noqa: F821
+                any_delta = any_delta or delta[j] != 0.0
+            if SAME_RULE and batch_size == 1:  # noqa: F821
+                # online gradient rule, fused: W += eta * (x outer delta); its cosine with the
+                # gradient is 1 by construction wherever the step is not zero
+                total = 0.0
+                for i in range(n_in):
+                    xi = x[i]
+                    for j in range(k):
+                        W[i, j] += eta * (xi * delta[j])
+                        total += W[i, j]
+                if any_delta:
+                    cos_sum += 1.0
+                    cos_count += 1
+                if not math.isfinite(total):  # a non-finite weight makes the sum non-finite
+                    return cos_sum, cos_count, False
+                continue
             rule_fast(step, x, z, delta)  # noqa: F821
             if not SAME_RULE:  # noqa: F821
                 grad_fast(grad, x, z, delta)  # noqa: F821
+        if SAME_RULE and batch_size == 1:  # noqa: F821
+            continue
         # update: W += eta * (mean step), and the cosine of that step with the true gradient
         ns = 0.0
         ng = 0.0
         dot = 0.0
-        finite = True
+        total = 0.0
         for i in range(n_in):
             for j in range(k):
                 st = step[i, j] / batch_size
                 gr = st if SAME_RULE else grad[i, j] / batch_size  # noqa: F821
                 W[i, j] += eta * st
+                total += W[i, j]
                 ns += st * st
                 ng += gr * gr
                 dot += st * gr
-                if not math.isfinite(W[i, j]):
-                    finite = False
         if ns > 0.0 and ng > 0.0:
             cos_sum += dot / (math.sqrt(ns) * math.sqrt(ng))
             cos_count += 1
-        if not finite:
+        if not math.isfinite(total):
             return cos_sum, cos_count, False
     return cos_sum, cos_count, True
 
@@ -181,8 +218,9 @@ grad_fast = nb.njit(cache=True)(_grad_fast)
 SAME_RULE = {same}
 
 {loops}
+_evaluate_loop = nb.njit(cache=True, nogil=True)(_evaluate_loop)
 epoch = nb.njit(cache=True, nogil=True)(_epoch_loop)
-evaluate = nb.njit(cache=True, nogil=True)(_evaluate_loop)
+evaluate_all = nb.njit(cache=True, nogil=True)(_evaluate_all)
 """
 
 
@@ -201,7 +239,7 @@ def _build_compiled(act: Activation, rule: UpdateRule):
     for fn in (act.f, act.df, rule.fast):
         if "<" in fn.__qualname__:  # a lambda or a nested function cannot be imported
             raise ValueError(f"{fn.__qualname__} must be a module-level function to be compiled")
-    loops = inspect.getsource(_evaluate_loop) + "\n\n" + inspect.getsource(_epoch_loop)
+    loops = "\n\n".join(inspect.getsource(fn) for fn in (_evaluate_loop, _evaluate_all, _epoch_loop))
     src = _MODULE.format(
         act=act.name, rule=rule.name, f_mod=act.f.__module__, f_name=act.f.__name__,
         df_name=act.df.__name__, r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
@@ -228,7 +266,7 @@ def _build_compiled(act: Activation, rule: UpdateRule):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module.epoch, module.evaluate
+    return module.epoch, module._evaluate_loop, module.evaluate_all
 
 
 class Backend:
@@ -240,7 +278,7 @@ class Backend:
             key = (act.name, act.f, act.df, rule.name, rule.fast)
             if key not in _compiled:
                 _compiled[key] = _build_compiled(act, rule)
-            self._epoch, self._evaluate = _compiled[key]
+            self._epoch, self._evaluate, self._evaluate_all = _compiled[key]
 
     def epoch(self, W, x1, t, idx, batch_size, eta):
         if self.compiled:
@@ -248,6 +286,15 @@ class Backend:
         return epoch_numpy(W, x1, t, idx, batch_size, eta, self.act, self.rule)
 
     def evaluate(self, W, x1, t):
+        """Loss and classification error of ``W`` on one set."""
         if self.compiled:
             return self._evaluate(W, x1, t)
         return evaluate_numpy(W, x1, t, self.act)
+
+    def evaluate_all(self, W, x_a, t_a, x_b, t_b, x_c, t_c):
+        """Loss and error on three sets, and ``||W||``: ``(la, lb, lc, ea, eb, ec, norm)``."""
+        if self.compiled:
+            return self._evaluate_all(W, x_a, t_a, x_b, t_b, x_c, t_c)
+        (la, ea), (lb, eb), (lc, ec) = (evaluate_numpy(W, x, t, self.act)
+                                        for x, t in ((x_a, t_a), (x_b, t_b), (x_c, t_c)))
+        return la, lb, lc, ea, eb, ec, float(np.linalg.norm(W))

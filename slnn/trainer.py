@@ -94,6 +94,8 @@ class _IndexStream:
         if self.sampling == "random":
             # one random sample with replacement per draw, as the guide does
             return self.rng.integers(0, self.n, size=count)
+        if count == self.n and len(self._buf) == 0:  # the common case: exactly one pass
+            return self.rng.permutation(self.n) if self.sampling == "shuffle" else np.arange(self.n)
         while len(self._buf) < count:
             if self.sampling == "shuffle":
                 nxt = self.rng.permutation(self.n)
@@ -155,8 +157,8 @@ def train(data, *, activation: str = "sigmoid", rule: str = "input", lr: float =
     snaps: dict[int, np.ndarray] = {}
 
     def record(epoch, step, cos):
-        tr, va, te = be.evaluate(W, x_tr, t_tr), be.evaluate(W, x_va, t_va), be.evaluate(W, x_te, t_te)
-        row = (epoch, step, tr[0], va[0], te[0], tr[1], va[1], te[1], cos, float(np.linalg.norm(W)))
+        l_tr, l_va, l_te, e_tr, e_va, e_te, norm = be.evaluate_all(W, x_tr, t_tr, x_va, t_va, x_te, t_te)
+        row = (epoch, step, l_tr, l_va, l_te, e_tr, e_va, e_te, cos, norm)
         rows.append(row)
         if on_epoch is not None:
             on_epoch(dict(zip(HISTORY_COLUMNS, row)))
