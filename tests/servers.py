@@ -87,20 +87,18 @@ def start_process(cmd: list[str], log: Path, env: dict | None = None,
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> None:
-    """SIGTERM the process group ``proc`` leads, wait up to ``timeout`` s, then SIGKILL whatever
-    of that group is left (the leader, or workers that outlived it)."""
+    """SIGTERM ``proc`` (a server's supervisor stops its own workers), wait up to ``timeout`` s,
+    then SIGKILL whatever is left of the process group ``start_process`` gave it."""
     if proc is None:
         return
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group start_process made: proc and its workers
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the leader if it hung, or workers it left behind
     except ProcessLookupError:
         pass
     proc.wait(timeout=timeout)
@@ -231,7 +229,7 @@ def start_mlflow_server(backend_uri: str, artifacts: Path, log: Path, *, env: di
     port = free_port()
     cmd = [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
            "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "2"]
+           "--workers", "1"]
     proc = start_process(cmd, log, env=env, cwd=Path(artifacts).parent)
     url = f"http://127.0.0.1:{port}"
     try:

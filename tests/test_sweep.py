@@ -19,11 +19,14 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -57,10 +60,32 @@ def sqlite_uri(folder: Path) -> str:
     return f"sqlite:///{folder}/mlflow.db"
 
 
-def sweep_args(tmp_path: Path, *grid: str) -> list[str]:
-    """``-m <grid>`` recording into ``tmp_path``'s own store, with a known sweep folder."""
+def sweep_args(tmp_path: Path, *grid: str, log_model: bool = False) -> list[str]:
+    """``-m <grid>`` recording into ``tmp_path``'s own store, with a known sweep folder.
+
+    The learning-curve plot and the pyfunc model are left out (they cost most of a small run's
+    time and nothing here depends on them) unless ``log_model``.
+    """
+    extra = [] if log_model else ["tracking.log_model=false"]
     return ["-m", *grid, f"tracking.uri={sqlite_uri(tmp_path)}", "sweep.report=false",
-            "tracking.plot=false", f"hydra.sweep.dir={tmp_path}/multirun"]
+            "tracking.plot=false", f"hydra.sweep.dir={tmp_path}/multirun", *extra]
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty, migrated MLflow SQLite store: creating one costs ~10 s of schema migrations."""
+    folder = tmp_path_factory.mktemp("empty_store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)  # MLflow resolves its default artifact root against the working directory
+        client_for(sqlite_uri(folder)).search_experiments()
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def store(empty_store, tmp_path) -> str:
+    """A new store of the test's own at ``tmp_path/mlflow.db`` (a copy of ``empty_store``)."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    return sqlite_uri(tmp_path)
 
 
 def check(proc: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
@@ -196,9 +221,10 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
             "optim.lr": ["0.1", "1.0"]}
     proc = check(slnn_train(sweep_args(
         tmp_path, *(f"{k}={','.join(v)}" for k, v in grid.items()), "data=iris_petal",
-        "train.epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), cwd=tmp_path))
+        "train.epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", log_model=True),
+        cwd=tmp_path))
 
-    uri = sqlite_uri(tmp_path)
+    uri = sqlite_uri(tmp_path)  # created by the sweep: no store existed before
     assert integrity(tmp_path / "mlflow.db") == "ok"
     parents, cells = split_runs(all_runs(uri))
     assert len(parents) == 1
@@ -269,7 +295,7 @@ FAIL_AT_LR = 0.02
 
 
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on_but_exits_non_zero(
-        in_process, tmp_path, monkeypatch, capsys):
+        in_process, store, tmp_path, monkeypatch, capsys):
     real_fit = slnn.train.fit
 
     def fit(c, data, on_epoch=None):
@@ -284,7 +310,7 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on_but_exits_non_zero(
     assert exit_.value.code not in (0, None)
     out = capsys.readouterr().out
 
-    parents, cells = split_runs(all_runs(sqlite_uri(tmp_path)))
+    parents, cells = split_runs(all_runs(store))
     assert len(parents) == 1 and len(cells) == 3
     assert parents[0].info.status == "FAILED"  # the sweep had an unexpected failure
     by_lr = {float(r.data.params["optim.lr"]): r for r in cells}
@@ -310,12 +336,12 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on_but_exits_non_zero(
 
 
 @pytest.mark.slow
-def test_expected_outcomes_alone_exit_zero(tmp_path, slnn_train):
+def test_expected_outcomes_alone_exit_zero(tmp_path, store, slnn_train):
     # linear units with eta = 1000 blow up; the guide's rule cannot run on iris (4 + 1 != 3)
     proc = check(slnn_train(sweep_args(
         tmp_path, "update=input,kronecker", "data=iris", "model.activation=linear", "optim.lr=1000",
         "train.epochs=3"), cwd=tmp_path))
-    parents, cells = split_runs(all_runs(sqlite_uri(tmp_path)))
+    parents, cells = split_runs(all_runs(store))
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     outcomes = {r.data.params["update.rule"]: r.data.tags["slnn.outcome"] for r in cells}
     assert outcomes == {"input": "diverged", "kronecker": "shape_mismatch"}
@@ -362,10 +388,11 @@ def test_a_malformed_csv_fails_the_sweep_with_one_line_and_no_runs(tmp_path, sln
 # --- 4. resume ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_finished_sweep_run_again_skips_every_cell_unless_forced(tmp_path, slnn_train, compose):
+def test_a_finished_sweep_run_again_skips_every_cell_unless_forced(tmp_path, store, slnn_train,
+                                                                  compose):
     grid = ("seed=range(6)", "update=input,kronecker", "data=iris_petal", "train.epochs=3")
-    args = sweep_args(tmp_path, *grid)
-    uri = sqlite_uri(tmp_path)
+    args = sweep_args(tmp_path, *grid, "hydra.sweeper.chunks=1")  # one Hydra job: ~1 s less per cell
+    uri = store
     hashes = expected_hashes(compose, *[ov + ["data=iris_petal", "train.epochs=3"] for ov in grid_cells(
         seed=[str(s) for s in range(6)], update=["input", "kronecker"])])
     assert len(hashes) == 12
@@ -418,9 +445,10 @@ def assert_finished_runs_are_intact(uri: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_sweep_run_again_completes_exactly_what_is_missing(tmp_path, slnn_train):
+def test_an_interrupted_sweep_run_again_completes_exactly_what_is_missing(tmp_path, store,
+                                                                          slnn_train):
     args = sweep_args(tmp_path, *KILL_GRID)
-    uri = sqlite_uri(tmp_path)
+    uri = store
     proc = start_sweep(args, tmp_path, "first")
     try:
         wait_for(lambda: len(ledger(tmp_path)) >= 5, 240, proc, "5 finished cells", tmp_path, "first")
@@ -461,13 +489,12 @@ def test_an_interrupted_sweep_run_again_completes_exactly_what_is_missing(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_leaves_its_run_killed_and_the_rerun_completes(tmp_path,
+def test_a_worker_killed_mid_run_leaves_its_run_killed_and_the_rerun_completes(tmp_path, store,
                                                                                slnn_train):
-    grid = ("seed=range(4)", "update=input,kronecker", "model.activation=sigmoid,tanh",
-            "data=iris_petal", "train.epochs=200")
-    args = sweep_args(tmp_path, *grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    uri = sqlite_uri(tmp_path)
-    proc = start_sweep(args, tmp_path, "first")
+    grid = sweep_args(tmp_path, "seed=range(2)", "update=input,kronecker",
+                      "model.activation=sigmoid,tanh", "data=iris_petal", "train.epochs=200")
+    uri = store
+    proc = start_sweep(grid + ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], tmp_path, "first")
     victim = None
     try:
         wait_for(lambda: len(ledger(tmp_path)) >= 1, 240, proc, "a finished cell", tmp_path, "first")
@@ -502,14 +529,16 @@ def test_a_worker_killed_mid_run_leaves_its_run_killed_and_the_rerun_completes(t
         end_group(proc)
     assert proc.returncode != 0
 
-    check(slnn_train(args, cwd=tmp_path))
+    # the same grid again, with the basic launcher (no worker start-up; the cells are the same)
+    again = check(slnn_train(grid, cwd=tmp_path))
+    assert one(START, again.stdout)["cells"] == 8
     runs = all_runs(uri)
     killed = client_for(uri).get_run(victim)
     assert killed.info.status == "KILLED"
     assert killed.data.tags["slnn.outcome"] == "killed"
     _, cells = split_runs(runs)
     per_hash = finished_per_hash(cells)
-    assert len(per_hash) == 16 and set(per_hash.values()) == {1}
+    assert len(per_hash) == 8 and set(per_hash.values()) == {1}
     assert killed.data.tags["slnn.config_hash"] in per_hash  # and the rerun did that cell
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
 
@@ -572,7 +601,7 @@ def test_every_value_of_every_study_composes_and_validates(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_study_runs_with_a_tiny_budget(name, tmp_path, slnn_train):
+def test_every_study_runs_with_a_tiny_budget(name, tmp_path, store, slnn_train):
     [(_, params)] = compose_study(name)
     # keep the study's choices of config groups, pin every plain value to its first one
     pins = [f"{k}={swept_values(k, v)[0]}" for k, v in params.items() if not is_group(k)]
@@ -582,9 +611,98 @@ def test_every_study_runs_with_a_tiny_budget(name, tmp_path, slnn_train):
     start = one(START, proc.stdout)
     assert start["study"] == name
     assert start["cells"] == n_cells
-    parents, cells = split_runs(all_runs(sqlite_uri(tmp_path)))
+    parents, cells = split_runs(all_runs(store))
     assert len(parents) == 1 and parents[0].data.tags["slnn.study"] == name
     assert len(cells) == n_cells
     assert {r.data.tags["slnn.outcome"] for r in cells} <= EXPECTED_OUTCOMES
     assert {r.data.params["train.epochs"] for r in cells} == {"2"}
     assert one(SUMMARY, proc.stdout)["total"] == n_cells
+
+
+# --- 7. a real tracking server ----------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """``mlflow server`` on 127.0.0.1 with a SQLite store and proxied artifacts in ``tmp_path/server``;
+    yields its URL and stops it (and every process it started) at teardown."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # MLflow's background job runner starts a dozen processes that slnn never uses
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    log = open(folder / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+         "--artifacts-destination", str(folder / "artifacts")],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180  # a loaded 2-core machine takes ~30 s
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not come up:\n{(folder / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_records_into_a_tracking_server(mlflow_server, tmp_path):
+    work = tmp_path / "sweep"
+    work.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    args = ["-m", "update=input,kronecker", "data=iris_petal", "train.epochs=3", "sweep.report=false",
+            "tracking.plot=false", "tracking.log_model=false", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={work}/multirun"]
+    proc = check(subprocess.run([str(SLNN_TRAIN), *args], cwd=work, env=env, capture_output=True,
+                                text=True, timeout=600))
+    assert one(SUMMARY, proc.stdout)["total"] == 2
+    assert f"--backend-store-uri {mlflow_server}" in proc.stdout  # the summary names the server
+
+    client = client_for(mlflow_server)
+    parents, cells = split_runs(all_runs(mlflow_server))
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(cells) == 2
+    assert {r.data.params["update.rule"] for r in cells} == {"input", "kronecker"}
+    for run in cells:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["slnn.outcome"] in FINISHED_OUTCOMES  # eta 0.1 for 3 epochs
+        assert {"train_loss", "val_loss", "test_error", "epochs_run"} <= set(run.data.metrics)
+        assert run.data.metrics["epochs_run"] == 3
+        local = client.download_artifacts(run.info.run_id, "weights/final.npy", str(tmp_path))
+        W = np.load(local, allow_pickle=False)
+        assert W.shape == (2 + 1, 3)  # (petal length, width, bias) x 3 species
+        assert W.dtype == np.float64 and np.isfinite(W).all()
+        # the last weight_norm logged is the norm of these very weights
+        norms = client.get_metric_history(run.info.run_id, "weight_norm")
+        last = max(norms, key=lambda m: m.step)
+        assert last.step == 3
+        assert np.isclose(np.linalg.norm(W), last.value, rtol=1e-9)
+    # everything went over HTTP: nothing was written next to the sweep
+    assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
+    assert len(list((tmp_path / "server" / "artifacts").rglob("final.npy"))) == 2
