@@ -154,6 +154,7 @@ class TrackingConfig:
 class SweepConfig:
     force: bool = False  # rerun cells that already have a FINISHED run with the same config hash
     report: bool = True  # write the sweep's report when a multirun ends
+    register: bool = False  # register the sweep's best run in the Model Registry (alias "best")
     # set by the slnn sweeper for its jobs, not by users:
     state: Optional[str] = None  # the sweep's state file
     chunk: Optional[int] = None  # which chunk of cells this job trains

@@ -255,6 +255,8 @@ class Sweep:
 
         for var in THREAD_ENV:
             os.environ.setdefault(var, "1")
+        # MLflow prints two "View run" lines per run on an http store; the summary says where to look
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         config = self.config
         config_name = OmegaConf.select(config, "hydra.job.config_name") or "config"
         cell_overrides = enumerate_cells(config, self.arguments)
@@ -290,6 +292,7 @@ class Sweep:
             "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
             "total": len(cells), "skipped": len(cells) - len(todo), "start": time.time(),
             "study": study, "report": bool(first.sweep.report), "force": force,
+            "register": bool(first.sweep.register),
         }
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
@@ -317,12 +320,17 @@ class Sweep:
         return jobs
 
     def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells) -> str:
+        from mlflow.entities import RunTag
+
         if not force:
             prev = client.search_runs([exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
                                       order_by=["attributes.start_time DESC"], max_results=1)
-            if prev:  # the same grid again: resume under the same parent
-                client.update_run(prev[0].info.run_id, status="RUNNING")
-                return prev[0].info.run_id
+            if prev:  # the same grid again: resume under the same parent, now this process's
+                run_id = prev[0].info.run_id
+                client.update_run(run_id, status="RUNNING")
+                client.log_batch(run_id, tags=[RunTag("slnn.host", socket.gethostname()),
+                                               RunTag("slnn.pid", str(os.getpid()))])
+                return run_id
         name = f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = client.create_run(exp_id, run_name=name, tags={
             "mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
@@ -347,10 +355,13 @@ class Sweep:
         """Summarize, close the parent run, write the report; the exit code (1 if a cell failed)."""
         st = self.state
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
-        unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED)
+        # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
+        not_run = st["total"] - st["skipped"] - len(entries)
+        unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED) + max(not_run, 0)
         _, line = self.close("FAILED" if unexpected else "FINISHED")
         elapsed = time.time() - st["start"]
-        note = self._write_report() if st.get("report") else ""
+        note = self._register() if st.get("register") else ""
+        note += self._write_report() if st.get("report") else ""
         print(f"slnn: sweep {st['study']}: {line} in {elapsed:.1f} s; browse: "
               f"mlflow ui --backend-store-uri {st['uri']}{note}", flush=True)
         return 1 if unexpected else 0
@@ -359,6 +370,15 @@ class Sweep:
         _, line = self.close("KILLED")
         print(f"slnn: sweep {self.state['study']} interrupted: {line}; run the same command "
               "again to finish it", file=sys.stderr, flush=True)
+
+    def _register(self) -> str:
+        from slnn.registry import RegistryError, register_best
+
+        try:
+            name, version, run_id = register_best(self.state["uri"], self.state["parent_run_id"])
+        except RegistryError as e:
+            return f"; nothing registered ({e})"
+        return f"; registered {name} version {version} (run {run_id}) as {name}@best"
 
     def _write_report(self) -> str:
         st = self.state

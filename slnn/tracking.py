@@ -67,9 +67,15 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def client_for(uri: str):
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except MlflowException as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise TrackingError(f"tracking URI {uri!r} is not a store MLflow can use ({first}); use "
+                            "e.g. sqlite:///mlflow.db, a folder, or http://host:port") from None
 
 
 def ensure_experiment(client, name: str) -> str:
@@ -222,7 +228,7 @@ class RunRecorder:
                 (root / "history.csv").write_text(history_csv(result))
                 if plot:
                     plot_curves(result, title, root / "learning_curves.png")
-            if (model is not None and result.outcome != "shape_mismatch"
+            if (model is not None and result.outcome not in ("shape_mismatch", "diverged")
                     and np.isfinite(result.W_final).all()):
                 from slnn.modelio import write_model
 

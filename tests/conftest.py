@@ -41,3 +41,36 @@ def run_slnn_train(args: list[str], cwd: Path, *, module: bool = False,
 def slnn_train():
     """``slnn_train(["data=iris_petal"], cwd=tmp_path)`` -> the finished subprocess."""
     return run_slnn_train
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (``tests/servers.py``) on 127.0.0.1 with an empty database
+    ``mlflow``; the tests that need it are skipped, with the reason, where it cannot run."""
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed: pip install -e '.[test]'")
+    from servers import PgCluster, Unavailable
+
+    try:
+        cluster = PgCluster.start()
+    except Unavailable as e:
+        pytest.skip(f"no PostgreSQL here: {e}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_server(postgres, tmp_path_factory):
+    """``mlflow server`` on the ``postgres`` cluster, artifacts proxied into a temporary folder:
+    ``.url`` (http://127.0.0.1:<port>), ``.artifacts``, ``.log``; stopped at the end."""
+    from servers import start_mlflow_server, stop_process
+
+    root = tmp_path_factory.mktemp("mlflow_server")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server = start_mlflow_server(postgres.uri("mlflow"), root / "artifacts", root / "server.log",
+                                 env=env)
+    try:
+        yield server
+    finally:
+        stop_process(server.proc)

@@ -220,6 +220,7 @@ class Server:
     proc: subprocess.Popen
     url: str
     log: Path
+    artifacts: Path | None = None  # where an mlflow server stores the artifacts it proxies
 
 
 def start_mlflow_server(backend_uri: str, artifacts: Path, log: Path, *, env: dict | None = None,
@@ -230,6 +231,10 @@ def start_mlflow_server(backend_uri: str, artifacts: Path, log: Path, *, env: di
     cmd = [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
            "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1"]
+    env = dict(os.environ if env is None else env)
+    # the server's job runner (seven huey consumers, each importing MLflow) serves GenAI scorers,
+    # nothing slnn uses; on two cores it would triple the start-up time
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     proc = start_process(cmd, log, env=env, cwd=Path(artifacts).parent)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -237,7 +242,7 @@ def start_mlflow_server(backend_uri: str, artifacts: Path, log: Path, *, env: di
     except BaseException:
         stop_process(proc)
         raise
-    return Server(proc, url, log)
+    return Server(proc, url, log, Path(artifacts))
 
 
 def start_model_server(model_uri: str, log: Path, *, env: dict, cwd: Path,
@@ -247,6 +252,8 @@ def start_model_server(model_uri: str, log: Path, *, env: dict, cwd: Path,
     port = free_port()
     cmd = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    # MLflow runs `bash -c "exec uvicorn ..."`: uvicorn must be on PATH, as in an activated venv
+    env = {**env, "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", os.defpath)])}
     proc = start_process(cmd, log, env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,0 +1,245 @@
+"""Trained networks are MLflow models: every finished run logs ``model/`` (a pyfunc "model from
+code", weights as ``.npy``, no pickle), loadable with ``mlflow.pyfunc.load_model`` and servable with
+``mlflow models serve``. Run: ``python -m pytest tests/test_models.py`` (``-m 'not slow'`` leaves
+out the serving test).
+
+Real components only: runs go through ``slnn.train.run_one`` into one SQLite store in a temporary
+folder (creating a store costs seconds of schema migration, so the module shares it), predictions
+are held to a forward pass computed here from ``weights/final.npy``, and serving starts the venv's
+``mlflow models serve`` on a free 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+import slnn.train
+from slnn.config import to_config
+from servers import start_model_server, stop_process, tail
+
+IRIS = ("data=iris", "model.activation=sigmoid", "train.epochs=20", "seed=1")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
+
+
+@contextmanager
+def global_tracking_uri(uri: str):
+    """``runs:/`` URIs resolve against MLflow's global tracking URI, and ``set_tracking_uri`` also
+    exports it as ``MLFLOW_TRACKING_URI`` (which slnn reads before ``tracking.uri``): set both for
+    the block, then put both back as they were."""
+    from mlflow.tracking._tracking_service import utils
+
+    saved, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved)  # None unsets the variable too
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models_store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        uri = f"sqlite:///{root}/mlflow.db"
+        yield SimpleNamespace(root=root, uri=uri, client=MlflowClient(uri))
+
+
+def _run(compose, store, tmp_path_factory, *overrides):
+    """One real run through ``run_one``, its model loaded from ``runs:/`` and its artifacts
+    (``model/``, ``weights/final.npy``) downloaded."""
+    cfg = compose(*overrides, f"tracking.uri={store.uri}")
+    result = slnn.train.run_one(cfg, quiet=True)
+    run = store.client.get_run(result.run_id)
+    r = SimpleNamespace(cfg=cfg, result=result, run_id=result.run_id, run=run,
+                        data=slnn.train.build_dataset(to_config(cfg)))
+    r.artifacts = {f.path for f in store.client.list_artifacts(r.run_id)}
+    if "model" in r.artifacts:
+        dst = tmp_path_factory.mktemp("model_artifacts")
+        r.model_dir = Path(mlflow.artifacts.download_artifacts(
+            run_id=r.run_id, artifact_path="model", dst_path=str(dst), tracking_uri=store.uri))
+        r.W = np.load(mlflow.artifacts.download_artifacts(
+            run_id=r.run_id, artifact_path="weights/final.npy", dst_path=str(dst),
+            tracking_uri=store.uri), allow_pickle=False)
+        with global_tracking_uri(store.uri):
+            r.model = mlflow.pyfunc.load_model(f"runs:/{r.run_id}/model")
+    return r
+
+
+def _raw_frame(data, x_prepared: np.ndarray) -> pd.DataFrame:
+    """What a user sends: one column per feature, in raw units."""
+    return pd.DataFrame(data.raw(x_prepared), columns=list(data.feature_names))
+
+
+def _sigmoid_forward(W: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``z = sigmoid([x, 1] @ W)``, written here, not slnn's."""
+    x1 = np.column_stack([x, np.ones(len(x))])  # (n, d + 1)
+    return 1.0 / (1.0 + np.exp(-(x1 @ W)))      # (n, d + 1) @ (d + 1, k) -> (n, k)
+
+
+def _mlmodel(model_dir: Path) -> dict:
+    return yaml.safe_load((model_dir / "MLmodel").read_text())
+
+
+@pytest.fixture(scope="module")
+def iris_run(compose, store, tmp_path_factory):
+    r = _run(compose, store, tmp_path_factory, *IRIS)
+    assert r.result.outcome == "max_epochs" and "model" in r.artifacts
+    return r
+
+
+# --- the model of one run ---
+
+def test_predict_gives_a_distribution_and_the_argmax_of_an_independent_forward_pass(iris_run):
+    r, data = iris_run, iris_run.data
+    out = r.model.predict(_raw_frame(data, data.x_test))
+    classes = list(data.class_names)
+    assert list(out.columns) == [f"p_{c}" for c in classes] + ["predicted"]
+    assert len(out) == data.n_test
+    p = out[[f"p_{c}" for c in classes]].to_numpy()
+    assert (p >= 0).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    z = _sigmoid_forward(r.W, data.x_test)
+    # sigmoid outputs are positive: the distribution is z normalized per row
+    np.testing.assert_allclose(p, z / z.sum(axis=1, keepdims=True), rtol=1e-9, atol=1e-12)
+    assert list(out["predicted"]) == [classes[j] for j in z.argmax(axis=1)]
+    assert out["predicted"].nunique() > 1  # a trained iris model does not answer one class
+
+
+def test_accuracy_of_predicted_on_the_test_split_is_one_minus_test_error(iris_run):
+    r, data = iris_run, iris_run.data
+    predicted = r.model.predict(_raw_frame(data, data.x_test))["predicted"].to_numpy()
+    truth = np.asarray(data.class_names)[data.t_test.argmax(axis=1)]
+    accuracy = float(np.mean(predicted == truth))
+    assert accuracy == pytest.approx(1.0 - r.run.data.metrics["test_error"], abs=1e-12)
+    assert accuracy > 0.5  # 20 epochs of sigmoid on iris learn something; chance is 1/3
+
+
+def test_signature_names_the_raw_features_and_an_input_example_is_logged(iris_run):
+    r, data = iris_run, iris_run.data
+    sig = r.model.metadata.signature
+    assert sig is not None
+    assert sig.inputs.input_names() == list(data.feature_names)
+    assert sig.outputs.input_names() == [f"p_{c}" for c in data.class_names] + ["predicted"]
+    example = r.model.metadata.load_input_example(str(r.model_dir))
+    assert isinstance(example, pd.DataFrame)
+    assert list(example.columns) == list(data.feature_names)
+    assert 1 <= len(example) <= 5
+    # raw units (what a user sends), not the standardized features the network sees
+    np.testing.assert_allclose(example.to_numpy(), data.raw(data.x_test[:len(example)]))
+    assert (example.to_numpy().mean(axis=0) > 1.0).all()  # iris in cm; standardized would be ~0
+    assert list(r.model.predict(example).columns)[-1] == "predicted"
+
+
+def test_weights_are_npy_equal_to_final_and_no_file_is_a_pickle(iris_run):
+    r = iris_run
+    w = np.load(r.model_dir / "artifacts" / "weights.npy", allow_pickle=False)
+    assert w.dtype == np.float64 and w.shape == (len(r.data.feature_names) + 1,
+                                                 len(r.data.class_names))
+    np.testing.assert_array_equal(w, r.W)
+    files = [p for p in r.model_dir.rglob("*") if p.is_file()]
+    assert files
+    assert not [p.name for p in files if p.name.endswith(PICKLE_SUFFIXES)]
+    # a pickle of protocol 2+ starts with 0x80 and the protocol number
+    assert not [p.name for p in files if p.read_bytes()[:1] == b"\x80"]
+    pyfunc = _mlmodel(r.model_dir)["flavors"]["python_function"]
+    assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert "python_model" not in pyfunc  # a cloudpickled PythonModel would be named here
+    assert (r.model_dir / Path(pyfunc["model_code_path"]).name).is_file()
+    meta = json.loads((r.model_dir / "artifacts" / "meta.json").read_text())
+    assert meta["feature_names"] == list(r.data.feature_names)
+    assert meta["activation"] == "sigmoid"
+
+
+def test_two_runs_in_one_process_give_two_models_each_with_its_own_weights(
+        compose, store, tmp_path_factory, iris_run):
+    # the same data set and activation: the second model is a re-stamped copy of the first one
+    # written by this process; another split (data.seed) gives it other preprocessing as well
+    second = _run(compose, store, tmp_path_factory, *IRIS[:-1], "seed=2", "data.seed=2")
+    first = iris_run
+    assert second.run_id != first.run_id
+    m1, m2 = _mlmodel(first.model_dir), _mlmodel(second.model_dir)
+    assert m1["model_uuid"] != m2["model_uuid"]
+    assert first.model.metadata.model_uuid != second.model.metadata.model_uuid
+    w2 = np.load(second.model_dir / "artifacts" / "weights.npy", allow_pickle=False)
+    np.testing.assert_array_equal(w2, second.W)
+    assert not np.allclose(second.W, first.W)
+    assert not np.allclose(second.data.x_test, first.data.x_test[:len(second.data.x_test)])
+    # it predicts with ITS weights and preprocessing, on its own test split
+    data = second.data
+    out = second.model.predict(_raw_frame(data, data.x_test))
+    z = _sigmoid_forward(second.W, data.x_test)
+    p = out[[f"p_{c}" for c in data.class_names]].to_numpy()
+    np.testing.assert_allclose(p, z / z.sum(axis=1, keepdims=True), rtol=1e-9, atol=1e-12)
+    assert list(out["predicted"]) == [data.class_names[j] for j in z.argmax(axis=1)]
+    truth = np.asarray(data.class_names)[data.t_test.argmax(axis=1)]
+    assert np.mean(out["predicted"].to_numpy() == truth) == pytest.approx(
+        1.0 - second.run.data.metrics["test_error"], abs=1e-12)
+    # and the two models answer differently on the same rows
+    same_rows = _raw_frame(first.data, first.data.x_test)
+    assert not np.allclose(first.model.predict(same_rows).iloc[:, :-1].to_numpy(),
+                           second.model.predict(same_rows).iloc[:, :-1].to_numpy())
+
+
+@pytest.mark.parametrize("overrides, outcome, reason", [
+    pytest.param(("data=iris", "update=kronecker"), "shape_mismatch", "(3, 3)", id="shape_mismatch"),
+    pytest.param(("data=iris_petal", "model.activation=linear", "optim.lr=1e30"), "diverged",
+                 "non-finite", id="diverged-nonfinite-weights"),
+    pytest.param(("data=iris_petal", "model.activation=linear", "optim.lr=10"), "diverged",
+                 "exceeded", id="diverged-loss-over-threshold"),
+])
+def test_shape_mismatch_and_diverged_runs_log_no_model(compose, store, tmp_path_factory,
+                                                       overrides, outcome, reason):
+    r = _run(compose, store, tmp_path_factory, *overrides, "train.epochs=3",
+             "train.backend=numpy", "tracking.plot=false")
+    assert r.result.outcome == outcome
+    assert reason in r.run.data.tags["slnn.reason"]
+    assert r.run.info.status == "FINISHED"
+    assert "weights" in r.artifacts  # the run did log its files...
+    assert "model" not in r.artifacts  # ...but no model
+
+
+# --- serving ---
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_as_the_in_process_model(iris_run, store, tmp_path):
+    data = iris_run.data
+    rows = data.x_test[:6]
+    frame = _raw_frame(data, rows)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    server = start_model_server(f"runs:/{iris_run.run_id}/model", tmp_path / "serve.log",
+                                env=env, cwd=tmp_path)
+    try:
+        body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
+                                               "data": frame.to_numpy().tolist()}}).encode()
+        req = urllib.request.Request(server.url + "/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+            answer = json.loads(resp.read())
+    finally:
+        stop_process(server.proc)
+    served = pd.DataFrame(answer["predictions"])
+    local = iris_run.model.predict(frame)
+    assert list(served.columns) == list(local.columns), tail(server.log)
+    assert len(served) == len(rows)
+    np.testing.assert_allclose(served.iloc[:, :-1].to_numpy(dtype=float),
+                               local.iloc[:, :-1].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert list(served["predicted"]) == list(local["predicted"])
+    assert server.proc.poll() is not None  # stopped

@@ -1,0 +1,89 @@
+"""The best run of a sweep goes to the Model Registry under an alias, and loads back from it."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from slnn.config import to_config
+from slnn.registry import RegistryError, register_best
+from slnn.train import build_dataset, run_one
+
+
+@pytest.fixture()
+def sweep_store(tmp_path, monkeypatch, compose):
+    """Three real runs (different learning rates) under one hand-made parent run."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("reg")
+    parent = client.create_run(exp, tags={"slnn.sweep": "true", "slnn.study": "regtest"}).info.run_id
+    cfgs, runs = [], []
+    for lr in ("0.05", "0.5", "2.0"):
+        cfg = compose("data=iris_petal", "model.activation=sigmoid", f"optim.lr={lr}",
+                      "train.epochs=15", f"tracking.uri={uri}", "tracking.experiment=reg")
+        runs.append(run_one(cfg, parent_run_id=parent, quiet=True).run_id)
+        cfgs.append(cfg)
+    old = mlflow.get_tracking_uri()
+    yield uri, client, parent, runs, cfgs
+    mlflow.set_tracking_uri(old)
+
+
+def _expected_best(client, runs):
+    rows = [(client.get_run(r).data.metrics["val_loss"], client.get_run(r).data.metrics["test_error"], r)
+            for r in runs]
+    return min(rows)[2]
+
+
+def test_registers_the_lowest_validation_loss_with_alias(sweep_store):
+    uri, client, parent, runs, cfgs = sweep_store
+    name, version, run_id = register_best(uri, parent)
+    assert name == "slnn-regtest"
+    assert run_id == _expected_best(client, runs)
+    mv = client.get_model_version_by_alias(name, "best")
+    assert (str(mv.version), mv.run_id) == (version, run_id)
+    assert "registered_model" not in client.get_run(run_id).data.tags  # the tag is on the parent
+    assert client.get_run(parent).data.tags["slnn.registered_model"].startswith(f"{name}@best")
+    # the registered model predicts what the run's own weights predict
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{name}@best")
+    data = build_dataset(to_config(cfgs[runs.index(run_id)]))
+    frame = pd.DataFrame(data.raw(data.x_test), columns=list(data.feature_names))
+    W = np.load(client.download_artifacts(run_id, "weights/final.npy"), allow_pickle=False)
+    z = 1.0 / (1.0 + np.exp(-(np.hstack([data.x_test, np.ones((data.n_test, 1))]) @ W)))
+    expected = np.array(data.class_names)[np.argmax(z, axis=1)]
+    assert list(model.predict(frame)["predicted"]) == list(expected)
+
+
+def test_ties_in_validation_loss_are_broken_by_test_error(sweep_store):
+    uri, client, parent, runs, _ = sweep_store
+    # make two runs tie on the latest val_loss, the second with the lower test error
+    a, b = runs[0], runs[2]
+    for run, test_error in ((a, 0.3), (b, 0.1)):
+        client.log_batch(run, metrics=[Metric("val_loss", 1e-6, 0, 10_000),
+                                       Metric("test_error", test_error, 0, 10_000)])
+    name, _, run_id = register_best(uri, parent, name="tie-test")
+    assert run_id == b
+    # and a second registration makes a new version that takes the alias over
+    client.log_batch(a, metrics=[Metric("test_error", 0.0, 0, 20_000)])
+    _, version, run_id = register_best(uri, parent, name="tie-test")
+    assert run_id == a and version == "2"
+    assert client.get_model_version_by_alias("tie-test", "best").run_id == a
+
+
+def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("none")
+    parent = client.create_run(exp).info.run_id
+    cfg = compose("data=iris", "update=kronecker", f"tracking.uri={uri}", "tracking.experiment=none")
+    assert run_one(cfg, parent_run_id=parent, quiet=True).outcome == "shape_mismatch"
+    with pytest.raises(RegistryError, match="no run that trained"):
+        register_best(uri, parent)
