@@ -2,10 +2,10 @@
 against a plain Hydra + MLflow script over the same grid and against itself with one worker.
 
     .venv/bin/python benchmarks/bench_sweep.py                  # full: 450 cells per slnn sweep,
-                                                                # the plain script on seed 0 (90 cells)
-    .venv/bin/python benchmarks/bench_sweep.py --quick          # seed=0 optim.lr=0.1 (30 cells); ~1-2 min
-    .venv/bin/python benchmarks/bench_sweep.py --plain-seeds 5  # the plain script on all 450 cells too
-    .venv/bin/python benchmarks/bench_sweep.py --keep           # keep the temp folders to look inside
+                                                                # the plain script on seed 0 (90)
+    .venv/bin/python benchmarks/bench_sweep.py --quick          # seed=0 optim.lr=0.1: 30 cells
+    .venv/bin/python benchmarks/bench_sweep.py --plain-seeds 5  # the plain script on all 450 too
+    .venv/bin/python benchmarks/bench_sweep.py --keep           # keep the temp folders
 
 A benchmark, not a test: it prints figures and ratios and asserts nothing about time. Each goal is
 printed with PASS or MISS.
@@ -16,9 +16,9 @@ store's creation count as a user would feel them:
 
 1. slnn, 1 worker:  ``slnn-train -m +experiment=guide_vs_correct hydra/launcher=joblib
    hydra.launcher.n_jobs=1 sweep.report=false tracking.uri=sqlite:///<dir>/mlflow.db
-   hydra.sweep.dir=<dir>/multirun``
-2. slnn, 2 workers: the same with ``hydra.launcher.n_jobs=2``;
-3. slnn, Hydra's basic launcher (no joblib), for information;
+   hydra.sweep.dir=<dir>/multirun`` (joblib runs one job at a time in the process itself);
+2. slnn, 2 workers: the same with ``hydra.launcher.n_jobs=2`` (two loky worker processes);
+3. slnn, Hydra's basic launcher (no joblib), for information; not in ``--quick``;
 4. the plain baseline, ``benchmarks/plain_sweep/plain_sweep.py``: ``@hydra.main``, Hydra's basic
    sweeper and launcher, ``mlflow.start_run`` per job and one ``mlflow.log_metrics`` call per
    epoch, around slnn's own trainer. It costs seconds per cell, so the full run gives it one seed
@@ -29,12 +29,12 @@ runs/s = finished runs in the store / wall time. For the slnn sweeps the ledger
 (``<sweep dir>/progress.jsonl``: per cell ``seconds``, ``train_seconds``, ``pid``, ``time``) splits
 the worker time (wall x workers) into training, the rest of each cell (MLflow, data, config) and
 the rest of the process (Python, Hydra, the store's creation, the sweep's preparation, launching
-workers and chunks). Goals: slnn with 2 workers >= 10x the plain script's runs per second, and
-2 workers >= 1.6x 1 worker on this 2-core machine.
+workers and chunks, shutting down). Goals: slnn with 2 workers at least 10x the plain script's
+runs per second, and 2 workers at least 1.6x 1 worker on this 2-core machine.
 
 An untimed warm-up trains every (activation, rule) pair once first (slnn and the plain script
-share the Numba kernel cache), so no figure includes compiling. The machine may be shared: the
-load average is printed at the start, before each variant and at the end.
+load the same Numba kernel cache), so no figure includes compiling. The machine may be shared:
+the load average is printed at the start, before each variant and at the end.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import platform
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "experiments" / "guide_vs_correct.yaml"
 PLAIN = ROOT / "benchmarks" / "plain_sweep" / "plain_sweep.py"
 BIN = Path(sys.executable).parent
-SLNN_TRAIN = str(BIN / "slnn-train") if (BIN / "slnn-train").exists() else shutil.which("slnn-train")
+SLNN_TRAIN = (str(BIN / "slnn-train") if (BIN / "slnn-train").exists()
+              else shutil.which("slnn-train"))
 
 GOAL_VS_PLAIN = 10.0  # slnn (2 workers) runs/s over the plain script's
 GOAL_2W = 1.6  # 2 workers over 1
@@ -66,6 +68,21 @@ GOAL_2W = 1.6  # 2 workers over 1
 PLAIN_KEY = {"data": "data", "update": "update", "model.activation": "activation",
              "optim.lr": "lr", "seed": "seed"}
 QUICK = {"seed": "0", "optim.lr": "0.1"}  # replaces the study's values for these keys
+
+# fills the Numba kernel cache for every (activation, rule) pair, and the page cache with the
+# modules every variant imports
+WARM_UP = """
+import sys, numpy as np
+import mlflow.pyfunc, sklearn.datasets, slnn.train
+from slnn.data import load_dataset
+from slnn.trainer import train
+data = load_dataset("iris_petal")  # 2 + 1 = 3 outputs: both rules apply
+pairs = [(a, r) for a in sys.argv[1].split(",") for r in sys.argv[2].split(",")]
+for a, r in pairs:
+    out = train(data, activation=a, rule=r, epochs=1, rng=np.random.default_rng(0)).outcome
+    assert out != "shape_mismatch", (a, r)
+print(f"{len(pairs)} (activation, rule) pairs trained once")
+"""
 
 
 # --- the grid ---
@@ -150,11 +167,17 @@ def slnn_shares(v: dict, workers: int) -> dict:
     first = min(e["time"] - e["seconds"] for e in entries)
     last = max(e["time"] for e in entries)
     before, after = max(first - v["t0"], 0.0), max(v["t1"] - last, 0.0)
+    # a process's first cell also pays its imports and kernel loads: how much above a typical cell
+    typical = statistics.median(e["seconds"] for e in entries)
+    firsts: dict[int, dict] = {}
+    for e in sorted(entries, key=lambda e: e["time"]):
+        firsts.setdefault(e["pid"], e)
     return {"train": trained / cap, "cell_rest": (cell - trained) / cap,
             "process": 1 - cell / cap, "before": before, "after": after,
-            "gaps": cap - cell - workers * (before + after), "n": len(entries),
+            "gaps": cap - cell - workers * (before + after),
             "per_cell": cell / len(entries), "per_cell_train": trained / len(entries),
-            "pids": len({e["pid"] for e in entries}),
+            "median_cell": typical, "pids": len(firsts),
+            "first_extra": sum(max(e["seconds"] - typical, 0.0) for e in firsts.values()),
             "train_by_name": {e["name"]: e["train_seconds"] for e in entries}}
 
 
@@ -165,7 +188,7 @@ def verdict(ratio: float, goal: float) -> str:
 
 
 def slnn_state() -> str:
-    """The commit measured, and whether slnn's files differ from it (other work may be under way)."""
+    """The commit measured, and whether slnn's files differ from it (work may be under way)."""
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
@@ -178,158 +201,165 @@ def slnn_state() -> str:
     return head + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else " (clean)")
 
 
+def print_shares(results: dict, plain_runs: list) -> None:
+    slnn_keys = [k for k in ("slnn-1w", "slnn-2w", "slnn-basic")
+                 if results.get(k, {}).get("shares")]
+    print("where the time goes: shares of wall x workers (slnn: each sweep's progress.jsonl)")
+    print(f"{'variant':<34} {'training':>9} {'MLflow+data+config':>19} {'start-up+rest':>14}")
+    for key in slnn_keys:
+        s = results[key]["shares"]
+        print(f"{results[key]['name']:<34} {s['train']:>9.1%} {s['cell_rest']:>19.1%} "
+              f"{s['process']:>14.1%}")
+    p = results["plain"]
+    in_runs = sum((end - start) / 1000 for _, start, end in plain_runs if start and end)
+    trained_by_name = next((results[k]["shares"]["train_by_name"] for k in slnn_keys
+                            if k != "slnn-2w"), {})
+    matched = [trained_by_name[n] for n, _, _ in plain_runs if n in trained_by_name]
+    if p["wall"] > 0 and plain_runs:
+        if len(matched) == len(plain_runs):
+            tr = f"{sum(matched) / p['wall']:>9.1%}"
+            rest = f"{(in_runs - sum(matched)) / p['wall']:>19.1%}"
+        else:
+            tr, rest = f"{'n/a':>9}", f"{in_runs / p['wall']:>19.1%}"
+        print(f"{'plain Hydra + MLflow (*)':<34} {tr} {rest} {1 - in_runs / p['wall']:>14.1%}")
+        print("  (*) no ledger: its runs' spans (start_run to end_run) come from the store, and")
+        print("      its training is slnn's train_seconds for the same cells (the same trainer)")
+    print()
+    print("start-up+rest, in seconds: before the first cell (Python, Hydra, composing and checking")
+    print("the grid, the store's creation, the parent run), after the last one (summary, closing")
+    print("the parent run, workers' and the interpreter's shutdown), and gaps between cells")
+    print("(launching workers and chunks); 1st cells: what the first cell of each process costs")
+    print("above the median cell (imports, kernel loads), counted within the cells' shares above")
+    print(f"{'variant':<34} {'s/cell':>7} {'median':>7} {'train':>7} {'before':>7} {'after':>7} "
+          f"{'gaps':>7} {'1st cells':>10}")
+    for key in slnn_keys:
+        s = results[key]["shares"]
+        print(f"{results[key]['name']:<34} {s['per_cell']:>7.3f} {s['median_cell']:>7.3f} "
+              f"{s['per_cell_train']:>7.3f} {s['before']:>7.1f} {s['after']:>7.1f} "
+              f"{s['gaps']:>7.1f} {s['first_extra']:>+10.1f}   "
+              f"({s['pids']} process{'es' if s['pids'] > 1 else ''}; gaps in worker-s)")
+    if plain_runs:
+        spans = sorted((end - start) / 1000 for _, start, end in plain_runs if start and end)
+        train = f"{sum(matched) / len(matched):>7.3f}" if matched else f"{'n/a':>7}"
+        print(f"{'plain Hydra + MLflow (*)':<34} {in_runs / len(plain_runs):>7.3f} "
+              f"{statistics.median(spans):>7.3f} {train}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="seed=0 optim.lr=0.1 (30 cells) and a 12-cell plain subset")
+                    help="seed=0 optim.lr=0.1 (30 cells), a 6-cell plain subset, no basic launcher")
     ap.add_argument("--plain-seeds", type=int, default=1, metavar="K",
-                    help="seeds of the grid the plain script runs (full run only; 5 = all 450 cells)")
+                    help="seeds the plain script runs (full run only; 5 = all 450 cells)")
     ap.add_argument("--no-basic", action="store_true", help="skip slnn with Hydra's basic launcher")
     ap.add_argument("--keep", action="store_true", help="keep the temp folders")
     args = ap.parse_args()
     if SLNN_TRAIN is None:
-        sys.exit("bench_sweep: slnn-train not found: install slnn (pip install -e .) into this venv")
+        sys.exit("bench_sweep: slnn-train not found: install slnn (pip install -e .) in this venv")
 
-    import hydra
-    import mlflow
-    import numba
+    from importlib.metadata import version
 
     grid, epochs = study_grid()
     slnn_extra: list[str] = []
     if args.quick:
         grid = {**grid, **QUICK}
         slnn_extra = [f"{k}={v}" for k, v in QUICK.items()]
-        # two activations of the quick grid: every data set and rule, so shape_mismatch keeps its share
-        plain_grid = {**grid, "model.activation": "sigmoid,tanh"}
-        plain_what = "the quick grid's sigmoid and tanh cells"
+        # every data set and rule of the quick grid, so shape_mismatch keeps its share
+        plain_grid = {**grid, "model.activation": "sigmoid"}
+        plain_what = "the quick grid's sigmoid cells"
     else:
         k = max(1, min(args.plain_seeds, n_values(grid["seed"])))
         plain_grid = {**grid, "seed": seeds_value(k)}
-        plain_what = ("the whole grid" if k == n_values(grid["seed"]) else
-                      f"seed={seeds_value(k)} only")
+        plain_what = ("the whole grid" if k == n_values(grid["seed"])
+                      else f"seed={seeds_value(k)} only")
     cells, plain_cells = n_cells(grid), n_cells(plain_grid)
+    plain_args = [f"{PLAIN_KEY[k]}={v}" for k, v in plain_grid.items()]
 
     env = os.environ.copy()
     env.pop("MLFLOW_TRACKING_URI", None)  # it would win over tracking.uri
     base = Path(tempfile.mkdtemp(prefix="slnn-bench-sweep-"))
-
-    def slnn_cmd(folder: Path, launcher: list[str], extra: list[str]) -> list[str]:
-        return [SLNN_TRAIN, "-m", "+experiment=guide_vs_correct", *launcher, *extra,
-                "sweep.report=false", f"tracking.uri=sqlite:///{folder}/mlflow.db",
-                f"hydra.sweep.dir={folder}/multirun"]
-
-    def plain_cmd(folder: Path, g: dict[str, str], ep: int) -> list[str]:
-        vals = [f"{PLAIN_KEY[k]}={v}" for k, v in g.items()]
-        return [sys.executable, str(PLAIN), "-m", *vals, f"epochs={ep}",
-                f"tracking_uri=sqlite:///{folder}/mlflow.db", f"hydra.sweep.dir={folder}/multirun"]
 
     def fresh(name: str) -> Path:
         folder = base / name
         folder.mkdir()
         return folder
 
+    def slnn_cmd(folder: Path, launcher: list[str]) -> list[str]:
+        return [SLNN_TRAIN, "-m", "+experiment=guide_vs_correct", *launcher, *slnn_extra,
+                "sweep.report=false", f"tracking.uri=sqlite:///{folder}/mlflow.db",
+                f"hydra.sweep.dir={folder}/multirun"]
+
+    def plain_cmd(folder: Path) -> list[str]:
+        return [sys.executable, str(PLAIN), "-m", *plain_args, f"epochs={epochs}",
+                f"tracking_uri=sqlite:///{folder}/mlflow.db", f"hydra.sweep.dir={folder}/multirun"]
+
     print(f"bench_sweep: {'quick' if args.quick else 'full'} run on {platform.node()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, hydra {hydra.__version__}, "
-          f"mlflow {mlflow.__version__}, numba {numba.__version__}")
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, hydra-core "
+          f"{version('hydra-core')}, mlflow {version('mlflow')}, numba {version('numba')}")
     print(f"  slnn at {slnn_state()}")
     print(f"  load average at start: {loadavg()}")
     print(f"  slnn grid: {cells} cells (guide_vs_correct"
           f"{', ' + ' '.join(slnn_extra) if slnn_extra else ''}), {epochs} epochs each")
-    print(f"  plain grid: {plain_cells} cells ({plain_what}): {' '.join(f'{PLAIN_KEY[k]}={v}' for k, v in plain_grid.items())}")
+    print(f"  plain grid: {plain_cells} cells ({plain_what}): {' '.join(plain_args)}")
     print(f"  temp folders under {base}")
     print()
 
-    # --- warm-up: every (activation, rule) pair compiles into the shared kernel cache, untimed ---
     t = time.perf_counter()
-    w = fresh("warmup-slnn")
-    warm = run_variant("warm-up slnn", slnn_cmd(w, [], ["data=iris_petal", "seed=0", "optim.lr=0.1",
-                                                       "train.epochs=2"]), w, env)
-    w = fresh("warmup-plain")
-    warm_p = run_variant("warm-up plain", plain_cmd(w, {"data": "iris_petal", "update": "input",
-                                                        "model.activation": "sigmoid",
-                                                        "optim.lr": "0.1", "seed": "0"}, 2), w, env)
-    print(f"warm-up (not in any figure): slnn {warm['wall']:.1f} s, plain {warm_p['wall']:.1f} s, "
-          f"{time.perf_counter() - t:.1f} s in all")
+    warm = subprocess.run([sys.executable, "-c", WARM_UP, grid["model.activation"],
+                           grid["update"]], env=env, capture_output=True, text=True)
+    if warm.returncode != 0:
+        sys.exit(f"bench_sweep: the warm-up failed:\n{warm.stderr.strip()[-2000:]}")
+    print(f"warm-up (not in any figure): {warm.stdout.strip()}, {time.perf_counter() - t:.1f} s")
     print()
 
-    # --- the variants ---
-    variants = [("slnn, joblib, 1 worker", "slnn-1w", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"], 1),
-                ("slnn, joblib, 2 workers", "slnn-2w", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2)]
-    if not args.no_basic:
+    joblib = ["hydra/launcher=joblib"]
+    variants = [("slnn, joblib, 1 worker", "slnn-1w", joblib + ["hydra.launcher.n_jobs=1"], 1),
+                ("slnn, joblib, 2 workers", "slnn-2w", joblib + ["hydra.launcher.n_jobs=2"], 2)]
+    if not (args.no_basic or args.quick):
         variants.append(("slnn, basic launcher", "slnn-basic", [], 1))
     results = {}
     for label, key, launcher, workers in variants:
         folder = fresh(key)
         print(f"running {label} ({cells} cells), load {loadavg()} ...", flush=True)
-        v = run_variant(label, slnn_cmd(folder, launcher, slnn_extra), folder, env)
+        v = run_variant(label, slnn_cmd(folder, launcher), folder, env)
         v["runs"] = len(store_runs(folder / "mlflow.db", children_only=True))
-        v["workers"] = workers
         v["shares"] = slnn_shares(v, workers)
-        m = re.findall(r"\(of (\d+) cells\)", (folder / "stdout.txt").read_text())
-        v["summary_cells"] = int(m[-1]) if m else None
         results[key] = v
     folder = fresh("plain")
     print(f"running the plain script ({plain_cells} cells), load {loadavg()} ...", flush=True)
-    v = run_variant("plain", plain_cmd(folder, plain_grid, epochs), folder, env)
+    v = run_variant(f"plain Hydra + MLflow, {plain_what}", plain_cmd(folder), folder, env)
     plain_runs = store_runs(folder / "mlflow.db", children_only=False)
     v["runs"] = len(plain_runs)
     results["plain"] = v
     print()
 
-    # --- the table ---
-    rows = [(results[k]["name"], k) for k in ("slnn-1w", "slnn-2w", "slnn-basic") if k in results]
-    rows.append((f"plain Hydra + MLflow ({plain_what})", "plain"))
     rate = {}
     print(f"{'variant':<52} {'cells':>6} {'wall s':>8} {'runs/s':>8} {'load':>6}")
-    for label, key in rows:
-        r = results[key]
+    for key, r in results.items():
         rate[key] = r["runs"] / r["wall"] if r["wall"] > 0 else 0.0
-        expected = cells if key != "plain" else plain_cells
+        expected = plain_cells if key == "plain" else cells
         note = "" if r["runs"] == expected else f"   !! {r['runs']} of {expected} cells finished"
-        print(f"{label:<52} {r['runs']:>6} {r['wall']:>8.1f} {rate[key]:>8.2f} {r['load']:>6.2f}{note}")
+        print(f"{r['name']:<52} {r['runs']:>6} {r['wall']:>8.1f} {rate[key]:>8.2f} "
+              f"{r['load']:>6.2f}{note}")
     print()
 
     def ratio(a: str, b: str) -> float:
         return rate[a] / rate[b] if rate.get(b) else float("nan")
 
-    print("ratios (runs per second)")
-    r1 = ratio("slnn-2w", "plain")
-    print(f"  slnn 2 workers vs plain          {r1:7.2f}x   goal >= {GOAL_VS_PLAIN:g}x   {verdict(r1, GOAL_VS_PLAIN)}")
-    print(f"  slnn 1 worker vs plain           {ratio('slnn-1w', 'plain'):7.2f}x   (for information)")
+    r1, r2 = ratio("slnn-2w", "plain"), ratio("slnn-2w", "slnn-1w")
+    print("ratios of runs per second")
+    print(f"  slnn 2 workers vs plain        {r1:7.2f}x   goal >= {GOAL_VS_PLAIN:g}x   "
+          f"{verdict(r1, GOAL_VS_PLAIN)}")
+    print(f"  slnn 1 worker vs plain         {ratio('slnn-1w', 'plain'):7.2f}x   (for information)")
     if "slnn-basic" in rate:
-        print(f"  slnn basic launcher vs plain     {ratio('slnn-basic', 'plain'):7.2f}x   (for information)")
-    r2 = ratio("slnn-2w", "slnn-1w")
-    print(f"  slnn 2 workers vs 1 worker       {r2:7.2f}x   goal >= {GOAL_2W:g}x    {verdict(r2, GOAL_2W)}")
+        print(f"  slnn basic launcher vs plain   {ratio('slnn-basic', 'plain'):7.2f}x   "
+              "(for information)")
+    print(f"  slnn 2 workers vs 1 worker     {r2:7.2f}x   goal >= {GOAL_2W:g}x    "
+          f"{verdict(r2, GOAL_2W)}")
     print()
-
-    print("where the worker time goes (wall x workers), from each sweep's progress.jsonl")
-    print(f"{'variant':<28} {'training':>9} {'MLflow+data':>12} {'start-up+rest':>14}   "
-          f"{'per cell: all / training':>25}   start-up+rest = before 1st cell, after last, gaps")
-    for key in ("slnn-1w", "slnn-2w", "slnn-basic"):
-        s = results.get(key, {}).get("shares")
-        if not s:
-            continue
-        print(f"{results[key]['name']:<28} {s['train']:>8.1%} {s['cell_rest']:>12.1%} "
-              f"{s['process']:>14.1%}   {s['per_cell']:>13.3f} / {s['per_cell_train']:.3f} s   "
-              f"{s['before']:.1f} s, {s['after']:.1f} s, {s['gaps']:.1f} worker-s "
-              f"({s['pids']} process{'es' if s['pids'] > 1 else ''})")
-    # the plain script: its runs' own spans from the store; training estimated from slnn's ledger
-    p = results["plain"]
-    in_runs = sum((e - s) / 1000 for _, s, e in plain_runs if s and e)
-    trained_by_name = next((results[k]["shares"]["train_by_name"] for k in ("slnn-1w", "slnn-basic")
-                            if results.get(k, {}).get("shares")), {})
-    matched = [trained_by_name[n] for n, _, _ in plain_runs if n in trained_by_name]
-    if p["wall"] > 0 and plain_runs:
-        est = (f"{sum(matched) / p['wall']:>8.1%}" if len(matched) == len(plain_runs)
-               else f"{'n/a':>8}")
-        rest_in_runs = (f"{(in_runs - sum(matched)) / p['wall']:>12.1%}"
-                        if len(matched) == len(plain_runs) else f"{'n/a':>12}")
-        print(f"{'plain (training estimated)':<28} {est} {rest_in_runs} "
-              f"{1 - in_runs / p['wall']:>14.1%}   {in_runs / len(plain_runs):>13.3f} s per run "
-              "(start_run to end_run; training: slnn's train_seconds for the same cells)")
+    print_shares(results, plain_runs)
     print()
     print(f"load average at end: {loadavg()}")
-
     if args.keep:
         print(f"kept: {base}")
     else:

@@ -278,9 +278,15 @@ def in_process(monkeypatch, tmp_path):
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
 
-    def run(*args: str) -> None:
+    def run(*args: str) -> int:
+        """``slnn-train args`` here; the exit code (0 if it returned)."""
         monkeypatch.setattr(sys, "argv", ["slnn-train", *args])
-        slnn.train.main()
+        GlobalHydra.instance().clear()
+        try:
+            slnn.train.main()
+        except SystemExit as e:
+            return 0 if e.code is None else e.code
+        return 0
 
     yield run
     GlobalHydra.instance().clear()
@@ -304,10 +310,10 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on_but_exits_non_zero(
         return real_fit(c, data, on_epoch)
 
     monkeypatch.setattr(slnn.train, "fit", fit)
-    with pytest.raises(SystemExit) as exit_:
-        in_process(*sweep_args(tmp_path, f"optim.lr=0.01,{FAIL_AT_LR},1000", "model.activation=linear",
-                               "update=input", "data=iris_petal", "train.epochs=3"))
-    assert exit_.value.code not in (0, None)
+    code = in_process(*sweep_args(tmp_path, f"optim.lr=0.01,{FAIL_AT_LR},1000",
+                                  "model.activation=linear", "update=input", "data=iris_petal",
+                                  "train.epochs=3"))
+    assert code != 0
     out = capsys.readouterr().out
 
     parents, cells = split_runs(all_runs(store))
@@ -348,6 +354,40 @@ def test_expected_outcomes_alone_exit_zero(tmp_path, store, slnn_train):
     assert {r.info.status for r in cells} == {"FINISHED"}
     summary = one(SUMMARY, proc.stdout)
     assert (summary["diverged"], summary["shape_mismatch"], summary["failed"]) == (1, 1, 0)
+
+
+def test_cells_a_failed_job_never_ran_make_the_sweep_fail(in_process, store, tmp_path, monkeypatch,
+                                                          capsys):
+    import slnn.sweep
+
+    real = slnn.sweep.run_chunk
+
+    def run_chunk(state, chunk):  # a job that dies outside its cells, e.g. on an unreadable state
+        if chunk == 1:
+            raise RuntimeError("the chunk could not be read")
+        return real(state, chunk)
+
+    monkeypatch.setattr(slnn.sweep, "run_chunk", run_chunk)
+    code = in_process(*sweep_args(tmp_path, "seed=range(4)", "data=iris_petal", "train.epochs=3"))
+    summary = one(SUMMARY, capsys.readouterr().out)
+    parents, cells = split_runs(all_runs(store))
+    assert summary["not_run"] == 4 - len(cells) > 0  # the premise: some cells did not run
+    assert code != 0
+    assert parents[0].info.status == "FAILED"
+
+
+def test_a_resumed_sweep_parent_names_the_process_running_it(in_process, store, tmp_path):
+    args = sweep_args(tmp_path, "seed=0,1", "data=iris_petal", "train.epochs=3")
+    assert in_process(*args) == 0
+    [parent] = split_runs(all_runs(store))[0]
+    # as if an earlier process, since ended, had run the sweep the first time
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    client_for(store).set_tag(parent.info.run_id, "slnn.pid", str(gone.pid))
+    assert in_process(*args) == 0
+    [again] = split_runs(all_runs(store))[0]
+    assert again.info.run_id == parent.info.run_id  # the premise: the parent was reopened
+    assert again.data.tags["slnn.pid"] == str(os.getpid())
 
 
 # --- 3. a bad config stops the sweep before it starts ---------------------------------------
@@ -636,11 +676,12 @@ def healthy(url: str) -> bool:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(empty_store, tmp_path):
     """``mlflow server`` on 127.0.0.1 with a SQLite store and proxied artifacts in ``tmp_path/server``;
     yields its URL and stops it (and every process it started) at teardown."""
     folder = tmp_path / "server"
     folder.mkdir()
+    shutil.copyfile(empty_store, folder / "server.db")  # spares the server the migrations
     url = f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # MLflow's background job runner starts a dozen processes that slnn never uses

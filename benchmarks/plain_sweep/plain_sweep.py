@@ -3,10 +3,11 @@ examples people copy would run it (Hydra's basic sweeper and launcher, ``mlflow.
 one ``mlflow.log_metrics`` call per epoch), around slnn's own trainer so that only the harness
 differs.
 
-    cd /tmp/somewhere && /work/main/.venv/bin/python /work/main/benchmarks/plain_sweep/plain_sweep.py -m \
-        data=iris_petal,blobs,iris update=input,kronecker \
-        activation=sigmoid,tanh,guide_tanh,linear,relu lr=0.01,0.1,1.0 'seed=range(5)' \
-        tracking_uri=sqlite:///$PWD/mlflow.db
+    .venv/bin/python benchmarks/plain_sweep/plain_sweep.py -m data=iris_petal,blobs,iris \
+        update=input,kronecker activation=sigmoid,tanh,guide_tanh,linear,relu \
+        lr=0.01,0.1,1.0 'seed=range(5)' tracking_uri=sqlite:///$PWD/mlflow.db
+
+(``benchmarks/bench_sweep.py`` runs it like this, in a temp folder, with a fresh store.)
 
 Deliberately naive: this is what slnn's sweeper is measured against, not an example to follow.
 """

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--out", metavar="DIR",
                    help="folder to write into (default: reports/<study>/ under the current "
-                        "directory; <study> is the sweep's experiment file, or 'sweep')")
+                        "directory; <study> is the sweep's +experiment=<name>, or 'sweep' for an "
+                        "ad-hoc grid)")
     p.add_argument("--target-error", type=float, default=0.1, metavar="E",
                    help="validation error that counts as learned, for the epochs-to-target "
                         "figure (default: 0.1)")

@@ -76,12 +76,19 @@ def _band(data: pd.DataFrame, x: str = "epoch", color=None, label=None, ax=None,
 
 
 def _missing_rules(sweep: Sweep, data: str, present) -> str:
-    """'kronecker: 75 shape_mismatch' for the rules of ``data`` that have no curve."""
+    """'kronecker: no curves (75 shape_mismatch: (3, 3) step vs (5, 3) W)' for each rule of
+    ``data`` that has nothing to draw."""
+    from slnn.report.verdict import _why
+
     d = sweep.done[sweep.done["data"] == data]
     out = []
     for rule in sorted(set(d["update"]) - set(present)):
-        c = d[d["update"] == rule]["outcome"].value_counts()
-        out.append(f"{rule}: no curves ({', '.join(f'{n} {o}' for o, n in c.items())})")
+        r = d[d["update"] == rule]
+        parts = []
+        for o, n in r["outcome"].value_counts().items():
+            why = f": {_why(r.loc[r['outcome'] == o, 'reason'])}" if o == "shape_mismatch" else ""
+            parts.append(f"{n} {o}{why}")
+        out.append(f"{rule}: no curves ({', '.join(parts)})")
     return "; ".join(out)
 
 
@@ -108,53 +115,70 @@ def _grid(nrows: int, ncols: int, title: str, w: float = 2.5, h: float = 1.7,
     return fig, axes
 
 
-def _facet(b: pd.DataFrame, pal: dict, ylabel: str, title: str, *, ylim=None, yticks=None,
-           x: str = "epoch"):
-    """Activation (rows) x learning rate (columns), one line and band per update rule: the
-    layout of seaborn's ``FacetGrid(row=, col=, hue=)``, drawn directly for speed."""
-    acts, lrs = sorted(b["activation"].unique()), sorted(b["lr"].unique())
-    fig, axes = _grid(len(acts), len(lrs), title)
-    rules = [r for r in pal if r in set(b["update"])]
-    for (act, lr, rule), d in b.groupby(["activation", "lr", "update"], observed=True):
-        _band(d, x=x, color=pal[rule], label=rule, ax=axes[acts.index(act), lrs.index(lr)])
+def _label(col: str, value) -> str:
+    return f"lr = {value:g}" if col == "lr" else str(value)
+
+
+def _facet(b: pd.DataFrame, pal: dict, ylabel: str, title: str, runs: pd.DataFrame, *,
+           row: str = "activation", col: str = "lr", hue: str = "update", ylim=None,
+           yticks=None, x: str = "epoch"):
+    """Panels ``row`` x ``col``, one line and band per ``hue`` value coloured by ``pal``: the
+    layout of seaborn's ``FacetGrid(row=, col=, hue=)``, drawn directly for speed. The panels
+    are those of ``runs`` (the data set's ended runs); one with nothing to draw says why."""
+    rows, cols = sorted(runs[row].unique()), sorted(runs[col].unique())
+    why = runs.groupby([row, col])["outcome"].value_counts()
+    fig, axes = _grid(len(rows), len(cols), title)
+    hues = [h for h in pal if h in set(b[hue])]
+    for (r, c, h), d in b.groupby([row, col, hue], observed=True):
+        _band(d, x=x, color=pal[h], label=_label(hue, h), ax=axes[rows.index(r), cols.index(c)])
     logy = False
-    if ylim is None:
-        lo, hi = np.nanmin(b[["mean", "lo"]].values), np.nanmax(b[["mean", "hi"]].values)
-        logy = np.nanmin(b["mean"].values) > 0 and hi / max(np.nanmin(b["mean"].values), 1e-300) > 100
-        pad = 0.04 * (hi - lo) if hi > lo else 0.1
-        ylim = (max(lo - pad, np.nanmin(b["mean"].values) / 2) if logy else lo - pad, hi + pad)
-    xmax = b[x].max()
-    for i, act in enumerate(acts):
-        for j, lr in enumerate(lrs):
+    if ylim is None:  # from the means: a wide band of two seeds must not flatten every curve
+        lo, hi = np.nanmin(b["mean"].values), np.nanmax(b["mean"].values)
+        logy = bool(lo > 0 and hi / lo > 100)
+        pad = 0.06 * (hi - lo) if hi > lo else 0.1
+        ylim = (lo / 2, hi * 2) if logy else (0 if lo >= 0 else lo - pad, hi + pad)
+    xmax = b[x].max() if b[x].max() > 0 else 1
+    xt = [t for t in MaxNLocator(4, integer=True).tick_values(0, xmax) if 0 <= t <= xmax]
+    if yticks is None and logy:
+        yticks = 10.0 ** np.arange(np.floor(np.log10(ylim[0])), np.ceil(np.log10(ylim[1])) + 1)
+    elif yticks is None:
+        yticks = MaxNLocator(4).tick_values(*ylim)
+    yt = [t for t in yticks if ylim[0] <= t <= ylim[1]]
+    have = set(zip(b[row], b[col]))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
             ax = axes[i, j]
             if logy:
                 ax.set_yscale("log")
-            ax.set_xlim(0, xmax if xmax > 0 else 1)
+            ax.set_xlim(0, xmax)
             ax.set_ylim(*ylim)
-            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
-            if yticks is not None:
-                ax.set_yticks(yticks)
-            elif not logy:
-                ax.yaxis.set_major_locator(MaxNLocator(4))
-            ax.tick_params(labelbottom=i == len(acts) - 1, labelleft=j == 0, labelsize=8)
+            # tick objects are the costliest part of a panel: only the outer panels get them,
+            # and the background grid is two line collections
+            ax.hlines(yt, 0, xmax, colors="0.88", lw=0.7, zorder=0)
+            ax.vlines(xt, *ylim, colors="0.88", lw=0.7, zorder=0)
+            ax.set_xticks(xt if i == len(rows) - 1 else [])
+            ax.set_yticks(yt if j == 0 else [])
+            ax.minorticks_off()
+            ax.tick_params(labelsize=8)
             if i == 0:
-                ax.set_title(f"lr = {lr:g}", fontsize=9)
-            if j == len(lrs) - 1:
-                ax.text(1.03, 0.5, act, rotation=270, ha="left", va="center", fontsize=9,
-                        transform=ax.transAxes)
-            if not d_has(b, act, lr):
-                ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+                ax.set_title(_label(col, c), fontsize=9)
+            if j == len(cols) - 1:
+                ax.text(1.03, 0.5, _label(row, r), rotation=270, ha="left", va="center",
+                        fontsize=9, transform=ax.transAxes)
+            if (r, c) not in have:
+                n = why.get((r, c))
+                text = ("no curve:\n" + ", ".join(f"{k} {o}" for o, k in n.items())
+                        if isinstance(n, pd.Series) else "no runs")
+                ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes,
+                        fontsize=8, color="0.3")
     for ax in axes[-1, :]:
         ax.set_xlabel(x)
     fig.supylabel(ylabel, fontsize=10, x=0.15 / fig.get_figwidth(), ha="left")
-    handles = [plt.Line2D([], [], color=pal[r], lw=2) for r in rules]
-    fig.legend(handles, rules, title="update rule", loc="center left", frameon=False,
-               bbox_to_anchor=(1 - 1.5 / fig.get_figwidth(), 0.5))
+    handles = [plt.Line2D([], [], color=pal[h], lw=2) for h in hues]
+    fig.legend(handles, [_label(hue, h) for h in hues],
+               title={"update": "update rule", "lr": "learning rate"}.get(hue, hue),
+               loc="center left", frameon=False, bbox_to_anchor=(1 - 1.5 / fig.get_figwidth(), 0.5))
     return fig, axes
-
-
-def d_has(b: pd.DataFrame, act: str, lr: float) -> bool:
-    return bool(((b["activation"] == act) & (b["lr"] == lr)).any())
 
 
 def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
@@ -175,12 +199,15 @@ def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
                                if n_div else "."))
             sub = b[(b["data"] == data) & (b["metric"] == metric)].dropna(subset=["mean"])
             if sub.empty:
-                why = _missing_rules(sweep, data, []) or "no run has this metric"
-                figs.append(Fig(key, title, cap, note=f"no {metric} curves on {data}: {why}."))
+                why = _missing_rules(sweep, data, []) or "no run recorded it"
+                figs.append(Fig(key, title, cap, note=f"no {metric} curve could be drawn on "
+                                f"{data}: no run has a history ({why})."))
                 continue
             miss = _missing_rules(sweep, data, sub["update"].unique())
+            runs = sweep.done[sweep.done["data"] == data]
             fig, _ = _facet(sub, pal, LABELS[metric],
                             f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
+                            runs[runs["update"].isin(sub["update"].unique())],
                             ylim=(-0.02, 1.02) if metric.endswith("error") else None,
                             yticks=[0, 0.25, 0.5, 0.75, 1] if metric.endswith("error") else None)
             figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
@@ -196,17 +223,21 @@ def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
         title = f"{data}: how far each rule's step is from the descent direction"
         cap = (f"cosine between each update and the true negative gradient on {data}, averaged "
                "over the updates of an epoch (1: the step is the descent direction; 0: "
-               "orthogonal; below 0: uphill); facets: activation x learning rate; colour: "
-               f"update rule; {BAND} over the runs still training at that epoch.")
+               "orthogonal; below 0: uphill); rows: activation, columns: update rule, colour: "
+               f"learning rate; {BAND} over the runs still training at that epoch.")
         sub = b[b["data"] == data].dropna(subset=["mean"])
         if sub.empty:
-            why = _missing_rules(sweep, data, []) or "no run recorded grad_cosine"
-            figs.append(Fig(key, title, cap, note=f"no grad_cosine curves on {data}: {why}."))
+            why = _missing_rules(sweep, data, []) or "no run recorded it"
+            figs.append(Fig(key, title, cap, note=f"no grad_cosine curve could be drawn on "
+                            f"{data}: no run has a history ({why})."))
             continue
         miss = _missing_rules(sweep, data, sub["update"].unique())
-        fig, axes = _facet(sub, pal, LABELS["grad_cosine"],
-                           f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""), ylim=(-1.05, 1.05),
-                           yticks=[-1, -0.5, 0, 0.5, 1])
+        lrs = sorted(sub["lr"].unique())
+        lr_pal = dict(zip(lrs, sns.color_palette("viridis", len(lrs))))
+        fig, axes = _facet(sub, lr_pal, LABELS["grad_cosine"],
+                           f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
+                           sweep.done[sweep.done["data"] == data], ylim=(-1.05, 1.05),
+                           yticks=[-1, -0.5, 0, 0.5, 1], col="update", hue="lr")
         for ax in axes.flat:
             ax.axhline(0, color="0.5", lw=0.6, ls=":")
         figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
@@ -226,9 +257,9 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
     datas, rules = sorted(summary["data"].unique()), sorted(summary["update"].unique())
     n_act = max(summary.groupby("data")["activation"].nunique())
     n_lr = max(summary.groupby("data")["lr"].nunique())
-    fig, axes = plt.subplots(len(datas), len(rules), squeeze=False,
-                             figsize=(1.0 + 0.9 * n_lr * len(rules) + 1.2 * len(rules),
-                                      0.6 + (0.45 * n_act + 0.8) * len(datas)))
+    fig, axes = plt.subplots(len(datas), len(rules), squeeze=False, layout="constrained",
+                             figsize=(1.5 + (0.8 * n_lr + 1.0) * len(rules),
+                                      0.6 + (0.45 * n_act + 1.0) * len(datas)))
     for i, data in enumerate(datas):
         d = summary[summary["data"] == data]
         acts, lrs = sorted(d["activation"].unique()), sorted(d["lr"].unique())
@@ -247,7 +278,8 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
             ax.set_xlabel("learning rate" if i == len(datas) - 1 else "")
             ax.set_ylabel("activation" if j == 0 else "")
             ax.tick_params(axis="y", rotation=0)
-    fig.colorbar(axes[0, 0].collections[0], ax=axes, label="mean final test error", shrink=0.8)
+    fig.colorbar(axes[0, 0].collections[0], ax=axes, label="mean final test error", shrink=0.8,
+                 aspect=30)
     _suptitle(fig, title, y=1.0, va="bottom")
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
 
@@ -268,6 +300,7 @@ def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
                     palette={o: OUTCOME_COLOURS.get(o, "#888888") for o in order},
                     col_wrap=min(len(datas), 3), height=3.0, aspect=1.2, sharey=False)
     for ax in g.axes.flat:
+        ax.grid(axis="y", alpha=0.3)
         for cont in ax.containers:
             ax.bar_label(cont, fontsize=8, padding=1)
         ax.tick_params(axis="x", rotation=0)
@@ -317,6 +350,7 @@ def target_epochs(sweep: Sweep, pal: dict, out: Path, target: float) -> list[Fig
         ax.set_title(data, fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("epoch")
+        ax.grid(axis="y", alpha=0.3)
     _suptitle(fig, title, y=1.0, va="bottom")
     fig.tight_layout()
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
@@ -343,8 +377,9 @@ def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
             ax.set_title(f"{data}: {rule}", fontsize=10)
             if sub.dropna(subset=["mean"]).empty:
                 why = _missing_rules(sweep, data, set(sweep.done["update"]) - {rule}) or "no runs"
-                ax.text(0.5, 0.5, why.replace("; ", "\n"), ha="center", va="center",
-                        transform=ax.transAxes, fontsize=9, wrap=True)
+                ax.text(0.5, 0.5, textwrap.fill(why, 40), ha="center", va="center",
+                        transform=ax.transAxes, fontsize=9, color="0.3")
+                ax.set_xticks([])
                 continue
             cells = sub.groupby(["activation", "lr"])["n"].max().sort_values(ascending=False)
             act, lr = cells.index[0]
@@ -362,6 +397,7 @@ def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
                     va="top", transform=ax.transAxes, fontsize=8)
     for ax in axes.flat:
         ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("error")
     handles, labels = [], []
     for ax in axes.flat:
@@ -384,7 +420,8 @@ def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: f
         for old in out.glob(pattern):
             old.unlink()
     pal = palette(sweep.runs)
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
+    # no axes grid by default: the facet grids draw their own (see _facet), the others ask
+    with sns.axes_style("ticks", {"axes.grid": False}), sns.plotting_context("notebook", font_scale=0.8):
         figs = learning_curves(sweep, pal, out)
         figs += heatmap(sweep, summary, out)
         figs += grad_cosine(sweep, pal, out)

@@ -76,7 +76,24 @@ def open_client(uri: str):
         if not path.exists():
             raise ReportError(f"no tracking store at {path}: run slnn-report where the sweep's "
                               "mlflow.db is, or pass --tracking-uri sqlite:////abs/path/mlflow.db")
+    if uri.startswith(("http://", "https://")):
+        _probe(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _probe(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when no server answers (MLflow's own client retries for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # something answers (a proxy without /health, an auth wall): let MLflow speak
+    except (OSError, ValueError) as e:
+        why = getattr(e, "reason", e)
+        raise ReportError(f"no MLflow server answers at {uri} ({why}): start it (mlflow server "
+                          "...) or pass --tracking-uri sqlite:///mlflow.db") from None
 
 
 def _mlflow_call(uri: str, what: str, fn, *args, **kwargs):
@@ -331,6 +348,10 @@ def _notes(sweep: Sweep, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[str]:
         notes.append(f"{dup} older run(s) of cells that were run again are left out (the newest "
                      "FINISHED run of each config is used).")
     ended = runs[runs["outcome"] != "running"]
+    if len(ended) and not ended["has_history"].any():
+        kinds = ", ".join(f"{n} {k}" for k, n in ended["outcome"].value_counts().items())
+        notes.append(f"no run has a per-epoch history ({kinds} of {len(ended)} ended runs), so "
+                     "no curves could be drawn; the outcomes and the verdict say what happened.")
     nohist = ended[~ended["has_history"] & ~ended["outcome"].isin(["shape_mismatch"])]
     if len(nohist):
         kinds = ", ".join(f"{n} {k}" for k, n in nohist["outcome"].value_counts().items())
