@@ -208,10 +208,13 @@ def report_progress(state: dict, name: str, outcome: str, seconds: float,
                     train_seconds: float = 0.0) -> None:
     """Record one finished cell in the ledger and print ``[done/total] name: outcome, time left``."""
     ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
-    ledger.add(name=name, outcome=outcome, seconds=round(seconds, 6),
-               train_seconds=round(train_seconds, 6), pid=os.getpid(), time=time.time())
+    me = {"name": name, "outcome": outcome, "seconds": round(seconds, 6),
+          "train_seconds": round(train_seconds, 6), "pid": os.getpid(), "time": time.time()}
+    ledger.add(**me)
     entries = ledger.entries()
-    done, total = len(entries), state["total"]
+    # our own line's place, not the count: two workers finishing together print different numbers
+    done = next((i + 1 for i, e in enumerate(entries) if e == me), len(entries))
+    total = state["total"]
     done += state["skipped"]
     left = max(total - done, 0)
     elapsed = time.time() - state["start"]
@@ -253,6 +256,9 @@ class Sweep:
         from slnn import tracking
         from slnn.config import config_hash
 
+        # the launching process's environment is put back when the sweep ends (a notebook goes on)
+        self._saved_env = {v: os.environ.get(v) for v in
+                           (*THREAD_ENV, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_TRACKING_URI")}
         for var in THREAD_ENV:
             os.environ.setdefault(var, "1")
         # MLflow prints two "View run" lines per run on an http store; the summary says where to look
@@ -330,6 +336,9 @@ class Sweep:
                 client.update_run(run_id, status="RUNNING")
                 client.log_batch(run_id, tags=[RunTag("slnn.host", socket.gethostname()),
                                                RunTag("slnn.pid", str(os.getpid()))])
+                for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
+                    if stale in prev[0].data.tags:
+                        client.delete_tag(run_id, stale)
                 return run_id
         name = f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = client.create_run(exp_id, run_name=name, tags={
@@ -338,7 +347,15 @@ class Sweep:
             "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())})
         return run.info.run_id
 
+    def _restore_env(self) -> None:
+        for var, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
     def close(self, status: str) -> tuple[Counter, str]:
+        self._restore_env()
         st = self.state
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
         entries += [{"outcome": "skipped"}] * st["skipped"]

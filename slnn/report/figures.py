@@ -22,10 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from slnn.report.facets import band, facet, wrap  # noqa: E402
 from slnn.report.read import Sweep  # noqa: E402
 from slnn.report.stats import bands, epochs_to_target, outcome_order  # noqa: E402
+from slnn.report.verdict import mismatch_reason  # noqa: E402
 
 DPI = 100
 OUTCOME_COLOURS = {"converged": "#2ca02c", "early_stopped": "#17becf", "max_epochs": "#1f77b4",
@@ -53,7 +54,7 @@ def _slug(s: str) -> str:
 
 
 def _suptitle(fig, text: str, **kw) -> None:
-    fig.suptitle(_wrap(text, fig.get_figwidth()), fontsize=11, **kw)
+    fig.suptitle(wrap(text, fig.get_figwidth()), fontsize=11, **kw)
 
 
 def _save(fig, path: Path, tight: bool = True) -> Path:
@@ -68,121 +69,26 @@ def palette(runs: pd.DataFrame) -> dict:
     return dict(zip(rules, sns.color_palette("colorblind", max(len(rules), 1))))
 
 
-def _band(data: pd.DataFrame, x: str = "epoch", color=None, label=None, ax=None, **kw) -> None:
-    d = data.sort_values(x)
-    ax = ax if ax is not None else plt.gca()
-    ax.plot(d[x], d["mean"], color=color, label=label, lw=1.4, **kw)
-    ax.fill_between(d[x], d["lo"], d["hi"], color=color, alpha=0.2, lw=0)
-
-
 def _missing_rules(sweep: Sweep, data: str, present) -> str:
     """'kronecker: no curves (75 shape_mismatch: (3, 3) step vs (5, 3) W)' for each rule of
     ``data`` that has nothing to draw."""
-    from slnn.report.verdict import _why
-
     d = sweep.done[sweep.done["data"] == data]
     out = []
     for rule in sorted(set(d["update"]) - set(present)):
         r = d[d["update"] == rule]
         parts = []
         for o, n in r["outcome"].value_counts().items():
-            why = f": {_why(r.loc[r['outcome'] == o, 'reason'])}" if o == "shape_mismatch" else ""
-            parts.append(f"{n} {o}{why}")
+            shapes = r.loc[r["outcome"] == o, "reason"]
+            parts.append(f"{n} {o}: {mismatch_reason(shapes)}" if o == "shape_mismatch"
+                         else f"{n} {o}")
         out.append(f"{rule}: no curves ({', '.join(parts)})")
     return "; ".join(out)
 
 
-def _wrap(text: str, width_in: float) -> str:
-    """Wrap a title to a figure's width (about 12 characters an inch at 11 pt)."""
-    width = max(int(width_in * 12), 30)
-    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
-
-
-def _grid(nrows: int, ncols: int, title: str, w: float = 2.5, h: float = 1.7,
-          left: float = 0.75, right: float = 1.9, bottom: float = 0.55):
-    """A figure of ``nrows x ncols`` panels of ``w x h`` inches with fixed margins (in inches)
-    and room on top for ``title``: no tight_layout or ``bbox_inches="tight"`` passes, which
-    dominate the time of big grids."""
-    gap_w, gap_h = 0.12, 0.12
-    W = left + ncols * w + (ncols - 1) * gap_w + right
-    title = _wrap(title, W)
-    top = 0.45 + 0.21 * (title.count("\n") + 1)
-    H = top + nrows * h + (nrows - 1) * gap_h + bottom
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(W, H))
-    fig.subplots_adjust(left=left / W, right=1 - right / W, bottom=bottom / H, top=1 - top / H,
-                        wspace=gap_w / w, hspace=gap_h / h)
-    fig.suptitle(title, fontsize=11, y=1 - 0.08 / H, va="top")
-    return fig, axes
-
-
-def _label(col: str, value) -> str:
-    return f"lr = {value:g}" if col == "lr" else str(value)
-
-
-def _facet(b: pd.DataFrame, pal: dict, ylabel: str, title: str, runs: pd.DataFrame, *,
-           row: str = "activation", col: str = "lr", hue: str = "update", ylim=None,
-           yticks=None, x: str = "epoch"):
-    """Panels ``row`` x ``col``, one line and band per ``hue`` value coloured by ``pal``: the
-    layout of seaborn's ``FacetGrid(row=, col=, hue=)``, drawn directly for speed. The panels
-    are those of ``runs`` (the data set's ended runs); one with nothing to draw says why."""
-    rows, cols = sorted(runs[row].unique()), sorted(runs[col].unique())
-    why = runs.groupby([row, col])["outcome"].value_counts()
-    fig, axes = _grid(len(rows), len(cols), title)
-    hues = [h for h in pal if h in set(b[hue])]
-    for (r, c, h), d in b.groupby([row, col, hue], observed=True):
-        _band(d, x=x, color=pal[h], label=_label(hue, h), ax=axes[rows.index(r), cols.index(c)])
-    logy = False
-    if ylim is None:  # from the means: a wide band of two seeds must not flatten every curve
-        lo, hi = np.nanmin(b["mean"].values), np.nanmax(b["mean"].values)
-        logy = bool(lo > 0 and hi / lo > 100)
-        pad = 0.06 * (hi - lo) if hi > lo else 0.1
-        ylim = (lo / 2, hi * 2) if logy else (0 if lo >= 0 else lo - pad, hi + pad)
-    xmax = b[x].max() if b[x].max() > 0 else 1
-    xt = [t for t in MaxNLocator(4, integer=True).tick_values(0, xmax) if 0 <= t <= xmax]
-    if yticks is None and logy:
-        yticks = 10.0 ** np.arange(np.floor(np.log10(ylim[0])), np.ceil(np.log10(ylim[1])) + 1)
-    elif yticks is None:
-        yticks = MaxNLocator(4).tick_values(*ylim)
-    yt = [t for t in yticks if ylim[0] <= t <= ylim[1]]
-    have = set(zip(b[row], b[col]))
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            ax = axes[i, j]
-            if logy:
-                ax.set_yscale("log")
-            ax.set_xlim(0, xmax)
-            ax.set_ylim(*ylim)
-            # tick objects are the costliest part of a panel: only the outer panels get them,
-            # and the background grid is two line collections
-            ax.hlines(yt, 0, xmax, colors="0.88", lw=0.7, zorder=0)
-            ax.vlines(xt, *ylim, colors="0.88", lw=0.7, zorder=0)
-            ax.set_xticks(xt if i == len(rows) - 1 else [])
-            ax.set_yticks(yt if j == 0 else [])
-            ax.minorticks_off()
-            ax.tick_params(labelsize=8)
-            if i == 0:
-                ax.set_title(_label(col, c), fontsize=9)
-            if j == len(cols) - 1:
-                ax.text(1.03, 0.5, _label(row, r), rotation=270, ha="left", va="center",
-                        fontsize=9, transform=ax.transAxes)
-            if (r, c) not in have:
-                n = why.get((r, c))
-                text = ("no curve:\n" + ", ".join(f"{k} {o}" for o, k in n.items())
-                        if isinstance(n, pd.Series) else "no runs")
-                ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes,
-                        fontsize=8, color="0.3")
-    for ax in axes[-1, :]:
-        ax.set_xlabel(x)
-    fig.supylabel(ylabel, fontsize=10, x=0.15 / fig.get_figwidth(), ha="left")
-    handles = [plt.Line2D([], [], color=pal[h], lw=2) for h in hues]
-    fig.legend(handles, [_label(hue, h) for h in hues],
-               title={"update": "update rule", "lr": "learning rate"}.get(hue, hue),
-               loc="center left", frameon=False, bbox_to_anchor=(1 - 1.5 / fig.get_figwidth(), 0.5))
-    return fig, axes
-
-
 def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     """1. Validation loss and error vs epoch per (activation, lr), colour = update rule."""
+    if sweep.done.empty:
+        return [Fig("curves", "learning curves", "", note="no run has ended yet: no curves.")]
     metrics = ["val_loss", "val_error"]
     b = bands(sweep, metrics, hold_last=True)
     dropped = sweep.done[sweep.done["outcome"] == "diverged"]
@@ -205,17 +111,20 @@ def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
                 continue
             miss = _missing_rules(sweep, data, sub["update"].unique())
             runs = sweep.done[sweep.done["data"] == data]
-            fig, _ = _facet(sub, pal, LABELS[metric],
-                            f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
-                            runs[runs["update"].isin(sub["update"].unique())],
-                            ylim=(-0.02, 1.02) if metric.endswith("error") else None,
-                            yticks=[0, 0.25, 0.5, 0.75, 1] if metric.endswith("error") else None)
+            fig, _ = facet(sub, pal, LABELS[metric],
+                           f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
+                           runs[runs["update"].isin(sub["update"].unique())],
+                           ylim=(-0.02, 1.02) if metric.endswith("error") else None,
+                           yticks=[0, 0.25, 0.5, 0.75, 1] if metric.endswith("error") else None)
             figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
     return figs
 
 
 def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     """3. The cosine between each applied step and the true negative gradient, vs epoch."""
+    if sweep.done.empty:
+        return [Fig("grad_cosine", "how far each rule's step is from the descent direction", "",
+                    note="no run has ended yet: no curves.")]
     b = bands(sweep, ["grad_cosine"], hold_last=False, drop=())
     figs = []
     for data in sorted(sweep.done["data"].unique()):
@@ -234,10 +143,10 @@ def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
         miss = _missing_rules(sweep, data, sub["update"].unique())
         lrs = sorted(sub["lr"].unique())
         lr_pal = dict(zip(lrs, sns.color_palette("viridis", len(lrs))))
-        fig, axes = _facet(sub, lr_pal, LABELS["grad_cosine"],
-                           f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
-                           sweep.done[sweep.done["data"] == data], ylim=(-1.05, 1.05),
-                           yticks=[-1, -0.5, 0, 0.5, 1], col="update", hue="lr")
+        fig, axes = facet(sub, lr_pal, LABELS["grad_cosine"],
+                          f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
+                          sweep.done[sweep.done["data"] == data], ylim=(-1.05, 1.05),
+                          yticks=[-1, -0.5, 0, 0.5, 1], col="update", hue="lr")
         for ax in axes.flat:
             ax.axhline(0, color="0.5", lw=0.6, ls=":")
         figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
@@ -255,6 +164,7 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
         return [Fig(key, title, cap, note="no run has a final test error, so there is no heatmap "
                     "(see the outcomes figure for what happened instead).")]
     datas, rules = sorted(summary["data"].unique()), sorted(summary["update"].unique())
+    cmap = sns.color_palette("rocket_r", as_cmap=True)
     n_act = max(summary.groupby("data")["activation"].nunique())
     n_lr = max(summary.groupby("data")["lr"].nunique())
     fig, axes = plt.subplots(len(datas), len(rules), squeeze=False, layout="constrained",
@@ -268,20 +178,31 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
             piv = (d[d["update"] == rule].pivot(index="activation", columns="lr",
                                                  values="test_error_mean")
                    .reindex(index=acts, columns=lrs))
-            sns.heatmap(piv, ax=ax, vmin=0, vmax=1, cmap="rocket_r", annot=True, fmt=".2f",
-                        cbar=False, linewidths=0.5, xticklabels=[f"{x:g}" for x in lrs],
-                        yticklabels=acts if j == 0 else False, annot_kws={"fontsize": 8})
+            # sns.heatmap's look, drawn with pcolormesh: sns.heatmap draws the whole figure once
+            # per panel to decide whether to rotate its tick labels
+            mesh = ax.pcolormesh(np.ma.masked_invalid(piv.values), cmap=cmap, vmin=0, vmax=1,
+                                 edgecolors="white", linewidth=0.5)
+            ax.set_xlim(0, len(lrs))
+            ax.set_ylim(len(acts), 0)
+            ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{x:g}" for x in lrs])
+            ax.set_yticks(np.arange(len(acts)) + 0.5, acts if j == 0 else [])
+            ax.tick_params(length=0)
+            for side in ax.spines.values():
+                side.set_visible(False)
             ax.set_facecolor("#dddddd")
-            for (r, c) in zip(*np.where(piv.isna().values)):
-                ax.text(c + 0.5, r + 0.5, "n/a", ha="center", va="center", fontsize=8, color="0.3")
+            for (r, c), v in np.ndenumerate(piv.values):
+                if np.isnan(v):
+                    text, colour = "n/a", "0.3"
+                else:
+                    text, colour = f"{v:.2f}", "white" if v > 0.45 else "black"
+                ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=8, color=colour)
             ax.set_title(f"{data}: {rule}", fontsize=10)
             ax.set_xlabel("learning rate" if i == len(datas) - 1 else "")
             ax.set_ylabel("activation" if j == 0 else "")
             ax.tick_params(axis="y", rotation=0)
-    fig.colorbar(axes[0, 0].collections[0], ax=axes, label="mean final test error", shrink=0.8,
-                 aspect=30)
-    _suptitle(fig, title, y=1.0, va="bottom")
-    return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
+    fig.colorbar(mesh, ax=axes, label="mean final test error", shrink=0.8, aspect=30)
+    _suptitle(fig, title)
+    return [Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False))]
 
 
 def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
@@ -336,17 +257,20 @@ def target_epochs(sweep: Sweep, pal: dict, out: Path, target: float) -> list[Fig
         if hit.empty:
             ax.text(0.5, 0.5, f"no run on {data} reached {target:g}", ha="center",
                     transform=ax.transAxes)
+            ax.set_xlim(-0.5, len(acts) - 0.5)
+            ax.set_yticks([])
         else:
             sns.boxplot(hit, x="activation", y="epoch", hue="update", order=acts, hue_order=here,
-                        palette=pal, ax=ax, fliersize=0, linewidth=0.8)
+                        palette=pal, ax=ax, fliersize=0, linewidth=0.8, dodge=True)
             sns.stripplot(hit, x="activation", y="epoch", hue="update", order=acts,
                           hue_order=here, palette=pal, ax=ax, dodge=True, size=3, alpha=0.6,
                           edgecolor="0.2", linewidth=0.3, legend=False)
             ax.legend(title="update rule", bbox_to_anchor=(1.01, 1), loc="upper left")
         n = d.groupby(["activation", "update"])["reached"].agg(["sum", "size"])
         ax.set_xticks(range(len(acts)))
-        ax.set_xticklabels([a + "".join(f"\n{r} {int(n.loc[(a, r), 'sum'])}/{int(n.loc[(a, r), 'size'])}"
-                                        for r in here if (a, r) in n.index) for a in acts], fontsize=8)
+        ticks = [a + "".join(f"\n{r} {n.loc[(a, r), 'sum']}/{n.loc[(a, r), 'size']}"
+                             for r in here if (a, r) in n.index) for a in acts]
+        ax.set_xticklabels(ticks, fontsize=8)
         ax.set_title(data, fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("epoch")
@@ -358,7 +282,7 @@ def target_epochs(sweep: Sweep, pal: dict, out: Path, target: float) -> list[Fig
 
 def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     """6. The guide's own plot: regression and classification error on each split vs steps."""
-    key, title = "guide_plot", "the guide's plot: error vs learning time, per update rule"
+    key, title = "guide_plot", f"the guide's plot: error vs learning time, per update rule ({BAND})"
     cap = ("regression error (mean (t - z)^2, solid) and classification error (dashed) on the "
            "training, validation and test sets vs training steps, as the guide plots them; rows: "
            f"data set, columns: update rule; {BAND}; a run that converged keeps its last value.")
@@ -389,7 +313,7 @@ def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
             for m in metrics:
                 split, kind = m.split("_")
                 colour = {"train": "C0", "val": "C1", "test": "C2"}[split]
-                _band(sub[sub["metric"] == m], x="step", color=colour, ax=ax,
+                band(sub[sub["metric"] == m], x="step", color=colour, ax=ax,
                       ls="-" if kind == "loss" else "--",
                       label=f"{split} {'regression' if kind == 'loss' else 'classification'}")
             ax.set_xlabel("steps")
@@ -421,7 +345,8 @@ def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: f
             old.unlink()
     pal = palette(sweep.runs)
     # no axes grid by default: the facet grids draw their own (see _facet), the others ask
-    with sns.axes_style("ticks", {"axes.grid": False}), sns.plotting_context("notebook", font_scale=0.8):
+    style = sns.axes_style("ticks", {"axes.grid": False})
+    with style, sns.plotting_context("notebook", font_scale=0.8):
         figs = learning_curves(sweep, pal, out)
         figs += heatmap(sweep, summary, out)
         figs += grad_cosine(sweep, pal, out)

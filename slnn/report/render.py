@@ -32,6 +32,10 @@ def _ci(lo: float, hi: float, n: int, digits: int) -> str:
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}" if np.isfinite(x) else "n/a"
+
+
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: intervals as text, outcome counts in one column."""
     if summary.empty:
@@ -39,13 +43,14 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     counts = [c for c in summary.columns if c.startswith("n_") and c not in ("n_runs", "n_seeds")]
     rows = []
     for _, r in summary.iterrows():
-        n_ep = int(r["n_runs"] - sum(r.get(f"n_{o}", 0) for o in ("shape_mismatch", "failed", "killed")))
+        untrained = ("shape_mismatch", "failed", "killed")
+        n_ep = int(r["n_runs"] - sum(r.get(f"n_{o}", 0) for o in untrained))
         rows.append({
             "data": r["data"], "update": r["update"], "activation": r["activation"],
             "lr": f"{r['lr']:g}", "runs": int(r["n_runs"]), "seeds": int(r["n_seeds"]),
-            "test error": "n/a" if not np.isfinite(r["test_error_mean"]) else f"{r['test_error_mean']:.3f}",
+            "test error": _num(r["test_error_mean"], 3),
             "test error 95% CI": _ci(r["test_error_lo"], r["test_error_hi"], int(r["n_seeds"]), 3),
-            "epochs run": "n/a" if not np.isfinite(r["epochs_mean"]) else f"{r['epochs_mean']:.1f}",
+            "epochs run": _num(r["epochs_mean"], 1),
             "epochs 95% CI": _ci(r["epochs_lo"], r["epochs_hi"], n_ep, 1),
             "outcomes": ", ".join(f"{int(r[c])} {c[2:]}" for c in counts if r[c] > 0),
         })
@@ -104,7 +109,8 @@ def write_markdown(sweep: Sweep, table: pd.DataFrame, verdict: list[str], figs: 
         if f.path is None:
             lines += [f"*Not drawn: {f.note}*", ""]
             continue
-        lines += [f"![{f.title}]({f.path.name})", "", f.caption + (f" {f.note}." if f.note else ""), ""]
+        note = f" {f.note}." if f.note else ""
+        lines += [f"![{f.title}]({f.path.name})", "", f.caption + note, ""]
     lines += ["## Summary table", "", markdown_table(table), "", STATS_NOTE, "",
               "## Data", "", DATA_NOTE, ""]
     path = out / "report.md"

@@ -48,18 +48,22 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["outcome"] != "running"]
     if done.empty:
         return pd.DataFrame(columns=KEYS + ["n_runs", "n_seeds"])
-    rows = []
-    for key, g in done.groupby(KEYS, sort=True):
-        te = mean_interval(g["test_error"])
-        trained = g[~g["outcome"].isin(["shape_mismatch", "failed", "killed"])]
-        ep = mean_interval(trained["epochs_run"])
-        rows.append((*key, len(g), te[3], te[0], te[1], te[2], ep[0], ep[1], ep[2]))
-    out = pd.DataFrame(rows, columns=KEYS + ["n_runs", "n_seeds", "test_error_mean",
-                                             "test_error_lo", "test_error_hi", "epochs_mean",
-                                             "epochs_lo", "epochs_hi"])
-    counts = done.groupby(KEYS)["outcome"].value_counts().unstack(fill_value=0)
+    trained = ~done["outcome"].isin(["shape_mismatch", "failed", "killed"])
+    cols = pd.DataFrame({
+        **{k: done[k] for k in KEYS},
+        "test_error": done["test_error"].where(np.isfinite(done["test_error"])),
+        "epochs": done["epochs_run"].where(trained & np.isfinite(done["epochs_run"]))})
+    g = cols.groupby(KEYS, sort=True, dropna=False)
+    out = g.size().rename("n_runs").to_frame()
+    for name, col in (("test_error", "test_error"), ("epochs", "epochs")):
+        mean, sd, n = g[col].mean(), g[col].std(ddof=1), g[col].count()
+        half = t_halfwidth(sd, n)
+        if name == "test_error":
+            out["n_seeds"] = n
+        out[f"{name}_mean"], out[f"{name}_lo"], out[f"{name}_hi"] = mean, mean - half, mean + half
+    counts = done.groupby(KEYS, dropna=False)["outcome"].value_counts().unstack(fill_value=0)
     counts = counts[outcome_order(counts.columns)].add_prefix("n_")
-    return out.merge(counts.reset_index(), on=KEYS, how="left")
+    return out.join(counts).reset_index()
 
 
 def bands(sweep: Sweep, metrics: list[str], *, hold_last: bool,

@@ -1,0 +1,389 @@
+"""Reports, from a small real sweep: ``python -m pytest tests/test_report.py`` (about 2 minutes;
+``-m 'not slow'`` keeps only the tests that need no sweep subprocess).
+
+One sweep (2 rules x 2 activations x 2 learning rates x 2 seeds on iris_petal) is run once per
+module into a temporary store and reported once; the tests then hold the report to numbers
+computed independently from MLflow, check every figure is a real image embedded in the HTML, the
+tidy frame round-trips, the verdict follows the data, and bad input gets one line, not a
+traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from slnn.report import ReportError, read_sweep, report_for_parent
+from slnn.report.read import TIDY_COLUMNS, METRICS
+from slnn.report.stats import summary_table, t_halfwidth
+from slnn.report.verdict import verdict
+
+SLNN_REPORT = Path(sys.executable).with_name("slnn-report")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
+GRID = ["update=input,kronecker", "model.activation=sigmoid,tanh", "optim.lr=0.1,1.0",
+        "seed=0,1", "data=iris_petal", "train.epochs=6"]
+EXPECTED_FIGURES = {"curves_val_loss_iris_petal.png", "curves_val_error_iris_petal.png",
+                    "test_error_heatmap.png", "grad_cosine_iris_petal.png", "outcomes.png",
+                    "epochs_to_target.png"}
+
+
+def sqlite_uri(folder: Path) -> str:
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+def run_sweep(slnn_train, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = slnn_train(["-m", *args, f"tracking.uri={sqlite_uri(folder)}",
+                       f"hydra.sweep.dir={folder}/multirun"], cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def parent_of(uri: str) -> str:
+    from mlflow import MlflowClient
+
+    runs = MlflowClient(uri).search_runs(["1"], filter_string="tags.`slnn.sweep` = 'true'")
+    assert len(runs) == 1
+    return runs[0].info.run_id
+
+
+def slnn_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([str(SLNN_REPORT), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+# --- the module's sweep and its report --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, slnn_train):
+    """(uri, parent run id, folder) of a real 16-run sweep."""
+    folder = tmp_path_factory.mktemp("report_sweep")
+    run_sweep(slnn_train, folder, *GRID, *FAST)
+    uri = sqlite_uri(folder)
+    return uri, parent_of(uri), folder
+
+
+@pytest.fixture(scope="module")
+def report(sweep):
+    """The report folder of the module's sweep (target error 0.4: some runs reach it)."""
+    uri, parent, folder = sweep
+    return report_for_parent(uri, parent, out=folder / "report", target_error=0.4)
+
+
+@pytest.fixture(scope="module")
+def children(sweep):
+    from mlflow import MlflowClient
+
+    uri, parent, _ = sweep
+    return MlflowClient(uri).search_runs(["1"], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+
+
+@pytest.mark.slow
+def test_summary_numbers_equal_those_computed_from_the_mlflow_runs(report, children):
+    groups: dict[tuple, list[float]] = {}
+    for r in children:
+        key = (r.data.tags["slnn.update"], r.data.tags["slnn.activation"],
+               float(r.data.params["optim.lr"]))
+        groups.setdefault(key, []).append(r.data.metrics["test_error"])
+    assert len(groups) == 8 and all(len(v) == 2 for v in groups.values())
+
+    summary = pd.read_csv(report / "summary.csv")
+    assert len(summary) == 8
+    for _, row in summary.iterrows():
+        v = np.array(groups[(row["update"], row["activation"], row["lr"])])
+        assert row["n_seeds"] == len(v) == row["n_runs"]
+        assert row["test_error_mean"] == pytest.approx(v.mean(), abs=1e-12)
+        half = 12.706204736174707 * v.std(ddof=1) / math.sqrt(2)  # t(0.975, 1), from a table
+        assert row["test_error_hi"] - row["test_error_mean"] == pytest.approx(half, abs=1e-9)
+    # and the human-readable table shows those numbers
+    md = (report / "report.md").read_text()
+    first = summary.iloc[0]
+    assert f"| {first['test_error_mean']:.3f} |" in md
+
+
+@pytest.mark.slow
+def test_every_figure_is_a_real_png(report):
+    pngs = {p.name for p in report.glob("*.png")}
+    assert pngs == EXPECTED_FIGURES
+    for name in pngs:
+        data = (report / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE), name
+        assert len(data) > 10_000, (name, len(data))
+        img = mpimg.imread(report / name)
+        assert img.ndim == 3 and min(img.shape[:2]) > 200, name
+        assert img[..., :3].std() > 0.01, f"{name} is blank"
+
+
+@pytest.mark.slow
+def test_html_is_self_contained_and_embeds_every_figure(report, sweep):
+    html = (report / "report.html").read_text()
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(embedded) == len(EXPECTED_FIGURES)
+    assert {base64.b64decode(b) for b in embedded} == {p.read_bytes() for p in report.glob("*.png")}
+    assert "src=\"http" not in html and ".png\"" not in html  # nothing fetched from elsewhere
+    _, parent, _ = sweep
+    assert f"slnn-report --parent-run {parent}" in html
+    assert "<table" in html and "Verdict" in html
+    md = (report / "report.md").read_text()
+    for name in EXPECTED_FIGURES:
+        assert f"]({name})" in md
+
+
+@pytest.mark.slow
+def test_tidy_frame_round_trips_with_every_history_row(report, children):
+    import mlflow.artifacts
+
+    tidy = pd.read_parquet(report / "tidy.parquet")
+    assert list(tidy.columns) == TIDY_COLUMNS
+    rows, one = 0, None
+    for r in children:
+        path = mlflow.artifacts.download_artifacts(run_id=r.info.run_id, artifact_path="history.csv",
+                                                   tracking_uri=sqlite_uri(report.parent))
+        h = pd.read_csv(path)
+        rows += len(h) * len(METRICS)
+        one = (r.info.run_id, h)
+    assert len(tidy) == rows
+    run_id, h = one
+    got = tidy[(tidy["run_id"] == run_id) & (tidy["metric"] == "val_error")].sort_values("epoch")
+    np.testing.assert_allclose(got["value"].to_numpy(), h["val_error"].to_numpy())
+    assert got["step"].tolist() == h["step"].tolist()
+    runs = pd.read_csv(report / "runs.csv")
+    assert len(runs) == len(children) and set(runs["run_id"]) == {r.info.run_id for r in children}
+
+
+@pytest.mark.slow
+def test_verdict_compares_the_rules_from_the_numbers(report, children):
+    md = (report / "report.md").read_text()
+    verdict_lines = md.split("## Verdict")[1].split("##")[0]
+    assert re.search(r"on iris_petal `(input|kronecker)` beats `(input|kronecker)`", verdict_lines)
+    for rule in ("input", "kronecker"):
+        errs = [r.data.metrics["test_error"] for r in children if r.data.tags["slnn.update"] == rule]
+        assert f"`{rule}` reaches a mean final test error of {np.mean(errs):.3f} over 8 runs" in md
+
+
+# --- the verdict follows the data -------------------------------------------------------------
+
+def synthetic_runs(good: str, bad: str, *, seeds: int = 3) -> pd.DataFrame:
+    """A runs frame where ``good`` ends near 0.05 and ``bad`` near 0.7 (from 0.65) in every cell."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for rule, level in ((good, 0.05), (bad, 0.7)):
+        for act in ("sigmoid", "tanh"):
+            for lr in (0.1, 1.0):
+                for seed in range(seeds):
+                    rows.append(dict(run_id=f"{rule}{act}{lr}{seed}", data="iris_petal",
+                                     update=rule, activation=act, lr=lr, seed=seed,
+                                     outcome="max_epochs", reason="", epochs_run=20.0,
+                                     test_error=level + 0.01 * rng.standard_normal(),
+                                     initial_test_error=0.65))
+    return pd.DataFrame(rows)
+
+
+def test_verdict_changes_when_the_rules_swap_places():
+    a = synthetic_runs("input", "kronecker")
+    b = synthetic_runs("kronecker", "input")
+    va, vb = verdict(a, summary_table(a)), verdict(b, summary_table(b))
+    assert va != vb
+    assert va[0].startswith("on iris_petal `input` beats `kronecker`: a lower mean final test "
+                            "error in 4 of 4")
+    assert vb[0].startswith("on iris_petal `kronecker` beats `input`: a lower mean final test "
+                            "error in 4 of 4")
+    assert "4 significant" in va[0] and "4 significant" in vb[0]
+    learn = [v for v in va if v.startswith("on iris_petal, `input` reaches")][0]
+    assert "lowers the test error from 0.650" in learn
+    stuck = [v for v in va if v.startswith("on iris_petal, `kronecker` reaches")][0]
+    assert "its test error rises from 0.650 at epoch 0 to 0.6" in stuck
+
+
+def test_verdict_names_any_rule_and_says_where_one_cannot_run():
+    runs = synthetic_runs("alpha", "beta")
+    sm = runs[runs["update"] == "beta"].assign(
+        data="iris", outcome="shape_mismatch", test_error=np.nan, initial_test_error=np.nan,
+        reason="update rule 'beta' gives a step of shape (3, 3) but W has shape (5, 3) (...)")
+    runs = pd.concat([runs, sm, runs[runs["update"] == "alpha"].assign(data="iris")])
+    v = verdict(runs, summary_table(runs))
+    assert "on iris, `beta` could not run: 12 of 12 runs shape_mismatch ((3, 3) step vs (5, 3) W)." in v
+    assert any(s.startswith("on iris_petal `alpha` beats `beta`") for s in v)
+    assert not any("on iris `alpha` beats" in s for s in v)  # nothing to compare with there
+
+
+def test_summary_says_when_one_seed_gives_no_interval():
+    runs = synthetic_runs("input", "kronecker", seeds=1)
+    s = summary_table(runs)
+    assert (s["n_seeds"] == 1).all() and s["test_error_lo"].isna().all()
+    from slnn.report.render import display_table
+
+    assert set(display_table(s)["test error 95% CI"]) == {"n/a (1 seed)"}
+    assert t_halfwidth(1.0, 2) == pytest.approx(12.706204736174707 / math.sqrt(2))
+
+
+# --- runs the sweep machinery leaves behind: reruns, running, synthetic -----------------------
+
+def _result(outcome: str, epochs: int, level: float):
+    from slnn.trainer import HISTORY_COLUMNS, TrainResult
+
+    n = epochs + 1
+    h = {c: np.full(n, level) for c in HISTORY_COLUMNS}
+    h["epoch"] = np.arange(n, dtype=float)
+    h["step"] = h["epoch"] * 10
+    h["grad_cosine"][0] = np.nan
+    W = np.zeros((3, 3))
+    return TrainResult(outcome, "synthetic", W, W, h, epochs_run=epochs, steps_run=epochs * 10)
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory):
+    """(uri, client) of an empty store made once: migrating a new SQLite store takes seconds."""
+    from slnn import tracking
+
+    folder = tmp_path_factory.mktemp("toy_store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)  # MLflow resolves the default artifact root against the working directory
+        client = tracking.client_for(sqlite_uri(folder))
+        client.search_experiments()
+        yield sqlite_uri(folder), client
+
+
+def _experiment(client, name: str) -> str:
+    from slnn import tracking
+
+    return tracking.ensure_experiment(client, name)
+
+
+def test_reruns_and_running_runs_are_handled_and_said(toy_store, tmp_path):
+    """A cell rerun after a failure counts once (the FINISHED run); a run still open is left out
+    and the report says how many are running."""
+    from mlflow.entities import RunTag
+
+    from slnn import tracking
+
+    uri, client = toy_store
+    exp = _experiment(client, "reruns")
+    parent = client.create_run(exp, tags={"slnn.sweep": "true", "slnn.study": "sweep",
+                                          "slnn.n_cells": "3"}).info.run_id
+
+    def rec(rule, seed, h):
+        return tracking.RunRecorder(
+            client, exp, f"{rule}-{seed}", {"optim.lr": "0.1", "seed": str(seed)},
+            {"slnn.update": rule, "slnn.activation": "sigmoid", "slnn.data": "toy",
+             "slnn.config_hash": h, "slnn.outcome": "running"}, parent)
+
+    old = rec("input", 0, "h0")
+    old.fail(RuntimeError("boom"))
+    rec("input", 0, "h0").finish(_result("max_epochs", 4, 0.2), "", plot=False, title="")
+    rec("input", 1, "h1").finish(_result("max_epochs", 4, 0.3), "", plot=False, title="")
+    rec("input", 2, "h2")  # still running
+    client.log_batch(parent, tags=[RunTag("slnn.summary", "synthetic")])
+
+    sweep = read_sweep(uri, parent)
+    assert sweep.n_children == 4 and len(sweep.runs) == 3
+    assert old.run_id not in set(sweep.runs["run_id"])
+    assert sorted(sweep.runs["outcome"]) == ["max_epochs", "max_epochs", "running"]
+    out = report_for_parent(uri, parent, out=tmp_path / "r")
+    md = (out / "report.md").read_text()
+    assert "1 of 3 runs are still running" in md
+    assert "1 older run(s) of cells that were run again are left out" in md
+    s = pd.read_csv(out / "summary.csv")
+    assert s.loc[0, "n_runs"] == 2 and s.loc[0, "test_error_mean"] == pytest.approx(0.25)
+
+
+def test_a_sweep_parent_without_children_is_a_one_line_error(toy_store, tmp_path):
+    uri, client = toy_store
+    exp = _experiment(client, "no_children")
+    parent = client.create_run(exp, tags={"slnn.sweep": "true"}).info.run_id
+    with pytest.raises(ReportError, match=f"sweep {parent} .* has no runs yet"):
+        report_for_parent(uri, parent, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+# --- the command line -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_bad_input_gets_one_line_and_exit_code_2(sweep, children, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from slnn.report.cli import main
+
+    uri, parent, folder = sweep
+    MlflowClient(uri).create_experiment("empty")
+    cases = {
+        ("--parent-run", "nope"): "no run 'nope' at ",
+        ("--experiment", "nope"): "no experiment 'nope' at .* \\(experiments there: Default, empty, slnn\\)",
+        ("--experiment", "empty"): "experiment 'empty' at .* has no sweep",
+        ("--parent-run", children[0].info.run_id):
+            f"run \\w+ at .* is not a sweep's parent run .* try --parent-run {parent}$",
+        ("--target-error", "0"): "--target-error must be in \\(0, 1\\]",
+    }
+    for i, (args, message) in enumerate(cases.items()):
+        if i < 2:  # the console script itself, as a user runs it
+            proc = slnn_report(*args, "--tracking-uri", uri, cwd=tmp_path)
+            code, err = proc.returncode, proc.stderr
+        else:
+            code, err = main([*args, "--tracking-uri", uri]), capsys.readouterr().err
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert re.match(f"slnn-report: error: {message}", lines[0]), lines[0]
+    with pytest.MonkeyPatch.context() as mp:  # no mlflow.db here: MLflow must not make an empty one
+        mp.chdir(tmp_path)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        assert main([]) == 2
+    assert "no tracking store at" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_cli_reports_the_newest_sweep_into_reports_study(sweep, tmp_path):
+    uri, parent, _ = sweep
+    proc = slnn_report("--experiment", "slnn", "--tracking-uri", uri, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = tmp_path / "reports" / "sweep" / "report.html"
+    assert html.exists() and str(html) in proc.stdout and parent in proc.stdout
+
+
+def test_help_explains_every_option():
+    proc = subprocess.run([str(SLNN_REPORT), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    for opt in ("--experiment", "--parent-run", "--tracking-uri", "--out", "--target-error",
+                "--attach", "examples:"):
+        assert opt in proc.stdout
+
+
+@pytest.mark.slow
+def test_all_shape_mismatch_sweep_gives_a_report_that_says_why(slnn_train, tmp_path):
+    run_sweep(slnn_train, tmp_path, "data=iris", "update=kronecker", "seed=0,1", "train.epochs=2",
+              *FAST)
+    uri = sqlite_uri(tmp_path)
+    out = report_for_parent(uri, parent_of(uri), out=tmp_path / "r")
+    md = (out / "report.md").read_text()
+    assert "no curves could be drawn" in md
+    assert "`kronecker` could not run: 2 of 2 runs shape_mismatch ((3, 3) step vs (5, 3) W)" in md
+    assert {p.name for p in out.glob("*.png")} == {"outcomes.png"}  # no empty figures
+    assert md.count("*Not drawn:") == 5
+    assert len(pd.read_parquet(out / "tidy.parquet")) == 0
+
+
+@pytest.mark.slow
+def test_every_multirun_writes_and_attaches_its_report(slnn_train, tmp_path):
+    from mlflow import MlflowClient
+
+    proc = run_sweep(slnn_train, tmp_path, "update=input,kronecker", "data=iris_petal",
+                     "train.epochs=2", "tracking.plot=false", "tracking.log_model=false")
+    m = re.search(r"; report: (\S+)", proc.stdout)
+    assert m, proc.stdout[-2000:]
+    folder = Path(m.group(1))
+    assert folder == tmp_path / "reports" / "sweep" and (folder / "report.html").exists()
+    uri = sqlite_uri(tmp_path)
+    names = {Path(a.path).name for a in MlflowClient(uri).list_artifacts(parent_of(uri), "report")}
+    assert {"report.html", "report.md", "tidy.parquet", "summary.csv", "outcomes.png"} <= names
