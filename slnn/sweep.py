@@ -294,6 +294,9 @@ class Sweep:
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         todo = [(ov, cfg) for (ov, cfg, _), h in zip(cells, hashes) if h not in skip]
+        # the whole grid on the parent: a report finds cells another sweep had already run
+        client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [list(ov) for ov, _, _ in cells]}),
+                        "cells.json")
         self.state = {
             "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
             "total": len(cells), "skipped": len(cells) - len(todo), "start": time.time(),

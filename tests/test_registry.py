@@ -87,3 +87,21 @@ def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose):
     assert run_one(cfg, parent_run_id=parent, quiet=True).outcome == "shape_mismatch"
     with pytest.raises(RegistryError, match="no run that trained"):
         register_best(uri, parent)
+
+
+@pytest.mark.slow
+def test_slnn_report_register_flag(sweep_store, slnn_train, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    uri, client, parent, runs, _ = sweep_store
+    exe = Path(sys.executable).with_name("slnn-report")
+    proc = subprocess.run([str(exe), "--parent-run", parent, "--tracking-uri", uri,
+                           "--out", str(tmp_path / "rep"), "--register", "cli-model"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    mv = client.get_model_version_by_alias("cli-model", "best")
+    assert mv.run_id == _expected_best(client, runs)
+    assert f"registered run {mv.run_id} as cli-model" in proc.stdout
+    assert (tmp_path / "rep" / "report.html").exists()

@@ -56,7 +56,9 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
     sweep = read_sweep(uri, parent_run_id)
     sweep.tidy  # noqa: B018 (built here, so that reading is timed as reading)
     t1 = time.perf_counter()
-    folder = Path(out) if out is not None else default_out(sweep.study)
+    # an ad-hoc grid (study "sweep") gets a folder of its own, not one shared by every grid
+    name = sweep.study if sweep.study != "sweep" else f"sweep-{parent_run_id[:8]}"
+    folder = Path(out) if out is not None else default_out(name)
     folder.mkdir(parents=True, exist_ok=True)
     summary, lines = analyse(sweep)
     figs = make_figures(sweep, summary, folder, target_error)

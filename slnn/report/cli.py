@@ -21,6 +21,9 @@ examples:
   slnn-report --tracking-uri http://127.0.0.1:5000 --attach
                                                 from an MLflow server, and log the report to the
                                                 sweep's parent run under report/
+  slnn-report --parent-run 9e43d796ce33 --register
+                                                also register the sweep's best run as
+                                                slnn-<study>@best in the Model Registry
 
 writes report.md, report.html (self-contained), the figures (PNG), tidy.parquet, runs.csv and
 summary.csv into the output folder. Bad input (no such experiment or run, a sweep without runs)
@@ -51,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "figure (default: 0.1)")
     p.add_argument("--attach", action="store_true",
                    help="also log the report's files to the sweep's parent run under report/")
+    p.add_argument("--register", nargs="?", const="", metavar="NAME",
+                   help="also register the sweep's best run (lowest final validation loss, ties "
+                        "by test error) in the Model Registry with the alias 'best', as NAME "
+                        "(default: slnn-<study>)")
     return p
 
 
@@ -104,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unexpected {type(e).__name__}: {first} (set SLNN_DEBUG=1 for the "
                      "traceback)", 1)
     print(f"slnn-report: wrote {folder / 'report.html'} and report.md (sweep {parent})")
+    if args.register is not None:
+        from slnn.registry import RegistryError, register_best
+
+        try:
+            name, version, run_id = register_best(uri, parent, name=args.register or None)
+        except RegistryError as e:
+            return _fail(str(e))
+        print(f"slnn-report: registered run {run_id} as {name} version {version}, alias "
+              f"{name}@best")
     return 0
 
 

@@ -325,6 +325,48 @@ def _search_children(uri: str, experiment_id: str, parent_run_id: str) -> pd.Dat
         return mlflow.search_runs(**kw)
 
 
+def _grid_hashes(client, parent) -> list[str] | None:
+    """The config hashes of every cell of the sweep's grid (``cells.json`` on its parent)."""
+    import json
+    import tempfile
+
+    local = _local_path(parent.info.artifact_uri or "")
+    try:
+        if local is not None:
+            path = local / "cells.json"
+            if not path.exists():
+                return None
+            return json.loads(path.read_text())["hashes"]
+        with tempfile.TemporaryDirectory() as tmp:
+            return json.loads(Path(client.download_artifacts(parent.info.run_id, "cells.json", tmp))
+                              .read_text())["hashes"]
+    except Exception:  # noqa: BLE001 - an older sweep without the file: children only
+        return None
+
+
+def _with_cells_done_elsewhere(client, uri: str, exp_id: str, parent, df: pd.DataFrame) -> pd.DataFrame:
+    """Add the FINISHED runs of grid cells that this sweep skipped because another sweep had
+    already run them (they are children of that other sweep's parent)."""
+    hashes = _grid_hashes(client, parent)
+    if not hashes:
+        return df
+    have = set(_col(df, "tags.slnn.config_hash", None).dropna())
+    missing = set(hashes) - have
+    if not missing:
+        return df
+    import mlflow
+
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        done = mlflow.search_runs(experiment_ids=[exp_id], output_format="pandas",
+                                  filter_string="attributes.status = 'FINISHED'")
+    if done is None or done.empty or "tags.slnn.config_hash" not in done:
+        return df
+    extra = done[done["tags.slnn.config_hash"].isin(missing)]
+    return pd.concat([df, extra], ignore_index=True) if len(extra) else df
+
+
 def read_sweep(uri: str, parent_run_id: str) -> Sweep:
     """One ``search_runs`` for the children, then the histories. Raises ``ReportError`` with one
     line when the parent does not exist, is not a sweep's parent, or has no children."""
@@ -338,6 +380,7 @@ def read_sweep(uri: str, parent_run_id: str) -> Sweep:
     if df is None or df.empty:
         raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
                           "its first job to start, or check the sweep's output for errors")
+    df = _with_cells_done_elsewhere(client, uri, exp_id, parent, df)
     all_runs = _runs_frame(df)
     runs = newest_per_cell(all_runs)
     history = read_histories(uri, runs)
