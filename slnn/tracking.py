@@ -66,12 +66,35 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             "127.0.0.1 --port 5000 ...) or point MLFLOW_TRACKING_URI at a running one") from None
 
 
+def _use_wal(uri: str) -> None:
+    """Put a local SQLite store in write-ahead-log mode (once; the mode is kept in the file).
+
+    In its default rollback journal every commit syncs the whole journal: ~14 ms here against
+    ~1 ms with WAL, and sweep workers writing at once wait far less for each other."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+        return
+    import sqlite3
+
+    path = uri[len(prefix):]
+    if not os.path.exists(path):
+        return  # MLflow creates it on first use; the next client_for call switches it
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
 def client_for(uri: str):
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     try:
-        return MlflowClient(tracking_uri=uri)
+        client = MlflowClient(tracking_uri=uri)
+        _use_wal(uri)
+        return client
     except MlflowException as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise TrackingError(f"tracking URI {uri!r} is not a store MLflow can use ({first}); use "

@@ -348,7 +348,8 @@ def test_cli_reports_the_newest_sweep_into_reports_study(sweep, tmp_path):
     uri, parent, _ = sweep
     proc = slnn_report("--experiment", "slnn", "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    html = tmp_path / "reports" / "sweep" / "report.html"
+    # an ad-hoc grid's report has a folder of its own, named after its parent run
+    html = tmp_path / "reports" / f"sweep-{parent[:8]}" / "report.html"
     assert html.exists() and str(html) in proc.stdout and parent in proc.stdout
 
 
@@ -383,7 +384,8 @@ def test_every_multirun_writes_and_attaches_its_report(slnn_train, tmp_path):
     m = re.search(r"; report: (\S+)", proc.stdout)
     assert m, proc.stdout[-2000:]
     folder = Path(m.group(1))
-    assert folder == tmp_path / "reports" / "sweep" and (folder / "report.html").exists()
     uri = sqlite_uri(tmp_path)
+    assert folder == tmp_path / "reports" / f"sweep-{parent_of(uri)[:8]}"
+    assert (folder / "report.html").exists()
     names = {Path(a.path).name for a in MlflowClient(uri).list_artifacts(parent_of(uri), "report")}
     assert {"report.html", "report.md", "tidy.parquet", "summary.csv", "outcomes.png"} <= names
