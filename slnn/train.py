@@ -57,16 +57,18 @@ def run_tags(c: Config, cfg: DictConfig) -> dict[str, str]:
             "slnn.outcome": "running", "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())}
 
 
-def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = False) -> TrainResult:
+def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = False,
+            experiment_id: str | None = None) -> TrainResult:
     """Validate, train and record one run. Expected outcomes (diverged, shape_mismatch) return
-    normally; an unexpected failure is recorded as a FAILED run and then raised."""
+    normally; an unexpected failure is recorded as a FAILED run and then raised. A sweep passes
+    the ``experiment_id`` it already made, saving a look-up per cell."""
     from slnn import tracking
 
     c = to_config(cfg)
     data = build_dataset(c)
     uri = tracking.resolve_uri(c.tracking.uri)
     client = tracking.client_for(uri)
-    exp_id = tracking.ensure_experiment(client, c.tracking.experiment)
+    exp_id = experiment_id or tracking.ensure_experiment(client, c.tracking.experiment)
     name = run_name(c)
     rec = tracking.RunRecorder(client, exp_id, name, flatten(identity(cfg)) | flatten(
         {"tracking": {"plot": c.tracking.plot}}), run_tags(c, cfg), parent_run_id)
@@ -103,7 +105,8 @@ def run_cell(cfg: DictConfig, state: dict) -> bool:
     try:
         c = to_config(cfg)
         name = run_name(c)
-        result = run_one(cfg, parent_run_id=state["parent_run_id"], quiet=True)
+        result = run_one(cfg, parent_run_id=state["parent_run_id"], quiet=True,
+                         experiment_id=state["experiment_id"])
     except KeyboardInterrupt:
         report_progress(state, name, "killed", _time.perf_counter() - start)
         raise
