@@ -51,6 +51,33 @@ def fit(c: Config, data: Dataset, on_epoch=None) -> TrainResult:
         backend=t.backend, rng=np.random.default_rng(c.seed), on_epoch=on_epoch)
 
 
+def quiet_libraries() -> None:
+    """MLflow's and Alembic's INFO lines (table creation, signature checks) are noise here: the
+    run prints one line of its own that says where everything is."""
+    import mlflow  # noqa: F401 - it sets its logger's level when imported: import it first
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class _Progress:
+    """Quiet for a short run; a long one reports its epoch and losses every few seconds."""
+
+    def __init__(self, name: str, epochs: int, every: float = 3.0):
+        import time
+
+        self.name, self.epochs, self.every, self.clock = name, epochs, every, time.monotonic
+        self.next = self.clock() + every
+
+    def __call__(self, row: dict) -> None:
+        now = self.clock()
+        if now >= self.next:
+            self.next = now + self.every
+            print(f"slnn: {self.name}: epoch {int(row['epoch'])}/{self.epochs}, train_loss "
+                  f"{row['train_loss']:.4g}, val_loss {row['val_loss']:.4g}", file=sys.stderr,
+                  flush=True)
+
+
 def run_tags(c: Config, cfg: DictConfig) -> dict[str, str]:
     return {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": config_hash(cfg),
@@ -73,7 +100,7 @@ def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = 
     rec = tracking.RunRecorder(client, exp_id, name, flatten(identity(cfg)) | flatten(
         {"tracking": {"plot": c.tracking.plot}}), run_tags(c, cfg), parent_run_id)
     try:
-        result = fit(c, data)
+        result = fit(c, data, on_epoch=None if quiet else _Progress(name, c.train.epochs))
         rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
                    title=name, max_metric_points=c.tracking.max_metric_points,
                    model=(c.model.activation, data) if c.tracking.log_model else None)
@@ -122,6 +149,8 @@ def run_cell(cfg: DictConfig, state: dict) -> bool:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from slnn.tracking import TrackingError
+
+    quiet_libraries()
 
     if cfg.sweep.chunk is not None:  # a job of the slnn sweeper: a chunk of cells
         from slnn.sweep import run_chunk

@@ -35,8 +35,9 @@ class SlnnSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from slnn.sweep import Sweep
-        from slnn.train import CONF_DIR
+        from slnn.train import CONF_DIR, quiet_libraries
 
+        quiet_libraries()
         run = Sweep(self.config, arguments, Path(CONF_DIR))
         todo = run.prepare()
         try:
