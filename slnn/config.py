@@ -139,7 +139,7 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, if set, wins
     experiment: str = "slnn"
     plot: bool = True  # a learning-curve PNG per run; turn off for big sweeps
-    max_metric_points: int = 25  # per metric in MLflow; the history artifact keeps every epoch
+    max_metric_points: int = 12  # per metric in MLflow; the history artifact keeps every epoch
     log_model: bool = True  # the network as an MLflow pyfunc model under model/
 
     def __post_init__(self):

@@ -231,7 +231,7 @@ class RunRecorder:
                                   tags=tag_list if i == 0 else [])
 
     def finish(self, result: TrainResult, config_yaml: str, *, plot: bool, title: str,
-               max_metric_points: int = 25, model: tuple | None = None) -> None:
+               max_metric_points: int = 12, model: tuple | None = None) -> None:
         """Log params, metrics, artifacts and the outcome, then mark the run FINISHED.
 
         ``model=(activation, dataset)`` also logs the network as an MLflow pyfunc model under
