@@ -365,10 +365,26 @@ class Sweep:
         counts, line = summarize(entries, st["total"])
         try:
             reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
-            self.client.set_tag(st["parent_run_id"], "slnn.summary", line)
-            self.client.set_terminated(st["parent_run_id"], status)
-        except Exception as e:  # noqa: BLE001 - the summary still reaches the user
-            line += f" (could not close the parent run: {str(e).splitlines()[0][:200]})"
+        except Exception:  # noqa: BLE001 - the next sweep reaps them; closing the parent matters more
+            pass
+        error = None
+        # an interrupt can leave a worker (or this process's own pool) holding SQLite's write
+        # lock for a moment: retry on fresh connections before giving up
+        for attempt in range(4):
+            try:
+                self.client.set_tag(st["parent_run_id"], "slnn.summary", line)
+                self.client.set_terminated(st["parent_run_id"], status)
+                error = None
+                break
+            except Exception as e:  # noqa: BLE001
+                error = e
+                engine = getattr(getattr(getattr(self.client, "_tracking_client", None), "store", None),
+                                 "engine", None)
+                if engine is not None:
+                    engine.dispose()
+                time.sleep(0.5 * (attempt + 1))
+        if error is not None:  # the summary still reaches the user
+            line += f" (could not close the parent run: {(str(error).splitlines() or [''])[0][:200]})"
         return counts, line
 
     def finish(self) -> int:

@@ -51,6 +51,15 @@ def fit(c: Config, data: Dataset, on_epoch=None) -> TrainResult:
         backend=t.backend, rng=np.random.default_rng(c.seed), on_epoch=on_epoch)
 
 
+def _record_failure(rec, exc: BaseException, status: str) -> None:
+    """Close the run as FAILED or KILLED; if even that fails (an interrupt can catch the store
+    mid-write), the original error still propagates and the next sweep reaps the run."""
+    try:
+        rec.fail(exc, status=status)
+    except Exception as e:  # noqa: BLE001
+        print(f"slnn: could not record run {rec.run_id} as {status}: {e}", file=sys.stderr)
+
+
 def quiet_libraries() -> None:
     """MLflow's and Alembic's INFO lines (table creation, signature checks) are noise here: the
     run prints one line of its own that says where everything is."""
@@ -105,10 +114,10 @@ def run_one(cfg: DictConfig, *, parent_run_id: str | None = None, quiet: bool = 
                    title=name, max_metric_points=c.tracking.max_metric_points,
                    model=(c.model.activation, data) if c.tracking.log_model else None)
     except KeyboardInterrupt as e:
-        rec.fail(e, status="KILLED")
+        _record_failure(rec, e, "KILLED")
         raise
     except BaseException as e:
-        rec.fail(e)
+        _record_failure(rec, e, "FAILED")
         raise
     if not quiet:
         fin = result.final
