@@ -2,9 +2,10 @@
 
 Both run the same online/mini-batch loop over a given stream of sample indices and return the
 sum and count of the per-update cosines between the applied step and the true negative gradient.
-``epoch_numpy`` is the reference; ``epoch_compiled`` is the same loop compiled by Numba, with the
-activation and rule jit-compiled from their NumPy source in ``slnn.activations`` / ``slnn.rules``.
-Tests hold the compiled path to the reference.
+``epoch_numpy`` is the reference; ``Backend(..., compiled=True)`` runs the same loop compiled by
+Numba (``_epoch_loop``, generated per pair by ``_build_compiled``), with the activation and rule
+jit-compiled from their NumPy source in ``slnn.activations`` / ``slnn.rules``. Tests hold the
+compiled path to the reference.
 """
 
 from __future__ import annotations

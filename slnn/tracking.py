@@ -58,8 +58,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     import urllib.request
 
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
-    except (urllib.error.URLError, OSError) as e:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # something answers (a proxy without /health, an auth wall): let MLflow speak
+    except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise TrackingError(
             f"no MLflow server answers at {uri} ({reason}); start one (mlflow server --host "

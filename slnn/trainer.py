@@ -87,8 +87,7 @@ class _IndexStream:
         if sampling not in SAMPLINGS:
             raise ValueError(f"unknown sampling {sampling!r}: choose one of {sorted(SAMPLINGS)}")
         self.n, self.sampling, self.rng = n, sampling, rng
-        self._buf = np.empty(0, dtype=np.int64)
-        self._pos = 0  # for sequential
+        self._buf = np.empty(0, dtype=np.int64)  # drawn but not yet used, for the next epoch
 
     def take(self, count: int) -> np.ndarray:
         if self.sampling == "random":

@@ -81,19 +81,14 @@ def open_client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def _probe(uri: str, timeout: float = 5.0) -> None:
+def _probe(uri: str) -> None:
     """Fail in seconds when no server answers (MLflow's own client retries for minutes)."""
-    import urllib.error
-    import urllib.request
+    from slnn.tracking import TrackingError, check_reachable
 
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        pass  # something answers (a proxy without /health, an auth wall): let MLflow speak
-    except (OSError, ValueError) as e:
-        why = getattr(e, "reason", e)
-        raise ReportError(f"no MLflow server answers at {uri} ({why}): start it (mlflow server "
-                          "...) or pass --tracking-uri sqlite:///mlflow.db") from None
+        check_reachable(uri)
+    except TrackingError as e:
+        raise ReportError(f"{e}, or pass --tracking-uri sqlite:///mlflow.db") from None
 
 
 def _mlflow_call(uri: str, what: str, fn, *args, **kwargs):
