@@ -13,7 +13,7 @@ is printed with PASS or MISS so a reader sees at once where slnn stands.
    one-vs-rest makes the same ``(n_features + 1) * n_classes`` multiply-adds per sample as
    slnn's layer). Goals: slnn at least as fast as SGDClassifier, and 10x the plain loop.
 2. Tracking: one empty MLflow run against everything slnn's ``RunRecorder`` adds to a 100-epoch
-   iris run (called as ``slnn.train.run_one`` calls it, so with the model where the config logs
+   iris run (called as ``slnn.app.run.run_one`` calls it, so with the model where the config logs
    one), in a fresh SQLite store. Goal: tracking at most 5x an empty run.
 
 Other processes may share the CPU and the disk: the methods are timed in interleaved rounds so
@@ -99,8 +99,8 @@ def accuracy(W, x, t):
 FIRST_CALL = """
 import time, numpy as np
 import numba
-from slnn.data import load_dataset
-from slnn.trainer import train
+from slnn.core.data import load_dataset
+from slnn.core.trainer import train
 d = load_dataset("iris")
 t0 = time.perf_counter(); train(d, epochs=1, rng=np.random.default_rng(0))
 t1 = time.perf_counter(); train(d, epochs=1, rng=np.random.default_rng(0))
@@ -109,8 +109,8 @@ t2 = time.perf_counter(); print((t1 - t0) - (t2 - t1))
 
 
 def bench_compile(t_import: float, full: bool) -> None:
-    from slnn.data import load_dataset
-    from slnn.trainer import train
+    from slnn.core.data import load_dataset
+    from slnn.core.trainer import train
 
     data = load_dataset("iris")
     first, _ = timed(lambda: train(data, epochs=1, rng=np.random.default_rng(0)))
@@ -132,11 +132,11 @@ def bench_compile(t_import: float, full: bool) -> None:
 def bench_training(name: str, epochs: int, rounds: int, slow_rounds: int) -> None:
     from sklearn.linear_model import SGDClassifier
 
-    from slnn.activations import get_activation
-    from slnn.data import load_dataset
-    from slnn.kernels import Backend
-    from slnn.rules import get_rule
-    from slnn.trainer import train, with_bias
+    from slnn.core.activations import get_activation
+    from slnn.core.data import load_dataset
+    from slnn.core.backend import Backend
+    from slnn.core.rules import get_rule
+    from slnn.core.trainer import train, with_bias
 
     data = load_dataset(name)
     x_tr, t_tr, y_tr = data.x_train, data.t_train, data.t_train.argmax(axis=1)
@@ -253,20 +253,22 @@ def bench_tracking(rounds: int) -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import slnn.train
-    from slnn import tracking
-    from slnn.config import flatten, identity, run_name, to_config
+    import slnn.app.run
+    import slnn.app.schema
+    from slnn.tracking import recorder as slnn_recorder, store as slnn_store
+    from slnn.app.schema import config_hash, flatten, identity, run_name, to_config
+    from slnn.core.trainer import train
 
-    with initialize_config_dir(str(slnn.train.CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["data=iris", "train.epochs=100"])
     c = to_config(cfg)
     name = run_name(c)
-    # as slnn.train.run_one builds them
+    # as slnn.app.run.run_one builds them
     params = flatten(identity(cfg)) | flatten({"tracking": {"plot": c.tracking.plot}})
-    tags = slnn.train.run_tags(c, cfg)
+    tags = slnn.app.run.run_tags(c, config_hash(cfg))
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    data = slnn.train.build_dataset(c)
-    result = slnn.train.fit(c, data)
+    data = slnn.app.run.build_dataset(c)
+    result = train(data, c, rng=np.random.default_rng(c.seed))
     # finish as run_one calls it: with the network as an MLflow model where the config asks
     # (tracking.log_model; a slnn without that key logs no model)
     finish_kw = {"max_metric_points": c.tracking.max_metric_points}
@@ -278,7 +280,7 @@ def bench_tracking(rounds: int) -> None:
         uri = f"sqlite:///{tmp}/bench.db"
 
         def open_store():
-            client = tracking.client_for(uri)
+            client = slnn_store.client_for(uri)
             # artifacts into the temp dir too (MLflow's default is ./mlruns under the cwd)
             return client, client.create_experiment(
                 "bench", artifact_location=(tmp / "artifacts").as_uri())
@@ -292,14 +294,14 @@ def bench_tracking(rounds: int) -> None:
         def recorder(plot, **override):
             def run():
                 t0 = time.perf_counter()
-                rec = tracking.RunRecorder(client, exp_id, name, params, tags)
+                rec = slnn_recorder.RunRecorder(client, exp_id, name, params, tags)
                 t1 = time.perf_counter()
                 rec.finish(result, config_yaml, plot=plot, title=name, **(finish_kw | override))
                 return t1 - t0
             return run
 
         def train_100():
-            slnn.train.fit(c, data)
+            train(data, c, rng=np.random.default_rng(c.seed))
 
         methods = [("empty", empty), ("tracking", recorder(False)),
                    ("tracking_plot", recorder(True)), ("train", train_100)]

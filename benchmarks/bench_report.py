@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/bench_report.py --keep /tmp/b --reuse   # time the report again
 
 A benchmark, not a test: it prints seconds and PASS or MISS against the goal, and asserts nothing.
-The runs are synthetic ``TrainResult``s logged through ``slnn.tracking.RunRecorder`` under one
+The runs are synthetic ``TrainResult``s logged through ``slnn.slnn_recorder.RunRecorder`` under one
 parent run tagged as the sweep callback tags it, so the store holds exactly what a real sweep
 leaves (params, tags, thinned metrics, history.csv, weights) without training anything. The grid:
 2 data sets x 2 rules x 5 activations x 5 learning rates x seeds, with some runs that converge
@@ -40,7 +40,7 @@ LRS = (0.001, 0.01, 0.1, 0.5, 1.0)
 def synthetic_result(rule: str, activation: str, lr: float, seed: int, epochs: int):
     """A plausible history: the input rule learns (faster with a larger lr), kronecker wanders;
     linear units at lr 1 diverge; some input runs converge early."""
-    from slnn.trainer import HISTORY_COLUMNS, TrainResult
+    from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 
     rng = np.random.default_rng([seed, zlib.crc32(f"{rule}/{activation}/{lr}".encode())])
     n = epochs + 1
@@ -82,11 +82,11 @@ def make_store(root: Path, n_runs: int, epochs: int) -> tuple[str, str]:
     """Log ``n_runs`` synthetic runs under one sweep parent; returns (uri, parent_run_id)."""
     from mlflow.entities import RunTag
 
-    from slnn import tracking
+    from slnn.tracking import recorder as slnn_recorder, store as slnn_store
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = tracking.client_for(uri)
-    exp = tracking.ensure_experiment(client, "slnn")
+    client = slnn_store.client_for(uri)
+    exp = slnn_store.ensure_experiment(client, "slnn")
     seeds = math.ceil(n_runs / (len(DATA) * len(RULES) * len(ACTIVATIONS) * len(LRS)))
     grid = list(itertools.product(DATA, RULES, ACTIVATIONS, LRS, range(seeds)))[:n_runs]
     parent = client.create_run(exp, run_name="bench-report")
@@ -98,7 +98,7 @@ def make_store(root: Path, n_runs: int, epochs: int) -> tuple[str, str]:
                   "optim.lr": str(lr), "seed": str(seed), "train.epochs": str(epochs)}
         tags = {"slnn.update": rule, "slnn.activation": act, "slnn.data": data,
                 "slnn.config_hash": f"{i:016x}", "slnn.outcome": "running"}
-        rec = tracking.RunRecorder(client, exp, f"{rule}-{act}-lr{lr:g}-s{seed}-{data}", params,
+        rec = slnn_recorder.RunRecorder(client, exp, f"{rule}-{act}-lr{lr:g}-s{seed}-{data}", params,
                                    tags, parent.info.run_id)
         rec.finish(synthetic_result(rule, act, lr, seed, epochs), "synthetic: true\n",
                    plot=False, title="")

@@ -73,9 +73,9 @@ QUICK = {"seed": "0", "optim.lr": "0.1"}  # replaces the study's values for thes
 # modules every variant imports
 WARM_UP = """
 import sys, numpy as np
-import mlflow.pyfunc, sklearn.datasets, slnn.train
-from slnn.data import load_dataset
-from slnn.trainer import train
+import mlflow.pyfunc, sklearn.datasets, slnn.app.cli
+from slnn.core.data import load_dataset
+from slnn.core.trainer import train
 data = load_dataset("iris_petal")  # 2 + 1 = 3 outputs: both rules apply
 pairs = [(a, r) for a in sys.argv[1].split(",") for r in sys.argv[2].split(",")]
 for a, r in pairs:

@@ -10,14 +10,15 @@ from pathlib import Path
 import hydra
 import pytest
 
-import slnn.train
+import slnn.app.cli  # noqa: F401 - registers slnn's configs in Hydra's ConfigStore
+import slnn.app.schema
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
 
 
 def compose_config(*overrides: str):
     """The config `slnn-train <overrides>` would run: Hydra's compose over the repo's conf/."""
-    with hydra.initialize_config_dir(str(slnn.train.CONF_DIR), version_base="1.3"):
+    with hydra.initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
         return hydra.compose("config", overrides=list(overrides))
 
 
@@ -29,9 +30,9 @@ def compose():
 
 def run_slnn_train(args: list[str], cwd: Path, *, module: bool = False,
                    timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``slnn-train args`` (or ``python -m slnn.train args``) in ``cwd``, without an inherited
+    """Run ``slnn-train args`` (or ``python -m slnn args``) in ``cwd``, without an inherited
     ``MLFLOW_TRACKING_URI``; returns the completed process with text stdout/stderr."""
-    cmd = [sys.executable, "-m", "slnn.train"] if module else [str(SLNN_TRAIN)]
+    cmd = [sys.executable, "-m", "slnn"] if module else [str(SLNN_TRAIN)]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run(cmd + list(args), cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from slnn.activations import ACTIVATIONS, get_activation
-from slnn.kernels import epoch_numpy
-from slnn.rules import (UPDATE_RULES, ShapeMismatch, check_shape, get_rule, input_fast,
+from slnn.core.activations import ACTIVATIONS, get_activation
+from slnn.core.reference import epoch_numpy
+from slnn.core.rules import (UPDATE_RULES, ShapeMismatch, check_shape, get_rule, input_fast,
                         input_step, kronecker_fast, kronecker_step)
 
 ACT_NAMES = sorted(ACTIVATIONS)
@@ -98,8 +98,8 @@ def test_input_step_is_minus_the_numeric_gradient(name, n):
     d, k = 3, 4
     x, t = _sample(rng, n, d, k)
     W = _weights_off_the_kink(rng, x, (d + 1, k))
-    _, z, delta = _forward(W, x, t, act)
-    step = input_step(x, z, delta)
+    net, z, delta = _forward(W, x, t, act)
+    step = input_step(x, net, z, t, delta)
     assert step.shape == W.shape
     numeric = _numeric_grad(W, x, t, act)
     assert np.abs(numeric).max() > 1e-3  # a non-trivial gradient, not 0 == 0
@@ -112,9 +112,9 @@ def test_kronecker_step_is_not_the_gradient():
     rng = np.random.default_rng(5)
     x, t = _sample(rng, 1, 2, 3)
     W = rng.normal(size=(3, 3))
-    _, z, delta = _forward(W, x, t, act)
+    net, z, delta = _forward(W, x, t, act)
     numeric = _numeric_grad(W, x, t, act)
-    assert not np.allclose(-kronecker_step(x, z, delta), numeric, rtol=1e-3, atol=1e-6)
+    assert not np.allclose(-kronecker_step(x, net, z, t, delta), numeric, rtol=1e-3, atol=1e-6)
 
 
 def test_input_update_worked_by_hand():
@@ -132,9 +132,9 @@ def test_input_update_worked_by_hand():
     x = np.array([[0.5, 1.0]])
     W = np.array([[0.5, -0.25], [0.25, 0.0]])
     t = np.array([[1.0, 0.0]])
-    _, z, delta = _forward(W, x, t, act)
+    net, z, delta = _forward(W, x, t, act)
     expected = np.array([[0.625, -0.21875], [0.5, 0.0625]])
-    np.testing.assert_array_equal(W + 0.5 * input_step(x, z, delta), expected)
+    np.testing.assert_array_equal(W + 0.5 * input_step(x, net, z, t, delta), expected)
     # the NumPy reference epoch makes the same update from the same sample
     W2 = W.copy()
     epoch_numpy(W2, x, t, np.array([0]), 1, 0.5, act, UPDATE_RULES["input"])
@@ -149,7 +149,7 @@ def test_kronecker_step_one_sample_is_outer_z_delta():
     z = rng.uniform(size=(1, k))
     delta = rng.normal(size=(1, k))
     x = rng.normal(size=(1, 7))  # unused by the rule; any width
-    step = kronecker_step(x, z, delta)
+    step = kronecker_step(x, None, z, None, delta)
     assert step.shape == (k, k)
     expected = np.array([[z[0, i] * delta[0, j] for j in range(k)] for i in range(k)])
     np.testing.assert_allclose(step, expected, rtol=1e-15)
@@ -160,9 +160,9 @@ def test_kronecker_step_batch_is_mean_of_outer_products():
     n, k = 6, 4
     z, delta, x = rng.uniform(size=(n, k)), rng.normal(size=(n, k)), rng.normal(size=(n, 2))
     expected = sum(np.outer(z[s], delta[s]) for s in range(n)) / n
-    np.testing.assert_allclose(kronecker_step(x, z, delta), expected, rtol=1e-12)
+    np.testing.assert_allclose(kronecker_step(x, None, z, None, delta), expected, rtol=1e-12)
     # a mean, not a sum: the single-sample steps do not add up to it
-    assert not np.allclose(kronecker_step(x, z, delta), expected * n)
+    assert not np.allclose(kronecker_step(x, None, z, None, delta), expected * n)
 
 
 @pytest.mark.parametrize("rule", sorted(UPDATE_RULES))
@@ -175,8 +175,8 @@ def test_fast_form_accumulates_to_the_numpy_step(rule):
     z, delta = rng.uniform(size=(n, k)), rng.normal(size=(n, k))
     out = np.zeros(r.step_shape(d + 1, k))
     for s in range(n):
-        r.fast(out, x[s], z[s], delta[s])
-    np.testing.assert_allclose(out / n, r.step(x, z, delta), rtol=1e-12)
+        r.fast(out, x[s], None, z[s], t[s], delta[s])
+    np.testing.assert_allclose(out / n, r.step(x, None, z, t, delta), rtol=1e-12)
     assert r.fast in (input_fast, kronecker_fast)
 
 
@@ -203,8 +203,8 @@ def test_check_shape_rejects_a_single_output_that_numpy_would_broadcast(d):
     rng = np.random.default_rng(d)
     x, t = _sample(rng, 1, d, 1)
     act = ACTIVATIONS["sigmoid"]
-    _, z, delta = _forward(W, x, t, act)
-    step = kronecker_step(x, z, delta)
+    net, z, delta = _forward(W, x, t, act)
+    step = kronecker_step(x, net, z, t, delta)
     assert step.shape == (1, 1)
     # NumPy would add the (1, 1) step to every weight without complaint...
     assert (W + step).shape == W.shape

@@ -3,7 +3,7 @@ code", weights as ``.npy``, no pickle), loadable with ``mlflow.pyfunc.load_model
 ``mlflow models serve``. Run: ``python -m pytest tests/test_models.py`` (``-m 'not slow'`` leaves
 out the serving test).
 
-Real components only: runs go through ``slnn.train.run_one`` into one SQLite store in a temporary
+Real components only: runs go through ``slnn.app.run.run_one`` into one SQLite store in a temporary
 folder (creating a store costs seconds of schema migration, so the module shares it), predictions
 are held to a forward pass computed here from ``weights/final.npy``, and serving starts the venv's
 ``mlflow models serve`` on a free 127.0.0.1 port.
@@ -25,8 +25,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-import slnn.train
-from slnn.config import to_config
+import slnn.app.cli
+import slnn.app.run
+import slnn.app.schema
+from slnn.app.schema import to_config
 from servers import start_model_server, stop_process, tail
 
 IRIS = ("data=iris", "model.activation=sigmoid", "train.epochs=20", "seed=1")
@@ -65,10 +67,10 @@ def _run(compose, store, tmp_path_factory, *overrides):
     """One real run through ``run_one``, its model loaded from ``runs:/`` and its artifacts
     (``model/``, ``weights/final.npy``) downloaded."""
     cfg = compose(*overrides, f"tracking.uri={store.uri}")
-    result = slnn.train.run_one(cfg, quiet=True)
+    result = slnn.app.run.run_one(cfg, quiet=True)
     run = store.client.get_run(result.run_id)
     r = SimpleNamespace(cfg=cfg, result=result, run_id=result.run_id, run=run,
-                        data=slnn.train.build_dataset(to_config(cfg)))
+                        data=slnn.app.run.build_dataset(to_config(cfg)))
     r.artifacts = {f.path for f in store.client.list_artifacts(r.run_id)}
     if "model" in r.artifacts:
         dst = tmp_path_factory.mktemp("model_artifacts")

@@ -9,9 +9,9 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from slnn.config import to_config
-from slnn.registry import RegistryError, register_best
-from slnn.train import build_dataset, run_one
+from slnn.app.schema import to_config
+from slnn.tracking.model_registry import RegistryError, register_best
+from slnn.app.run import build_dataset, run_one
 
 
 @pytest.fixture()

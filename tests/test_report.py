@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from slnn.report import ReportError, read_sweep, report_for_parent
-from slnn.report.read import TIDY_COLUMNS, METRICS
+from slnn.report.frames import TIDY_COLUMNS, METRICS
 from slnn.report.stats import summary_table, t_halfwidth
 from slnn.report.verdict import verdict
 
@@ -231,7 +231,7 @@ def test_summary_says_when_one_seed_gives_no_interval():
 # --- runs the sweep machinery leaves behind: reruns, running, synthetic -----------------------
 
 def _result(outcome: str, epochs: int, level: float):
-    from slnn.trainer import HISTORY_COLUMNS, TrainResult
+    from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 
     n = epochs + 1
     h = {c: np.full(n, level) for c in HISTORY_COLUMNS}
@@ -245,20 +245,20 @@ def _result(outcome: str, epochs: int, level: float):
 @pytest.fixture(scope="module")
 def toy_store(tmp_path_factory):
     """(uri, client) of an empty store made once: migrating a new SQLite store takes seconds."""
-    from slnn import tracking
+    from slnn.tracking import recorder as slnn_recorder, store as slnn_store
 
     folder = tmp_path_factory.mktemp("toy_store")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)  # MLflow resolves the default artifact root against the working directory
-        client = tracking.client_for(sqlite_uri(folder))
+        client = slnn_store.client_for(sqlite_uri(folder))
         client.search_experiments()
         yield sqlite_uri(folder), client
 
 
 def _experiment(client, name: str) -> str:
-    from slnn import tracking
+    from slnn.tracking import recorder as slnn_recorder, store as slnn_store
 
-    return tracking.ensure_experiment(client, name)
+    return slnn_store.ensure_experiment(client, name)
 
 
 def test_reruns_and_running_runs_are_handled_and_said(toy_store, tmp_path):
@@ -266,7 +266,7 @@ def test_reruns_and_running_runs_are_handled_and_said(toy_store, tmp_path):
     and the report says how many are running."""
     from mlflow.entities import RunTag
 
-    from slnn import tracking
+    from slnn.tracking import recorder as slnn_recorder, store as slnn_store
 
     uri, client = toy_store
     exp = _experiment(client, "reruns")
@@ -274,7 +274,7 @@ def test_reruns_and_running_runs_are_handled_and_said(toy_store, tmp_path):
                                           "slnn.n_cells": "3"}).info.run_id
 
     def rec(rule, seed, h):
-        return tracking.RunRecorder(
+        return slnn_recorder.RunRecorder(
             client, exp, f"{rule}-{seed}", {"optim.lr": "0.1", "seed": str(seed)},
             {"slnn.update": rule, "slnn.activation": "sigmoid", "slnn.data": "toy",
              "slnn.config_hash": h, "slnn.outcome": "running"}, parent)

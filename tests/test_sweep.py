@@ -38,11 +38,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-import slnn.train
-from slnn.config import config_hash, to_config
+import slnn.app.cli
+import slnn.app.run
+import slnn.app.schema
+from slnn.app.schema import config_hash, to_config
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
-EXPERIMENTS = sorted(p.stem for p in (slnn.train.CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (slnn.app.schema.CONF_DIR / "experiment").glob("*.yaml"))
 FINISHED_OUTCOMES = {"converged", "max_epochs", "early_stopped"}
 EXPECTED_OUTCOMES = FINISHED_OUTCOMES | {"diverged", "shape_mismatch"}
 
@@ -280,7 +282,7 @@ def in_process(monkeypatch, tmp_path):
         monkeypatch.setattr(sys, "argv", ["slnn-train", *args])
         GlobalHydra.instance().clear()
         try:
-            slnn.train.main()
+            slnn.app.cli.main()
         except SystemExit as e:
             return 0 if e.code is None else e.code
         return 0
@@ -301,14 +303,14 @@ FAIL_AT_LR = 0.02
 
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on_but_exits_non_zero(
         in_process, store, tmp_path, monkeypatch, capsys):
-    real_fit = slnn.train.fit
+    real_train = slnn.app.run.train
 
-    def fit(c, data, on_epoch=None):
+    def train(data, c, **kw):
         if c.optim.lr == FAIL_AT_LR:
             raise RuntimeError(f"injected failure at lr={c.optim.lr}")
-        return real_fit(c, data, on_epoch)
+        return real_train(data, c, **kw)
 
-    monkeypatch.setattr(slnn.train, "fit", fit)
+    monkeypatch.setattr(slnn.app.run, "train", train)
     code = in_process(*sweep_args(tmp_path, f"optim.lr=0.01,{FAIL_AT_LR},1000",
                                   "model.activation=linear", "update=input", "data=iris_petal",
                                   "train.epochs=3"))
@@ -357,16 +359,16 @@ def test_expected_outcomes_alone_exit_zero(tmp_path, store, slnn_train):
 
 def test_cells_a_failed_job_never_ran_make_the_sweep_fail(in_process, store, tmp_path, monkeypatch,
                                                           capsys):
-    import slnn.sweep
+    import slnn.sweep.worker
 
-    real = slnn.sweep.run_chunk
+    real = slnn.sweep.worker.run_chunk
 
     def run_chunk(state, chunk):  # a job that dies outside its cells, e.g. on an unreadable state
         if chunk == 1:
             raise RuntimeError("the chunk could not be read")
         return real(state, chunk)
 
-    monkeypatch.setattr(slnn.sweep, "run_chunk", run_chunk)
+    monkeypatch.setattr(slnn.sweep.worker, "run_chunk", run_chunk)
     code = in_process(*sweep_args(tmp_path, "seed=range(4)", "data=iris_petal", "train.epochs=3"))
     summary = one(SUMMARY, capsys.readouterr().out)
     parents, cells = split_runs(all_runs(store))
@@ -595,7 +597,7 @@ def compose_study(name: str, *variants: tuple[str, ...]) -> list:
     """``[(cfg, sweeper params)]`` for ``+experiment=name`` plus each variant's overrides (one
     variant, none, by default), composed as ``slnn-train`` does."""
     out = []
-    with hydra.initialize_config_dir(str(slnn.train.CONF_DIR), version_base="1.3"):
+    with hydra.initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
         for overrides in variants or [()]:
             cfg = hydra.compose("config", overrides=[f"+experiment={name}", *overrides],
                                 return_hydra_config=True)
@@ -612,7 +614,9 @@ def swept_values(key: str, values: str) -> list[str]:
 
 
 def is_group(key: str) -> bool:
-    return (slnn.train.CONF_DIR / key).is_dir()
+    from hydra.core.config_store import ConfigStore
+
+    return (slnn.app.schema.CONF_DIR / key).is_dir() or key in ConfigStore.instance().repo
 
 
 def test_there_are_studies():

@@ -1,4 +1,4 @@
-"""Tests for slnn.tracking and slnn.train.run_one against a real MLflow SQLite store in a temporary
+"""Tests for slnn.tracking and slnn.app.run.run_one against a real MLflow SQLite store in a temporary
 folder: run with `python -m pytest tests/test_tracking.py -q`.
 
 Creating an MLflow SQLite store costs several seconds (its schema migrations), so the module shares
@@ -22,10 +22,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-import slnn.train
-from slnn.config import config_hash, to_config
-from slnn.tracking import EPOCH_METRICS, metric_entities, resolve_uri
-from slnn.trainer import HISTORY_COLUMNS, TrainResult
+import slnn.app.cli
+import slnn.app.run
+import slnn.app.schema
+from slnn.app.schema import config_hash, to_config
+from slnn.tracking.recorder import EPOCH_METRICS, metric_entities
+from slnn.tracking.store import resolve_uri
+from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # every epoch goes to MLflow here (31 points, more than the default thinning keeps)
@@ -48,7 +51,7 @@ def store(tmp_path_factory):
 def _run(compose, store, *overrides, experiment="test"):
     cfg = compose(*overrides, f"tracking.uri={store.uri}", f"tracking.experiment={experiment}")
     start = time.perf_counter()
-    result = slnn.train.run_one(cfg, quiet=True)
+    result = slnn.app.run.run_one(cfg, quiet=True)
     wall = time.perf_counter() - start
     return SimpleNamespace(cfg=cfg, result=result, run_id=result.run_id, wall=wall,
                            run=store.client.get_run(result.run_id))
@@ -96,7 +99,7 @@ def _sigmoid_loss_error(W, x, t):
 def main_run(compose, store, tmp_path_factory):
     r = _run(compose, store, *MAIN)
     r.art = _download(store, r.run_id, tmp_path_factory.mktemp("main_artifacts"))
-    r.data = slnn.train.build_dataset(to_config(r.cfg))
+    r.data = slnn.app.run.build_dataset(to_config(r.cfg))
     r.hist = _history(r.art / "history.csv")
     return r
 
@@ -335,7 +338,7 @@ def test_failure_is_recorded_as_failed_and_raised(compose, store, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(slnn.train, "fit", boom)
+    monkeypatch.setattr(slnn.app.run, "train", boom)
     with pytest.raises(RuntimeError, match="boom"):
         _run(compose, store, "data=iris_petal", experiment="failing")
     (run,) = _runs(store, "failing")
@@ -349,7 +352,7 @@ def test_interruption_is_recorded_as_killed(compose, store, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(slnn.train, "fit", interrupt)
+    monkeypatch.setattr(slnn.app.run, "train", interrupt)
     with pytest.raises(KeyboardInterrupt):
         _run(compose, store, "data=iris_petal", experiment="killed")
     (run,) = _runs(store, "killed")

@@ -1,4 +1,4 @@
-"""Tests for slnn.trainer and slnn.kernels: run with `python -m pytest tests/test_trainer.py -q`.
+"""Tests for slnn.core.trainer and the compiled kernels: run with `python -m pytest tests/test_trainer.py -q`.
 
 The full compiled-vs-NumPy grid compiles every activation x rule pair (~3 s each) and is marked
 `slow`; deselect it with `-m 'not slow'`.
@@ -11,11 +11,12 @@ import warnings
 import numpy as np
 import pytest
 
-from slnn.activations import ACTIVATIONS
-from slnn.data import Dataset, load_dataset
-from slnn.kernels import Backend, evaluate_numpy
-from slnn.rules import UPDATE_RULES
-from slnn.trainer import HISTORY_COLUMNS, SAMPLINGS, init_weights, train, with_bias
+from slnn.core.activations import ACTIVATIONS
+from slnn.core.data import Dataset, load_dataset
+from slnn.core.backend import Backend
+from slnn.core.reference import evaluate_numpy
+from slnn.core.rules import UPDATE_RULES
+from slnn.core.trainer import HISTORY_COLUMNS, SAMPLINGS, init_weights, train, with_bias
 
 ACT_NAMES = sorted(ACTIVATIONS)
 RULE_NAMES = sorted(UPDATE_RULES)
@@ -221,7 +222,7 @@ def test_no_learning_stops_after_patience_epochs(petal, patience):
     # lr = 0: W never moves, so every epoch's val loss equals epoch 1's. The best starts at epoch 1
     # (epoch 0 is recorded but does not seed the best), and each later epoch is one without a new
     # best, so the run stops at epoch 1 + patience.
-    r = train(petal, activation="sigmoid", lr=0.0, patience=patience, epochs=20, backend="numpy",
+    r = train(petal, activation="sigmoid", lr=1e-300, patience=patience, epochs=20, backend="numpy",
               rng=_rng(0))
     assert r.outcome == "early_stopped"
     assert r.epochs_run == 1 + patience

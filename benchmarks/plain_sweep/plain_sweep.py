@@ -20,8 +20,8 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from slnn.data import load_dataset
-from slnn.trainer import train
+from slnn.core.data import load_dataset
+from slnn.core.trainer import train
 
 
 def flatten(d, prefix=""):

@@ -1,7 +1,7 @@
 """The ``slnn`` sweeper: Hydra's grid semantics, plus validation up front, resume, a parent run
 per sweep, and cells batched into chunks so Hydra's per-job cost is paid per chunk.
 
-The logic lives in ``slnn.sweep.Sweep``; this module only adapts it to Hydra's Sweeper API.
+The logic lives in ``slnn.sweep.orchestrator``; this module only adapts it to Hydra's Sweeper API.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.plugins.sweeper import Sweeper
@@ -34,11 +33,11 @@ class SlnnSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from slnn.sweep import Sweep
-        from slnn.train import CONF_DIR, quiet_libraries
+        from slnn.app.run import quiet_libraries
+        from slnn.sweep.orchestrator import Orchestrator
 
         quiet_libraries()
-        run = Sweep(self.config, arguments, Path(CONF_DIR))
+        run = Orchestrator(self.config, arguments)
         todo = run.prepare()
         try:
             returns = []
@@ -48,7 +47,10 @@ class SlnnSweeper(Sweeper):
                 returns = self.launcher.launch(jobs, initial_job_idx=0)
                 for r in returns:  # a job that raised outside a cell (rare): counted, not raised
                     if r.status.name == "FAILED":
-                        print(f"slnn: a sweep job failed: {r._return_value!r}", file=sys.stderr)
+                        try:
+                            r.return_value  # noqa: B018 - raises the job's exception
+                        except Exception as e:  # noqa: BLE001
+                            print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
         except BaseException:
             run.interrupted()
             raise

@@ -5,7 +5,7 @@
     python -c "from slnn.report import report_for_parent as r; print(r('sqlite:///mlflow.db', '<id>'))"
 
 A report is made in three phases, each usable on its own from a notebook:
-``read_sweep`` (MLflow -> pandas frames), ``analyse`` (summary table and verdict) plus
+``read_sweep`` (MLflow -> pandas frames, ``source`` and ``frames``), ``analyse`` (summary table and verdict) plus
 ``make_figures`` (PNGs), and ``render`` (report.md, report.html, tidy.parquet, runs.csv,
 summary.csv). The sweep callback calls ``report_for_parent(uri, parent, attach=True)`` after
 every multirun.
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from slnn.report.read import ReportError, Sweep, newest_sweep, read_sweep
+from slnn.report.frames import SweepData
+from slnn.report.source import ReportError, newest_sweep, read_sweep
 
-__all__ = ["ReportError", "Sweep", "analyse", "default_out", "newest_sweep", "read_sweep",
+__all__ = ["ReportError", "SweepData", "analyse", "default_out", "newest_sweep", "read_sweep",
            "report_for_parent"]
 
 
-def analyse(sweep: Sweep) -> tuple[pd.DataFrame, list[str]]:
+def analyse(sweep: SweepData) -> tuple[pd.DataFrame, list[str]]:
     """The summary table and the verdict written from it."""
     from slnn.report.stats import summary_table
     from slnn.report.verdict import verdict
@@ -66,7 +67,7 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
     files = render(sweep, summary, lines, figs, folder)
     t3 = time.perf_counter()
     if attach:
-        from slnn.report.read import open_client
+        from slnn.report.source import open_client
 
         client = open_client(uri)
         for f in files:

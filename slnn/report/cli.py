@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _uri(arg: str | None) -> str:
-    from slnn.tracking import resolve_uri
+    from slnn.tracking.store import resolve_uri
 
     if arg:  # the flag wins over the environment: resolve it as if it were the environment's
         saved = os.environ.get("MLFLOW_TRACKING_URI")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                      "traceback)", 1)
     print(f"slnn-report: wrote {folder / 'report.html'} and report.md (sweep {parent})")
     if args.register is not None:
-        from slnn.registry import RegistryError, register_best
+        from slnn.tracking.model_registry import RegistryError, register_best
 
         try:
             name, version, run_id = register_best(uri, parent, name=args.register or None)

@@ -24,14 +24,16 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from slnn.report.facets import band, facet, wrap  # noqa: E402
-from slnn.report.read import Sweep  # noqa: E402
+from slnn.core.outcomes import Outcome  # noqa: E402
+from slnn.report.frames import SweepData as Sweep  # noqa: E402
 from slnn.report.stats import bands, epochs_to_target, outcome_order  # noqa: E402
 from slnn.report.verdict import mismatch_reason  # noqa: E402
 
 DPI = 100
-OUTCOME_COLOURS = {"converged": "#2ca02c", "early_stopped": "#17becf", "max_epochs": "#1f77b4",
-                   "diverged": "#d62728", "shape_mismatch": "#7f7f7f", "failed": "#000000",
-                   "killed": "#9467bd", "unknown": "#bcbd22", "running": "#ff7f0e"}
+OUTCOME_COLOURS = {Outcome.CONVERGED: "#2ca02c", Outcome.EARLY_STOPPED: "#17becf",
+                   Outcome.MAX_EPOCHS: "#1f77b4", Outcome.DIVERGED: "#d62728",
+                   Outcome.SHAPE_MISMATCH: "#7f7f7f", Outcome.FAILED: "#000000",
+                   Outcome.KILLED: "#9467bd", Outcome.UNKNOWN: "#bcbd22", Outcome.RUNNING: "#ff7f0e"}
 LABELS = {"val_loss": "validation loss (mean (t - z)^2)", "val_error": "validation error",
           "grad_cosine": "cosine(step, -gradient)"}
 BAND = "mean over seeds, 95% t-interval band"
@@ -79,7 +81,7 @@ def _missing_rules(sweep: Sweep, data: str, present) -> str:
         parts = []
         for o, n in r["outcome"].value_counts().items():
             shapes = r.loc[r["outcome"] == o, "reason"]
-            parts.append(f"{n} {o}: {mismatch_reason(shapes)}" if o == "shape_mismatch"
+            parts.append(f"{n} {o}: {mismatch_reason(shapes)}" if o == Outcome.SHAPE_MISMATCH
                          else f"{n} {o}")
         out.append(f"{rule}: no curves ({', '.join(parts)})")
     return "; ".join(out)
@@ -91,7 +93,7 @@ def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
         return [Fig("curves", "learning curves", "", note="no run has ended yet: no curves.")]
     metrics = ["val_loss", "val_error"]
     b = bands(sweep, metrics, hold_last=True)
-    dropped = sweep.done[sweep.done["outcome"] == "diverged"]
+    dropped = sweep.done[sweep.done["outcome"] == Outcome.DIVERGED]
     figs = []
     for data in sorted(sweep.done["data"].unique()):
         n_div = int((dropped["data"] == data).sum())

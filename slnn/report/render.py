@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from slnn.report.figures import Fig
-from slnn.report.read import Sweep
+from slnn.core.outcomes import FAILED, Outcome
+from slnn.report.frames import SweepData as Sweep
 from slnn.report.stats import outcome_order
 
 DATA_FILES = ("tidy.parquet", "runs.csv", "summary.csv")
@@ -43,7 +44,7 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     counts = [c for c in summary.columns if c.startswith("n_") and c not in ("n_runs", "n_seeds")]
     rows = []
     for _, r in summary.iterrows():
-        untrained = ("shape_mismatch", "failed", "killed")
+        untrained = (Outcome.SHAPE_MISMATCH, *FAILED)
         n_ep = int(r["n_runs"] - sum(r.get(f"n_{o}", 0) for o in untrained))
         rows.append({
             "data": r["data"], "update": r["update"], "activation": r["activation"],

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from slnn.report.read import KEYS, Sweep
+from slnn.core.outcomes import ORDER, RAN, Outcome
+from slnn.report.frames import KEYS, SweepData as Sweep
 
 # the order outcomes are shown in; any other value found in the data goes after these
-OUTCOMES = ("converged", "early_stopped", "max_epochs", "diverged", "shape_mismatch", "failed",
-            "killed", "unknown", "running")
+OUTCOMES = tuple(str(o) for o in ORDER)
 
 
 def t_halfwidth(sd, n):
@@ -45,10 +45,10 @@ def outcome_order(present) -> list[str]:
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (data, update, activation, lr): runs, seeds with a final test error, that error's mean
     and 95% interval, epochs run (by the runs that trained) with its interval, outcome counts."""
-    done = runs[runs["outcome"] != "running"]
+    done = runs[runs["outcome"] != Outcome.RUNNING]
     if done.empty:
         return pd.DataFrame(columns=KEYS + ["n_runs", "n_seeds"])
-    trained = ~done["outcome"].isin(["shape_mismatch", "failed", "killed"])
+    trained = done["outcome"].isin(RAN)
     cols = pd.DataFrame({
         **{k: done[k] for k in KEYS},
         "test_error": done["test_error"].where(np.isfinite(done["test_error"])),
@@ -67,7 +67,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def bands(sweep: Sweep, metrics: list[str], *, hold_last: bool,
-          drop=("diverged",)) -> pd.DataFrame:
+          drop=(Outcome.DIVERGED,)) -> pd.DataFrame:
     """Mean and 95% band over seeds of each metric at each epoch, per cell.
 
     ``hold_last``: a run that stopped early (converged, early-stopped) keeps its last value up to

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from slnn.core.outcomes import Outcome
 from slnn.report.stats import outcome_order
 
 TIE = 1e-12
@@ -121,7 +122,7 @@ def _head_to_head(data: str, rules: list[str], runs: pd.DataFrame, summary: pd.D
 def _trouble(data: str, rule: str, runs: pd.DataFrame) -> list[str]:
     out = []
     n = len(runs)
-    for kind in ("diverged", "failed", "killed"):
+    for kind in (Outcome.DIVERGED, Outcome.FAILED, Outcome.KILLED):
         bad = runs[runs["outcome"] == kind]
         if len(bad):
             where = bad.groupby(["activation", "lr"]).size().sort_values(ascending=False)
@@ -133,7 +134,7 @@ def _trouble(data: str, rule: str, runs: pd.DataFrame) -> list[str]:
 def verdict(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     """Sentences, per data set: rules that could not run, each rule's result, the head-to-head,
     divergences and failures."""
-    done = runs[runs["outcome"] != "running"]
+    done = runs[runs["outcome"] != Outcome.RUNNING]
     lines: list[str] = []
     for data in sorted(done["data"].unique()):
         d = done[done["data"] == data]
@@ -141,7 +142,7 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
         usable, per_rule = [], []
         for rule in sorted(d["update"].unique()):
             r = d[d["update"] == rule]
-            sm = r[r["outcome"] == "shape_mismatch"]
+            sm = r[r["outcome"] == Outcome.SHAPE_MISMATCH]
             if len(sm) == len(r):
                 per_rule.append(f"on {data}, `{rule}` could not run: {len(r)} of {len(r)} runs "
                                 f"shape_mismatch ({mismatch_reason(sm['reason'])}).")

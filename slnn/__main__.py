@@ -1,0 +1,5 @@
+"""``python -m slnn ...`` is ``slnn-train ...``."""
+
+from slnn.app.cli import cli
+
+cli()

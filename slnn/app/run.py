@@ -1,0 +1,129 @@
+"""One run, end to end: a validated config in, a trained network recorded in MLflow out.
+
+    from slnn.app.run import run_one
+    result = run_one(cfg)          # cfg: a composed DictConfig (slnn.app.schema)
+
+Data flows one way: the config (``slnn.app.schema``) builds the data set and is handed to the
+trainer (``slnn.core``) as it is; the result goes to the recorder (``slnn.tracking``), which
+writes the store. ``slnn.app.cli`` is the command line around this; sweep workers
+(``slnn.sweep.worker``) call ``run_one`` per cell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from slnn.app.schema import Config, config_hash, flatten, identity, run_name, to_config
+from slnn.core.data import Dataset, load_dataset
+from slnn.core.outcomes import TRAINED, Outcome
+from slnn.core.trainer import TrainResult, train
+
+log = logging.getLogger("slnn")
+_datasets: dict[tuple, Dataset] = {}
+
+
+def build_dataset(c: Config) -> Dataset:
+    """The run's data set; each distinct one is built once per process (a CSV again when the
+    file changes)."""
+    key = [json.dumps(asdict(c.data), sort_keys=True),
+           c.seed if c.data.seed is None else c.data.seed]
+    if c.data.path and os.path.isfile(c.data.path):
+        st = os.stat(c.data.path)
+        key += [os.path.abspath(c.data.path), st.st_mtime_ns, st.st_size]
+    key = tuple(key)
+    if key not in _datasets:
+        _datasets[key] = load_dataset(c.data, run_seed=c.seed)
+    return _datasets[key]
+
+
+def quiet_libraries() -> None:
+    """MLflow's and Alembic's INFO lines (table creation, signature checks) are noise here: the
+    run prints one line of its own that says where everything is."""
+    import mlflow  # noqa: F401 - it sets its logger's level when imported: import it first
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Progress:
+    """Quiet for a short run; a long one reports its epoch and losses every few seconds."""
+
+    def __init__(self, name: str, epochs: int, every: float = 3.0):
+        self.name, self.epochs, self.every = name, epochs, every
+        self.next = time.monotonic() + every
+
+    def __call__(self, row: dict) -> None:
+        now = time.monotonic()
+        if now >= self.next:
+            self.next = now + self.every
+            print(f"slnn: {self.name}: epoch {int(row['epoch'])}/{self.epochs}, train_loss "
+                  f"{row['train_loss']:.4g}, val_loss {row['val_loss']:.4g}", file=sys.stderr,
+                  flush=True)
+
+
+def run_tags(c: Config, chash: str) -> dict[str, str]:
+    return {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
+            "slnn.data": c.data.name, "slnn.config_hash": chash,
+            "slnn.outcome": Outcome.RUNNING, "slnn.host": socket.gethostname(),
+            "slnn.pid": str(os.getpid())}
+
+
+def _record_failure(rec, exc: BaseException, status: str) -> None:
+    """Close the run as FAILED or KILLED; if even that fails (an interrupt can catch the store
+    mid-write), the original error still propagates and the next sweep reaps the run."""
+    try:
+        rec.fail(exc, status=status)
+    except Exception as e:  # noqa: BLE001
+        print(f"slnn: could not record run {rec.run_id} as {status}: {e}", file=sys.stderr)
+
+
+def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = None,
+            parent_run_id: str | None = None, quiet: bool = False,
+            experiment_id: str | None = None) -> TrainResult:
+    """Validate, train and record one run. Expected outcomes (diverged, shape_mismatch) return
+    normally; an unexpected failure is recorded as a FAILED run and then raised.
+
+    A sweep passes what it already has: the validated ``c`` and its ``chash`` (each cell is
+    validated and hashed once, when the grid is composed) and the ``experiment_id``.
+    """
+    from slnn.tracking import store
+    from slnn.tracking.recorder import RunRecorder
+
+    c = c if c is not None else to_config(cfg)
+    chash = chash or config_hash(cfg)
+    data = build_dataset(c)
+    uri = store.resolve_uri(c.tracking.uri)
+    client = store.client_for(uri)
+    exp_id = experiment_id or store.ensure_experiment(client, c.tracking.experiment)
+    name = run_name(c)
+    params = flatten(identity(cfg)) | flatten({"tracking": {"plot": c.tracking.plot}})
+    rec = RunRecorder(client, exp_id, name, params, run_tags(c, chash), parent_run_id)
+    try:
+        result = train(data, c, rng=np.random.default_rng(c.seed),
+                       on_epoch=None if quiet else Progress(name, c.train.epochs))
+        rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
+                   title=name, max_metric_points=c.tracking.max_metric_points,
+                   model=(c.model.activation, data) if c.tracking.log_model else None)
+    except KeyboardInterrupt as e:
+        _record_failure(rec, e, "KILLED")
+        raise
+    except BaseException as e:
+        _record_failure(rec, e, "FAILED")
+        raise
+    if not quiet:
+        fin = result.final
+        what = (f"val_error {fin['val_error']:.3f}, test_error {fin['test_error']:.3f}"
+                if result.outcome in TRAINED else result.reason)
+        print(f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what} "
+              f"(run {rec.run_id}); browse: mlflow ui --backend-store-uri {uri}")
+    result.run_id = rec.run_id  # type: ignore[attr-defined]
+    return result

@@ -1,0 +1,129 @@
+"""The command line's config: the core's typed specs plus where and how runs are recorded.
+
+``Config`` is a ``slnn.core.trainer.RunSpec`` (model, update, optim, train) with the data set's
+``DataSpec`` and the tracking and sweep settings added. Hydra's ConfigStore holds it as
+``slnn_schema``; the YAML in ``slnn/conf/`` fills it. The range checks are the specs' own
+``__post_init__``, which OmegaConf calls when the composed config becomes these dataclasses
+(``to_config``): each value is checked once, and a bad one fails at start-up with one sentence
+that names the key and the fix. The trainer then takes the ``Config`` itself: nothing is copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from slnn.core.data import DATASETS, DataSpec
+from slnn.core.errors import ConfigError
+from slnn.core.rules import UPDATE_RULES
+from slnn.core.trainer import RunSpec
+
+# the YAML config groups and the named studies, shipped inside the package
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, if set, wins
+    experiment: str = "slnn"
+    plot: bool = True  # a learning-curve PNG per run; turn off for big sweeps
+    max_metric_points: int = 12  # per metric in MLflow; the history artifact keeps every epoch
+    log_model: bool = True  # the network as an MLflow pyfunc model under model/
+
+    def __post_init__(self):
+        if not self.experiment:
+            raise ConfigError("tracking.experiment is empty: set e.g. tracking.experiment=slnn")
+        if self.max_metric_points < 2:  # the first and the last epoch, at least
+            raise ConfigError(f"tracking.max_metric_points must be >= 2, got {self.max_metric_points}: "
+                              "set e.g. tracking.max_metric_points=50")
+
+
+@dataclass
+class SweepConfig:
+    force: bool = False  # rerun cells that already have a FINISHED run with the same config hash
+    report: bool = True  # write the sweep's report when a multirun ends
+    register: bool = False  # register the sweep's best run in the Model Registry (alias "best")
+    # set by the slnn sweeper for its jobs, not by users:
+    state: Optional[str] = None  # the sweep's state file
+    chunk: Optional[int] = None  # which chunk of cells this job trains
+
+
+@dataclass
+class Config(RunSpec):
+    """What ``slnn-train`` runs: the trainer's ``RunSpec`` plus data, tracking, sweep and seed."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}: set e.g. seed=0")
+
+
+def register_configs() -> None:
+    """The schema, plus one ``update`` option per registered rule and one ``data`` option per
+    registered data set that has no YAML preset: a new rule or data set needs no config file."""
+    from slnn.app.choices import choices
+
+    # ${slnn_choices:rules} in --help: the registered names, never a hand-kept list
+    OmegaConf.register_new_resolver("slnn_choices", choices, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="slnn_schema", node=Config)
+    for name in UPDATE_RULES:
+        cs.store(group="update", name=name, node={"rule": name}, provider="slnn")
+    for name in DATASETS:
+        if not (CONF_DIR / "data" / f"{name}.yaml").exists():
+            cs.store(group="data", name=name, node={"name": name}, provider="slnn")
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Validate a composed config: type errors and range checks become one ``ConfigError`` line."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # omegaconf's validation errors carry a multi-line context
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        cause = e.__cause__ if isinstance(e.__cause__, ConfigError) else None
+        raise ConfigError(str(cause) if cause else msg) from None
+
+
+# keys that say where and how a run is recorded, not what it computes
+_NOT_IDENTITY = ("tracking", "sweep", "hydra")
+
+
+def identity(cfg: DictConfig | dict) -> dict:
+    """The resolved config minus the keys that do not change what a run computes."""
+    d = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return {k: v for k, v in d.items() if k not in _NOT_IDENTITY}
+
+
+def config_hash(cfg: DictConfig | dict) -> str:
+    """A stable hash of what a run computes: sweeps use it to find cells already done."""
+    blob = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    """``{"optim": {"lr": 0.1}} -> {"optim.lr": "0.1"}``: MLflow params with dotted keys."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list) else str(v)
+    return out
+
+
+def run_name(cfg: Config) -> str:
+    """A name a person can read, e.g. ``kronecker-sigmoid-lr0.1-s3-iris_petal``."""
+    return f"{cfg.update.rule}-{cfg.model.activation}-lr{cfg.optim.lr:g}-s{cfg.seed}-{cfg.data.name}"

@@ -1,0 +1,307 @@
+"""The training loop: a single-layer network ``z = f(x @ W)`` trained by a chosen update rule.
+
+Plain values in, plain results out: no Hydra, no MLflow. From a notebook::
+
+    import numpy as np
+    from slnn.core.data import load_dataset
+    from slnn.core.trainer import train
+    result = train(load_dataset("iris_petal"), activation="sigmoid", rule="kronecker", lr=0.1,
+                   epochs=50, rng=np.random.default_rng(3))
+    result.outcome, result.history["val_loss"][-1]
+
+The settings are typed specs that check their own values when made (``ConfigError``):
+``ModelSpec`` (activation, init), ``UpdateSpec`` (the rule), ``OptimSpec`` (the learning rate)
+and ``TrainSpec`` (the loop). ``RunSpec`` holds one of each; the command line's config is a
+``RunSpec`` with the data set and tracking settings added, so it is passed here as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields
+from typing import Callable, Optional
+
+import numpy as np
+
+from slnn.core.activations import ACTIVATIONS, get_activation
+from slnn.core.backend import Backend
+from slnn.core.errors import ConfigError
+from slnn.core.outcomes import Outcome
+from slnn.core.rules import UPDATE_RULES, ShapeMismatch, check_shape, get_rule
+
+SAMPLINGS = ("shuffle", "random", "sequential")
+INITS = ("uniform", "glorot")
+BACKENDS = ("auto", "compiled", "numpy")
+HISTORY_COLUMNS = (
+    "epoch", "step", "train_loss", "val_loss", "test_loss", "train_error", "val_error",
+    "test_error", "grad_cosine", "weight_norm",
+)
+
+
+def _choice(key: str, value, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid: choose one of {sorted(valid)}")
+
+
+def _positive(key: str, value, example, allow_zero: bool = False) -> None:
+    bad = value is None or not math.isfinite(value) or (value < 0 if allow_zero else value <= 0)
+    if bad:
+        need = "finite and >= 0" if allow_zero else "finite and > 0"
+        raise ConfigError(f"{key} must be {need}, got {value}: set e.g. {key}={example}")
+
+
+@dataclass
+class ModelSpec:
+    """The network: ``z = activation([x, 1] @ W)``, ``W`` drawn by ``init`` (see ``init_weights``)."""
+
+    activation: str = "sigmoid"
+    init: str = "uniform"
+    init_scale: float = 0.5
+
+    def __post_init__(self):
+        _choice("model.activation", self.activation, ACTIVATIONS)
+        _choice("model.init", self.init, INITS)
+        _positive("model.init_scale", self.init_scale, 0.5, allow_zero=True)
+
+
+@dataclass
+class UpdateSpec:
+    """Which update rule trains ``W`` (a key of ``slnn.core.rules.UPDATE_RULES``)."""
+
+    rule: str = "input"
+
+    def __post_init__(self):
+        _choice("update.rule", self.rule, UPDATE_RULES)
+
+
+@dataclass
+class OptimSpec:
+    """Plain SGD with a fixed learning rate eta (the guide: 0.1)."""
+
+    lr: float = 0.1
+
+    def __post_init__(self):
+        _positive("optim.lr", self.lr, 0.1)
+
+
+@dataclass
+class TrainSpec:
+    """The training loop; see ``train`` for what each setting does."""
+
+    epochs: int = 100
+    batch_size: int = 1
+    sampling: str = "shuffle"
+    steps_per_epoch: Optional[int] = None  # None: one pass over the training set
+    patience: Optional[int] = None  # None: no early stopping
+    target_val_loss: Optional[float] = None  # the guide stops at 0.1
+    divergence_loss: float = 1.0e4
+    snapshots: int = 5
+    backend: str = "auto"
+
+    def __post_init__(self):
+        _positive("train.epochs", self.epochs, 100)
+        _positive("train.batch_size", self.batch_size, 1)
+        _choice("train.sampling", self.sampling, SAMPLINGS)
+        _choice("train.backend", self.backend, BACKENDS)
+        if self.steps_per_epoch is not None:
+            _positive("train.steps_per_epoch", self.steps_per_epoch, 10)
+        if self.patience is not None:
+            _positive("train.patience", self.patience, 10)
+        if self.target_val_loss is not None:
+            _positive("train.target_val_loss", self.target_val_loss, 0.1)
+        _positive("train.divergence_loss", self.divergence_loss, 1e4)
+        _positive("train.snapshots", self.snapshots, 5, allow_zero=True)
+
+
+@dataclass
+class RunSpec:
+    """Everything ``train`` needs besides the data and the random generator."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    update: UpdateSpec = field(default_factory=UpdateSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    @classmethod
+    def of(cls, **options) -> "RunSpec":
+        """A spec from flat keywords: ``RunSpec.of(activation="tanh", lr=0.5, epochs=20)``; each
+        keyword goes to the part that has a field of that name (``rule`` to ``update``)."""
+        parts = {"model": ModelSpec, "update": UpdateSpec, "optim": OptimSpec, "train": TrainSpec}
+        given: dict[str, dict] = {p: {} for p in parts}
+        owner = {f.name: p for p, c in parts.items() for f in fields(c)}
+        for key, value in options.items():
+            if key not in owner:
+                raise TypeError(f"unknown training option {key!r}: choose from {sorted(owner)}")
+            given[owner[key]][key] = value
+        return cls(**{p: c(**given[p]) for p, c in parts.items()})
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced.
+
+    ``history`` maps each name in ``HISTORY_COLUMNS`` to an array with one entry per epoch,
+    starting with epoch 0 (the initial weights, before any update).
+    """
+
+    outcome: str
+    reason: str
+    W_initial: np.ndarray
+    W_final: np.ndarray
+    history: dict[str, np.ndarray]
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    epochs_run: int = 0
+    steps_run: int = 0
+    train_seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's figures (nan where the run never trained)."""
+        if len(self.history["epoch"]) == 0:
+            return {c: math.nan for c in HISTORY_COLUMNS}
+        return {c: float(v[-1]) for c, v in self.history.items()}
+
+
+def with_bias(x: np.ndarray) -> np.ndarray:
+    """``[x, 1]``: append the bias input as the last column, (n, d) -> (n, d + 1)."""
+    return np.hstack([x, np.ones((x.shape[0], 1))])
+
+
+def init_weights(n_in: int, n_out: int, rng: np.random.Generator, init: str = "uniform",
+                 scale: float = 0.5) -> np.ndarray:
+    """Initial ``W`` of shape (n_in, n_out), ``n_in = n_features + 1``.
+
+    ``uniform``: U[-scale, scale] (the guide: scale 0.5). ``glorot``: U[-a, a] with
+    ``a = scale * sqrt(6 / (n_in + n_out))`` (Glorot and Bengio's choice is scale 1).
+    """
+    if init == "uniform":
+        a = scale
+    elif init == "glorot":
+        a = scale * math.sqrt(6.0 / (n_in + n_out))
+    else:
+        raise ValueError(f"unknown init {init!r}: choose one of {sorted(INITS)}")
+    return rng.uniform(-a, a, size=(n_in, n_out))
+
+
+class _IndexStream:
+    """The order in which samples are visited, continued across epochs."""
+
+    def __init__(self, n: int, sampling: str, rng: np.random.Generator):
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {sampling!r}: choose one of {sorted(SAMPLINGS)}")
+        self.n, self.sampling, self.rng = n, sampling, rng
+        self._buf = np.empty(0, dtype=np.int64)  # drawn but not yet used, for the next epoch
+
+    def take(self, count: int) -> np.ndarray:
+        if self.sampling == "random":
+            # one random sample with replacement per draw, as the guide does
+            return self.rng.integers(0, self.n, size=count)
+        if count == self.n and len(self._buf) == 0:  # the common case: exactly one pass
+            return self.rng.permutation(self.n) if self.sampling == "shuffle" else np.arange(self.n)
+        while len(self._buf) < count:
+            if self.sampling == "shuffle":
+                nxt = self.rng.permutation(self.n)
+            else:
+                nxt = np.arange(self.n)
+            self._buf = np.concatenate([self._buf, nxt])
+        out, self._buf = self._buf[:count], self._buf[count:]
+        return out.astype(np.int64)
+
+
+def _snapshot_epochs(epochs: int, n: int) -> set[int]:
+    if n <= 0:
+        return set()
+    return {int(round(e)) for e in np.linspace(0, epochs, n + 2)[1:-1]} - {0}
+
+
+def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None = None,
+          on_epoch: Callable[[dict], None] | None = None, **options) -> TrainResult:
+    """Train ``W`` of shape (n_features + 1, n_outputs) on ``data`` (an ``slnn.core.data.Dataset``).
+
+    ``spec`` is a ``RunSpec`` (the command line passes its whole config, which is one); or give
+    its fields as keywords, e.g. ``train(data, activation="tanh", rule="input", lr=0.1)``.
+    Each epoch makes ``steps_per_epoch`` updates (default: one pass, ``ceil(n_train /
+    batch_size)``), each from ``batch_size`` samples drawn by ``sampling``, then evaluates every
+    split. It stops at ``epochs``, when the validation loss falls below ``target_val_loss``
+    (``converged``), after ``patience`` epochs without a new best validation loss
+    (``early_stopped``), or when the weights or the training loss blow up (``diverged``). A rule
+    whose step does not have ``W``'s shape ends at once as ``shape_mismatch``. Nothing raises for
+    those outcomes: they are results. ``on_epoch(row)`` is called with each history row.
+    """
+    if spec is None:
+        spec = RunSpec.of(**options)
+    elif options:
+        raise TypeError("give either a RunSpec or keywords, not both")
+    m, t = spec.model, spec.train
+    epochs, batch_size, lr = t.epochs, t.batch_size, spec.optim.lr
+    rng = rng if rng is not None else np.random.default_rng()
+    act, upd = get_activation(m.activation), get_rule(spec.update.rule)
+    x_tr, x_va, x_te = with_bias(data.x_train), with_bias(data.x_val), with_bias(data.x_test)
+    t_tr, t_va, t_te = data.t_train, data.t_val, data.t_test
+    n_in, n_out = x_tr.shape[1], t_tr.shape[1]
+    W = init_weights(n_in, n_out, rng, m.init, m.init_scale)
+    W0 = W.copy()
+    empty = {c: np.empty(0) for c in HISTORY_COLUMNS}
+    try:
+        check_shape(upd, W.shape)
+    except ShapeMismatch as e:
+        return TrainResult(Outcome.SHAPE_MISMATCH, str(e), W0, W.copy(), empty)
+
+    compiled = t.backend == "compiled" or (t.backend == "auto" and upd.fast is not None)
+    if compiled and upd.fast is None:
+        raise ConfigError(f"update rule {upd.name!r} has no compiled form: set train.backend=numpy "
+                          "or train.backend=auto")
+    be = Backend(act, upd, compiled)
+    stream = _IndexStream(x_tr.shape[0], t.sampling, rng)
+    n_steps = t.steps_per_epoch or math.ceil(x_tr.shape[0] / batch_size)
+    use_val = x_va.shape[0] > 0
+    snap_at = _snapshot_epochs(epochs, t.snapshots)
+
+    rows: list[tuple] = []
+    snaps: dict[int, np.ndarray] = {}
+
+    def record(epoch, step, cos):
+        l_tr, l_va, l_te, e_tr, e_va, e_te, norm = be.evaluate_all(W, x_tr, t_tr, x_va, t_va, x_te, t_te)
+        row = (epoch, step, l_tr, l_va, l_te, e_tr, e_va, e_te, cos, norm)
+        rows.append(row)
+        if on_epoch is not None:
+            on_epoch(dict(zip(HISTORY_COLUMNS, row)))
+        return row
+
+    outcome, reason = Outcome.MAX_EPOCHS, f"ran all {epochs} epochs"
+    best, bad = math.inf, 0
+    steps = 0
+    start = time.perf_counter()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        record(0, 0, math.nan)
+        for epoch in range(1, epochs + 1):
+            idx = stream.take(n_steps * batch_size)
+            cos_sum, cos_n, finite = be.epoch(W, x_tr, t_tr, idx, batch_size, lr)
+            steps += n_steps
+            row = record(epoch, steps, cos_sum / cos_n if cos_n else math.nan)
+            if epoch in snap_at:
+                snaps[epoch] = W.copy()
+            train_loss, val_loss = row[2], row[3]
+            if not finite or not math.isfinite(train_loss) or train_loss > t.divergence_loss:
+                outcome = Outcome.DIVERGED
+                reason = (f"weights became non-finite in epoch {epoch}" if not finite else
+                          f"training loss {train_loss:.4g} exceeded {t.divergence_loss:g} in epoch {epoch}")
+                break
+            if use_val and t.target_val_loss is not None and val_loss < t.target_val_loss:
+                outcome = Outcome.CONVERGED
+                reason = f"validation loss {val_loss:.4g} < {t.target_val_loss:g} in epoch {epoch}"
+                break
+            if use_val and t.patience is not None:
+                if val_loss < best:
+                    best, bad = val_loss, 0
+                else:
+                    bad += 1
+                    if bad >= t.patience:
+                        outcome = Outcome.EARLY_STOPPED
+                        reason = f"no new best validation loss for {t.patience} epochs (best {best:.4g})"
+                        break
+    seconds = time.perf_counter() - start
+    history = {c: np.array([r[i] for r in rows], dtype=np.float64) for i, c in enumerate(HISTORY_COLUMNS)}
+    return TrainResult(outcome, reason, W0, W.copy(), history, snaps, epochs_run=len(rows) - 1,
+                       steps_run=steps, train_seconds=seconds)

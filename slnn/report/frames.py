@@ -1,0 +1,222 @@
+"""The report's frames, from what the store gave: pure pandas, no MLflow.
+
+``runs_frame`` shapes a search's rows into one row per run; ``newest_per_cell`` keeps one run per
+config; ``parse_histories`` joins every run's ``history.csv`` into one wide frame, whatever
+columns each file has; ``tidy_frame`` makes the long frame; ``SweepData`` holds them all.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from slnn.core.outcomes import Outcome
+from slnn.core.trainer import HISTORY_COLUMNS
+
+METRICS = tuple(c for c in HISTORY_COLUMNS if c not in ("epoch", "step"))
+# the history columns a report cannot do without; any other column may be missing (it is then
+# nan) and any extra one is ignored
+REQUIRED_HISTORY = ("epoch", "val_loss", "val_error", "test_error")
+KEYS = ["data", "update", "activation", "lr"]  # one cell of the grid, over seeds
+TIDY_COLUMNS = ["run_id", "data", "update", "activation", "lr", "seed", "outcome", "epoch",
+                "step", "metric", "value"]
+FINALS = ("test_error", "test_loss", "epochs_run", "steps_run", "train_seconds")
+
+
+@dataclass
+class SweepData:
+    """Everything a report is made from; the frames are plain pandas, ready for a notebook."""
+
+    uri: str
+    parent_run_id: str
+    experiment_id: str
+    experiment_name: str
+    study: str
+    parent_status: str
+    n_cells: int | None  # the grid's size as the sweep recorded it
+    runs: pd.DataFrame  # one row per cell (the newest FINISHED child per config hash)
+    history: pd.DataFrame  # wide: run_id, epoch, step and one column per metric
+    n_children: int = 0  # every child, including superseded reruns
+    notes: list[str] = field(default_factory=list)  # what is missing or odd, in sentences
+
+    @property
+    def done(self) -> pd.DataFrame:
+        """The runs that have ended (not ``running``)."""
+        return self.runs[self.runs["outcome"] != Outcome.RUNNING]
+
+    @cached_property
+    def tidy(self) -> pd.DataFrame:
+        """The long frame: one row per (run, epoch, metric)."""
+        return tidy_frame(self.runs, self.history)
+
+
+# --- one row per cell --------------------------------------------------------------------------
+
+def _col(df: pd.DataFrame, name: str, default=np.nan) -> pd.Series:
+    return df[name] if name in df.columns else pd.Series(default, index=df.index)
+
+
+def runs_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """search_runs' frame -> the report's columns, with sensible types."""
+    out = pd.DataFrame({
+        "run_id": df["run_id"].astype(str),
+        "status": df["status"].astype(str),
+        "start_time": df["start_time"],
+        "config_hash": _col(df, "tags.slnn.config_hash", None),
+        "data": _col(df, "tags.slnn.data").fillna(_col(df, "params.data.name")),
+        "update": _col(df, "tags.slnn.update").fillna(_col(df, "params.update.rule")),
+        "activation": _col(df, "tags.slnn.activation").fillna(_col(df, "params.model.activation")),
+        "lr": pd.to_numeric(_col(df, "params.optim.lr"), errors="coerce"),
+        "seed": pd.to_numeric(_col(df, "params.seed"), errors="coerce"),
+        "outcome": _col(df, "tags.slnn.outcome", None),
+        "reason": _col(df, "tags.slnn.reason", "").fillna(""),
+        "artifact_uri": _col(df, "artifact_uri", "").fillna(""),
+    })
+    for m in FINALS:
+        out[m] = pd.to_numeric(_col(df, f"metrics.{m}"), errors="coerce")
+    for k in ("data", "update", "activation"):
+        out[k] = out[k].fillna("?").astype(str)
+    # the status wins over a stale tag: a run still open is running; a closed run whose tag still
+    # says running (its process died before recording an outcome) ended as its status says
+    by_status = out["status"].map({"FAILED": str(Outcome.FAILED), "KILLED": str(Outcome.KILLED)})
+    by_status = by_status.fillna(str(Outcome.UNKNOWN))
+    stale = (out["status"] != "RUNNING") & (out["outcome"].isna() | (out["outcome"] == Outcome.RUNNING))
+    out.loc[stale, "outcome"] = by_status[stale]
+    out.loc[out["status"] == "RUNNING", "outcome"] = str(Outcome.RUNNING)
+    return out
+
+
+def newest_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per ``config_hash`` the newest FINISHED child, or else the newest child (a rerun after a
+    failure leaves the FAILED/KILLED one beside the new one)."""
+    r = runs.assign(_done=(runs["status"] == "FINISHED").astype(int))
+    r = r.sort_values(["_done", "start_time"], ascending=[False, False], kind="stable")
+    keyed = r["config_hash"].notna()
+    kept = pd.concat([r[keyed].drop_duplicates("config_hash"), r[~keyed]])
+    return kept.drop(columns="_done").sort_values(KEYS + ["seed"]).reset_index(drop=True)
+
+
+def _varying_params(df: pd.DataFrame, keep: pd.Index) -> list[str]:
+    """Params other than seed that differ inside one (data, update, activation, lr) cell."""
+    sub = df.loc[keep]
+    if sub.empty:
+        return []
+    keys = ["tags.slnn.data", "tags.slnn.update", "tags.slnn.activation", "params.optim.lr"]
+    keys = [k for k in keys if k in sub.columns]
+    params = [c for c in sub.columns if c.startswith("params.") and c not in
+              ("params.seed", "params.optim.lr")
+              and not c.startswith(("params.tracking.", "params.sweep."))]
+    if not keys or not params:
+        return []
+    n = sub[keys + params].astype(str).groupby(keys)[params].nunique().max()
+    return [c[len("params."):] for c in params if n[c] > 1]
+
+
+# --- the histories -----------------------------------------------------------------------------
+
+def parse_histories(blobs: dict[str, bytes | None]) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Every run's ``history.csv`` (``run_id -> bytes``) in one wide frame: ``run_id``, ``epoch``,
+    ``step`` and one column per metric of ``METRICS``.
+
+    Files are grouped by their header and each group is parsed in one go. A file with extra
+    columns, or without an optional one (left nan), is read; a file that lacks a column of
+    ``REQUIRED_HISTORY`` is left out and returned in the second value, ``run_id -> missing``.
+    """
+    groups: dict[bytes, list[tuple[str, bytes]]] = {}
+    for run_id, blob in blobs.items():
+        if not blob:
+            continue
+        head, _, body = blob.partition(b"\n")
+        if not body.strip():
+            continue
+        groups.setdefault(head.strip(), []).append(
+            (run_id, body if body.endswith(b"\n") else body + b"\n"))
+    lacking: dict[str, list[str]] = {}
+    frames = []
+    for head, items in groups.items():
+        names = [c.strip() for c in head.decode("utf-8", "replace").split(",")]
+        missing = [c for c in REQUIRED_HISTORY if c not in names]
+        if missing:
+            lacking.update({run_id: missing for run_id, _ in items})
+            continue
+        wide = pd.read_csv(io.BytesIO(head + b"\n" + b"".join(b for _, b in items)))
+        wide.columns = names
+        wide.insert(0, "run_id", np.repeat([r for r, _ in items], [b.count(b"\n") for _, b in items]))
+        frames.append(wide)
+    columns = ["run_id", "epoch", "step", *METRICS]
+    if not frames:
+        empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns[1:]})
+        empty.insert(0, "run_id", pd.Series(dtype=str))
+        return empty.astype({"epoch": "int64", "step": "int64"}), lacking
+    wide = pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    for c in METRICS:
+        wide[c] = pd.to_numeric(wide[c], errors="coerce").astype("float64")
+    wide["epoch"] = pd.to_numeric(wide["epoch"], errors="coerce").astype("int64")
+    # a history without steps: one step per epoch is the best guess, and only labels the x-axis
+    wide["step"] = pd.to_numeric(wide["step"], errors="coerce").fillna(wide["epoch"]).astype("int64")
+    return wide, lacking
+
+
+def tidy_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The long frame the issue asks for: one row per (run, epoch, metric), nan values kept.
+    Built with NumPy (metric-major, like ``melt``): pandas' melt and merge take seconds at a
+    thousand runs."""
+    n, m = len(history), len(METRICS)
+    meta = runs.set_index("run_id")
+    at = meta.index.get_indexer(history["run_id"])  # the run's row in ``runs``, per history row
+
+    def cat(values: pd.Series) -> pd.Categorical:
+        c = pd.Categorical(values)
+        return pd.Categorical.from_codes(np.tile(c.codes[at], m), c.categories)
+
+    out = pd.DataFrame({
+        "run_id": cat(meta.index.to_series()),
+        "data": cat(meta["data"]), "update": cat(meta["update"]),
+        "activation": cat(meta["activation"]),
+        "lr": np.tile(meta["lr"].to_numpy(dtype=float)[at], m),
+        "seed": np.tile(meta["seed"].to_numpy()[at], m),
+        "outcome": cat(meta["outcome"]),
+        "epoch": np.tile(history["epoch"].to_numpy(), m),
+        "step": np.tile(history["step"].to_numpy(), m),
+        "metric": pd.Categorical.from_codes(np.repeat(np.arange(m), n), list(METRICS)),
+        "value": history[list(METRICS)].to_numpy(dtype=float).ravel(order="F"),
+    })
+    return out[TIDY_COLUMNS]
+
+
+# --- what is missing or odd ------------------------------------------------------------------
+
+def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[str]:
+    runs, notes = sweep.runs, []
+    running = int((runs["outcome"] == Outcome.RUNNING).sum())
+    if running:
+        notes.append(f"{running} of {len(runs)} runs are still running: this report covers the "
+                     f"{len(runs) - running} that have ended; run slnn-report --parent-run "
+                     f"{sweep.parent_run_id} again when the sweep is over.")
+    if sweep.n_cells and len(runs) < sweep.n_cells:
+        notes.append(f"the sweep has {sweep.n_cells} cells but only {len(runs)} have a run under "
+                     "its parent: it was interrupted or is still starting, or it skipped cells an "
+                     "earlier sweep had already run (those runs belong to that sweep's report).")
+    dup = len(all_runs) - len(runs)
+    if dup:
+        notes.append(f"{dup} older run(s) of cells that were run again are left out (the newest "
+                     "FINISHED run of each config is used).")
+    ended = runs[runs["outcome"] != Outcome.RUNNING]
+    if len(ended) and not ended["has_history"].any():
+        kinds = ", ".join(f"{n} {k}" for k, n in ended["outcome"].value_counts().items())
+        notes.append(f"no run has a per-epoch history ({kinds} of {len(ended)} ended runs), so "
+                     "no curves could be drawn; the outcomes and the verdict say what happened.")
+    nohist = ended[~ended["has_history"] & (ended["outcome"] != Outcome.SHAPE_MISMATCH)]
+    if len(nohist):
+        kinds = ", ".join(f"{n} {k}" for k, n in nohist["outcome"].value_counts().items())
+        notes.append(f"{len(nohist)} ended run(s) have no history.csv ({kinds}): they are counted "
+                     "in the outcomes but have no curves.")
+    vary = _varying_params(df, df.index[df["run_id"].isin(runs["run_id"])])
+    if vary:
+        notes.append("inside a (data, update, activation, lr) cell these params also vary: "
+                     f"{', '.join(vary)}; the seeds of such a cell mix those settings.")
+    return notes

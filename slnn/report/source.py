@@ -1,0 +1,252 @@
+"""Read one sweep out of MLflow: its parent run, one row per cell, and every run's full history.
+
+    from slnn.report.source import read_sweep
+    sweep = read_sweep("sqlite:///mlflow.db", "<parent run id>")
+    sweep.runs      # one row per cell: data, update, activation, lr, seed, outcome, test_error, ...
+    sweep.tidy      # run_id, data, update, activation, lr, seed, outcome, epoch, step, metric, value
+
+Params, tags and final metrics come from paged ``MlflowClient.search_runs`` queries; the
+per-epoch history comes from each run's ``history.csv`` artifact, read straight from disk when the
+artifact store is local and downloaded with a small thread pool otherwise. Nothing is fetched one
+metric at a time. Shaping what was read into frames is ``slnn.report.frames`` (no MLflow there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from slnn.core.outcomes import Outcome
+from slnn.report.frames import (REQUIRED_HISTORY, SweepData, newest_per_cell, notes,
+                                parse_histories, runs_frame)
+
+
+class ReportError(RuntimeError):
+    """The report cannot be made; the one-line message says what was tried and what to do."""
+
+
+# --- finding the store, the experiment and the parent -----------------------------------------
+
+def open_client(uri: str):
+    """An ``MlflowClient`` for ``uri``, refusing a SQLite file that does not exist (MLflow would
+    silently create an empty store)."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.exists():
+            raise ReportError(f"no tracking store at {path}: run slnn-report where the sweep's "
+                              "mlflow.db is, or pass --tracking-uri sqlite:////abs/path/mlflow.db")
+    if uri.startswith(("http://", "https://")):
+        _probe(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _probe(uri: str) -> None:
+    """Fail in seconds when no server answers (MLflow's own client retries for minutes)."""
+    from slnn.tracking.store import TrackingError, check_reachable
+
+    try:
+        check_reachable(uri)
+    except TrackingError as e:
+        raise ReportError(f"{e}, or pass --tracking-uri sqlite:///mlflow.db") from None
+
+
+def _mlflow_call(uri: str, what: str, fn, *args, **kwargs):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return fn(*args, **kwargs)
+    except MlflowException as e:
+        if getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ReportError(f"MLflow at {uri} failed while {what}: {first}; check the store or pass "
+                          "--tracking-uri") from None
+    except Exception as e:  # connection refused, a broken database, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ReportError(f"cannot read MLflow at {uri} while {what}: {first}; check the server "
+                          "is up or pass --tracking-uri") from None
+
+
+def newest_sweep(uri: str, experiment: str) -> str:
+    """The id of the newest sweep parent run in experiment ``experiment`` (a name or an id)."""
+    client = open_client(uri)
+    exp = _mlflow_call(uri, f"looking up experiment {experiment!r}",
+                       client.get_experiment_by_name, experiment)
+    if exp is None and experiment.isdigit():
+        exp = _mlflow_call(uri, f"looking up experiment {experiment}", client.get_experiment,
+                           experiment)
+    if exp is None:
+        names = _mlflow_call(uri, "listing experiments", client.search_experiments) or []
+        known = ", ".join(sorted(e.name for e in names)[:10]) or "none"
+        raise ReportError(f"no experiment {experiment!r} at {uri} (experiments there: {known}); "
+                          "pass --experiment <name> or --tracking-uri <store>")
+    runs = _mlflow_call(uri, "searching for sweeps", client.search_runs, [exp.experiment_id],
+                        filter_string="tags.`slnn.sweep` = 'true'",
+                        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise ReportError(f"experiment {exp.name!r} at {uri} has no sweep (no run tagged "
+                          "slnn.sweep=true): run one with slnn-train -m ..., or pass --parent-run <id>")
+    return runs[0].info.run_id
+
+
+def _parent(client, uri: str, parent_run_id: str):
+    run = _mlflow_call(uri, f"looking up run {parent_run_id!r}", client.get_run, parent_run_id)
+    if run is None:
+        raise ReportError(f"no run {parent_run_id!r} at {uri}: copy a sweep's parent run id from "
+                          "the sweep's last line or the MLflow UI, or use --experiment <name>")
+    if run.data.tags.get("slnn.sweep") != "true":
+        up = run.data.tags.get("mlflow.parentRunId")
+        hint = (f"its parent is {up}: try --parent-run {up}" if up else
+                "use --experiment <name> for the newest sweep")
+        raise ReportError(f"run {parent_run_id} at {uri} is not a sweep's parent run (no tag "
+                          f"slnn.sweep=true); {hint}")
+    return run
+
+
+# --- runs as a frame ---------------------------------------------------------------------------
+
+def search_frame(client, experiment_ids: list[str], filter_string: str) -> pd.DataFrame:
+    """Every matching run (all pages) as one frame with the columns of ``mlflow.search_runs``:
+    ``run_id``, ``status``, ``start_time``, ``artifact_uri``, ``params.*``, ``tags.*``,
+    ``metrics.*`` (the latest value of each)."""
+    rows, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  max_results=50000, page_token=token)
+        for r in page:
+            row = {"run_id": r.info.run_id, "status": r.info.status,
+                   "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
+            row.update({f"params.{k}": v for k, v in r.data.params.items()})
+            row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+            row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            frame = pd.DataFrame(rows)
+            if len(frame):
+                frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
+            return frame
+
+
+# --- the histories -----------------------------------------------------------------------------
+
+def _local_path(artifact_uri: str) -> Path | None:
+    """The folder of a run's artifacts when the store keeps them on this machine."""
+    if artifact_uri.startswith("file://"):
+        return Path(unquote(urlparse(artifact_uri).path))
+    if "://" not in artifact_uri and ":" not in artifact_uri.split("/")[0]:
+        return Path(artifact_uri)
+    return None
+
+
+def _fetch(uri: str, run_id: str, artifact_uri: str, tmp: str) -> bytes | None:
+    local = _local_path(artifact_uri)
+    if local is not None:
+        try:
+            return (local / "history.csv").read_bytes()
+        except OSError:
+            pass  # not here after all (a server's path on another machine): ask the server
+    import mlflow.artifacts
+
+    try:
+        p = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="history.csv",
+                                                dst_path=os.path.join(tmp, run_id),
+                                                tracking_uri=uri)
+        return Path(p).read_bytes()
+    except Exception:
+        return None
+
+
+def read_histories(uri: str, runs: pd.DataFrame, workers: int = 8):
+    """Every ended run's ``history.csv`` in one wide frame, and the runs whose file lacks a
+    needed column (``frames.parse_histories``)."""
+    todo = runs[runs["outcome"] != Outcome.RUNNING]
+    args = list(zip(todo["run_id"], todo["artifact_uri"]))
+    with tempfile.TemporaryDirectory(prefix="slnn-report-") as tmp:
+        if all(_local_path(a) is not None for _, a in args):
+            blobs = [_fetch(uri, r, a, tmp) for r, a in args]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                blobs = list(pool.map(lambda ra: _fetch(uri, ra[0], ra[1], tmp), args))
+    return parse_histories({r: b for (r, _), b in zip(args, blobs)})
+
+
+# --- the whole sweep ---------------------------------------------------------------------------
+
+def _grid_hashes(client, parent) -> list[str] | None:
+    """The config hashes of every cell of the sweep's grid (``cells.json`` on its parent)."""
+    local = _local_path(parent.info.artifact_uri or "")
+    try:
+        if local is not None:
+            path = local / "cells.json"
+            if not path.exists():
+                return None
+            return json.loads(path.read_text())["hashes"]
+        with tempfile.TemporaryDirectory() as tmp:
+            return json.loads(Path(client.download_artifacts(parent.info.run_id, "cells.json", tmp))
+                              .read_text())["hashes"]
+    except Exception:  # noqa: BLE001 - an older sweep without the file: children only
+        return None
+
+
+def _with_cells_done_elsewhere(client, exp_id: str, parent, df: pd.DataFrame) -> pd.DataFrame:
+    """Add the FINISHED runs of grid cells that this sweep skipped because another sweep had
+    already run them (they are children of that other sweep's parent)."""
+    hashes = _grid_hashes(client, parent)
+    if not hashes:
+        return df
+    have = set(df["tags.slnn.config_hash"].dropna()) if "tags.slnn.config_hash" in df else set()
+    missing = set(hashes) - have
+    if not missing:
+        return df
+    done = search_frame(client, [exp_id], "attributes.status = 'FINISHED'")
+    if done.empty or "tags.slnn.config_hash" not in done:
+        return df
+    extra = done[done["tags.slnn.config_hash"].isin(missing)]
+    return pd.concat([df, extra], ignore_index=True) if len(extra) else df
+
+
+def read_sweep(uri: str, parent_run_id: str) -> SweepData:
+    """The sweep's runs, then their histories. Raises ``ReportError`` with one line when the
+    parent does not exist, is not a sweep's parent, or has no children."""
+    client = open_client(uri)
+    parent = _parent(client, uri, parent_run_id)
+    exp_id = parent.info.experiment_id
+    exp = _mlflow_call(uri, "looking up the experiment", client.get_experiment, exp_id)
+    study = parent.data.tags.get("slnn.study", "sweep")
+    df = _mlflow_call(uri, "searching the sweep's runs", search_frame, client, [exp_id],
+                      f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    if df is None or df.empty:
+        raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
+                          "its first job to start, or check the sweep's output for errors")
+    df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
+                      _with_cells_done_elsewhere, client, exp_id, parent, df)
+    all_runs = runs_frame(df)
+    runs = newest_per_cell(all_runs)
+    history, lacking = read_histories(uri, runs)
+    first = (history.sort_values("epoch").drop_duplicates("run_id")
+             .set_index("run_id")["test_error"])
+    runs["initial_test_error"] = runs["run_id"].map(first)
+    runs["has_history"] = runs["run_id"].isin(history["run_id"].unique())
+    n_cells = parent.data.tags.get("slnn.n_cells")
+    sweep = SweepData(uri=uri, parent_run_id=parent_run_id, experiment_id=exp_id,
+                      experiment_name=exp.name if exp else exp_id, study=study,
+                      parent_status=parent.info.status,
+                      n_cells=int(n_cells) if n_cells and n_cells.isdigit() else None,
+                      runs=runs, history=history, n_children=len(all_runs))
+    if lacking:
+        named = ", ".join(f"{r} (no {', '.join(m)})" for r, m in list(lacking.items())[:5])
+        more = f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""
+        sweep.notes.append(f"{len(lacking)} run(s) have a history.csv without a column the report "
+                           f"needs ({', '.join(REQUIRED_HISTORY)}), so they have no curves: "
+                           f"{named}{more}.")
+    sweep.notes += notes(sweep, df, all_runs)
+    return sweep

@@ -1,0 +1,69 @@
+"""The sweep's ledger (``progress.jsonl`` in the sweep folder): one line per finished cell,
+appended atomically by whichever worker ran it, and the progress and summary lines made from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from slnn.core.outcomes import TRAINED, Outcome
+
+
+class Ledger:
+    """``progress.jsonl``: one JSON line per finished cell."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def add(self, **entry: Any) -> None:
+        line = (json.dumps(entry) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write on an O_APPEND file: lines never interleave
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+
+
+def fmt_eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def report_progress(state: dict, name: str, outcome: str, seconds: float,
+                    train_seconds: float = 0.0) -> None:
+    """Record one finished cell in the ledger and print ``[done/total] name: outcome, time left``."""
+    ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
+    me = {"name": name, "outcome": str(outcome), "seconds": round(seconds, 6),
+          "train_seconds": round(train_seconds, 6), "pid": os.getpid(), "time": time.time()}
+    ledger.add(**me)
+    entries = ledger.entries()
+    # our own line's place, not the count: two workers finishing together print different numbers
+    done = next((i + 1 for i, e in enumerate(entries) if e == me), len(entries))
+    total = state["total"]
+    done += state["n_skipped"]
+    left = max(total - done, 0)
+    elapsed = time.time() - state["start"]
+    eta = fmt_eta(elapsed / len(entries) * left) if entries else "?"
+    print(f"[{done}/{total}] {name}: {outcome} ({seconds:.2f} s); about {eta} left", flush=True)
+
+
+def summarize(entries: list[dict], total: int) -> tuple[Counter, str]:
+    c = Counter(e["outcome"] for e in entries)
+    finished = sum(v for k, v in c.items() if k in TRAINED)
+    parts = [f"{finished} finished"] + [
+        f"{c[o]} {o}" for o in (Outcome.FAILED, Outcome.DIVERGED, Outcome.SHAPE_MISMATCH, Outcome.SKIPPED)]
+    if c[Outcome.KILLED]:
+        parts.append(f"{c[Outcome.KILLED]} {Outcome.KILLED}")
+    missing = total - len(entries)
+    if missing > 0:
+        parts.append(f"{missing} not run")
+    return c, ", ".join(parts) + f" (of {total} cells)"

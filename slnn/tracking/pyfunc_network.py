@@ -1,0 +1,56 @@
+"""A trained slnn network as an MLflow pyfunc model, logged as code (MLflow's "models from code"):
+no pickle anywhere. The weights are a ``.npy`` artifact loaded with ``allow_pickle=False``; the
+preprocessing and the names of features and classes are a small JSON artifact.
+
+    model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
+    model.predict(frame)   # frame: one column per feature, raw units
+    # -> p_<class> per class (outputs clipped at 0 and normalized), and `predicted` (class name)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+
+class SlnnNetwork(PythonModel):
+    """``z = f([prepare(x), 1] @ W)``; class scores as a distribution, and the argmax class."""
+
+    def load_context(self, context):
+        from slnn.core.activations import get_activation
+
+        self.W = np.load(context.artifacts["weights"], allow_pickle=False)  # (d + 1, k)
+        with open(context.artifacts["meta"]) as fh:
+            meta = json.load(fh)
+        self.f = get_activation(meta["activation"]).f
+        self.features = meta["feature_names"]
+        self.classes = meta["class_names"]
+        self.shift = np.asarray(meta["shift"]) if meta["shift"] is not None else None
+        self.scale = np.asarray(meta["scale"]) if meta["scale"] is not None else None
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise ValueError(f"input lacks feature column(s) {missing}: send {self.features}")
+        x = frame[self.features].to_numpy(dtype=np.float64)  # (n, d)
+        if self.shift is not None:
+            x = x - self.shift
+        if self.scale is not None:
+            x = x / self.scale
+        x1 = np.hstack([x, np.ones((x.shape[0], 1))])  # (n, d + 1)
+        z = self.f(x1 @ self.W)  # (n, d + 1) @ (d + 1, k) -> (n, k)
+        # squared-error outputs estimate the class posteriors; clip and normalize into a distribution
+        p = np.clip(z, 0.0, None)
+        total = p.sum(axis=1, keepdims=True)
+        p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / z.shape[1])
+        out = pd.DataFrame(p, columns=[f"p_{c}" for c in self.classes], index=frame.index)
+        out["predicted"] = [self.classes[j] for j in np.argmax(z, axis=1)]
+        return out
+
+
+set_model(SlnnNetwork())
