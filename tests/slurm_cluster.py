@@ -64,7 +64,7 @@ class SlurmCluster:
         is why the timeout is long); raise ``Unavailable`` with its one-line reason if it fails."""
         if not sys.platform.startswith("linux"):
             raise Unavailable(f"the test cluster runs on Linux only (this is {sys.platform})")
-        state = Path(state_dir or os.environ.get("SLNN_SLURM_DIR") or DEFAULT_STATE_DIR)
+        state = Path(state_dir or os.environ.get("SLNN_SLURM_DIR") or DEFAULT_STATE_DIR).resolve()
         env = {**os.environ, "SLNN_SLURM_DIR": str(state)}
         env.pop("SLURM_CONF", None)
         try:
