@@ -1,0 +1,269 @@
+"""Tests for slnn.check: the numerical reference, the verdicts, the gallery, the loader, the CLI.
+
+Run with `python -m pytest tests/test_check.py -q`. NumPy only; a few seconds.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from slnn.activations import ACTIVATIONS
+from slnn.check import checker, gallery
+from slnn.check.checker import (DEFAULT_SHAPES, LOSSES, check_batch, check_rule, make_batches,
+                                numeric_gradient, shape_fit)
+
+ACT_NAMES = list(ACTIVATIONS)
+
+
+@pytest.fixture(scope="module")
+def batches():
+    """The checker's own batches, per data shape (same seed as check_rule's default)."""
+    rng = np.random.default_rng(0)
+    return {(d, k): make_batches(rng, d, k) for d, k in DEFAULT_SHAPES}
+
+
+def _analytic(act, b):
+    """-dL/dW of each loss, from the textbook formulas (what the numerical reference must match)."""
+    n = len(b.x)
+    net = b.x @ b.W
+    z, fp = act.f(net), act.df(net)
+    sm = np.exp(net - net.max(axis=1, keepdims=True))
+    sm /= sm.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ce = b.x.T @ ((b.t - z) / (z * (1 - z)) * fp) / n    # dBCE/dz = (z - t) / (z (1 - z))
+    return {
+        "mean_squared": b.x.T @ ((b.t - z) * fp) / n,
+        "sum_squared": b.x.T @ ((b.t - z) * fp),
+        "cross_entropy": ce,
+        "softmax_cross_entropy": b.x.T @ (b.t - sm) / n,
+    }
+
+
+# --- the numerical reference ---
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_central_differences_match_the_analytic_gradient(name, batches):
+    act = ACTIVATIONS[name]
+    worst = {}
+    for (d, k), bs in batches.items():
+        for b in bs:
+            for loss, expected in _analytic(act, b).items():
+                if not LOSSES[loss].applies(act, b.x, b.W, b.t):
+                    continue
+                got = -numeric_gradient(LOSSES[loss], act, b.x, b.W, b.t)
+                rel = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+                worst[loss] = max(worst.get(loss, 0.0), rel)
+    assert worst["mean_squared"] < 1e-9, worst      # 10x inside the verdicts' 1e-8
+    assert max(worst.values()) < 1e-9, worst
+    if name in ("sigmoid", "guide_tanh"):           # outputs in (0, 1): cross-entropy checked
+        assert "cross_entropy" in worst
+    else:
+        assert "cross_entropy" not in worst
+
+
+def test_batches_avoid_relu_kink_and_dead_batches(batches):
+    for (d, k), bs in batches.items():
+        assert [len(b.x) for b in bs] == list(checker.DEFAULT_BATCH_SIZES)
+        assert any(len(b.x) == 1 for b in bs) and any(len(b.x) > 1 for b in bs)
+        for b in bs:
+            net = b.x @ b.W
+            assert b.x.shape == (len(b.x), d + 1) and np.all(b.x[:, -1] == 1)
+            assert np.abs(net).min() > 4 * checker.H * np.abs(b.x).max()
+            assert (net > 0).any()
+    # relu's f' = 0 units occur, including on target units (where dropping f' matters)
+    relu_off_target = [((b.x @ b.W < 0) & (b.t == 1)).any() for bs in batches.values() for b in bs]
+    assert sum(relu_off_target) >= 5
+
+
+@pytest.mark.parametrize("step, w, fit", [
+    ((3, 3), (3, 3), "right"), ((1, 1), (4, 1), "broadcast"), ((1, 3), (6, 3), "broadcast"),
+    ((3,), (6, 3), "broadcast"), ((), (6, 3), "broadcast"), ((1, 4), (4, 1), "wrong"),
+    ((3, 6), (6, 3), "wrong"), ((2, 3), (3, 3), "wrong"), ((1, 6, 3), (6, 3), "wrong"),
+])
+def test_shape_fit(step, w, fit):
+    assert shape_fit(step, w) == fit
+
+
+# --- verdicts ---
+
+def grad_matmul(x, net, z, t, delta):
+    return x.T @ delta / len(x)
+
+
+def grad_einsum(x, net, z, t, delta):
+    return np.einsum("ni,nj->ij", x, delta) / x.shape[0]
+
+
+def grad_loop(x, net, z, t, delta):
+    n, d1 = x.shape
+    k = delta.shape[1]
+    step = [[0.0] * k for _ in range(d1)]
+    for s in range(n):
+        for i in range(d1):
+            for j in range(k):
+                step[i][j] += x[s][i] * delta[s][j] / n
+    return step                                  # a list of lists: any array-like of numbers
+
+
+@pytest.fixture(scope="module")
+def results():
+    """check_rule for each gallery rule, once."""
+    return {name: {r.activation: r for r in check_rule(g.step)} for name, g in gallery.GALLERY.items()}
+
+
+@pytest.mark.parametrize("rule", [grad_matmul, grad_einsum, grad_loop])
+def test_gradient_written_three_ways_is_gradient_everywhere(rule):
+    res = check_rule(rule)
+    assert [r.activation for r in res] == ACT_NAMES
+    for r in res:
+        assert r.verdict == "gradient", (r.activation, r.verdict, r.max_rel_dev)
+        assert r.max_rel_dev < 1e-9 and abs(r.cosine_min - 1) < 1e-12
+        assert r.shape == "right" and r.fits_only is None
+        assert [s.verdict for s in r.shapes] == ["gradient"] * len(DEFAULT_SHAPES)
+
+
+def test_kronecker_shape_mismatch_where_it_does_not_fit(results):
+    for r in results["kronecker"].values():
+        by_shape = {(s.n_features, s.n_outputs): s for s in r.shapes}
+        assert by_shape[2, 3].fit == "right"
+        assert by_shape[2, 3].verdict not in ("gradient", "shape_mismatch")
+        assert not by_shape[2, 3].verdict.startswith("other_loss_gradient")
+        assert by_shape[3, 1].fit == "broadcast" and by_shape[3, 1].step_shapes == [(1, 1)]
+        assert by_shape[5, 3].fit == "wrong" and by_shape[2, 4].fit == "wrong"
+        for key in [(3, 1), (5, 3), (2, 4)]:
+            assert by_shape[key].verdict == "shape_mismatch" and by_shape[key].cosine_mean is None
+        assert r.fits_only == ["d=2,k=3"]
+        assert r.verdict == by_shape[2, 3].verdict       # the verdict where it fits
+        assert r.shape == "broadcast"                   # the silent misfit is the one reported
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_kronecker_per_sample_cosine_is_cos_z_x(name, results):
+    shape = next(s for s in results["kronecker"][name].shapes if (s.n_features, s.n_outputs) == (2, 3))
+    singles = [b for b in shape.batches if b.n == 1]
+    assert len(singles) >= 3
+    f = ACTIVATIONS[name].f
+    for b in singles:
+        x = b.batch.x[0]
+        z = f(x @ b.batch.W)
+        expected = z @ x / (np.linalg.norm(z) * np.linalg.norm(x))
+        assert b.cosine == pytest.approx(expected, abs=1e-9)
+    assert len({round(b.cosine, 6) for b in singles}) == len(singles)   # not one constant
+
+
+def test_no_derivative_verdicts(results):
+    r = results["no_derivative"]
+    assert r["sigmoid"].verdict == "other_loss_gradient:cross_entropy"
+    assert r["linear"].verdict == "gradient"         # f' = 1: the same formula
+    # relu: f' = 0 units get pushed anyway, so it is no gradient of any loss checked
+    assert r["relu"].verdict in ("descent", "not_descent")
+    assert r["tanh"].verdict == "descent"
+
+
+def test_ascent_is_not_descent_with_cosine_minus_one(results):
+    for r in results["ascent"].values():
+        assert r.verdict == "not_descent"
+        assert r.cosine_mean == pytest.approx(-1, abs=1e-9)
+        assert r.cosine_min == pytest.approx(-1, abs=1e-9)
+
+
+def test_random_direction_is_not_descent():
+    rng = np.random.default_rng(12345)
+
+    def random_step(x, net, z, t, delta):
+        return rng.normal(size=(x.shape[1], delta.shape[1]))
+
+    for r in check_rule(random_step):
+        assert r.verdict == "not_descent"
+        assert r.cosine_min < 0 < max(b.cosine for s in r.shapes for b in s.batches)
+
+
+def test_wrong_shape_rule_is_shape_mismatch():
+    def transposed_loop(x, net, z, t, delta):
+        return np.zeros((delta.shape[1], x.shape[1] + 1))     # never W's shape
+
+    for r in check_rule(transposed_loop):
+        assert r.verdict == "shape_mismatch" and r.shape == "wrong"
+        assert r.cosine_mean is None and r.max_rel_dev is None and r.fits_only is None
+
+
+def test_broadcast_shape_rule_is_shape_mismatch_not_checked_by_broadcasting():
+    def column_means(x, net, z, t, delta):
+        return (x.T @ delta / len(x)).mean(axis=0, keepdims=True)   # (1, k)
+
+    for r in check_rule(column_means):
+        assert r.verdict == "shape_mismatch" and r.shape == "broadcast"
+
+
+def test_sum_not_mean_is_detected_at_batch_level(results):
+    for r in results["sum_not_mean"].values():
+        assert r.verdict == "other_loss_gradient:sum_squared"
+        assert r.cosine_min == pytest.approx(1, abs=1e-12)
+    # with batches of one sample only, summing and averaging cannot be told apart
+    for r in check_rule(gallery.sum_not_mean, batch_sizes=(1, 1)):
+        assert r.verdict == "gradient"
+
+
+def test_constant_multiple_is_gradient_scaled():
+    res = check_rule(lambda x, net, z, t, delta: 2 * x.T @ delta / len(x))
+    for r in res:
+        assert r.verdict == "gradient_scaled" and r.scale == pytest.approx(2, rel=1e-9)
+
+
+def test_sigmoid_shortcut_depends_on_the_activation(results):
+    r = results["sigmoid_shortcut"]
+    assert r["sigmoid"].verdict == "gradient"
+    assert r["guide_tanh"].verdict == "gradient_scaled"     # z (1 - z) = f'(net) / 2 there
+    assert r["guide_tanh"].scale == pytest.approx(0.5, rel=1e-9)
+    assert r["tanh"].verdict == "not_descent"
+
+
+def test_softmax_cross_entropy_gradient_is_recognised_per_shape():
+    def softmax_rule(x, net, z, t, delta):
+        p = np.exp(net - net.max(axis=1, keepdims=True))
+        return x.T @ (t - p / p.sum(axis=1, keepdims=True)) / len(x)
+
+    for r in check_rule(softmax_rule, activations=["tanh"]):
+        for s in r.shapes:
+            if s.n_outputs >= 2:
+                assert s.verdict == "other_loss_gradient:softmax_cross_entropy"
+            else:                                     # softmax of one output: no such loss
+                assert not s.verdict.startswith("other_loss_gradient")
+
+
+def test_outer_transposed_fits_only_the_square_shape(results):
+    for r in results["outer_transposed"].values():
+        assert r.fits_only == ["d=2,k=3"] and r.verdict != "gradient"
+
+
+@pytest.mark.parametrize("name", list(gallery.GALLERY))
+def test_gallery_shape_functions_match_the_steps(name, results):
+    rule = gallery.GALLERY[name]
+    for s in results[name]["sigmoid"].shapes:
+        assert s.step_shapes == [tuple(rule.step_shape(*s.w_shape))]
+
+
+def test_rule_gets_copies():
+    def vandal(x, net, z, t, delta):
+        step = x.T @ delta / len(x)
+        for a in (x, net, z, t, delta):
+            a[...] = 0.0
+        return step
+
+    assert {r.verdict for r in check_rule(vandal)} == {"gradient"}
+
+
+def test_same_seed_same_result_other_seed_other_batches():
+    a = check_rule(gallery.kronecker, activations=["sigmoid"], seed=3)[0]
+    b = check_rule(gallery.kronecker, activations=["sigmoid"], seed=3)[0]
+    c = check_rule(gallery.kronecker, activations=["sigmoid"], seed=4)[0]
+    assert a.cosine_mean == b.cosine_mean and a.cosine_mean != c.cosine_mean
+
+
+def test_json_of_results_is_plain(results):
+    row = results["kronecker"]["sigmoid"].to_json()
+    text = json.dumps(row, allow_nan=False)
+    back = json.loads(text)
+    assert back["fits_only"] == ["d=2,k=3"] and back["shapes"][1]["shape"] == "broadcast"
+    assert back["shapes"][1]["step"] == [[1, 1]] and back["shapes"][1]["W"] == [4, 1]
