@@ -3,7 +3,9 @@
 Run with `python -m pytest tests/test_check.py -q`. NumPy only; a few seconds.
 """
 
+import hashlib
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from slnn.activations import ACTIVATIONS
 from slnn.check import checker, gallery
 from slnn.check.checker import (DEFAULT_SHAPES, LOSSES, check_batch, check_rule, make_batches,
                                 numeric_gradient, shape_fit)
+from slnn.check.loader import RuleLoadError, digest, load_rule
 
 ACT_NAMES = list(ACTIVATIONS)
 
@@ -267,3 +270,109 @@ def test_json_of_results_is_plain(results):
     back = json.loads(text)
     assert back["fits_only"] == ["d=2,k=3"] and back["shapes"][1]["shape"] == "broadcast"
     assert back["shapes"][1]["step"] == [[1, 1]] and back["shapes"][1]["W"] == [4, 1]
+
+
+# --- loader ---
+
+GOOD = "import numpy as np\n\ndef my_step(x, net, z, t, delta):\n    return x.T @ delta / len(x)\n"
+
+
+def _write(tmp_path, text, name="rule.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_load_rule_from_a_file_anywhere_and_check_it(tmp_path):
+    path = _write(tmp_path, GOOD)
+    rule = load_rule(f"{path}:my_step")
+    assert rule.digest == digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert str(tmp_path) not in sys.path
+    assert {r.verdict for r in check_rule(rule, activations=["sigmoid", "relu"])} == {"gradient"}
+
+
+def test_load_rule_imports_the_file_not_a_module_on_sys_path(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "json.py").write_text("def my_step(x, net, z, t, delta):\n    return 'wrong one'\n")
+    monkeypatch.syspath_prepend(str(elsewhere))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    path = _write(mine, GOOD, name="json.py")       # same name as the stdlib and the decoy
+    rule = load_rule(f"{path}:my_step")
+    x = np.ones((2, 3))
+    assert rule(x, None, None, None, np.ones((2, 4))).shape == (3, 4)
+    assert sys.modules["json"] is json             # nothing shadowed
+    assert not (mine / "__pycache__").exists()     # nothing written next to the user's file
+
+
+def test_digest_changes_with_the_bytes(tmp_path):
+    path = _write(tmp_path, GOOD)
+    before = digest(path)
+    path.write_text(GOOD + "# edited\n")
+    assert digest(path) != before and len(before) == 64
+
+
+@pytest.mark.parametrize("text, func, words", [
+    (None, "my_step", ["no such file"]),
+    (GOOD, "other_step", ["no function 'other_step'", "my_step"]),
+    ("my_step = 3\n", "my_step", ["'my_step' is a int, not a function"]),
+    ("def my_step(x, net, z, t, delta)\n    return x\n", "my_step", ["syntax error", "line 1"]),
+    ("import numpy as np\nnp.frobnicate()\ndef my_step(x, net, z, t, delta):\n    return x\n",
+     "my_step", ["importing the file raised AttributeError", "frobnicate", "line 2"]),
+    ("import sys\nsys.exit(3)\n", "my_step", ["importing the file raised SystemExit"]),
+    ("def my_step(x, z, delta):\n    return x.T @ delta\n", "my_step",
+     ["my_step(x, z, delta) cannot be called with the five arrays", "(x, net, z, t, delta)"]),
+], ids=["missing-file", "missing-function", "not-callable", "syntax-error", "import-exception",
+        "import-exit", "signature"])
+def test_loader_errors_are_one_line_naming_file_and_function(tmp_path, text, func, words):
+    path = tmp_path / "rule.py"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(RuleLoadError) as info:
+        load_rule(f"{path}:{func}")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}:{func}: ")
+    for w in words:
+        assert w in msg, msg
+
+
+def test_loader_rejects_a_spec_without_a_function(tmp_path):
+    with pytest.raises(RuleLoadError, match="expected FILE.py:FUNCTION") as info:
+        load_rule(str(tmp_path / "rule.py"))
+    assert str(tmp_path / "rule.py") in str(info.value)
+
+
+@pytest.mark.parametrize("body, words", [
+    ("return x.T @ delta / 0.0 if False else 1 / 0", ["the function raised ZeroDivisionError",
+                                                       "division by zero", "line 3"]),
+    ("raise ValueError('shapes\\n  do not match')", ["raised ValueError: shapes do not match"]),
+    ("x.T @ delta", ["returned None", "missing return"]),
+    ("return 'a step'", ["returned a str, not an array of real numbers"]),
+    ("return [[1.0, 2.0], [3.0]]", ["returned a list that is not an array of numbers"]),
+    ("return np.array([['a', 'b']])", ["array of <U1, not an array of real numbers"]),
+    ("return x.T @ delta * 1j", ["array of complex128"]),
+    ("return x.T @ delta / 0.0", ["non-finite values", "nan or inf",
+                                  "after RuntimeWarning at line 3: divide by zero"]),
+    ("return np.full((x.shape[1], delta.shape[1]), np.inf)", ["non-finite values"]),
+], ids=["exception", "multiline-message", "none", "str", "ragged", "strings", "complex",
+        "nan", "inf"])
+def test_loaded_rule_failures_are_one_line_naming_file_and_function(tmp_path, body, words):
+    path = _write(tmp_path, f"import numpy as np\ndef my_step(x, net, z, t, delta):\n    {body}\n")
+    rule = load_rule(f"{path}:my_step")
+    with pytest.raises(RuleLoadError) as info:
+        check_rule(rule, activations=["sigmoid"])
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{path}:my_step: ")
+    for w in words:
+        assert w in msg, msg
+
+
+def test_loaded_rule_output_goes_to_stderr(tmp_path, capsys):
+    path = _write(tmp_path, "print('hello from import')\n" + GOOD.replace(
+        "    return", "    print('hello from call')\n    return"))
+    check_rule(load_rule(f"{path}:my_step"), activations=["linear"], shapes=[(2, 3)],
+               batch_sizes=(1,))
+    out, err = capsys.readouterr()
+    assert out == "" and "hello from import" in err and "hello from call" in err
