@@ -5,15 +5,18 @@ Run with `python -m pytest tests/test_check.py -q`. NumPy only; a few seconds.
 
 import hashlib
 import json
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slnn.activations import ACTIVATIONS
 from slnn.check import checker, gallery
-from slnn.check.checker import (DEFAULT_SHAPES, LOSSES, check_batch, check_rule, make_batches,
+from slnn.check.checker import (ACTIVATIONS, DEFAULT_SHAPES, LOSSES, check_batch, check_rule, make_batches,
                                 numeric_gradient, shape_fit)
+from slnn.check.cli import main
 from slnn.check.loader import RuleLoadError, digest, load_rule
 
 ACT_NAMES = list(ACTIVATIONS)
@@ -153,6 +156,22 @@ def test_kronecker_per_sample_cosine_is_cos_z_x(name, results):
         expected = z @ x / (np.linalg.norm(z) * np.linalg.norm(x))
         assert b.cosine == pytest.approx(expected, abs=1e-9)
     assert len({round(b.cosine, 6) for b in singles}) == len(singles)   # not one constant
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_kronecker_cosine_on_samples_drawn_here(name):
+    # the test's own samples (not make_batches'): x with a bias, 3 outputs, any W
+    rng = np.random.default_rng(7)
+    act = ACTIVATIONS[name]
+    for _ in range(20):
+        x = np.append(rng.normal(size=2), 1.0)[None, :]           # (1, 3)
+        W = rng.normal(size=(3, 3))
+        t = np.eye(3)[[rng.integers(3)]]
+        z = act.f(x @ W)[0]
+        if np.abs(x @ W).min() < 0.01 or not np.any((t - z) * act.df(x @ W)):
+            continue                                              # kink or zero gradient
+        got = check_batch(gallery.kronecker, act, checker.Batch(x, W, t)).cosine
+        assert got == pytest.approx(z @ x[0] / (np.linalg.norm(z) * np.linalg.norm(x)), abs=1e-9)
 
 
 def test_no_derivative_verdicts(results):
@@ -376,3 +395,97 @@ def test_loaded_rule_output_goes_to_stderr(tmp_path, capsys):
                batch_sizes=(1,))
     out, err = capsys.readouterr()
     assert out == "" and "hello from import" in err and "hello from call" in err
+
+
+# --- CLI ---
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_cli_table_and_summary_for_a_file(tmp_path, capsys):
+    path = _write(tmp_path, GOOD)
+    assert main([f"{path}:my_step"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("activation"))
+    for name, line in zip(ACT_NAMES, lines[header + 1:]):
+        assert line.split()[:2] == [name, "gradient"] and line.split()[-1] == "right"
+    assert digest(path)[:12] in lines[0]
+    summary = lines[-1]
+    assert "it is gradient descent" in summary and "not a proof" in summary
+
+
+def test_cli_summary_is_no_stronger_than_the_verdicts(capsys):
+    assert main(["--builtin", "kronecker"]) == 0
+    out, _ = capsys.readouterr()
+    summary = out.splitlines()[-1]
+    assert "gradient descent" not in summary and "equals the negative gradient" not in summary
+    assert "not a descent direction" in summary
+    assert "only on d=2,k=3 (exactly where n_features + 1 == n_outputs)" in summary
+    assert "broadcast" in summary
+    assert "d=3,k=1     (4, 1)  (1, 1)  broadcast" in out
+
+
+def test_cli_json(capsys):
+    assert main(["--builtin", "no_derivative", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    rows = json.loads(out)
+    assert [r["activation"] for r in rows] == ACT_NAMES
+    for r in rows:
+        assert {"activation", "verdict", "cosine_mean", "cosine_min", "max_rel_dev", "shape",
+                "fits_only", "shapes", "rule"} <= set(r)
+        assert {"n_features", "n_outputs", "W", "step", "shape", "verdict"} <= set(r["shapes"][0])
+    by = {r["activation"]: r for r in rows}
+    assert by["sigmoid"]["verdict"] == "other_loss_gradient:cross_entropy"
+    assert by["linear"]["verdict"] == "gradient" and by["linear"]["max_rel_dev"] < 1e-9
+
+
+def test_cli_json_shape_mismatch_has_nulls(capsys):
+    assert main(["--builtin", "no_bias", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(r["verdict"] == "shape_mismatch" and r["cosine_mean"] is None for r in rows)
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "either FILE.py:FUNC or --builtin"),
+    (["--builtin", "nope"], "unknown --builtin 'nope'"),
+    (["--builtin", "input", "x.py:f"], "exactly one"),
+    (["--seed", "x", "--builtin", "input"], "--seed"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["no_colon.py"], "expected FILE.py:FUNCTION"),
+    (["missing.py:my_step"], "missing.py:my_step: no such file"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, words, capsys):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("slnn-check: error: ") and words in err
+
+
+def test_cli_process_exit_code_and_stderr(tmp_path):
+    path = _write(tmp_path, "import numpy as np\ndef my_step(x, net, z, t, delta):\n"
+                            "    return x.T @ delta / 0.0\n")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    bad = subprocess.run([sys.executable, "-m", "slnn.check", f"{path}:my_step"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "non-finite" in bad.stderr and "my_step" in bad.stderr
+    t0 = time.perf_counter()
+    good = subprocess.run([sys.executable, "-m", "slnn.check", "--builtin", "kronecker",
+                           "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0 and len(json.loads(good.stdout)) == len(ACT_NAMES)
+    assert time.perf_counter() - t0 < 15       # "a few seconds"; ~0.5 s on a laptop
+
+
+def test_cli_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "FILE.py:FUNC" in capsys.readouterr().out
+
+
+def test_check_imports_numpy_only():
+    code = ("import sys, slnn.check.cli; heavy = {'hydra', 'mlflow', 'numba', 'pandas', 'sklearn'}; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))")
+    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
