@@ -1,0 +1,188 @@
+"""Load a user's update rule from ``path/to/file.py:function_name``.
+
+The file may be anywhere on disk: its bytes are read once, compiled and executed as a fresh
+module (named ``slnn_user_rule_<digest prefix>``); its directory is not added to ``sys.path``, so
+nothing else can shadow it and nothing next to it is imported by accident (a rule file that
+imports a sibling module of its own will fail to load, with that ``ImportError`` named). No
+``__pycache__`` is written next to the file. ``digest(path)`` is the sha256 of the file's bytes,
+for runs to record; ``load_rule`` records the digest of exactly the bytes it executed.
+
+Every problem is one line that names the file, the function and the problem, raised as
+``RuleLoadError`` (a ``ValueError``): a bad spec, a missing file, a syntax error or exception
+while importing, a missing or non-callable function, a signature that cannot take the five
+arrays, and, when the loaded rule is called, an exception inside it, a return value that is not
+an array of numbers, or non-finite values. Anything the user's code prints goes to stderr, so
+``--json`` output on stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import re
+import sys
+import traceback
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+SIGNATURE = "(x, net, z, t, delta)"
+
+
+class RuleLoadError(ValueError):
+    """A user rule could not be loaded or called; the message is one line."""
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def digest(path) -> str:
+    """sha256 (hex) of the file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"path/to/file.py:function"`` -> ``(path, function)``; the last ``:`` separates them."""
+    path, sep, name = str(spec).rpartition(":")
+    if not sep or not path or not name:
+        raise RuleLoadError(f"{spec}: expected FILE.py:FUNCTION, e.g. my_rule.py:my_step")
+    if not name.isidentifier():
+        raise RuleLoadError(f"{spec}: {name!r} is not a function name (expected FILE.py:FUNCTION)")
+    return path, name
+
+
+def _user_line(tb, path: str) -> str:
+    """' (line N)' for the innermost frame of ``tb`` in the user's file, else ''."""
+    lines = [f.lineno for f in traceback.extract_tb(tb) if f.filename == path]
+    return f" (line {lines[-1]})" if lines else ""
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) + \
+        _user_line(exc.__traceback__, path)
+
+
+@dataclass
+class CheckedRule:
+    """A rule with the user signature, wrapped so that every call either returns a float
+    ``ndarray`` of finite numbers or raises a one-line ``RuleLoadError`` that names the rule.
+
+    ``label`` names the rule in messages (``FILE:FUNCTION`` for a loaded file); ``path`` and
+    ``digest`` are set for a rule loaded from a file.
+    """
+
+    func: Callable
+    label: str
+    path: str | None = None
+    digest: str | None = None
+    name: str = field(default="")
+    _warned: set = field(default_factory=set, repr=False)
+
+    def __call__(self, x, net, z, t, delta) -> np.ndarray:
+        try:
+            with contextlib.redirect_stdout(sys.stderr), \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = self.func(x, net, z, t, delta)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported
+            raise RuleLoadError(
+                f"{self.label}: the function raised {_describe(exc, self.path or '')}"
+            ) from exc
+        first = caught[0] if caught else None
+        cause = ""
+        if first is not None:
+            line = f" at line {first.lineno}" if first.filename == self.path else ""
+            cause = f"after {first.category.__name__}{line}: {_one_line(first.message)}"
+        step = validate_step(out, self.label, x_shape=np.shape(x), cause=cause)
+        for w in caught:   # a usable step: pass its warnings on, each once per rule
+            key = (w.category, str(w.message), w.filename, w.lineno)
+            if key not in self._warned:
+                self._warned.add(key)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return step
+
+
+def validate_step(out, label: str, x_shape=None, cause: str = "") -> np.ndarray:
+    """``out`` as a float ndarray, or a one-line ``RuleLoadError`` naming ``label``; ``cause``
+    (e.g. a warning the call raised) is added to the message about non-finite values."""
+    where = ", ".join(p for p in (f"for x of shape {tuple(x_shape)}" if x_shape is not None
+                                  else "", cause) if p)
+    if out is None:
+        raise RuleLoadError(f"{label}: the function returned None, not an array of numbers "
+                            f"(a missing return?)")
+    try:
+        arr = np.asarray(out)
+    except Exception as exc:  # noqa: BLE001 - e.g. ragged nested lists
+        raise RuleLoadError(f"{label}: the function returned a {type(out).__name__} that is not "
+                            f"an array of numbers ({_one_line(exc)})") from None
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                 or np.issubdtype(arr.dtype, np.floating)):
+        kind = type(out).__name__ if not isinstance(out, np.ndarray) else f"array of {arr.dtype}"
+        raise RuleLoadError(f"{label}: the function returned a {kind}, not an array of real "
+                            f"numbers")
+    arr = arr.astype(float)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise RuleLoadError(f"{label}: the function returned non-finite values ({bad} of "
+                            f"{arr.size} entries nan or inf{', ' + where if where else ''})")
+    return arr
+
+
+def load_rule(spec: str) -> CheckedRule:
+    """Import ``FILE.py:FUNCTION`` from the file itself and wrap the function (``CheckedRule``)."""
+    path_text, name = parse_spec(spec)
+    label = f"{path_text}:{name}"
+    path = Path(path_text)
+    if not path.exists():
+        raise RuleLoadError(f"{label}: no such file {path_text!r}")
+    if not path.is_file():
+        raise RuleLoadError(f"{label}: {path_text!r} is not a file")
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise RuleLoadError(f"{label}: cannot read the file ({_one_line(exc)})") from None
+    resolved = str(path.resolve())
+    sha = hashlib.sha256(source).hexdigest()
+    try:
+        code = compile(source, resolved, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise RuleLoadError(f"{label}: syntax error in the file at line {exc.lineno}: "
+                            f"{_one_line(exc.msg)}") from None
+    except ValueError as exc:  # e.g. null bytes
+        raise RuleLoadError(f"{label}: the file is not Python source ({_one_line(exc)})") from None
+
+    module_name = f"slnn_user_rule_{sha[:16]}"
+    module = types.ModuleType(module_name)
+    module.__file__ = resolved
+    sys.modules[module_name] = module        # for dataclasses and pickling inside the file
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            exec(code, module.__dict__)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported
+        sys.modules.pop(module_name, None)
+        raise RuleLoadError(f"{label}: importing the file raised {_describe(exc, resolved)}") \
+            from None
+
+    if not hasattr(module, name):
+        defined = sorted(k for k, v in vars(module).items()
+                         if callable(v) and not k.startswith("_")
+                         and getattr(v, "__module__", None) == module_name)
+        hint = f" (it defines: {', '.join(defined)})" if defined else " (it defines no functions)"
+        raise RuleLoadError(f"{label}: the file has no function {name!r}{hint}")
+    func = getattr(module, name)
+    if not callable(func):
+        raise RuleLoadError(f"{label}: {name!r} is a {type(func).__name__}, not a function")
+    try:
+        inspect.signature(func).bind(*range(5))
+    except TypeError:
+        raise RuleLoadError(f"{label}: {name}{inspect.signature(func)} cannot be called with the "
+                            f"five arrays {SIGNATURE}") from None
+    except ValueError:  # no signature available (some builtins): let the first call decide
+        pass
+    return CheckedRule(func, label, path=resolved, digest=sha, name=name)
