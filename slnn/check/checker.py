@@ -77,7 +77,11 @@ from typing import Callable
 
 import numpy as np
 
-from slnn.activations import ACTIVATIONS
+from slnn.core.activations import ACTIVATIONS
+from slnn.core.outcomes import Outcome
+
+# the checker's verdict for a step that cannot be added to W: the run outcome of the same name
+SHAPE_MISMATCH = str(Outcome.SHAPE_MISMATCH)
 
 H = 3e-4                  # finite-difference step (4th-order central stencil)
 GRAD_TOL = 1e-8           # relative tolerance for "equals a gradient"
@@ -291,7 +295,7 @@ def check_batch(rule: Callable, act, batch: Batch) -> BatchCheck:
 def verdict_of(checks: list[BatchCheck]) -> tuple[str, float | None]:
     """The verdict (and ``scale`` for ``gradient_scaled``) for batches whose steps all fit."""
     if not checks:
-        return "shape_mismatch", None
+        return SHAPE_MISMATCH, None
     if all(c.rel_dev <= GRAD_TOL for c in checks):
         return "gradient", None
     for name in OTHER_LOSSES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from slnn.check.checker import GRAD_TOL, ActivationResult
+from slnn.check.checker import GRAD_TOL, SHAPE_MISMATCH, ActivationResult
 
 LOSS_WORDS = {  # (the loss, what following its gradient means)
     "sum_squared": ("the squared error summed over the batch instead of averaged",
@@ -65,7 +65,7 @@ def format_shapes(results: list[ActivationResult]) -> str:
 def _sentence(verdict: str, group: list[ActivationResult]) -> str:
     who = f"With {_names(group)}"
     cos_min = min(r.cosine_min for r in group if r.cosine_min is not None) \
-        if verdict != "shape_mismatch" else None
+        if verdict != SHAPE_MISMATCH else None
     if verdict == "gradient":
         return (f"{who} the step equals the negative gradient of the squared error "
                 f"0.5 ||t - z||^2 averaged over the batch (to within {TOL} relative on every "
