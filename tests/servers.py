@@ -246,14 +246,14 @@ def start_mlflow_server(backend_uri: str, artifacts: Path, log: Path, *, env: di
 
 
 def start_model_server(model_uri: str, log: Path, *, env: dict, cwd: Path,
-                       timeout: float = 90) -> Server:
-    """``mlflow models serve -m model_uri --env-manager local`` on 127.0.0.1:<free port>;
-    returns once ``/ping`` answers."""
+                       timeout: float = 90, venv_bin: Path = VENV_BIN) -> Server:
+    """``mlflow models serve -m model_uri --env-manager local`` on 127.0.0.1:<free port>, with
+    the mlflow of ``venv_bin`` (this venv's by default); returns once ``/ping`` answers."""
     port = free_port()
-    cmd = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+    cmd = [str(venv_bin / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     # MLflow runs `bash -c "exec uvicorn ..."`: uvicorn must be on PATH, as in an activated venv
-    env = {**env, "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", os.defpath)])}
+    env = {**env, "PATH": os.pathsep.join([str(venv_bin), env.get("PATH", os.defpath)])}
     proc = start_process(cmd, log, env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,10 +74,12 @@ def _run(compose, store, tmp_path_factory, *overrides):
     r = SimpleNamespace(cfg=cfg, result=result, run_id=result.run_id, run=run,
                         data=slnn.app.run.build_dataset(to_config(cfg)))
     r.artifacts = {f.path for f in store.client.list_artifacts(r.run_id)}
-    if "model" in r.artifacts:
+    r.model_id = run.data.tags.get("slnn.model_id")  # the run's LoggedModel
+    if r.model_id:
         dst = tmp_path_factory.mktemp("model_artifacts")
-        r.model_dir = Path(mlflow.artifacts.download_artifacts(
-            run_id=r.run_id, artifact_path="model", dst_path=str(dst), tracking_uri=store.uri))
+        with global_tracking_uri(store.uri):  # models:/ URIs resolve through the global store
+            r.model_dir = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{r.model_id}", dst_path=str(dst)))
         r.W = np.load(mlflow.artifacts.download_artifacts(
             run_id=r.run_id, artifact_path="weights/final.npy", dst_path=str(dst),
             tracking_uri=store.uri), allow_pickle=False)
@@ -102,7 +106,7 @@ def _mlmodel(model_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def iris_run(compose, store, tmp_path_factory):
     r = _run(compose, store, tmp_path_factory, *IRIS)
-    assert r.result.outcome == "max_epochs" and "model" in r.artifacts
+    assert r.result.outcome == "max_epochs" and r.model_id
     return r
 
 
@@ -214,10 +218,48 @@ def test_shape_mismatch_and_diverged_runs_log_no_model(compose, store, tmp_path_
     assert reason in r.run.data.tags["slnn.reason"]
     assert r.run.info.status == "FINISHED"
     assert "weights" in r.artifacts  # the run did log its files...
-    assert "model" not in r.artifacts  # ...but no model
+    assert "slnn.model_id" not in r.run.data.tags  # ...but no model
+    exp = store.client.get_run(r.run_id).info.experiment_id
+    assert r.run_id not in {m.source_run_id for m in store.client.search_logged_models([exp])}
 
 
 # --- serving ---
+
+@pytest.mark.slow
+def test_the_model_serves_from_a_fresh_venv_without_slnn(iris_run, tmp_path):
+    """What a user who has only the model does: a new venv with the model's own requirements
+    (numpy, pandas, mlflow; no slnn, which no index serves), then mlflow models serve."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    reqs = (iris_run.model_dir / "requirements.txt").read_text()
+    assert "slnn" not in reqs
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r",
+                          str(iris_run.model_dir / "requirements.txt")],
+                         capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import slnn"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert probe.returncode != 0  # the premise: this venv has no slnn
+    data = iris_run.data
+    frame = _raw_frame(data, data.x_test[:7])
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    server = start_model_server(str(iris_run.model_dir), tmp_path / "serve.log", env=clean_env,
+                                cwd=tmp_path, venv_bin=venv / "bin")
+    try:
+        body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
+                                               "data": frame.to_numpy().tolist()}}).encode()
+        req = urllib.request.Request(server.url + "/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            answer = json.loads(resp.read())
+    finally:
+        stop_process(server.proc)
+    served = pd.DataFrame(answer["predictions"])
+    local = iris_run.model.predict(frame)
+    assert list(served["predicted"]) == list(local["predicted"]), tail(server.log)
+    np.testing.assert_allclose(served.iloc[:, :-1].to_numpy(dtype=float),
+                               local.iloc[:, :-1].to_numpy(), rtol=1e-9, atol=1e-12)
+
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_as_the_in_process_model(iris_run, store, tmp_path):

@@ -34,8 +34,9 @@ GRID = {"update": ["input", "kronecker"], "model.activation": ["sigmoid", "tanh"
 SWEEP = ["-m", *(f"{k}={','.join(v)}" for k, v in GRID.items()), "data=iris_petal",
          "train.epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "sweep.report=false"]
 EXPECTED_OUTCOMES = {"converged", "max_epochs", "early_stopped", "diverged"}
-START = re.compile(r"^slnn: sweep (?P<study>\S+): (?P<cells>\d+) cells, (?P<skipped>\d+) already "
-                   r"done and skipped, (?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
+START = re.compile(r"^slnn: sweep (?P<study>\S+): (?P<cells>\d+) cells: (?P<skipped>\d+) reused, "
+                   r"(?:\d+ rerun because the \w+ changed, )*\d+ new(?:, \d+ rerun \(sweep.force=true\))?; "
+                   r"(?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
 SUMMARY = re.compile(r"^slnn: sweep \S+: (?P<finished>\d+) finished, (?P<failed>\d+) failed, "
                      r"(?P<diverged>\d+) diverged, (?P<shape_mismatch>\d+) shape_mismatch, "
                      r"(?P<skipped>\d+) skipped", re.M)

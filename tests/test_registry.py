@@ -60,17 +60,19 @@ def test_registers_the_lowest_validation_loss_with_alias(sweep_store):
     assert list(model.predict(frame)["predicted"]) == list(expected)
 
 
-def test_ties_in_validation_loss_are_broken_by_test_error(sweep_store):
+def test_ties_in_validation_loss_are_broken_by_validation_error_never_test(sweep_store):
     uri, client, parent, runs, _ = sweep_store
-    # make two runs tie on the latest val_loss, the second with the lower test error
+    # two runs tie on the latest val_loss; the second has the lower validation error, the first
+    # the lower test error: the choice is made on validation only
     a, b = runs[0], runs[2]
-    for run, test_error in ((a, 0.3), (b, 0.1)):
+    for run, val_error, test_error in ((a, 0.3, 0.0), (b, 0.1, 0.9)):
         client.log_batch(run, metrics=[Metric("val_loss", 1e-6, 0, 10_000),
+                                       Metric("val_error", val_error, 0, 10_000),
                                        Metric("test_error", test_error, 0, 10_000)])
     name, _, run_id = register_best(uri, parent, name="tie-test")
     assert run_id == b
     # and a second registration makes a new version that takes the alias over
-    client.log_batch(a, metrics=[Metric("test_error", 0.0, 0, 20_000)])
+    client.log_batch(a, metrics=[Metric("val_error", 0.0, 0, 20_000)])
     _, version, run_id = register_best(uri, parent, name="tie-test")
     assert run_id == a and version == "2"
     assert client.get_model_version_by_alias("tie-test", "best").run_id == a

@@ -48,8 +48,9 @@ EXPERIMENTS = sorted(p.stem for p in (slnn.app.schema.CONF_DIR / "experiment").g
 FINISHED_OUTCOMES = {"converged", "max_epochs", "early_stopped"}
 EXPECTED_OUTCOMES = FINISHED_OUTCOMES | {"diverged", "shape_mismatch"}
 
-START = re.compile(r"^slnn: sweep (?P<study>\S+): (?P<cells>\d+) cells, (?P<skipped>\d+) already "
-                   r"done and skipped, (?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
+START = re.compile(r"^slnn: sweep (?P<study>\S+): (?P<cells>\d+) cells: (?P<skipped>\d+) reused, "
+                   r"(?:\d+ rerun because the \w+ changed, )*\d+ new(?:, \d+ rerun \(sweep.force=true\))?; "
+                   r"(?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
 SUMMARY = re.compile(
     r"^slnn: sweep (?P<study>\S+): (?P<finished>\d+) finished, (?P<failed>\d+) failed, "
     r"(?P<diverged>\d+) diverged, (?P<shape_mismatch>\d+) shape_mismatch, (?P<skipped>\d+) skipped"
@@ -446,7 +447,7 @@ def test_a_finished_sweep_run_again_skips_every_cell_unless_forced(tmp_path, sto
     again = check(slnn_train(args, cwd=tmp_path))
     start2 = one(START, again.stdout)
     assert (start2["cells"], start2["skipped"], start2["to_run"]) == (12, 12, 0)
-    assert "12 already done and skipped" in again.stdout
+    assert "12 cells: 12 reused, 0 new; 0 to run" in again.stdout
     assert start2["parent"] == start["parent"]  # the same grid resumes under the same parent
     assert PROGRESS.search(again.stdout) is None
     summary = one(SUMMARY, again.stdout)

@@ -70,11 +70,36 @@ class Progress:
                   flush=True)
 
 
-def run_tags(c: Config, chash: str) -> dict[str, str]:
-    return {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
+def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, str]:
+    """What a run is (config hash, rule, activation, data and its digest), which code made it
+    (``slnn.tracking.provenance``), and which process runs it."""
+    from slnn.tracking.provenance import source_tags
+
+    tags = {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": chash,
             "slnn.outcome": Outcome.RUNNING, "slnn.host": socket.gethostname(),
-            "slnn.pid": str(os.getpid())}
+            "slnn.pid": str(os.getpid()), **source_tags()}
+    if data is not None:
+        tags["slnn.data_digest"] = data.digest
+        tags["slnn.data_source"] = data.source
+    return tags
+
+
+# data keys every data set uses; the others matter only to the loaders that take them
+_DATA_KEYS = {"name", "split", "standardize", "guide_scaling", "seed"}
+
+
+def run_params(cfg: DictConfig, c: Config) -> dict[str, str]:
+    """The params MLflow shows: the resolved config minus the data keys this data set ignores
+    (an iris run shows no ``data.gate``). The config hash and ``config.yaml`` stay complete."""
+    import inspect
+
+    from slnn.core.data import DATASETS
+
+    used = _DATA_KEYS | set(inspect.signature(DATASETS[c.data.name]).parameters)
+    ident = identity(cfg)
+    ident["data"] = {k: v for k, v in ident["data"].items() if k in used}
+    return flatten(ident) | flatten({"tracking": {"plot": c.tracking.plot}})
 
 
 def _record_failure(rec, exc: BaseException, status: str) -> None:
@@ -105,14 +130,16 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     client = store.client_for(uri)
     exp_id = experiment_id or store.ensure_experiment(client, c.tracking.experiment)
     name = run_name(c)
-    params = flatten(identity(cfg)) | flatten({"tracking": {"plot": c.tracking.plot}})
-    rec = RunRecorder(client, exp_id, name, params, run_tags(c, chash), parent_run_id)
+    rec = RunRecorder(client, exp_id, name, run_params(cfg, c), run_tags(c, chash, data),
+                      parent_run_id)
+    # a model per single run; in a sweep only when asked (the sweep logs its best run's)
+    log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
     try:
         result = train(data, c, rng=np.random.default_rng(c.seed),
                        on_epoch=None if quiet else Progress(name, c.train.epochs))
         rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
-                   title=name, max_metric_points=c.tracking.max_metric_points,
-                   model=(c.model.activation, data) if c.tracking.log_model else None)
+                   title=name, max_metric_points=c.tracking.max_metric_points, data=data,
+                   model_activation=c.model.activation if log_model else None)
     except KeyboardInterrupt as e:
         _record_failure(rec, e, "KILLED")
         raise

@@ -33,20 +33,23 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, if set, wins
     experiment: str = "slnn"
     plot: bool = True  # a learning-curve PNG per run; turn off for big sweeps
-    max_metric_points: int = 12  # per metric in MLflow; the history artifact keeps every epoch
-    log_model: bool = True  # the network as an MLflow pyfunc model under model/
+    max_metric_points: int = 1000  # per metric in MLflow (more epochs: thinned, extremes kept)
+    # the network as an MLflow LoggedModel; null: every single run, and a sweep's best run
+    log_model: Optional[bool] = None
 
     def __post_init__(self):
         if not self.experiment:
             raise ConfigError("tracking.experiment is empty: set e.g. tracking.experiment=slnn")
-        if self.max_metric_points < 2:  # the first and the last epoch, at least
-            raise ConfigError(f"tracking.max_metric_points must be >= 2, got {self.max_metric_points}: "
-                              "set e.g. tracking.max_metric_points=50")
+        if self.max_metric_points < 4:  # the first, the last, the minimum and the maximum
+            raise ConfigError(f"tracking.max_metric_points must be >= 4, got {self.max_metric_points}: "
+                              "set e.g. tracking.max_metric_points=1000")
 
 
 @dataclass
 class SweepConfig:
     force: bool = False  # rerun cells that already have a FINISHED run with the same config hash
+    # reuse a cell's FINISHED run even if other code (another slnn.code_hash) made it
+    reuse_other_code: bool = False
     report: bool = True  # write the sweep's report when a multirun ends
     register: bool = False  # register the sweep's best run in the Model Registry (alias "best")
     # set by the slnn sweeper for its jobs, not by users:

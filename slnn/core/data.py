@@ -64,6 +64,10 @@ class Dataset:
     # the preprocessing, as x_prepared = (x_raw - shift) / scale per feature; None: identity
     shift: np.ndarray | None = None
     scale: np.ndarray | None = None
+    # what the data came from: SHA-256 of a CSV file's bytes, or of the loaded values and names
+    # otherwise (16 hex digits); and where (the CSV's resolved path, or the loader's name)
+    digest: str = ""
+    source: str = ""
 
     def prepare(self, x_raw: np.ndarray) -> np.ndarray:
         """Apply this data set's preprocessing to raw features, (n, n_features) -> (n, n_features)."""
@@ -343,6 +347,7 @@ def load_dataset(spec: DataSpec | str = "iris", *, run_seed: int = 0, **options)
 
     X = np.asarray(raw.X, dtype=np.float64)                    # (n, d)
     T = one_hot(raw.y, len(raw.class_names))                   # (n, k)
+    digest, source = _identity(spec, raw)
     shift = scale = None
     if spec.guide_scaling:
         X_raw = X
@@ -372,4 +377,22 @@ def load_dataset(spec: DataSpec | str = "iris", *, run_seed: int = 0, **options)
             shift, scale = mean, std
     (x_tr, t_tr), (x_va, t_va), (x_te, t_te) = parts
     return Dataset(name, x_tr, t_tr, x_va, t_va, x_te, t_te,
-                   tuple(raw.feature_names), tuple(raw.class_names), shift, scale)
+                   tuple(raw.feature_names), tuple(raw.class_names), shift, scale, digest, source)
+
+
+def _identity(spec: DataSpec, raw: RawData) -> tuple[str, str]:
+    """The data's digest and source, recorded with every run so that resume can tell when the
+    data changed under the same config."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if spec.name == "csv":
+        path = os.path.realpath(spec.path)
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()[:16], path
+    h.update(np.ascontiguousarray(raw.X, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(raw.y, dtype=np.int64).tobytes())
+    h.update("\0".join((*raw.feature_names, "|", *raw.class_names)).encode())
+    return h.hexdigest()[:16], f"slnn:{spec.name}"

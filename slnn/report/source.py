@@ -214,6 +214,19 @@ def _with_cells_done_elsewhere(client, exp_id: str, parent, df: pd.DataFrame) ->
     return pd.concat([df, extra], ignore_index=True) if len(extra) else df
 
 
+def _follow_links(client, exp_id: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Replace each link run (a cell this sweep reused from another sweep) by the run it links
+    to, whose history and artifacts are the cell's."""
+    if "tags.slnn.link_to" not in df or df["tags.slnn.link_to"].isna().all():
+        return df
+    links = df["tags.slnn.link_to"].notna()
+    targets = list(dict.fromkeys(df.loc[links, "tags.slnn.link_to"]))
+    found = [search_frame(client, [exp_id], "attributes.run_id IN (" +
+                          ", ".join(f"'{t}'" for t in targets[i:i + 100]) + ")")
+             for i in range(0, len(targets), 100)]
+    return pd.concat([df[~links], *found], ignore_index=True)
+
+
 def read_sweep(uri: str, parent_run_id: str) -> SweepData:
     """The sweep's runs, then their histories. Raises ``ReportError`` with one line when the
     parent does not exist, is not a sweep's parent, or has no children."""
@@ -227,6 +240,7 @@ def read_sweep(uri: str, parent_run_id: str) -> SweepData:
     if df is None or df.empty:
         raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
                           "its first job to start, or check the sweep's output for errors")
+    df = _mlflow_call(uri, "reading the runs this sweep reused", _follow_links, client, exp_id, df)
     df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
                       _with_cells_done_elsewhere, client, exp_id, parent, df)
     all_runs = runs_frame(df)

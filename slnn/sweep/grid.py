@@ -23,6 +23,7 @@ class Cell:
     cfg: DictConfig  # composed and resolved
     config: Config  # validated
     hash: str  # slnn.config_hash
+    data_digest: str  # slnn.data_digest: the data this cell reads
 
 
 def fail(msg: str) -> None:
@@ -131,10 +132,34 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> 
                         raise ConfigError(f"{key!r} is not a config key: to add one use +{key}=...")
                     OmegaConf.update(cfg, key, ov.value(), merge=True)
             c = to_config(cfg)
-            build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
-            out.append(Cell(list(cell), cfg, c, config_hash(cfg)))
+            data = build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
+            out.append(Cell(list(cell), cfg, c, config_hash(cfg), data.digest))
         except (ConfigError, DataError) as e:
             fail(f"{e} {where}")
         except Exception as e:
             fail(f"{explain_hydra_error(e)} {where}")
     return out
+
+
+def study_question(study: str, searchpath=None) -> str:
+    """The opening comment of a named study's file (the question it answers), without the
+    commands that follow it; empty if there is no such file."""
+    from slnn.app.schema import CONF_DIR
+
+    for folder in [CONF_DIR, *_searchpath_folders(searchpath)]:
+        path = folder / "experiment" / f"{study}.yaml"
+        if path.is_file():
+            lines = []
+            for line in path.read_text().splitlines():
+                if not line.startswith("#") or line.startswith("# @package"):
+                    if lines:
+                        break
+                    continue
+                text = line[1:].strip()
+                if not text or text.startswith("slnn-train"):
+                    if lines:
+                        break
+                    continue
+                lines.append(text)
+            return " ".join(lines)
+    return ""

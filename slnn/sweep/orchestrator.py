@@ -34,7 +34,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from slnn.core.outcomes import EXPECTED, Outcome
-from slnn.sweep.grid import compose_cells, enumerate_cells, fail
+from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
 
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
@@ -60,8 +60,10 @@ class Orchestrator:
     def prepare(self) -> list:
         """Validate every cell, create the store and parent run, write the state; return the
         ``grid.Cell``s to run."""
+        from slnn.sweep.resume import plan
         from slnn.tracking import store
-        from slnn.tracking.runs import finished_hashes, reap_dead_runs
+        from slnn.tracking.provenance import code_hash
+        from slnn.tracking.runs import finished_runs, link_to_parent, reap_dead_runs
 
         # the launching process's environment is put back when the sweep ends (a notebook goes on)
         self._saved_env = {v: os.environ.get(v) for v in
@@ -87,7 +89,7 @@ class Orchestrator:
             client = store.client_for(uri)  # creates and migrates a new SQLite store, once
             exp_id = store.ensure_experiment(client, first.tracking.experiment)
             reaped = reap_dead_runs(client, exp_id)
-            done = finished_hashes(client, exp_id)
+            finished = finished_runs(client, exp_id)
         except store.TrackingError as e:
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - any store failure ends the sweep before it starts
@@ -95,13 +97,20 @@ class Orchestrator:
                   " check the store or set MLFLOW_TRACKING_URI to a reachable one")
         hashes = [c.hash for c in cells]
         force = any(c.config.sweep.force for c in cells)
-        skip = set(hashes) & done if not force else set()
+        code = code_hash()
+        the_plan = plan(cells, finished, code, force=force,
+                        reuse_other_code=any(c.config.sweep.reuse_other_code for c in cells))
         study = OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep"
-        sweep_hash = hashlib.sha256(",".join(sorted(hashes)).encode()).hexdigest()[:16]
-        parent = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells))
+        # the same grid on the same data with the same code reopens its parent
+        keys = sorted(f"{c.hash}:{c.data_digest}" for c in cells)
+        sweep_hash = hashlib.sha256(",".join([code, *keys]).encode()).hexdigest()[:16]
+        question = study_question(study, OmegaConf.select(config, "hydra.searchpath"))
+        parent = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells), question)
+        for reused in the_plan.reused.values():  # the UI, the report and the summary count them
+            link_to_parent(client, exp_id, reused.run_id, parent)
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        todo = [c for c in cells if c.hash not in skip]
+        todo = the_plan.todo
         # the whole grid on the parent: a report finds cells another sweep had already run
         client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [c.overrides for c in cells]}),
                         "cells.json")
@@ -110,13 +119,14 @@ class Orchestrator:
             "total": len(cells), "n_skipped": len(cells) - len(todo), "start": time.time(),
             "study": study, "report": bool(first.sweep.report), "force": force,
             "register": bool(first.sweep.register),
+            "log_best_model": first.tracking.log_model is not False,
         }
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         note = f"; marked {reaped} dead run(s) KILLED" if reaped else ""
-        print(f"slnn: sweep {study}: {len(cells)} cells, {len(cells) - len(todo)} already done and "
-              f"skipped, {len(todo)} to run (parent run {parent}){note}", flush=True)
+        print(f"slnn: sweep {study}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to run "
+              f"(parent run {parent}){note}", flush=True)
         return todo
 
     def write_chunks(self, todo: list, n_chunks: int) -> list[list[str]]:
@@ -140,8 +150,10 @@ class Orchestrator:
             jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}"])
         return jobs
 
-    def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells) -> str:
+    def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells, question) -> str:
         from mlflow.entities import RunTag
+
+        from slnn.tracking.provenance import source_tags
 
         if not force:
             prev = client.search_runs([exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
@@ -156,10 +168,12 @@ class Orchestrator:
                         client.delete_tag(run_id, stale)
                 return run_id
         name = f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = client.create_run(exp_id, run_name=name, tags={
-            "mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
-            "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
-            "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())})
+        tags = {"mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
+                "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
+                "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid()), **source_tags()}
+        if question:  # the UI shows it as the parent run's description
+            tags["mlflow.note.content"] = f"{study}: {question}"
+        run = client.create_run(exp_id, run_name=name, tags=tags)
         return run.info.run_id
 
     def _restore_env(self) -> None:
@@ -185,6 +199,10 @@ class Orchestrator:
         error = None
         # an interrupt can leave a worker (or this process's own pool) holding SQLite's write
         # lock for a moment: retry on fresh connections before giving up
+        try:
+            self._log_summary_metrics()
+        except Exception:  # noqa: BLE001 - the numbers are in the children; closing matters more
+            pass
         for attempt in range(4):
             try:
                 self.client.set_tag(st["parent_run_id"], "slnn.summary", line)
@@ -208,11 +226,54 @@ class Orchestrator:
         unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED) + max(not_run, 0)
         _, line = self.close("FAILED" if unexpected else "FINISHED")
         elapsed = time.time() - st["start"]
-        note = self._register() if st.get("register") else ""
+        note = self._log_best_model() if st.get("log_best_model") else ""
+        note += self._register() if st.get("register") else ""
         note += self._write_report() if st.get("report") else ""
         print(f"slnn: sweep {st['study']}: {line} in {elapsed:.1f} s; browse: "
               f"mlflow ui --backend-store-uri {st['uri']}{note}", flush=True)
         return 1 if unexpected else 0
+
+    def _log_summary_metrics(self) -> None:
+        """The parent's own numbers, for the UI: cells, outcomes, best validation error per rule."""
+        from mlflow.entities import Metric
+
+        from slnn.core.outcomes import TRAINED
+
+        st = self.state
+        children = self.client.search_runs(
+            [st["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{st['parent_run_id']}'",
+            max_results=50000)
+        newest: dict[str, object] = {}
+        for r in children:  # a rerun cell counts once, by its newest run
+            h = r.data.tags.get("slnn.config_hash", r.info.run_id)
+            if h not in newest or r.info.start_time > newest[h].info.start_time:
+                newest[h] = r
+        outcomes = Counter(r.data.tags.get("slnn.outcome") for r in newest.values())
+        now = int(time.time() * 1000)
+        values = {"cells": st["total"], "finished": sum(outcomes[o] for o in TRAINED)}
+        for o in (Outcome.DIVERGED, Outcome.SHAPE_MISMATCH, Outcome.FAILED, Outcome.KILLED):
+            values[str(o)] = outcomes[o]
+        best: dict[str, float] = {}
+        for r in newest.values():
+            v = r.data.metrics.get("val_error")
+            rule = r.data.tags.get("slnn.update")
+            if r.data.tags.get("slnn.outcome") in TRAINED and v is not None and rule:
+                best[rule] = min(v, best.get(rule, v))
+        values.update({f"best_val_error.{rule}": v for rule, v in best.items()})
+        self.client.log_batch(st["parent_run_id"],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
+
+    def _log_best_model(self) -> str:
+        """A sweep's runs log no model by default: its best run (by validation) gets one."""
+        from slnn.tracking.model_registry import RegistryError, best_run, ensure_logged_model
+
+        try:
+            run, _ = best_run(self.client, self.state["parent_run_id"])
+            model_id = ensure_logged_model(self.client, run)
+        except RegistryError as e:
+            return f"; no model logged ({e})"
+        self.client.set_tag(self.state["parent_run_id"], "slnn.best_run", run.info.run_id)
+        return f"; best run {run.info.run_id} logged as model {model_id}"
 
     def interrupted(self) -> None:
         _, line = self.close("KILLED")

@@ -1,11 +1,17 @@
-"""Write a trained network as an MLflow pyfunc model directory (``model/`` of each run).
+"""A trained network as an MLflow LoggedModel: a pyfunc model "from code", linked to its run.
 
-``mlflow.pyfunc.save_model`` costs ~0.1 s (signature, environment files, the MLmodel), more than
-everything else slnn logs for a run. Within a process every model of the same data set and
-activation has the same signature, environment and code, so the first is saved by MLflow into a
-temporary folder, read into memory and the folder removed; each later one is written from memory
-with its own weights, preprocessing and identity (``model_uuid`` and creation time, set through
-MLflow's ``Model`` API): a few milliseconds.
+``log_model(client, experiment_id, run_id, W, activation, data)`` creates the LoggedModel
+(``MlflowClient.create_logged_model``, so it shows in the experiment's Models tab and the run's
+"Logged models"), writes its directory and uploads it (``log_model_artifacts``), then marks it
+READY. Load it with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or
+``runs:/<run_id>/model``.
+
+``mlflow.pyfunc.save_model`` costs ~0.1 s (signature, environment files, the MLmodel). Within a
+process every model of the same data set and activation has the same signature, environment and
+code, so the first is saved by MLflow into a temporary folder, read into memory and the folder
+removed; each later one is written from memory with its own weights, preprocessing and identity
+(``model_id``, ``model_uuid``, run and creation time, set through MLflow's ``Model`` API).
+The model's code (``pyfunc_network.py``) needs only numpy, pandas and mlflow: no slnn.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ def _save_with_mlflow(dest: Path, W: np.ndarray, activation: str, data) -> None:
             str(dest), python_model=str(CODE),
             artifacts={"weights": str(src / "weights.npy"), "meta": str(src / "meta.json")},
             signature=signature, input_example=example,
-            pip_requirements=[f"mlflow=={mlflow.__version__}", "numpy", "pandas", "slnn"])
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}",
+                              f"pandas=={pd.__version__}"])
     finally:
         shutil.rmtree(src, ignore_errors=True)
 
@@ -73,8 +80,9 @@ def _template(key: tuple, W: np.ndarray, activation: str, data):
     return _templates[key]
 
 
-def write_model(dest: Path, W: np.ndarray, activation: str, data) -> None:
-    """Write the pyfunc model of ``W`` (trained on ``data`` with ``activation``) into ``dest``."""
+def write_model(dest: Path, W: np.ndarray, activation: str, data, **identity) -> None:
+    """Write the pyfunc model of ``W`` (trained on ``data`` with ``activation``) into ``dest``;
+    ``identity`` sets fields of its MLmodel (``model_id``, ``run_id``, ``artifact_path``)."""
     key = (activation, tuple(data.feature_names), tuple(data.class_names), W.shape)
     files, mlmodel = _template(key, W, activation, data)
     for rel, blob in files.items():
@@ -85,4 +93,32 @@ def write_model(dest: Path, W: np.ndarray, activation: str, data) -> None:
     # the copy's own identity, through MLflow's Model API
     mlmodel.model_uuid = uuid.uuid4().hex
     mlmodel.utc_time_created = str(datetime.now(timezone.utc).replace(tzinfo=None))
+    for field, value in identity.items():
+        setattr(mlmodel, field, value)
     mlmodel.save(str(dest / "MLmodel"))
+
+
+def can_log(activation: str) -> bool:
+    """Only activations the model's own code knows can be logged (a user's new one cannot)."""
+    from slnn.tracking.pyfunc_network import ACTIVATIONS
+
+    return activation in ACTIVATIONS
+
+
+def log_model(client, experiment_id: str, run_id: str, W: np.ndarray, activation: str, data,
+              name: str = "model") -> str:
+    """Log ``W`` as a LoggedModel of run ``run_id``; returns its model id."""
+    lm = client.create_logged_model(experiment_id, name=name, source_run_id=run_id,
+                                    tags={"slnn.activation": activation, "slnn.data": data.name},
+                                    model_type="slnn single-layer network")
+    try:
+        with tempfile.TemporaryDirectory(prefix="slnn-model-") as tmp:
+            root = Path(tmp) / name
+            write_model(root, W, activation, data, model_id=lm.model_id, run_id=run_id,
+                        artifact_path=name)
+            client.log_model_artifacts(lm.model_id, str(root))
+    except BaseException:
+        client.finalize_logged_model(lm.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(lm.model_id, "READY")
+    return lm.model_id

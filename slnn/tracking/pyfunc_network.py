@@ -1,8 +1,10 @@
 """A trained slnn network as an MLflow pyfunc model, logged as code (MLflow's "models from code"):
-no pickle anywhere. The weights are a ``.npy`` artifact loaded with ``allow_pickle=False``; the
-preprocessing and the names of features and classes are a small JSON artifact.
+no pickle anywhere, and no import of slnn, so the model loads and serves where only numpy,
+pandas and mlflow are installed. The weights are a ``.npy`` artifact loaded with
+``allow_pickle=False``; the activation's name, the preprocessing and the names of features and
+classes are a small JSON artifact.
 
-    model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
+    model = mlflow.pyfunc.load_model("models:/<model_id>")      # or runs:/<run_id>/model
     model.predict(frame)   # frame: one column per feature, raw units
     # -> p_<class> per class (outputs clipped at 0 and normalized), and `predicted` (class name)
 """
@@ -16,17 +18,25 @@ import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
+# the activations a logged model can use, written out again here so that the model needs no
+# slnn (a test holds them equal to slnn.core.activations)
+ACTIVATIONS = {
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+    "guide_tanh": lambda x: (np.tanh(x) + 1.0) / 2.0,
+    "linear": lambda x: x * 1.0,
+    "relu": lambda x: np.maximum(x, 0.0),
+}
+
 
 class SlnnNetwork(PythonModel):
     """``z = f([prepare(x), 1] @ W)``; class scores as a distribution, and the argmax class."""
 
     def load_context(self, context):
-        from slnn.core.activations import get_activation
-
         self.W = np.load(context.artifacts["weights"], allow_pickle=False)  # (d + 1, k)
         with open(context.artifacts["meta"]) as fh:
             meta = json.load(fh)
-        self.f = get_activation(meta["activation"]).f
+        self.f = ACTIVATIONS[meta["activation"]]
         self.features = meta["feature_names"]
         self.classes = meta["class_names"]
         self.shift = np.asarray(meta["shift"]) if meta["shift"] is not None else None

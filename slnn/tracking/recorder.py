@@ -18,35 +18,45 @@ from slnn.core.outcomes import TRAINED, Outcome
 from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 from slnn.tracking.store import TrackingError, explain
 
-EPOCH_METRICS = ("train_loss", "val_loss", "train_error", "val_error", "grad_cosine", "weight_norm")
+# sent to MLflow per epoch (step = epoch); every epoch up to tracking.max_metric_points
+EPOCH_METRICS = ("train_loss", "val_loss", "test_loss", "train_error", "val_error", "test_error",
+                 "grad_cosine", "weight_norm")
 TAG_PREFIX = "slnn."
 
 
-def _thin(n: int, max_points: int) -> np.ndarray:
-    max_points = max(max_points, 2)  # the first and the last epoch, at least
-    if n <= max_points:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+def thin(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of the finite ``values`` to send: all of them when there are at most
+    ``max_points``; otherwise evenly spaced ones plus the first, the last, the minimum and the
+    maximum, so that MLflow's Min, Max and Latest are those of the full history."""
+    idx = np.flatnonzero(np.isfinite(values))  # nan (no validation set, no update yet) is absent
+    if len(idx) <= max_points:
+        return idx
+    v = values[idx]
+    keep = np.array(sorted({0, len(idx) - 1, int(np.argmin(v)), int(np.argmax(v))}))
+    chosen = keep
+    for n in range(max_points, -1, -1):  # as many evenly spaced points as fit
+        chosen = np.union1d(keep, np.linspace(0, len(idx) - 1, n).round().astype(int))
+        if len(chosen) <= max(max_points, len(keep)):
+            break
+    return idx[chosen]
 
 
 def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> list:
-    """Per-epoch metrics (``step`` = epoch), thinned to ``max_points``, plus the final figures."""
+    """Per-epoch metrics (``step`` = epoch), each thinned to ``max_points`` keeping its extremes,
+    plus the run's totals at the last epoch."""
     from mlflow.entities import Metric
 
     h = result.history
+    epochs = h["epoch"].astype(int)
     out = []
-    for i in _thin(len(h["epoch"]), max_points):
-        step = int(h["epoch"][i])
-        for name in EPOCH_METRICS:
-            v = float(h[name][i])
-            if not np.isnan(v):  # nan (no validation set, no update yet) is simply absent
-                out.append(Metric(name, v, timestamp_ms, step))
-    fin = result.final
-    finals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
-              "epochs_run": result.epochs_run, "steps_run": result.steps_run,
+    for name in EPOCH_METRICS:
+        values = np.asarray(h[name], dtype=float)
+        out += [Metric(name, float(values[i]), timestamp_ms, int(epochs[i]))
+                for i in thin(values, max_points)]
+    totals = {"epochs_run": result.epochs_run, "steps_run": result.steps_run,
               "train_seconds": result.train_seconds}
-    last = int(h["epoch"][-1]) if len(h["epoch"]) else 0
-    out += [Metric(k, float(v), timestamp_ms, last) for k, v in finals.items() if not np.isnan(v)]
+    last = int(epochs[-1]) if len(epochs) else 0
+    out += [Metric(k, float(v), timestamp_ms, last) for k, v in totals.items()]
     return out
 
 
@@ -58,6 +68,23 @@ def history_csv(result: TrainResult) -> str:
         buf.write(",".join(repr(float(h[c][i])) if c not in ("epoch", "step") else str(int(h[c][i]))
                            for c in HISTORY_COLUMNS) + "\n")
     return buf.getvalue()
+
+
+def dataset_input(data):
+    """The run's data set as MLflow's dataset input: name, digest, source and split sizes."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    local = data.source.startswith("/")
+    profile = {"num_rows": data.n_train + data.n_val + data.n_test, "train_rows": data.n_train,
+               "validation_rows": data.n_val, "test_rows": data.n_test,
+               "features": data.n_features, "classes": data.n_classes}
+    schema = {"mlflow_colspec": [{"name": f, "type": "double"} for f in data.feature_names]}
+    entity = Dataset(name=data.name, digest=data.digest, source_type="local" if local else "code",
+                     source=json.dumps({"uri": data.source}), schema=json.dumps(schema),
+                     profile=json.dumps(profile))
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])
 
 
 class RunRecorder:
@@ -73,6 +100,7 @@ class RunRecorder:
         from mlflow.exceptions import MlflowException
 
         self.client = client
+        self.experiment_id = experiment_id
         self.params = params
         all_tags = {"mlflow.runName": run_name, **tags}
         if parent_run_id:
@@ -98,11 +126,13 @@ class RunRecorder:
                                   tags=tag_list if i == 0 else [])
 
     def finish(self, result: TrainResult, config_yaml: str, *, plot: bool, title: str,
-               max_metric_points: int = 12, model: tuple | None = None) -> None:
-        """Log params, metrics, artifacts and the outcome, then mark the run FINISHED.
+               max_metric_points: int = 1000, data=None, model_activation: str | None = None
+               ) -> None:
+        """Log params, metrics, artifacts, the data set and the outcome; mark the run FINISHED.
 
-        ``model=(activation, dataset)`` also logs the network as an MLflow pyfunc model under
-        ``model/`` (not for a run without finite trained weights).
+        ``data`` (the run's ``Dataset``) is logged as the run's input (the UI's Dataset column).
+        ``model_activation`` also logs the network as a LoggedModel named ``model`` (only for a
+        run that trained to finite weights, with an activation the model's code knows).
         """
         now = int(time.time() * 1000)
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
@@ -120,15 +150,20 @@ class RunRecorder:
                     from slnn.tracking.plots import plot_curves  # matplotlib only when plotting
 
                     plot_curves(result, title, root / "learning_curves.png")
-            if (model is not None and result.outcome in TRAINED
-                    and np.isfinite(result.W_final).all()):
-                from slnn.tracking.model import write_model
-
-                write_model(root / "model", result.W_final, model[0], model[1])
             # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
-        self._log(metric_entities(result, max_metric_points, now),
-                  {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]})
+        tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]}
+        if (model_activation is not None and data is not None and result.outcome in TRAINED
+                and np.isfinite(result.W_final).all()):
+            from slnn.tracking.model import can_log, log_model
+
+            if can_log(model_activation):
+                tags[TAG_PREFIX + "model_id"] = log_model(
+                    self.client, self.experiment_id, self.run_id, result.W_final,
+                    model_activation, data)
+        if data is not None:
+            self.client.log_inputs(self.run_id, datasets=[dataset_input(data)])
+        self._log(metric_entities(result, max_metric_points, now), tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, exc: BaseException, status: str = "FAILED") -> None:

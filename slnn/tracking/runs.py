@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from dataclasses import dataclass
 
 from slnn.core.outcomes import Outcome
 
@@ -44,15 +46,66 @@ def reap_dead_runs(client, experiment_id: str, parent_run_id: str | None = None)
     return n
 
 
-def finished_hashes(client, experiment_id: str) -> set[str]:
-    """Config hashes of every FINISHED slnn run in the experiment (one paged search)."""
-    done: set[str] = set()
+@dataclass(frozen=True)
+class FinishedRun:
+    run_id: str
+    config_hash: str
+    code_hash: str | None  # None: made before slnn recorded it
+    data_digest: str | None
+    parent: str | None
+    start_time: int
+
+
+def finished_runs(client, experiment_id: str) -> dict[str, list[FinishedRun]]:
+    """Every FINISHED slnn run of the experiment by config hash, newest first (paged search)."""
+    out: dict[str, list[FinishedRun]] = {}
     token = None
     while True:
         page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
                                   max_results=50000, page_token=token)
-        done.update(r.data.tags["slnn.config_hash"] for r in page
-                    if "slnn.config_hash" in r.data.tags)
+        for r in page:
+            t = r.data.tags
+            if "slnn.config_hash" in t and "slnn.link_to" not in t:
+                out.setdefault(t["slnn.config_hash"], []).append(FinishedRun(
+                    r.info.run_id, t["slnn.config_hash"], t.get("slnn.code_hash"),
+                    t.get("slnn.data_digest"), t.get("mlflow.parentRunId"), r.info.start_time))
         token = page.token
         if not token:
-            return done
+            break
+    for runs in out.values():
+        runs.sort(key=lambda r: r.start_time, reverse=True)
+    return out
+
+
+def link_to_parent(client, experiment_id: str, run_id: str, parent_run_id: str) -> str:
+    """Make a finished run, reused by a sweep, count as that sweep's child.
+
+    A run without a parent (a single run) is adopted: it gets ``mlflow.parentRunId``. A run that
+    belongs to another sweep keeps its parent, and this sweep gets a link run: a FINISHED child
+    with the run's params, final metrics and ``slnn.*`` tags and ``slnn.link_to`` = its id, so the
+    UI lists it with its numbers and the report reads the original's history. Returns the id of
+    the run that now sits under ``parent_run_id``."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    if tags.get("mlflow.parentRunId") == parent_run_id:
+        return run_id
+    if "mlflow.parentRunId" not in tags:
+        client.set_tag(run_id, "mlflow.parentRunId", parent_run_id)
+        return run_id
+    name = tags.get("mlflow.runName", run_id)
+    copied = {k: v for k, v in tags.items() if k.startswith("slnn.") or k.startswith("mlflow.source")
+              or k == "mlflow.user"}
+    link = client.create_run(experiment_id, run_name=name, tags={
+        **copied, "mlflow.runName": name, "mlflow.parentRunId": parent_run_id,
+        "slnn.link_to": run_id,
+        "mlflow.note.content": f"Reused: this cell's run is {run_id} (child of sweep "
+                               f"{tags['mlflow.parentRunId']}); its artifacts are there."})
+    now = int(time.time() * 1000)
+    params = [Param(k, v) for k, v in run.data.params.items()]
+    metrics = [Metric(k, v, now, 0) for k, v in run.data.metrics.items()]
+    for i in range(0, max(len(params), len(metrics), 1), 100):
+        client.log_batch(link.info.run_id, params=params[i:i + 100], metrics=metrics[i:i + 100])
+    client.set_terminated(link.info.run_id, "FINISHED")
+    return link.info.run_id

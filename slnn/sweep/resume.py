@@ -1,0 +1,58 @@
+"""Which cells of a grid a sweep runs, and why: resume keyed on the config, the code and the data.
+
+A cell is reused only when a FINISHED run has the same ``slnn.config_hash`` (what it computes),
+the same ``slnn.data_digest`` (the data it read) and the same ``slnn.code_hash`` (the code that
+made it; ``sweep.reuse_other_code=true`` accepts other code). Otherwise it runs, and the plan
+says why: the code changed, the data changed, or it is new. ``sweep.force=true`` runs every cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REUSED, CODE_CHANGED, DATA_CHANGED, NEW, FORCED = ("reused", "code changed", "data changed",
+                                                   "new", "forced")
+
+
+@dataclass
+class Plan:
+    todo: list = field(default_factory=list)  # the cells to run
+    reused: dict = field(default_factory=dict)  # cell hash -> the FinishedRun it reuses
+    why: dict = field(default_factory=dict)  # cell hash -> one of the reasons above
+
+    def count(self, reason: str) -> int:
+        return sum(1 for w in self.why.values() if w == reason)
+
+    def line(self) -> str:
+        parts = [f"{self.count(REUSED)} reused"]
+        for reason in (CODE_CHANGED, DATA_CHANGED):
+            if self.count(reason):
+                parts.append(f"{self.count(reason)} rerun because the {reason.split()[0]} changed")
+        parts.append(f"{self.count(NEW)} new")
+        if self.count(FORCED):
+            parts.append(f"{self.count(FORCED)} rerun (sweep.force=true)")
+        return ", ".join(parts)
+
+
+def plan(cells, finished: dict, code_hash: str, *, force: bool = False,
+         reuse_other_code: bool = False) -> Plan:
+    """``cells``: ``grid.Cell``s; ``finished``: ``tracking.runs.finished_runs``'s result."""
+    p = Plan()
+    for cell in cells:
+        runs = finished.get(cell.hash, [])
+        same_data = [r for r in runs if r.data_digest == cell.data_digest]
+        match = [r for r in same_data if r.code_hash == code_hash] or (
+            same_data if reuse_other_code else [])
+        if force:
+            p.why[cell.hash] = FORCED if runs else NEW
+        elif match:
+            p.why[cell.hash], p.reused[cell.hash] = REUSED, match[0]
+            continue
+        elif same_data:
+            p.why[cell.hash] = CODE_CHANGED
+        elif runs:
+            p.why[cell.hash] = DATA_CHANGED
+        else:
+            p.why[cell.hash] = NEW
+        p.todo.append(cell)
+    return p
