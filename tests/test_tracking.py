@@ -191,10 +191,8 @@ def test_final_metrics(main_run, store):
     assert m["epochs_run"] == 30
     assert m["steps_run"] == 30 * main_run.data.n_train
     assert 0 < m["train_seconds"] < main_run.wall
-    for name in ("epochs_run", "train_seconds"):
+    for name in ("test_loss", "test_error", "epochs_run", "train_seconds"):
         assert _metric(store, main_run.run_id, name)[0] == [30]  # logged at the last epoch
-    for name in ("test_loss", "test_error"):  # per epoch, like the others: the latest is the last
-        assert _metric(store, main_run.run_id, name)[0] == list(range(31))
 
 
 def test_weights_artifacts_are_float64_of_the_network_shape(main_run):
@@ -292,6 +290,8 @@ def test_metric_entities_thin_keeping_first_and_last_epoch(max_points):
     assert len(by_name["val_loss"]) == min(max_points, 51)
     assert {k: [(m.value, m.step) for m in v] for k, v in by_name.items()
             if k not in EPOCH_METRICS} == {
+        "test_loss": [(HISTORY_COLUMNS.index("test_loss") * 1000.0 + 50, 50)],
+        "test_error": [(HISTORY_COLUMNS.index("test_error") * 1000.0 + 50, 50)],
         "epochs_run": [(50.0, 50)], "steps_run": [(350.0, 50)], "train_seconds": [(1.5, 50)]}
 
 

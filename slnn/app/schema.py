@@ -130,3 +130,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 def run_name(cfg: Config) -> str:
     """A name a person can read, e.g. ``kronecker-sigmoid-lr0.1-s3-iris_petal``."""
     return f"{cfg.update.rule}-{cfg.model.activation}-lr{cfg.optim.lr:g}-s{cfg.seed}-{cfg.data.name}"
+
+
+# importing the schema is enough to compose slnn's config with Hydra (the command line, the
+# sweeper, tests and notebooks all rely on it)
+register_configs()

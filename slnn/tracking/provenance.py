@@ -77,11 +77,11 @@ def source_tags() -> dict[str, str]:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
-        user = os.environ.get("USER", "unknown")
+        user = os.environ.get("USER", "?")
     commit, dirty = git_info()
     tags = {"mlflow.source.name": entry_point(), "mlflow.source.type": "LOCAL",
             "mlflow.user": user, "slnn.version": slnn.__version__, "slnn.code_hash": code_hash(),
-            "slnn.dirty": "unknown" if dirty is None else str(dirty).lower()}
+            "slnn.dirty": "not a checkout" if dirty is None else str(dirty).lower()}
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags

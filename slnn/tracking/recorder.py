@@ -19,8 +19,9 @@ from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 from slnn.tracking.store import TrackingError, explain
 
 # sent to MLflow per epoch (step = epoch); every epoch up to tracking.max_metric_points
-EPOCH_METRICS = ("train_loss", "val_loss", "test_loss", "train_error", "val_error", "test_error",
-                 "grad_cosine", "weight_norm")
+# (test figures only at the end: what a run is judged on is chosen on validation, and each
+# metric point costs a row in the store)
+EPOCH_METRICS = ("train_loss", "val_loss", "train_error", "val_error", "grad_cosine", "weight_norm")
 TAG_PREFIX = "slnn."
 
 
@@ -43,7 +44,7 @@ def thin(values: np.ndarray, max_points: int) -> np.ndarray:
 
 def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> list:
     """Per-epoch metrics (``step`` = epoch), each thinned to ``max_points`` keeping its extremes,
-    plus the run's totals at the last epoch."""
+    plus the final test figures and the run's totals at the last epoch."""
     from mlflow.entities import Metric
 
     h = result.history
@@ -53,10 +54,12 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> 
         values = np.asarray(h[name], dtype=float)
         out += [Metric(name, float(values[i]), timestamp_ms, int(epochs[i]))
                 for i in thin(values, max_points)]
-    totals = {"epochs_run": result.epochs_run, "steps_run": result.steps_run,
+    fin = result.final
+    totals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
+              "epochs_run": result.epochs_run, "steps_run": result.steps_run,
               "train_seconds": result.train_seconds}
     last = int(epochs[-1]) if len(epochs) else 0
-    out += [Metric(k, float(v), timestamp_ms, last) for k, v in totals.items()]
+    out += [Metric(k, float(v), timestamp_ms, last) for k, v in totals.items() if np.isfinite(v)]
     return out
 
 
@@ -162,9 +165,24 @@ class RunRecorder:
                     self.client, self.experiment_id, self.run_id, result.W_final,
                     model_activation, data)
         if data is not None:
-            self.client.log_inputs(self.run_id, datasets=[dataset_input(data)])
+            self._log_input(data)
         self._log(metric_entities(result, max_metric_points, now), tags)
         self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _log_input(self, data) -> None:
+        """``log_inputs``, tolerating a concurrent first insert of the same data set: MLflow's SQL
+        store looks the data set up, then inserts it, so two workers logging it at once can
+        collide on its unique key; the retry finds the row the other one made."""
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(5):
+            try:
+                self.client.log_inputs(self.run_id, datasets=[dataset_input(data)])
+                return
+            except MlflowException as e:
+                if "UNIQUE constraint" not in str(e) and "duplicate key" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def fail(self, exc: BaseException, status: str = "FAILED") -> None:
         """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the run."""
