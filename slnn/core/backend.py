@@ -10,12 +10,22 @@ from slnn.core.reference import epoch_numpy, evaluate_numpy
 from slnn.core.rules import UpdateRule
 
 _compiled: dict = {}
+_NO_UPDATES = np.empty(0, dtype=np.int64)
 
 
 class Backend:
-    """The epoch and evaluation functions of one (activation, rule) pair on one path."""
+    """The epoch and evaluation functions of one (activation, rule) pair on one path.
+
+    On the compiled path every method calls one of two compiled functions (see ``_LOOPS``): the
+    online kernel when the rule is the gradient rule and ``batch_size`` is 1, else the batch
+    kernel. ``evaluate`` and ``evaluate_all`` run the online kernel (the batch one for another
+    rule) on no updates; ``train`` evaluates its epoch 0 through ``epoch_evaluate`` instead, so
+    that a run compiles one kernel only.
+    """
 
     def __init__(self, act: Activation, rule: UpdateRule, compiled: bool):
+        from slnn.core.rules import input_fast
+
         self.act, self.rule, self.compiled = act, rule, compiled
         if compiled:
             key = (act.name, act.f, act.df, rule.name, rule.fast)
@@ -23,23 +33,43 @@ class Backend:
                 from slnn.core.compiled.codegen import build  # numba only when compiling
 
                 _compiled[key] = build(act, rule)
-            self._epoch, self._evaluate, self._evaluate_all = _compiled[key]
+            online, self._batch = _compiled[key]
+            self._online = online if rule.fast is input_fast else None  # the input rule's alone
+            self._evaluator = self._online or self._batch
+
+    def _kernel(self, batch_size):
+        return self._online if batch_size == 1 and self._online is not None else self._batch
 
     def epoch(self, W, x1, t, idx, batch_size, eta):
+        """One epoch of updates, ``W`` in place: ``(cos_sum, cos_count, finite)``."""
         if self.compiled:
-            return self._epoch(W, x1, t, idx, batch_size, float(eta))
+            x0, t0 = x1[:0], t[:0]  # nothing to evaluate
+            return self._kernel(batch_size)(W, x1, t, idx, batch_size, float(eta),
+                                            x0, t0, x0, t0, x0, t0)[0]
         return epoch_numpy(W, x1, t, idx, batch_size, eta, self.act, self.rule)
+
+    def epoch_evaluate(self, W, x_a, t_a, idx, batch_size, eta, x_b, t_b, x_c, t_c):
+        """``epoch`` on set a, then ``evaluate_all`` on sets a, b, c, in one call on the
+        compiled path: ``((cos_sum, cos_count, finite), (la, lb, lc, ea, eb, ec, norm))``."""
+        if self.compiled:
+            return self._kernel(batch_size)(W, x_a, t_a, idx, batch_size, float(eta),
+                                            x_a, t_a, x_b, t_b, x_c, t_c)
+        out = epoch_numpy(W, x_a, t_a, idx, batch_size, eta, self.act, self.rule)
+        return out, self.evaluate_all(W, x_a, t_a, x_b, t_b, x_c, t_c)
 
     def evaluate(self, W, x1, t):
         """Loss and classification error of ``W`` on one set."""
         if self.compiled:
-            return self._evaluate(W, x1, t)
+            x0, t0 = x1[:0], t[:0]
+            figures = self._evaluator(W, x1, t, _NO_UPDATES, 1, 0.0, x1, t, x0, t0, x0, t0)[1]
+            return figures[0], figures[3]
         return evaluate_numpy(W, x1, t, self.act)
 
     def evaluate_all(self, W, x_a, t_a, x_b, t_b, x_c, t_c):
         """Loss and error on three sets, and ``||W||``: ``(la, lb, lc, ea, eb, ec, norm)``."""
         if self.compiled:
-            return self._evaluate_all(W, x_a, t_a, x_b, t_b, x_c, t_c)
+            return self._evaluator(W, x_a, t_a, _NO_UPDATES, 1, 0.0, x_a, t_a, x_b, t_b, x_c,
+                                   t_c)[1]
         (la, ea), (lb, eb), (lc, ec) = (evaluate_numpy(W, x, t, self.act)
                                         for x, t in ((x_a, t_a), (x_b, t_b), (x_c, t_c)))
         return la, lb, lc, ea, eb, ec, float(np.linalg.norm(W))

@@ -261,8 +261,8 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     rows: list[tuple] = []
     snaps: dict[int, np.ndarray] = {}
 
-    def record(epoch, step, cos):
-        l_tr, l_va, l_te, e_tr, e_va, e_te, norm = be.evaluate_all(W, x_tr, t_tr, x_va, t_va, x_te, t_te)
+    def record(epoch, step, cos, figures):
+        l_tr, l_va, l_te, e_tr, e_va, e_te, norm = figures
         row = (epoch, step, l_tr, l_va, l_te, e_tr, e_va, e_te, cos, norm)
         rows.append(row)
         if on_epoch is not None:
@@ -274,12 +274,17 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     steps = 0
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        record(0, 0, math.nan)
+        # each epoch's updates, then every split evaluated on its weights, in one call (epoch 0:
+        # no updates, through the same compiled kernel as the others)
+        no_updates = np.empty(0, dtype=np.int64)
+        record(0, 0, math.nan, be.epoch_evaluate(W, x_tr, t_tr, no_updates, batch_size, lr,
+                                                 x_va, t_va, x_te, t_te)[1])
         for epoch in range(1, epochs + 1):
             idx = stream.take(n_steps * batch_size)
-            cos_sum, cos_n, finite = be.epoch(W, x_tr, t_tr, idx, batch_size, lr)
+            (cos_sum, cos_n, finite), figures = be.epoch_evaluate(W, x_tr, t_tr, idx, batch_size,
+                                                                  lr, x_va, t_va, x_te, t_te)
             steps += n_steps
-            row = record(epoch, steps, cos_sum / cos_n if cos_n else math.nan)
+            row = record(epoch, steps, cos_sum / cos_n if cos_n else math.nan, figures)
             if epoch in snap_at:
                 snaps[epoch] = W.copy()
             train_loss, val_loss = row[2], row[3]

@@ -5,14 +5,15 @@ What is generated from what:
   and ``df`` (``slnn.core.activations`` or wherever they are defined), the rule's ``fast`` form
   (``slnn.core.rules``), ``slnn.core.rules.input_fast`` as the gradient, ``SAME_RULE`` (whether
   the rule's fast form is the gradient's), and the source of the three template loops of
-  ``slnn.core.compiled.templates`` copied in verbatim;
+  ``slnn.core.compiled.templates`` (``templates._LOOPS``) copied in verbatim;
 - its file name carries a digest of that text, of Numba's version and of the source of ``f``,
   ``df`` and ``fast``, so an edit to any of them makes a new module (and a new compilation);
 - it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn) and
   imported from there; every function in it is ``njit(cache=True)``, so Numba keeps the machine
   code next to it and later processes load it in milliseconds instead of compiling again.
 
-``build(act, rule)`` returns the compiled ``(epoch, evaluate, evaluate_all)`` of that module.
+``build(act, rule)`` returns the module's two compiled entry points, ``(online, batch)``: the
+gradient rule one sample at a time, and any rule at any batch size (see the templates).
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ grad_fast = nb.njit(cache=True)(_grad_fast)
 SAME_RULE = {same}
 
 {loops}
-# reassociation lets LLVM vectorize the forward sums (no nnan/ninf: nan and inf still count)
-_evaluate_loop = nb.njit(cache=True, nogil=True, fastmath={{"reassoc", "contract"}})(_evaluate_loop)
-epoch = nb.njit(cache=True, nogil=True)(_epoch_loop)
-evaluate_all = nb.njit(cache=True, nogil=True)(_evaluate_all)
+
+# reassociation lets LLVM vectorize the sums; contraction fuses multiply-adds (no nnan/ninf:
+# nan and inf still propagate and count)
+_fast = nb.njit(cache=True, nogil=True, fastmath={{"reassoc", "contract"}})
+for _name in {names!r}:
+    globals()[_name] = _fast(globals()[_name])
 """
 
 
@@ -66,12 +69,11 @@ def build(act: Activation, rule: UpdateRule):
     for fn in (act.f, act.df, rule.fast):
         if "<" in fn.__qualname__:  # a lambda or a nested function cannot be imported
             raise ValueError(f"{fn.__qualname__} must be a module-level function to be compiled")
-    loops = "\n\n".join(inspect.getsource(fn) for fn in
-                        (templates._evaluate_loop, templates._evaluate_all, templates._epoch_loop))
+    loops = "\n\n".join(inspect.getsource(fn) for fn in templates._LOOPS)
     src = _MODULE.format(
         act=act.name, rule=rule.name, f_mod=act.f.__module__, f_name=act.f.__name__,
         df_name=act.df.__name__, r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
-        same=rule.fast is input_fast, loops=loops)
+        same=rule.fast is input_fast, loops=loops, names=[fn.__name__ for fn in templates._LOOPS])
     if act.df.__module__ != act.f.__module__:
         src = src.replace(f"{act.df.__name__} as _df\n", f"{act.f.__name__} as _f_unused\n"
                           f"from {act.df.__module__} import {act.df.__name__} as _df\n")
@@ -94,4 +96,4 @@ def build(act: Activation, rule: UpdateRule):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module.epoch, module._evaluate_loop, module.evaluate_all
+    return module._online_kernel, module._batch_kernel
