@@ -41,13 +41,25 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> 
             v = float(h[name][i])
             if not np.isnan(v):  # nan (no validation set, no update yet) is simply absent
                 out.append(Metric(name, v, timestamp_ms, step))
-    fin = result.final
+    fin = result.final  # the last epoch whose figures are finite (see TrainResult)
     finals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
               "epochs_run": result.epochs_run, "steps_run": result.steps_run,
-              "train_seconds": result.train_seconds}
+              "train_seconds": result.train_seconds, "chance_error": result.chance_error,
+              "n_classes": result.n_classes,
+              "final_epoch": result.final_epoch if result.final_epoch >= 0 else np.nan}
     last = int(h["epoch"][-1]) if len(h["epoch"]) else 0
     out += [Metric(k, float(v), timestamp_ms, last) for k, v in finals.items() if not np.isnan(v)]
     return out
+
+
+def final_from(result: TrainResult) -> str:
+    """Which epoch a diverged run's final figures (test_error, ...) are from, in words."""
+    if result.final_epoch < 0:
+        return "no epoch has finite figures"
+    if result.final_epoch == result.epochs_run:
+        return f"epoch {result.final_epoch}, the last (its weights are finite)"
+    return (f"epoch {result.final_epoch}, the last finite one (epoch {result.epochs_run} ended "
+            "with non-finite weights)")
 
 
 def history_csv(result: TrainResult) -> str:
@@ -127,8 +139,10 @@ class RunRecorder:
                 write_model(root / "model", result.W_final, model[0], model[1])
             # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
-        self._log(metric_entities(result, max_metric_points, now),
-                  {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]})
+        tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]}
+        if result.outcome == Outcome.DIVERGED:  # say where its final figures come from
+            tags[TAG_PREFIX + "final_from"] = final_from(result)
+        self._log(metric_entities(result, max_metric_points, now), tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, exc: BaseException, status: str = "FAILED") -> None:
