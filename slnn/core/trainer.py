@@ -171,9 +171,14 @@ class TrainResult:
     epochs_run: int = 0
     steps_run: int = 0
     train_seconds: float = 0.0
-    final_epoch: int = -1
+    final_epoch: Optional[int] = None  # None: the last epoch of the history
     chance_error: float = math.nan
     n_classes: int = 0
+
+    def __post_init__(self):
+        if self.final_epoch is None:
+            e = self.history.get("epoch", np.empty(0))
+            self.final_epoch = int(e[-1]) if len(e) else -1
 
     @property
     def final(self) -> dict[str, float]:

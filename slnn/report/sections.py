@@ -45,7 +45,7 @@ def summary_display(summary: pd.DataFrame, learn: pd.DataFrame | None = None) ->
             "test error": _num(r["test_error_mean"]),
             "test error 95% CI": (_ci(r["test_error_lo"], r["test_error_hi"])
                                   if r["n_seeds"] >= MIN_INTERVAL else
-                                  f"n/a ({int(r['n_seeds'])} seeds)"),
+                                  f"n/a ({int(r['n_seeds'])} seed{'s' * (r['n_seeds'] != 1)})"),
             "epoch 0": _num(r["initial_test_error_mean"]),
             "chance": _num(r["chance_error"]),
             **({"learns?": r["learns"]} if "learns" in s else {}),

@@ -152,13 +152,13 @@ def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
     n = len(cells)
     if k.get(NONE, 0) == n:
         return ""
-    parts = [f"of {n} (activation, lr) cells, {_sig(k.get(LOWERS, 0), 'lowers the test error')}",
+    parts = [_sig(k.get(LOWERS, 0), "lowers the test error"),
              _sig(k.get(RAISES, 0), "raises it"),
              f"shows no significant change in {k.get(FLAT, 0) + k.get(CHANCE, 0)} "
              f"({k.get(CHANCE, 0)} of them near chance level)"]
     if k.get(DIVERGED, 0):
         parts.append(f"diverged in every run in {k[DIVERGED]}")
-    return f"on {data}, `{rule}` " + ", ".join(parts) + "."
+    return f"on {data}, of {n} (activation, lr) cells `{rule}` " + ", ".join(parts) + "."
 
 
 def _divergence_line(data: str, rule: str, cells: pd.DataFrame) -> str:
@@ -193,7 +193,7 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
             lines.append(
                 f"on {data}, paired by seed, `{ra}` ends with the lower mean test error in "
                 f"{c['a_lower']} of {c['cells']} (activation, lr) cells and `{rb}` in "
-                f"{c['b_lower']}; the difference is significant (Holm p < {ALPHA:g}) in "
+                f"{c['b_lower']}; the difference has Holm p < {ALPHA:g} in "
                 f"{c['a_sig']} cells for `{ra}` and {c['b_sig']} for `{rb}`; the mean paired "
                 f"difference ({ra} - {rb}) "
                 + (f"per cell ranges from {fmt(c['diff_min'])} to {fmt(c['diff_max'])}."
