@@ -10,7 +10,6 @@ headline's numbers, and the cos(z, x) identity on the logged runs.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -215,8 +214,8 @@ def test_the_headline_numbers_are_the_tables(frames):
     h2h = tests[(tests["family"] == "head_to_head") & (tests["n"] > 0)]
     lower = int((h2h["diff"] < -1e-12).sum())
     sig = int((h2h["significant"] & (h2h["diff"] < 0)).sum())
-    assert f"in {lower} of {len(h2h)} cells on iris_petal; the difference has Holm p < 0.05 " \
-           f"in {sig} of them" in head
+    assert (f"in {lower} of the {len(h2h)} cells on iris_petal where both trained; the "
+            f"difference has Holm p < 0.05 in {sig} of them") in head
     for rule in ("input", "kronecker"):
         r = runs[(runs["update"] == rule) & runs["outcome"].isin(TRAINED | {"diverged"})]
         assert f"`{rule}` diverged in {int((r['outcome'] == 'diverged').sum())} of {len(r)}" in head

@@ -34,10 +34,6 @@ COLUMNS = ["family", "data", "update_a", "update_b", "activation", "lr", "a", "b
            "p_holm", "significant", "note"]
 
 
-def _by_seed(runs: pd.DataFrame, col: str = "test_error") -> pd.Series:
-    return runs.drop_duplicates("seed").set_index("seed")[col]
-
-
 def cell_label(rule: str, activation: str, lr: float) -> str:
     return f"{rule} ({activation}, lr {lr:g})"
 
@@ -45,32 +41,35 @@ def cell_label(rule: str, activation: str, lr: float) -> str:
 def tests_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """The family of tests of one sweep (columns ``COLUMNS``), sorted by family, data, cell."""
     done = runs[runs["outcome"].isin(RAN)]
-    ok = runs[trained_ok(runs)]
+    ok = runs[trained_ok(runs)].drop_duplicates(["data", "update", "activation", "lr", "seed"])
+    # per (data, update, activation, lr): final and initial test error by seed
+    by_cell = {k: g.set_index("seed")[["test_error", "initial_test_error"]]
+               for k, g in ok.groupby(["data", "update", "activation", "lr"])}
+    empty = pd.DataFrame(columns=["test_error", "initial_test_error"], dtype=float)
+    ran = set(done.groupby(["data", "update", "activation", "lr"]).groups)
     metas, pairs = [], []
 
     def add(meta: dict, a: pd.Series, b: pd.Series) -> None:
         seeds = a.index.intersection(b.index).sort_values()
         metas.append(meta)
-        pairs.append((a[seeds].to_numpy(), b[seeds].to_numpy()))
+        pairs.append((a[seeds].to_numpy(dtype=float), b[seeds].to_numpy(dtype=float)))
 
     for data in sorted(done["data"].unique()):
         rules = sorted(done.loc[done["data"] == data, "update"].unique())
-        d_ok = ok[ok["data"] == data]
         cells = done[done["data"] == data].groupby(["activation", "lr"]).size().index
         for act, lr in cells:
-            c_ok = d_ok[(d_ok["activation"] == act) & (d_ok["lr"] == lr)]
-            here = [r for r in rules if ((done["data"] == data) & (done["update"] == r)
-                                         & (done["activation"] == act) & (done["lr"] == lr)).any()]
+            here = [r for r in rules if (data, r, act, lr) in ran]
+            got = {r: by_cell.get((data, r, act, lr), empty) for r in here}
             for i, ra in enumerate(here):
                 for rb in here[i + 1:]:
                     add(dict(family="head_to_head", data=data, update_a=ra, update_b=rb,
                              activation=act, lr=lr, a=ra, b=rb),
-                        _by_seed(c_ok[c_ok["update"] == ra]), _by_seed(c_ok[c_ok["update"] == rb]))
+                        got[ra]["test_error"], got[rb]["test_error"])
             for r in here:
-                mine = c_ok[(c_ok["update"] == r) & np.isfinite(c_ok["initial_test_error"])]
+                mine = got[r][np.isfinite(got[r]["initial_test_error"].astype(float))]
                 add(dict(family="learning", data=data, update_a=r, update_b=r, activation=act,
                          lr=lr, a="final", b="initial"),
-                    _by_seed(mine), _by_seed(mine, "initial_test_error"))
+                    mine["test_error"], mine["initial_test_error"])
         best = summary[(summary["data"] == data) & summary["best"].astype(bool)]
         best = best.set_index("update")
         brules = [r for r in rules if r in best.index]
@@ -79,13 +78,12 @@ def tests_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
                 ca, cb = best.loc[ra], best.loc[rb]
                 if ca["activation"] == cb["activation"] and ca["lr"] == cb["lr"]:
                     continue  # the same cell: its head-to-head test is this comparison
-                sel = [d_ok[(d_ok["update"] == r) & (d_ok["activation"] == c["activation"])
-                            & (d_ok["lr"] == c["lr"])] for r, c in ((ra, ca), (rb, cb))]
+                sel = [by_cell.get((data, r, c["activation"], c["lr"]), empty)["test_error"]
+                       for r, c in ((ra, ca), (rb, cb))]
                 add(dict(family="best_vs_best", data=data, update_a=ra, update_b=rb,
                          activation="", lr=np.nan,
                          a=cell_label(ra, ca["activation"], ca["lr"]),
-                         b=cell_label(rb, cb["activation"], cb["lr"])),
-                    _by_seed(sel[0]), _by_seed(sel[1]))
+                         b=cell_label(rb, cb["activation"], cb["lr"])), sel[0], sel[1])
     if not metas:
         return pd.DataFrame(columns=COLUMNS)
     results = paired_tests(pairs)

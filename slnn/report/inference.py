@@ -61,12 +61,18 @@ def bootstrap_mean(values, min_n: int = MIN_INTERVAL) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) 95% interval of a rate of ``k`` in ``n``; nan when ``n`` is 0."""
-    if n <= 0:
-        return np.nan, np.nan
-    ci = st.binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="exact")
-    return float(ci.low), float(ci.high)
+def clopper_pearson(k, n):
+    """Exact (Clopper-Pearson) 95% interval of a rate of ``k`` in ``n``: the beta quantiles
+    that ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")`` gives, for arrays at
+    once; nan where ``n`` is 0. Scalars in, a (low, high) tuple of floats out."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(all="ignore"):
+        lo = np.where(k > 0, st.beta.ppf(0.025, k, n - k + 1), 0.0)
+        hi = np.where(k < n, st.beta.ppf(0.975, k + 1, n - k), 1.0)
+    lo, hi = np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
+    if lo.ndim == 0:
+        return float(lo), float(hi)
+    return lo, hi
 
 
 @dataclass

@@ -123,7 +123,9 @@ def stats_note(n_tests: int) -> list[str]:
         "Errors and best cells: a diverged run (non-finite weights, or a training loss above "
         "train.divergence_loss) counts in the divergence rate, not in any error figure. Each "
         "rule's best cell per data set (**best**) has the lowest mean validation error among "
-        "cells where at least half the runs did not diverge: never chosen on the test error.",
+        "its cells where no run diverged (if it has none, where at least half did not): a cell "
+        "whose seeds partly diverged averages only its survivors, which started from kinder "
+        "splits and weights. Never chosen on the test error.",
     ]
 
 

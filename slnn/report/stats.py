@@ -57,30 +57,31 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["outcome"] != Outcome.RUNNING]
     if done.empty:
         return pd.DataFrame(columns=KEYS + ["n_runs", "n_seeds"])
-    rows, err_samples, val_samples, ep_samples = [], [], [], []
-    for key, g in done.groupby(KEYS, sort=True, dropna=False):
-        ok = g[trained_ok(g)]
-        ran = g[g["outcome"].isin(RAN) & np.isfinite(g["epochs_run"])]
-        n_div = int((g["outcome"] == Outcome.DIVERGED).sum())
-        lo, hi = clopper_pearson(n_div, len(ran))
-        rows.append({**dict(zip(KEYS, key)), "n_runs": len(g), "n_seeds": len(ok),
-                     "test_error_mean": ok["test_error"].mean(),
-                     "val_error_mean": ok["val_error"].mean() if "val_error" in ok else np.nan,
-                     "initial_test_error_mean": (ok["initial_test_error"].mean()
-                                                 if "initial_test_error" in ok else np.nan),
-                     "chance_error": g["chance_error"].mean() if "chance_error" in g else np.nan,
-                     "epochs_mean": ran["epochs_run"].mean(), "n_ran": len(ran),
-                     "n_diverged": n_div, "div_rate": n_div / len(ran) if len(ran) else np.nan,
-                     "div_lo": lo, "div_hi": hi,
-                     "epochs_max": g["epochs_max"].max() if "epochs_max" in g else np.nan})
-        err_samples.append(ok["test_error"].to_numpy())
-        val_samples.append(ok["val_error"].to_numpy() if "val_error" in ok else np.empty(0))
-        ep_samples.append(ran["epochs_run"].to_numpy())
-    out = pd.DataFrame(rows)
-    for name, samples in (("test_error", err_samples), ("val_error", val_samples),
-                          ("epochs", ep_samples)):
-        ci = bootstrap_means(samples)
+    done = done.assign(**{c: done[c] if c in done else np.nan for c in
+                          ("val_error", "initial_test_error", "chance_error", "epochs_max")})
+    ok = done[trained_ok(done)]
+    ran = done[done["outcome"].isin(RAN) & np.isfinite(done["epochs_run"])]
+    g, gk, gr = (d.groupby(KEYS, sort=True, dropna=False) for d in (done, ok, ran))
+    out = g.size().rename("n_runs").to_frame()
+    out["n_seeds"] = gk.size()
+    for col in ("test_error", "val_error", "initial_test_error"):
+        out[f"{col}_mean"] = gk[col].mean()
+    out["chance_error"] = g["chance_error"].mean()
+    out["epochs_mean"] = gr["epochs_run"].mean()
+    out["n_ran"] = gr.size()
+    out["n_diverged"] = g["outcome"].apply(lambda o: int((o == Outcome.DIVERGED).sum()))
+    out = out.fillna({"n_seeds": 0, "n_ran": 0}).astype({"n_seeds": int, "n_ran": int})
+    with np.errstate(all="ignore"):
+        out["div_rate"] = np.where(out["n_ran"] > 0, out["n_diverged"] / out["n_ran"], np.nan)
+    out["div_lo"], out["div_hi"] = clopper_pearson(out["n_diverged"].to_numpy(),
+                                                   out["n_ran"].to_numpy())
+    out["epochs_max"] = g["epochs_max"].max()
+    for name, grouped, col in (("test_error", gk, "test_error"), ("val_error", gk, "val_error"),
+                               ("epochs", gr, "epochs_run")):
+        values = {k: v.to_numpy() for k, v in grouped[col]}
+        ci = bootstrap_means([values.get(k, np.empty(0)) for k in out.index])
         out[f"{name}_lo"], out[f"{name}_hi"] = ci[:, 0], ci[:, 1]
+    out = out.reset_index()
     counts = done.groupby(KEYS, dropna=False)["outcome"].value_counts().unstack(fill_value=0)
     counts = counts[outcome_order(counts.columns)].add_prefix("n_").drop(columns="n_diverged",
                                                                            errors="ignore")
@@ -92,15 +93,17 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def mark_best(summary: pd.DataFrame) -> pd.Series:
     """Per (data, rule): True for the cell with the lowest mean validation error over its
-    non-diverged seeds, among cells where at least half the runs that ran did not diverge (a
-    cell where most seeds blew up is no rule's best setting, however lucky its survivors); ties
-    go to fewer divergences, then the smaller lr. Never chosen on the test error."""
+    non-diverged seeds, among the cells where no run diverged; a rule with no such cell, among
+    those where at least half did not. A cell whose seeds partly blew up averages only its
+    survivors, which started from kinder splits and weights: no fair best setting. Ties go to
+    the smaller lr. Never chosen on the test error."""
     best = pd.Series(False, index=summary.index)
-    ok = summary[np.isfinite(summary["val_error_mean"])
-                 & (summary["n_seeds"] >= 0.5 * summary["n_ran"]) & (summary["n_seeds"] > 0)]
-    for _, g in ok.groupby(["data", "update"]):
-        i = g.sort_values(["val_error_mean", "n_diverged", "lr", "activation"]).index[0]
-        best[i] = True
+    has = summary[np.isfinite(summary["val_error_mean"]) & (summary["n_seeds"] > 0)]
+    for _, g in has.groupby(["data", "update"]):
+        clean = g[g["n_diverged"] == 0]
+        pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * g["n_ran"]]
+        if len(pool):
+            best[pool.sort_values(["val_error_mean", "lr", "activation"]).index[0]] = True
     return best
 
 

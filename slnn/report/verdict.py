@@ -257,7 +257,8 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                if (ra, rb) in _pairs(tests, data)]
         per = [(data, c) for data, c in per if c["cells"]]
         if per:
-            low = _join([f"{c['a_lower']} of {c['cells']} cells on {data}" for data, c in per])
+            low = _join([f"{c['a_lower']} of the {c['cells']} cells on {data} where both trained"
+                         for data, c in per])
             sig = _join([str(c["a_sig"]) for _, c in per])
             other = sum(c["b_sig"] for _, c in per)
             out.append(f"`{ra}` ends with a lower mean test error than `{rb}` in {low}; the "
