@@ -264,3 +264,17 @@ def test_the_report_text_has_no_path_of_the_machine(swept):
         text = (out / name).read_text()
         assert str(folder) not in text and os.getcwd() not in text, name
         assert "tracking URI**: `sqlite:///mlflow.db`" in text or "sqlite:///mlflow.db" in text
+
+
+def test_the_readme_says_what_the_committed_reports_say():
+    """Every number the README's Reports section gives for a committed report is in it."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("Committed results, regenerated")[1].split("\n## ")[0]
+    for study in ("guide_vs_correct", "guide_reproduction"):
+        bullet = section.split(f"[`reports/{study}/report.md`]")[1].split("\n- [")[0]
+        report = (root / "reports" / study / "report.md").read_text()
+        numbers = re.findall(r"(?<![\w.])\d+\.\d+(?:e-\d+)?|(?<![\w.])\d+ of (?:the )?\d+", bullet)
+        assert len(numbers) >= 5, bullet
+        for n in numbers:
+            assert n in report, (study, n)
