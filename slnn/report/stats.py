@@ -20,9 +20,6 @@ from slnn.report.inference import bootstrap_means, clopper_pearson
 
 # the order outcomes are shown in; any other value found in the data goes after these
 OUTCOMES = tuple(str(o) for o in ORDER)
-# what each bounded column of the summary must lie in (epochs: [1, the cell's max epochs])
-BOUNDS = {"test_error": (0.0, 1.0), "val_error": (0.0, 1.0), "div_rate": (0.0, 1.0),
-          "epochs": (1.0, "epochs_max")}
 
 
 def t_halfwidth(sd, n):
@@ -41,6 +38,16 @@ def outcome_order(present) -> list[str]:
 def trained_ok(runs: pd.DataFrame) -> pd.Series:
     """The runs whose errors count: trained without diverging, with a finite test error."""
     return runs["outcome"].isin(TRAINED) & np.isfinite(runs["test_error"])
+
+
+def chance_by_data(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per data set: the chance level (the test split's majority-class error, logged by each
+    run as ``chance_error``), mean over the seeds, and how many seeds that is. Every run of a
+    seed has the same split, so each seed counts once."""
+    r = runs[np.isfinite(runs["chance_error"])] if "chance_error" in runs else runs.iloc[:0]
+    per_seed = r.groupby(["data", "seed"])["chance_error"].mean()
+    g = per_seed.groupby(level="data")
+    return pd.DataFrame({"chance_error": g.mean(), "seeds": g.size()})
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:

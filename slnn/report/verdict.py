@@ -17,6 +17,7 @@ import pandas as pd
 from slnn.core.outcomes import RAN, Outcome
 from slnn.report.compare import best_comparison
 from slnn.report.inference import ALPHA, TEST_NAME
+from slnn.report.stats import chance_by_data
 
 TIE = 1e-12
 NEAR = 0.05  # with no interval (< 3 seeds): "near chance" means within this of the chance level
@@ -121,8 +122,7 @@ def _best_line(tests, summary, data, ra, rb) -> str:
             f"{ca['lr']:g}) ends with a test error of {fmt(ca['test_error_mean'])} "
             f"{interval(ca['test_error_lo'], ca['test_error_hi'])} and `{rb}`'s "
             f"({cb['activation']}, lr {cb['lr']:g}) with {fmt(cb['test_error_mean'])} "
-            f"{interval(cb['test_error_lo'], cb['test_error_hi'])}; chance level "
-            f"{fmt(ca['chance_error'])}")
+            f"{interval(cb['test_error_lo'], cb['test_error_hi'])}")
     if t is None or t["n"] == 0:
         return text + "; no seed trained in both cells, so they are not compared."
     d = (f"paired over {int(t['n'])} seeds the difference ({ra} - {rb}) is {fmt(t['diff'])} "
@@ -181,9 +181,14 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
     where a rule could not run, divergences and failures."""
     done = runs[runs["outcome"] != Outcome.RUNNING]
     s = summary.join(learn)
+    chance = chance_by_data(done)
     lines: list[str] = []
     for data in sorted(done["data"].unique()):
         d = done[done["data"] == data]
+        if data in chance.index:
+            c = chance.loc[data]
+            lines.append(f"on {data}, the chance level (the test split's majority-class error, "
+                         f"mean over {int(c['seeds'])} seeds) is {fmt(c['chance_error'])}.")
         for ra, rb in _pairs(tests, data):
             c = head_to_head_counts(tests, data, ra, rb)
             if c["cells"] == 0:
@@ -219,8 +224,7 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                     lines.append(f"on {data}, `{rule}`'s best cell by validation error is "
                                  f"{b['activation']}, lr {b['lr']:g}: test error "
                                  f"{fmt(b['test_error_mean'])} "
-                                 f"{interval(b['test_error_lo'], b['test_error_hi'])}, chance "
-                                 f"level {fmt(b['chance_error'])}.")
+                                 f"{interval(b['test_error_lo'], b['test_error_hi'])}.")
             for line in (_learn_line(data, rule, cells), _divergence_line(data, rule, cells)):
                 if line:
                     lines.append(line)
@@ -244,6 +248,7 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
     if done.empty:
         return ["No run of this sweep has ended yet."]
     s = summary.join(learn)
+    chance = chance_by_data(done)["chance_error"]
     datas = sorted(done["data"].unique())
     n_tests = int(np.isfinite(tests["p"]).sum()) if len(tests) else 0
     out = [f"This sweep has {len(done)} finished runs of {done['update'].nunique()} update "
@@ -273,7 +278,7 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                 sig = ("significant" if t is not None and t["significant"] else "not significant")
                 bests.append(f"{fmt(b.loc[ra, 'test_error_mean'])} for `{ra}` against "
                              f"{fmt(b.loc[rb, 'test_error_mean'])} for `{rb}` on {data} "
-                             f"(chance level {fmt(b.loc[ra, 'chance_error'])}; {sig})")
+                             f"(chance level {fmt(chance.get(data, np.nan))}; {sig})")
         if bests:
             out.append("Each rule's best cell, chosen by validation error, reaches a test error "
                        f"of {_join(bests)}.")

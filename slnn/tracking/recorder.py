@@ -45,7 +45,7 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> 
     finals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
               "epochs_run": result.epochs_run, "steps_run": result.steps_run,
               "train_seconds": result.train_seconds, "chance_error": result.chance_error,
-              "n_classes": result.n_classes,
+              "n_classes": result.n_classes or np.nan,  # 0: not known (a hand-made result)
               "final_epoch": result.final_epoch if result.final_epoch >= 0 else np.nan}
     last = int(h["epoch"][-1]) if len(h["epoch"]) else 0
     out += [Metric(k, float(v), timestamp_ms, last) for k, v in finals.items() if not np.isnan(v)]
