@@ -10,6 +10,7 @@ headline's numbers, and the cos(z, x) identity on the logged runs.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -21,7 +22,8 @@ import pytest
 import yaml
 from scipy import stats as st
 
-from slnn.report.inference import bootstrap_mean, bootstrap_means, clopper_pearson, holm, paired_test
+from slnn.report.inference import (bootstrap_mean, bootstrap_means, clopper_pearson, holm,
+                                   paired_test)
 from slnn.report.provenance import display_uri, study_command
 
 FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
@@ -80,6 +82,20 @@ def test_clopper_pearson_is_exact_and_in_bounds():
 
 def test_bootstrap_of_one_value_twice_gives_no_interval():
     assert all(math.isnan(v) for v in bootstrap_mean([0.3, 0.4]))
+
+
+def test_the_identity_check_skips_runs_it_cannot_rebuild():
+    """A run whose config.yaml names no data set (a synthetic run) is left out, not a crash."""
+    from slnn.report.identity import check_runs
+
+    runs = pd.DataFrame({"run_id": ["a"], "artifact_uri": [""], "update": ["kronecker"],
+                         "outcome": ["max_epochs"], "data": ["toy"], "activation": ["sigmoid"],
+                         "lr": [0.1], "seed": [0]})
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 3)))
+    blobs = {"weights/initial.npy": buf.getvalue(), "config.yaml": b"synthetic: true\n"}
+    out = check_runs(runs, lambda run_id, uri, name: blobs[name])
+    assert out.empty and "max_abs_diff" in out.columns
 
 
 def test_the_tracking_uri_is_shown_without_the_machines_paths(tmp_path):

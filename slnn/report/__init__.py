@@ -23,7 +23,8 @@ import pandas as pd
 from slnn.report.frames import SweepData
 from slnn.report.source import ReportError, newest_sweep, read_sweep
 
-__all__ = ["Analysis", "ReportError", "SweepData", "analyse", "default_out", "newest_sweep", "read_sweep",
+__all__ = ["Analysis", "ReportError", "SweepData", "analyse", "default_out", "newest_sweep",
+           "read_sweep",
            "report_for_parent"]
 
 
@@ -40,8 +41,8 @@ class Analysis:
 
 
 def analyse(sweep: SweepData | pd.DataFrame, fetch=None) -> Analysis:
-    """The summary, the tests, the words, of a sweep (or of its runs frame); with ``fetch`` (``source.artifact_reader``), also the
-    identity of ``slnn.report.identity`` on a few logged runs of the guide's rule."""
+    """The summary, the tests, the words, of a sweep (or of its runs frame); with ``fetch``
+    (``source.artifact_reader``), also the identity of ``slnn.report.identity`` on a few logged runs of the guide's rule."""
     from slnn.report.compare import tests_table
     from slnn.report.identity import RULE, check_runs
     from slnn.report.stats import summary_table

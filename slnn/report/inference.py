@@ -3,7 +3,7 @@
     from slnn.report.inference import bootstrap_mean, clopper_pearson, paired_test, holm
     lo, hi = bootstrap_mean(errors)            # percentile bootstrap of the mean, inside [min, max]
     lo, hi = clopper_pearson(3, 20)            # exact interval of a rate, inside [0, 1]
-    t = paired_test(final, initial)            # Wilcoxon signed-rank + the mean difference's interval
+    t = paired_test(final, initial)            # Wilcoxon signed-rank, mean difference, interval
     adjusted = holm(p_values)                  # Holm's step-down adjustment, nan left alone
 
 Everything is scipy.stats except Holm's adjustment, which scipy does not have (it is five lines,
@@ -48,7 +48,8 @@ def bootstrap_means(samples, min_n: int = MIN_INTERVAL) -> np.ndarray:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # a constant row: scipy warns, its interval is a point
             ci = st.bootstrap((data,), np.mean, axis=-1, n_resamples=RESAMPLES,
-                              method="percentile", rng=np.random.default_rng(SEED)).confidence_interval
+                              method="percentile", rng=np.random.default_rng(SEED))
+            ci = ci.confidence_interval
         # a mean of resampled values cannot leave [min, max]: clip the last ulp of rounding
         out[idx, 0] = np.maximum(np.atleast_1d(ci.low), data.min(axis=1))
         out[idx, 1] = np.minimum(np.atleast_1d(ci.high), data.max(axis=1))

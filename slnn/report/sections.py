@@ -83,8 +83,9 @@ def identity_blocks(identity: pd.DataFrame | None) -> list[Block]:
     blocks: list[Block] = [("h2", "Why the guide's rule is not the gradient")]
     blocks += [("p", w) for w in WHY]
     if identity.empty:
-        return blocks + [("p", f"No logged `{RULE}` run that trained has its initial weights "
-                               "and config, so the identity could not be checked on this sweep.")]
+        return blocks + [("p", f"No logged `{RULE}` run that trained has initial weights and a "
+                               "config.yaml that rebuilds its data set, so the identity could "
+                               "not be checked on this sweep.")]
     worst = identity["max_abs_diff"].max()
     blocks.append(("p", f"Checked on {len(identity)} logged `{RULE}` runs: each run's data set "
                         "rebuilt from its `config.yaml`, its `weights/initial.npy` loaded, and "

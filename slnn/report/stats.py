@@ -58,7 +58,8 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     ``initial_test_error_mean`` (the same seeds at epoch 0); ``chance_error`` (the test split's
     majority-class error, mean over the cell's runs); ``epochs_mean/lo/hi`` (epochs run, by
     every run that ran, diverged ones included); ``n_ran``, ``n_diverged``, ``div_rate`` and its
-    Clopper-Pearson ``div_lo/hi``; ``epochs_max`` (train.epochs); outcome counts ``n_<outcome>``; and ``best``:
+    Clopper-Pearson ``div_lo/hi``; ``epochs_max`` (train.epochs); outcome counts
+    ``n_<outcome>``; and ``best``:
     the rule's best cell on its data set, chosen by mean validation error (below).
     """
     done = runs[runs["outcome"] != Outcome.RUNNING]

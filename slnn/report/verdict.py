@@ -158,7 +158,8 @@ def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
              f"({k.get(CHANCE, 0)} of them near chance level)"]
     if k.get(DIVERGED, 0):
         parts.append(f"diverged in every run in {k[DIVERGED]}")
-    return f"on {data}, of {n} (activation, lr) cells `{rule}` " + ", ".join(parts) + "."
+    return (f"on {data}, of {n} (activation, lr) {_cells(n).split(' ')[1]} `{rule}` "
+            + ", ".join(parts) + ".")
 
 
 def _divergence_line(data: str, rule: str, cells: pd.DataFrame) -> str:
@@ -237,6 +238,10 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
 
 # --- the headline ----------------------------------------------------------------------------
 
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -262,8 +267,8 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                if (ra, rb) in _pairs(tests, data)]
         per = [(data, c) for data, c in per if c["cells"]]
         if per:
-            low = _join([f"{c['a_lower']} of the {c['cells']} cells on {data} where both trained"
-                         for data, c in per])
+            low = _join([f"{c['a_lower']} of the {_cells(c['cells'])} on {data} where both "
+                         "trained" for data, c in per])
             sig = _join([str(c["a_sig"]) for _, c in per])
             other = sum(c["b_sig"] for _, c in per)
             out.append(f"`{ra}` ends with a lower mean test error than `{rb}` in {low}; the "
@@ -287,7 +292,7 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
         cells = s[(s["update"] == rule) & (s["learn_kind"] != NONE)]
         if len(cells):
             k = cells["learn_kind"].value_counts()
-            learn_bits.append(f"of the {len(cells)} cells where `{rule}` ran, it "
+            learn_bits.append(f"of the {_cells(len(cells))} where `{rule}` ran, it "
                               f"{_sig(k.get(LOWERS, 0), 'lowers the test error')} "
                               f"({k.get(CHANCE, 0)} stay near chance level)")
     if learn_bits:
