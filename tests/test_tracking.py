@@ -193,6 +193,10 @@ def test_final_metrics(main_run, store):
     assert 0 < m["train_seconds"] < main_run.wall
     for name in ("test_loss", "test_error", "epochs_run", "train_seconds"):
         assert _metric(store, main_run.run_id, name)[0] == [30]  # logged at the last epoch
+    assert m["final_epoch"] == 30 and m["n_classes"] == 3
+    shares = main_run.data.t_test.mean(axis=0)  # the majority-class error, computed here
+    assert m["chance_error"] == pytest.approx(1 - shares.max(), abs=1e-12)
+    assert "slnn.final_from" not in main_run.run.data.tags  # only a diverged run says it
 
 
 def test_weights_artifacts_are_float64_of_the_network_shape(main_run):
@@ -292,7 +296,8 @@ def test_metric_entities_thin_keeping_first_and_last_epoch(max_points):
             if k not in EPOCH_METRICS} == {
         "test_loss": [(HISTORY_COLUMNS.index("test_loss") * 1000.0 + 50, 50)],
         "test_error": [(HISTORY_COLUMNS.index("test_error") * 1000.0 + 50, 50)],
-        "epochs_run": [(50.0, 50)], "steps_run": [(350.0, 50)], "train_seconds": [(1.5, 50)]}
+        "epochs_run": [(50.0, 50)], "steps_run": [(350.0, 50)], "train_seconds": [(1.5, 50)],
+        "final_epoch": [(50.0, 50)]}  # no chance_error or n_classes: this result knows neither
 
 
 def test_metric_entities_leave_out_nan():
@@ -332,6 +337,12 @@ def test_divergence_is_a_finished_run(compose, store, tmp_path):
     last = hist["train_loss"][-1]
     assert not math.isfinite(last) or last > 1e4  # train.divergence_loss
     assert all(math.isfinite(v) and v <= 1e4 for v in hist["train_loss"][:-1])
+    # its final figures are those of the last epoch with finite figures, and it says which
+    m, tags = r.run.data.metrics, r.run.data.tags
+    finite = [i for i in range(n) if math.isfinite(hist["train_loss"][i])]
+    assert m["final_epoch"] == hist["epoch"][finite[-1]]
+    assert m["test_error"] == hist["test_error"][finite[-1]]
+    assert tags["slnn.final_from"].startswith(f"epoch {int(m['final_epoch'])}, the last")
 
 
 # --- an unexpected failure is recorded, then raised ---

@@ -283,6 +283,36 @@ def test_non_finite_weights_diverge_without_raising(petal, backend):
     assert not np.isfinite(r.W_final).all()
     assert r.epochs_run < 5
     assert np.isfinite(r.history["train_loss"][:-1]).all()
+    # the epoch that ended with non-finite weights has no figures (argmax of nan would say
+    # class 0), and the final figures are those of the epoch before, computed here afresh
+    last = {c: r.history[c][-1] for c in HISTORY_COLUMNS}
+    assert last["epoch"] == r.epochs_run
+    assert all(math.isnan(last[c]) for c in HISTORY_COLUMNS if c not in ("epoch", "step")), last
+    assert r.final_epoch == r.epochs_run - 1 == 0  # lr 1e300: the first epoch blows up
+    loss, error = _evaluate(r.W_initial, petal, "test", "linear")
+    assert r.final["test_error"] == pytest.approx(error, abs=1e-15)
+    assert r.final["test_loss"] == pytest.approx(loss, rel=1e-12)
+    assert r.final["epoch"] == r.final_epoch
+
+
+@pytest.mark.parametrize("backend", ["numpy", "compiled"])
+def test_divergence_by_loss_with_finite_weights_keeps_its_real_final_figures(petal, backend):
+    r = train(petal, activation="linear", rule="input", lr=10.0, epochs=50, steps_per_epoch=1,
+              divergence_loss=1e4, backend=backend, rng=_rng(1))
+    assert r.outcome == "diverged" and np.isfinite(r.W_final).all()
+    assert r.final_epoch == r.epochs_run
+    loss, error = _evaluate(r.W_final, petal, "test", "linear")
+    assert r.final["test_error"] == pytest.approx(error, abs=1e-15)
+    assert r.final["train_loss"] > 1e4
+
+
+def test_chance_error_is_the_majority_class_error_of_the_test_split(petal, iris):
+    for data in (petal, iris):
+        r = train(data, activation="sigmoid", rule="kronecker", epochs=1, rng=_rng(0))
+        counts = np.bincount(np.argmax(data.t_test, axis=1), minlength=3)
+        assert r.chance_error == pytest.approx(1 - counts.max() / counts.sum(), abs=1e-15)
+        assert r.n_classes == 3
+    assert r.outcome == "shape_mismatch" and r.final_epoch == -1  # iris: still known
 
 
 def test_large_target_val_loss_converges_at_epoch_1(petal):

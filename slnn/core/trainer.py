@@ -37,6 +37,15 @@ HISTORY_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "test_loss", "train_error", "val_error",
     "test_error", "grad_cosine", "weight_norm",
 )
+LOSSES = ("train_loss", "val_loss", "test_loss")
+
+
+def chance_error(t: np.ndarray) -> float:
+    """The error of always answering the commonest class of one-hot targets ``t`` (n, k):
+    ``1 - max class share``; nan for an empty set."""
+    if t.shape[0] == 0:
+        return math.nan
+    return float(1.0 - t.sum(axis=0).max() / t.shape[0])
 
 
 def _choice(key: str, value, valid) -> None:
@@ -142,7 +151,15 @@ class TrainResult:
     """What one training run produced.
 
     ``history`` maps each name in ``HISTORY_COLUMNS`` to an array with one entry per epoch,
-    starting with epoch 0 (the initial weights, before any update).
+    starting with epoch 0 (the initial weights, before any update). An epoch that ended with
+    non-finite weights has nan for every figure (losses, errors, grad_cosine, weight_norm): the
+    argmax of nan outputs is class 0, an artefact, not an error rate.
+
+    ``final_epoch`` is the last epoch whose figures are finite (weights finite, and the loss of
+    every non-empty split finite); ``final`` is that epoch's row. For a run that diverged with
+    non-finite weights it is the epoch before; for one that diverged by its training loss with
+    finite weights it is the last epoch, whose figures are real. -1 when it never trained.
+    ``chance_error`` is the test split's majority-class error and ``n_classes`` is k.
     """
 
     outcome: str
@@ -154,13 +171,22 @@ class TrainResult:
     epochs_run: int = 0
     steps_run: int = 0
     train_seconds: float = 0.0
+    final_epoch: Optional[int] = None  # None: the last epoch of the history
+    chance_error: float = math.nan
+    n_classes: int = 0
+
+    def __post_init__(self):
+        if self.final_epoch is None:
+            e = self.history.get("epoch", np.empty(0))
+            self.final_epoch = int(e[-1]) if len(e) else -1
 
     @property
     def final(self) -> dict[str, float]:
-        """The last epoch's figures (nan where the run never trained)."""
-        if len(self.history["epoch"]) == 0:
+        """The figures of ``final_epoch`` (nan where the run never trained)."""
+        if self.final_epoch < 0 or len(self.history["epoch"]) == 0:
             return {c: math.nan for c in HISTORY_COLUMNS}
-        return {c: float(v[-1]) for c, v in self.history.items()}
+        i = int(np.flatnonzero(self.history["epoch"] == self.final_epoch)[0])
+        return {c: float(v[i]) for c, v in self.history.items()}
 
 
 def with_bias(x: np.ndarray) -> np.ndarray:
@@ -243,10 +269,12 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     W = init_weights(n_in, n_out, rng, m.init, m.init_scale)
     W0 = W.copy()
     empty = {c: np.empty(0) for c in HISTORY_COLUMNS}
+    chance = chance_error(t_te)
     try:
         check_shape(upd, W.shape)
     except ShapeMismatch as e:
-        return TrainResult(Outcome.SHAPE_MISMATCH, str(e), W0, W.copy(), empty)
+        return TrainResult(Outcome.SHAPE_MISMATCH, str(e), W0, W.copy(), empty,
+                           chance_error=chance, n_classes=n_out)
 
     compiled = t.backend == "compiled" or (t.backend == "auto" and upd.fast is not None)
     if compiled and upd.fast is None:
@@ -260,10 +288,18 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
 
     rows: list[tuple] = []
     snaps: dict[int, np.ndarray] = {}
+    sized = [n > 0 for n in (x_tr.shape[0], x_va.shape[0], x_te.shape[0])]
+    final_epoch = -1
 
     def record(epoch, step, cos, figures):
-        l_tr, l_va, l_te, e_tr, e_va, e_te, norm = figures
-        row = (epoch, step, l_tr, l_va, l_te, e_tr, e_va, e_te, cos, norm)
+        nonlocal final_epoch
+        if not np.isfinite(W).all():  # figures of non-finite weights would be artefacts: none
+            row = (epoch, step) + (math.nan,) * (len(HISTORY_COLUMNS) - 2)
+        else:
+            l_tr, l_va, l_te, e_tr, e_va, e_te, norm = figures
+            row = (epoch, step, l_tr, l_va, l_te, e_tr, e_va, e_te, cos, norm)
+            if all(math.isfinite(v) for v, has in zip((l_tr, l_va, l_te), sized) if has):
+                final_epoch = epoch
         rows.append(row)
         if on_epoch is not None:
             on_epoch(dict(zip(HISTORY_COLUMNS, row)))
@@ -309,4 +345,5 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     seconds = time.perf_counter() - start
     history = {c: np.array([r[i] for r in rows], dtype=np.float64) for i, c in enumerate(HISTORY_COLUMNS)}
     return TrainResult(outcome, reason, W0, W.copy(), history, snaps, epochs_run=len(rows) - 1,
-                       steps_run=steps, train_seconds=seconds)
+                       steps_run=steps, train_seconds=seconds, final_epoch=final_epoch,
+                       chance_error=chance, n_classes=n_out)

@@ -5,15 +5,17 @@
     python -c "from slnn.report import report_for_parent as r; print(r('sqlite:///mlflow.db', '<id>'))"
 
 A report is made in three phases, each usable on its own from a notebook:
-``read_sweep`` (MLflow -> pandas frames, ``source`` and ``frames``), ``analyse`` (summary table and verdict) plus
+``read_sweep`` (MLflow -> pandas frames, ``source`` and ``frames``), ``analyse`` (summary
+table, tests, headline and verdict: ``stats``, ``compare``, ``verdict``, ``identity``) plus
 ``make_figures`` (PNGs), and ``render`` (report.md, report.html, tidy.parquet, runs.csv,
-summary.csv). The sweep callback calls ``report_for_parent(uri, parent, attach=True)`` after
+summary.csv, tests.csv). The sweep callback calls ``report_for_parent(uri, parent, attach=True)`` after
 every multirun.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,17 +23,40 @@ import pandas as pd
 from slnn.report.frames import SweepData
 from slnn.report.source import ReportError, newest_sweep, read_sweep
 
-__all__ = ["ReportError", "SweepData", "analyse", "default_out", "newest_sweep", "read_sweep",
+__all__ = ["Analysis", "ReportError", "SweepData", "analyse", "default_out", "newest_sweep",
+           "read_sweep",
            "report_for_parent"]
 
 
-def analyse(sweep: SweepData) -> tuple[pd.DataFrame, list[str]]:
-    """The summary table and the verdict written from it."""
-    from slnn.report.stats import summary_table
-    from slnn.report.verdict import verdict
+@dataclass
+class Analysis:
+    """What the report says, before it is drawn or written."""
 
-    summary = summary_table(sweep.runs)
-    return summary, verdict(sweep.runs, summary)
+    summary: pd.DataFrame  # one row per (data, update, activation, lr): stats.summary_table
+    tests: pd.DataFrame  # every paired test, Holm-corrected together: compare.tests_table
+    learn: pd.DataFrame  # per summary row: does the rule learn there (verdict.learning_verdicts)
+    verdict: list[str]
+    headline: list[str]
+    identity: pd.DataFrame | None = None  # the cos(z, x) identity on logged runs, if any
+
+
+def analyse(sweep: SweepData | pd.DataFrame, fetch=None) -> Analysis:
+    """The summary, the tests, the words, of a sweep (or of its runs frame); with ``fetch``
+    (``source.artifact_reader``), also the identity of ``slnn.report.identity`` on a few logged runs of the guide's rule."""
+    from slnn.report.compare import tests_table
+    from slnn.report.identity import RULE, check_runs
+    from slnn.report.stats import summary_table
+    from slnn.report.verdict import headline, learning_verdicts, verdict
+
+    runs = sweep.runs if isinstance(sweep, SweepData) else sweep  # a runs frame will do
+    summary = summary_table(runs)
+    tests = tests_table(runs, summary)
+    learn = learning_verdicts(summary, tests)
+    identity = None
+    if fetch is not None and (runs["update"] == RULE).any():
+        identity = check_runs(runs, fetch)
+    return Analysis(summary, tests, learn, verdict(runs, summary, tests, learn),
+                    headline(runs, summary, tests, learn), identity)
 
 
 def default_out(study: str) -> Path:
@@ -61,10 +86,12 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
     name = sweep.study if sweep.study != "sweep" else f"sweep-{parent_run_id[:8]}"
     folder = Path(out) if out is not None else default_out(name)
     folder.mkdir(parents=True, exist_ok=True)
-    summary, lines = analyse(sweep)
-    figs = make_figures(sweep, summary, folder, target_error)
+    from slnn.report.source import artifact_reader
+
+    analysis = analyse(sweep, fetch=artifact_reader(uri))
+    figs = make_figures(sweep, analysis.summary, folder, target_error)
     t2 = time.perf_counter()
-    files = render(sweep, summary, lines, figs, folder)
+    files = render(sweep, analysis, figs, folder)
     t3 = time.perf_counter()
     if attach:
         from slnn.report.source import open_client

@@ -158,7 +158,8 @@ def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
 def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
     """2. Mean final test error over (activation, lr), one panel per (data, update rule)."""
     key, title = "test_error_heatmap", "mean final test error over learning rate x activation"
-    cap = ("mean final test error over seeds in each (activation, learning rate) cell; rows: "
+    cap = ("mean final test error over the seeds that trained without diverging, in each "
+           "(activation, learning rate) cell; rows: "
            "data set, columns: update rule; grey n/a: no run of that cell has a test error "
            "(e.g. shape_mismatch). The numbers and their intervals are in the summary table.")
     s = summary.dropna(subset=["test_error_mean"]) if "test_error_mean" in summary else summary[:0]

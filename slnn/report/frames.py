@@ -24,7 +24,8 @@ REQUIRED_HISTORY = ("epoch", "val_loss", "val_error", "test_error")
 KEYS = ["data", "update", "activation", "lr"]  # one cell of the grid, over seeds
 TIDY_COLUMNS = ["run_id", "data", "update", "activation", "lr", "seed", "outcome", "epoch",
                 "step", "metric", "value"]
-FINALS = ("test_error", "test_loss", "epochs_run", "steps_run", "train_seconds")
+FINALS = ("test_error", "test_loss", "epochs_run", "steps_run", "train_seconds", "final_epoch",
+          "chance_error", "n_classes")
 
 
 @dataclass
@@ -72,6 +73,7 @@ def runs_frame(df: pd.DataFrame) -> pd.DataFrame:
         "activation": _col(df, "tags.slnn.activation").fillna(_col(df, "params.model.activation")),
         "lr": pd.to_numeric(_col(df, "params.optim.lr"), errors="coerce"),
         "seed": pd.to_numeric(_col(df, "params.seed"), errors="coerce"),
+        "epochs_max": pd.to_numeric(_col(df, "params.train.epochs"), errors="coerce"),
         "outcome": _col(df, "tags.slnn.outcome", None),
         "reason": _col(df, "tags.slnn.reason", "").fillna(""),
         "artifact_uri": _col(df, "artifact_uri", "").fillna(""),
@@ -220,3 +222,19 @@ def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[st
         notes.append("inside a (data, update, activation, lr) cell these params also vary: "
                      f"{', '.join(vary)}; the seeds of such a cell mix those settings.")
     return notes
+
+
+def add_history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> None:
+    """Add, from the histories, ``initial_test_error`` (epoch 0) and ``val_error`` of the final
+    epoch (``final_epoch``, the last with finite figures; for a run logged without it, the last
+    epoch whose losses are finite), in place."""
+    h = history.sort_values(["run_id", "epoch"])
+    first = h.drop_duplicates("run_id").set_index("run_id")["test_error"]
+    runs["initial_test_error"] = runs["run_id"].map(first)
+    finite = h[np.isfinite(h["train_loss"]) & np.isfinite(h["test_error"])]
+    last = finite.drop_duplicates("run_id", keep="last").set_index("run_id")
+    fe = runs.set_index("run_id")["final_epoch"] if "final_epoch" in runs else None
+    at = pd.Series(last["epoch"]) if fe is None else fe.fillna(last["epoch"].reindex(fe.index))
+    val = h.set_index(["run_id", "epoch"])["val_error"]
+    keys = pd.MultiIndex.from_arrays([at.index, at.fillna(-1).astype(int).values])
+    runs["val_error"] = runs["run_id"].map(pd.Series(val.reindex(keys).values, index=at.index))

@@ -1,5 +1,9 @@
-"""Write the report folder: the data (tidy.parquet, runs.csv, summary.csv), report.md that links
-the PNGs, and a self-contained report.html with the figures embedded as base64."""
+"""Write the report folder: the data (tidy.parquet, runs.csv, summary.csv, tests.csv), report.md
+that links the PNGs, and a self-contained report.html with the figures embedded as base64.
+
+Both documents are made from one list of blocks (``document``): a headline, a table of contents,
+then the sections, so that the Markdown and the HTML say the same thing.
+"""
 
 from __future__ import annotations
 
@@ -9,53 +13,66 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from slnn.report.figures import Fig
-from slnn.core.outcomes import FAILED, Outcome
 from slnn.report.frames import SweepData as Sweep
+from slnn.report.provenance import display_uri, regenerate_command
+from slnn.report.sections import Block, analysis_sections
 from slnn.report.stats import outcome_order
 
-DATA_FILES = ("tidy.parquet", "runs.csv", "summary.csv")
+DATA_FILES = ("tidy.parquet", "runs.csv", "summary.csv", "tests.csv")
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;
-font-size:0.85em}th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
+font-size:0.8em}th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}.note{color:#8a4b00}
-.caption{color:#555;font-size:0.9em}"""
+.caption{color:#555;font-size:0.9em}.wide{overflow-x:auto;max-width:100%}
+.headline{font-size:1.05em;background:#f6f8fa;padding:0.6em 1em;border-left:4px solid #4a7}"""
+CODE_KEYS = ("sweep parent run", "tracking URI", "regenerate")
 
 
-def _ci(lo: float, hi: float, n: int, digits: int) -> str:
-    if n == 0:
-        return "n/a (no value)"
-    if n == 1 or not np.isfinite(lo):
-        return "n/a (1 seed)"
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+def _counts_line(sweep: Sweep) -> str:
+    c = sweep.runs["outcome"].value_counts()
+    parts = ", ".join(f"{int(c[o])} {o}" for o in outcome_order(c.index))
+    cells = f" of {sweep.n_cells} cells" if sweep.n_cells else ""
+    return f"{len(sweep.runs)} runs{cells} ({parts}); {sweep.n_children} child runs recorded in all"
 
 
-def _num(x: float, digits: int) -> str:
-    return f"{x:.{digits}f}" if np.isfinite(x) else "n/a"
+def _header(sweep: Sweep) -> list[tuple[str, str]]:
+    return [("sweep parent run", sweep.parent_run_id),
+            ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
+            ("tracking URI", display_uri(sweep.uri)), ("parent run status", sweep.parent_status),
+            ("runs", _counts_line(sweep)), ("generated", time.strftime("%Y-%m-%d %H:%M:%S")),
+            ("regenerate", regenerate_command(sweep))]
 
 
-def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as people read it: intervals as text, outcome counts in one column."""
-    if summary.empty:
-        return pd.DataFrame()
-    counts = [c for c in summary.columns if c.startswith("n_") and c not in ("n_runs", "n_seeds")]
-    rows = []
-    for _, r in summary.iterrows():
-        untrained = (Outcome.SHAPE_MISMATCH, *FAILED)
-        n_ep = int(r["n_runs"] - sum(r.get(f"n_{o}", 0) for o in untrained))
-        rows.append({
-            "data": r["data"], "update": r["update"], "activation": r["activation"],
-            "lr": f"{r['lr']:g}", "runs": int(r["n_runs"]), "seeds": int(r["n_seeds"]),
-            "test error": _num(r["test_error_mean"], 3),
-            "test error 95% CI": _ci(r["test_error_lo"], r["test_error_hi"], int(r["n_seeds"]), 3),
-            "epochs run": _num(r["epochs_mean"], 1),
-            "epochs 95% CI": _ci(r["epochs_lo"], r["epochs_hi"], n_ep, 1),
-            "outcomes": ", ".join(f"{int(r[c])} {c[2:]}" for c in counts if r[c] > 0),
-        })
-    return pd.DataFrame(rows)
+DATA_NOTE = ("`tidy.parquet`: one row per (run, epoch, metric), columns run_id, data, update, "
+             "activation, lr, seed, outcome, epoch, step, metric, value. `runs.csv`: one row per "
+             "run (final figures from its last finite epoch, `initial_test_error` at epoch 0, "
+             "`val_error` at the final epoch, `chance_error`). `summary.csv`: the summary tables "
+             "with numeric columns. `tests.csv`: every test of the report with its raw and "
+             "Holm-adjusted p-value. In a notebook: "
+             "`pd.read_parquet('tidy.parquet').query(\"metric == 'val_error'\")`.")
+
+
+def _anchor(title: str) -> str:
+    """The id GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-")
+
+
+def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[Block]]:
+    """(headline sentences, blocks): every section of the report in order."""
+    blocks: list[Block] = [("h2", "Sweep"), ("ul", [(k, v) for k, v in _header(sweep)])]
+    blocks += [("h2", "Verdict"), ("ul", analysis.verdict or ["no run has ended yet."])]
+    if sweep.notes:
+        blocks += [("h2", "What is missing"), ("notes", sweep.notes)]
+    blocks += analysis_sections(sweep, analysis)
+    blocks.append(("h2", "Figures"))
+    for i, f in enumerate(figs, 1):
+        blocks.append(("h3", f"{i}. {f.title}"))
+        blocks.append(("fig", f))
+    blocks += [("h2", "Data"), ("p", DATA_NOTE)]
+    return analysis.headline, blocks
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -66,112 +83,105 @@ def markdown_table(df: pd.DataFrame) -> str:
     return head + "\n".join("| " + " | ".join(r) + " |" for r in cells)
 
 
-def _counts_line(sweep: Sweep) -> str:
-    c = sweep.runs["outcome"].value_counts()
-    parts = ", ".join(f"{int(c[o])} {o}" for o in outcome_order(c.index))
-    cells = f" of {sweep.n_cells} cells" if sweep.n_cells else ""
-    return f"{len(sweep.runs)} runs{cells} ({parts}); {sweep.n_children} child runs recorded in all"
+def _inline(text: str) -> str:
+    """Escape, then `code` spans and **bold**."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
 
 
-def _regen(sweep: Sweep) -> str:
-    return f"slnn-report --parent-run {sweep.parent_run_id} --tracking-uri {sweep.uri}"
+def _toc(blocks: list[Block]) -> list[str]:
+    return [t for kind, t in blocks if kind == "h2"]
 
 
-def _header(sweep: Sweep) -> list[tuple[str, str]]:
-    return [("sweep parent run", sweep.parent_run_id),
-            ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
-            ("tracking URI", sweep.uri), ("parent run status", sweep.parent_status),
-            ("runs", _counts_line(sweep)), ("generated", time.strftime("%Y-%m-%d %H:%M:%S")),
-            ("regenerate", _regen(sweep))]
-
-
-STATS_NOTE = ("Intervals are 95% t-intervals over seeds, mean +- t(0.975, n - 1) * sd / sqrt(n), "
-              "computed by slnn with pandas and scipy (figure bands too; not seaborn's "
-              "bootstrap). With one seed there is no interval; with few seeds an interval of an "
-              "error rate can reach past [0, 1]. The test error is the last epoch's; the epochs "
-              "are counted over the runs that trained (not shape_mismatch, failed or killed).")
-DATA_NOTE = ("`tidy.parquet`: one row per (run, epoch, metric), columns run_id, data, update, "
-             "activation, lr, seed, outcome, epoch, step, metric, value. `runs.csv`: one row per "
-             "run. `summary.csv`: the table above with numeric columns. In a notebook: "
-             "`pd.read_parquet('tidy.parquet').query(\"metric == 'val_error'\")`.")
-
-
-def write_markdown(sweep: Sweep, table: pd.DataFrame, verdict: list[str], figs: list[Fig],
-                   out: Path) -> Path:
-    lines = [f"# slnn report: {sweep.study}", ""]
-    lines += [f"- **{k}**: `{v}`" if k in ("sweep parent run", "tracking URI", "regenerate")
-              else f"- **{k}**: {v}" for k, v in _header(sweep)]
-    lines += ["", "## Verdict", ""] + [f"- {v}" for v in verdict or ["no run has ended yet."]]
-    if sweep.notes:
-        lines += ["", "## What is missing", ""] + [f"- {n}" for n in sweep.notes]
-    lines += ["", "## Figures", ""]
-    for i, f in enumerate(figs, 1):
-        lines += [f"### {i}. {f.title}", ""]
-        if f.path is None:
-            lines += [f"*Not drawn: {f.note}*", ""]
-            continue
-        note = f" {f.note}." if f.note else ""
-        lines += [f"![{f.title}]({f.path.name})", "", f.caption + note, ""]
-    lines += ["## Summary table", "", markdown_table(table), "", STATS_NOTE, "",
-              "## Data", "", DATA_NOTE, ""]
+def write_markdown(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path) -> Path:
+    lines = [f"# slnn report: {sweep.study}", "", " ".join(headline), "", "**Contents**: "
+             + " · ".join(f"[{t}](#{_anchor(t)})" for t in _toc(blocks)), ""]
+    for kind, body in blocks:
+        if kind == "h2":
+            lines += [f"## {body}", ""]
+        elif kind == "h3":
+            lines += [f"### {body}", ""]
+        elif kind == "p":
+            lines += [body, ""]
+        elif kind in ("ul", "notes"):
+            lines += [f"- **{x[0]}**: `{x[1]}`" if isinstance(x, tuple) and x[0] in CODE_KEYS
+                      else f"- **{x[0]}**: {x[1]}" if isinstance(x, tuple) else f"- {x}"
+                      for x in body] + [""]
+        elif kind == "table":
+            lines += [markdown_table(body), ""]
+        elif kind == "fig":
+            f = body
+            if f.path is None:
+                lines += [f"*Not drawn: {f.note}*", ""]
+            else:
+                note = f" {f.note}." if f.note else ""
+                lines += [f"![{f.title}]({f.path.name})", "", f.caption + note, ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def _inline(text: str) -> str:
-    """Escape, then `code` spans (the verdict's rule names)."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-
-
-def write_html(sweep: Sweep, table: pd.DataFrame, verdict: list[str], figs: list[Fig],
-               out: Path) -> Path:
+def write_html(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path) -> Path:
     e = _inline
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>slnn report: "
-             f"{html.escape(sweep.study)}</title><style>{CSS}</style></head><body>",
-             f"<h1>slnn report: {html.escape(sweep.study)}</h1><ul>"]
-    parts += [f"<li><b>{k}</b>: <code>{html.escape(v)}</code></li>"
-              if k in ("sweep parent run", "tracking URI", "regenerate")
-              else f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in _header(sweep)]
-    parts.append("</ul><h2>Verdict</h2><ul>")
-    parts += [f"<li>{e(v)}</li>" for v in verdict or ["no run has ended yet."]]
-    parts.append("</ul>")
-    if sweep.notes:
-        parts.append("<h2>What is missing</h2><ul>")
-        parts += [f"<li class='note'>{e(n)}</li>" for n in sweep.notes]
-        parts.append("</ul>")
-    parts.append("<h2>Figures</h2>")
-    for i, f in enumerate(figs, 1):
-        parts.append(f"<h3>{i}. {e(f.title)}</h3>")
-        if f.path is None:
-            parts.append(f"<p class='note'>Not drawn: {e(f.note)}</p>")
-            continue
-        b64 = base64.b64encode(f.path.read_bytes()).decode("ascii")
-        parts.append(f"<img src=\"data:image/png;base64,{b64}\" alt=\"{html.escape(f.title)}\">")
-        parts.append(f"<p class='caption'>{e(f.caption + (f' {f.note}.' if f.note else ''))}</p>")
-    parts.append("<h2>Summary table</h2>")
-    parts.append(table.to_html(index=False, border=0, na_rep="n/a") if not table.empty
-                 else "<p>(no rows)</p>")
-    parts.append(f"<p class='caption'>{e(STATS_NOTE)}</p><h2>Data</h2><p>{e(DATA_NOTE)}</p>")
+    title = html.escape(sweep.study)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>slnn report: {title}"
+             f"</title><style>{CSS}</style></head><body>", f"<h1>slnn report: {title}</h1>",
+             f"<p class='headline'>{e(' '.join(headline))}</p>", "<p><b>Contents</b>: "
+             + " · ".join(f"<a href='#{_anchor(t)}'>{html.escape(t)}</a>" for t in _toc(blocks))
+             + "</p>"]
+    for kind, body in blocks:
+        if kind == "h2":
+            parts.append(f"<h2 id='{_anchor(body)}'>{e(body)}</h2>")
+        elif kind == "h3":
+            parts.append(f"<h3>{e(body)}</h3>")
+        elif kind == "p":
+            parts.append(f"<p>{e(body)}</p>")
+        elif kind in ("ul", "notes"):
+            cls = " class='note'" if kind == "notes" else ""
+            items = [f"<li><b>{x[0]}</b>: <code>{html.escape(x[1])}</code></li>"
+                     if isinstance(x, tuple) and x[0] in CODE_KEYS
+                     else f"<li><b>{x[0]}</b>: {html.escape(x[1])}</li>" if isinstance(x, tuple)
+                     else f"<li{cls}>{e(x)}</li>" for x in body]
+            parts.append("<ul>" + "".join(items) + "</ul>")
+        elif kind == "table":
+            parts.append("<div class='wide'>" + (body.to_html(index=False, border=0,
+                                                                na_rep="n/a", escape=True)
+                                                 if not body.empty else "<p>(no rows)</p>")
+                         + "</div>")
+        elif kind == "fig":
+            f = body
+            if f.path is None:
+                parts.append(f"<p class='note'>Not drawn: {e(f.note)}</p>")
+                continue
+            b64 = base64.b64encode(f.path.read_bytes()).decode("ascii")
+            parts.append(f"<img src=\"data:image/png;base64,{b64}\" alt=\"{html.escape(f.title)}\">")
+            parts.append(f"<p class='caption'>{e(f.caption + (f' {f.note}.' if f.note else ''))}</p>")
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts))
     return path
 
 
-def write_data(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Path]:
+def write_data(sweep: Sweep, analysis, out: Path) -> list[Path]:
     """The numbers behind the report, for a notebook."""
     sweep.tidy.to_parquet(out / "tidy.parquet", index=False)
     sweep.runs.drop(columns=["artifact_uri"]).to_csv(out / "runs.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
+    analysis.summary.join(analysis.learn).to_csv(out / "summary.csv", index=False)
+    analysis.tests.to_csv(out / "tests.csv", index=False)
     return [out / f for f in DATA_FILES]
 
 
-def render(sweep: Sweep, summary: pd.DataFrame, verdict: list[str], figs: list[Fig],
-           out: Path) -> list[Path]:
+def render(sweep: Sweep, analysis, figs: list[Fig], out: Path) -> list[Path]:
     """Write data, report.md and report.html into ``out``; returns every file of the report."""
-    table = display_table(summary)
-    files = write_data(sweep, summary, out)
-    files.append(write_markdown(sweep, table, verdict, figs, out))
-    files.append(write_html(sweep, table, verdict, figs, out))
+    files = write_data(sweep, analysis, out)
+    headline, blocks = document(sweep, analysis, figs)
+    files.append(write_markdown(sweep, headline, blocks, out))
+    files.append(write_html(sweep, headline, blocks, out))
     return files + [f.path for f in figs if f.path is not None]
+
+
+# kept for callers of the old name: the summary as people read it
+def display_table(summary: pd.DataFrame, learn: pd.DataFrame | None = None) -> pd.DataFrame:
+    from slnn.report.sections import summary_display
+
+    return summary_display(summary, learn)

@@ -23,8 +23,8 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from slnn.core.outcomes import Outcome
-from slnn.report.frames import (REQUIRED_HISTORY, SweepData, newest_per_cell, notes,
-                                parse_histories, runs_frame)
+from slnn.report.frames import (REQUIRED_HISTORY, SweepData, add_history_finals,
+                                newest_per_cell, notes, parse_histories, runs_frame)
 
 
 class ReportError(RuntimeError):
@@ -147,17 +147,19 @@ def _local_path(artifact_uri: str) -> Path | None:
     return None
 
 
-def _fetch(uri: str, run_id: str, artifact_uri: str, tmp: str) -> bytes | None:
+def _fetch(uri: str, run_id: str, artifact_uri: str, tmp: str,
+           name: str = "history.csv") -> bytes | None:
+    """One artifact of a run (``name``, e.g. ``weights/initial.npy``), or None."""
     local = _local_path(artifact_uri)
     if local is not None:
         try:
-            return (local / "history.csv").read_bytes()
+            return (local / name).read_bytes()
         except OSError:
             pass  # not here after all (a server's path on another machine): ask the server
     import mlflow.artifacts
 
     try:
-        p = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="history.csv",
+        p = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
                                                 dst_path=os.path.join(tmp, run_id),
                                                 tracking_uri=uri)
         return Path(p).read_bytes()
@@ -165,10 +167,20 @@ def _fetch(uri: str, run_id: str, artifact_uri: str, tmp: str) -> bytes | None:
         return None
 
 
+def artifact_reader(uri: str):
+    """``fetch(run_id, artifact_uri, name) -> bytes | None`` for ``slnn.report.identity``."""
+    def fetch(run_id: str, artifact_uri: str, name: str) -> bytes | None:
+        with tempfile.TemporaryDirectory(prefix="slnn-report-") as tmp:
+            return _fetch(uri, run_id, artifact_uri, tmp, name)
+    return fetch
+
+
 def read_histories(uri: str, runs: pd.DataFrame, workers: int = 8):
     """Every ended run's ``history.csv`` in one wide frame, and the runs whose file lacks a
     needed column (``frames.parse_histories``)."""
-    todo = runs[runs["outcome"] != Outcome.RUNNING]
+    # a shape_mismatch run never trained: it has no history to look for (asking a local store's
+    # server for each missing file costs a download attempt per run)
+    todo = runs[~runs["outcome"].isin([Outcome.RUNNING, Outcome.SHAPE_MISMATCH])]
     args = list(zip(todo["run_id"], todo["artifact_uri"]))
     with tempfile.TemporaryDirectory(prefix="slnn-report-") as tmp:
         if all(_local_path(a) is not None for _, a in args):
@@ -246,9 +258,7 @@ def read_sweep(uri: str, parent_run_id: str) -> SweepData:
     all_runs = runs_frame(df)
     runs = newest_per_cell(all_runs)
     history, lacking = read_histories(uri, runs)
-    first = (history.sort_values("epoch").drop_duplicates("run_id")
-             .set_index("run_id")["test_error"])
-    runs["initial_test_error"] = runs["run_id"].map(first)
+    add_history_finals(runs, history)
     runs["has_history"] = runs["run_id"].isin(history["run_id"].unique())
     n_cells = parent.data.tags.get("slnn.n_cells")
     sweep = SweepData(uri=uri, parent_run_id=parent_run_id, experiment_id=exp_id,

@@ -1,8 +1,11 @@
 """The numbers behind the report: the summary table, learning-curve bands, epochs to a target.
 
-Every interval is a 95% t-interval over seeds, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``,
-computed here with pandas and scipy (not seaborn's bootstrap, which is slow on big frames and
-differs from run to run). With one seed there is no interval: it is nan and the table says so.
+The summary table's intervals respect their bounds: means of error rates and of epochs get a 95%
+percentile-bootstrap interval over seeds (``slnn.report.inference``), which lies inside the
+values' range; a divergence rate gets the exact Clopper-Pearson interval. Error figures count
+only the runs that trained without diverging; a cell where every run diverged has none. The
+figures' bands are 95% t-intervals over seeds, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``: a
+picture of the spread, cheap at every epoch; the table holds the inference.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from slnn.core.outcomes import ORDER, RAN, Outcome
+from slnn.core.outcomes import ORDER, RAN, TRAINED, Outcome
 from slnn.report.frames import KEYS, SweepData as Sweep
+from slnn.report.inference import bootstrap_means, clopper_pearson
 
 # the order outcomes are shown in; any other value found in the data goes after these
 OUTCOMES = tuple(str(o) for o in ORDER)
@@ -26,44 +30,89 @@ def t_halfwidth(sd, n):
         return q * sd / np.sqrt(n)
 
 
-def mean_interval(values: pd.Series) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values."""
-    v = values[np.isfinite(values)]
-    n = len(v)
-    if n == 0:
-        return np.nan, np.nan, np.nan, 0
-    m = float(v.mean())
-    h = float(t_halfwidth(v.std(ddof=1) if n > 1 else np.nan, n))
-    return m, m - h, m + h, n
-
-
 def outcome_order(present) -> list[str]:
     present = list(dict.fromkeys(present))
     return [o for o in OUTCOMES if o in present] + sorted(o for o in present if o not in OUTCOMES)
 
 
+def trained_ok(runs: pd.DataFrame) -> pd.Series:
+    """The runs whose errors count: trained without diverging, with a finite test error."""
+    return runs["outcome"].isin(TRAINED) & np.isfinite(runs["test_error"])
+
+
+def chance_by_data(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per data set: the chance level (the test split's majority-class error, logged by each
+    run as ``chance_error``), mean over the seeds, and how many seeds that is. Every run of a
+    seed has the same split, so each seed counts once."""
+    r = runs[np.isfinite(runs["chance_error"])] if "chance_error" in runs else runs.iloc[:0]
+    per_seed = r.groupby(["data", "seed"])["chance_error"].mean()
+    g = per_seed.groupby(level="data")
+    return pd.DataFrame({"chance_error": g.mean(), "seeds": g.size()})
+
+
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (data, update, activation, lr): runs, seeds with a final test error, that error's mean
-    and 95% interval, epochs run (by the runs that trained) with its interval, outcome counts."""
+    """One row per (data, update, activation, lr), sorted so, with:
+
+    ``n_runs``; ``n_seeds`` (runs that trained without diverging: the error figures' n);
+    ``test_error_mean/lo/hi`` and ``val_error_mean/lo/hi`` (final errors, bootstrap interval);
+    ``initial_test_error_mean`` (the same seeds at epoch 0); ``chance_error`` (the test split's
+    majority-class error, mean over the cell's runs); ``epochs_mean/lo/hi`` (epochs run, by
+    every run that ran, diverged ones included); ``n_ran``, ``n_diverged``, ``div_rate`` and its
+    Clopper-Pearson ``div_lo/hi``; ``epochs_max`` (train.epochs); outcome counts
+    ``n_<outcome>``; and ``best``:
+    the rule's best cell on its data set, chosen by mean validation error (below).
+    """
     done = runs[runs["outcome"] != Outcome.RUNNING]
     if done.empty:
         return pd.DataFrame(columns=KEYS + ["n_runs", "n_seeds"])
-    trained = done["outcome"].isin(RAN)
-    cols = pd.DataFrame({
-        **{k: done[k] for k in KEYS},
-        "test_error": done["test_error"].where(np.isfinite(done["test_error"])),
-        "epochs": done["epochs_run"].where(trained & np.isfinite(done["epochs_run"]))})
-    g = cols.groupby(KEYS, sort=True, dropna=False)
+    done = done.assign(**{c: done[c] if c in done else np.nan for c in
+                          ("val_error", "initial_test_error", "chance_error", "epochs_max")})
+    ok = done[trained_ok(done)]
+    ran = done[done["outcome"].isin(RAN) & np.isfinite(done["epochs_run"])]
+    g, gk, gr = (d.groupby(KEYS, sort=True, dropna=False) for d in (done, ok, ran))
     out = g.size().rename("n_runs").to_frame()
-    for name, col in (("test_error", "test_error"), ("epochs", "epochs")):
-        mean, sd, n = g[col].mean(), g[col].std(ddof=1), g[col].count()
-        half = t_halfwidth(sd, n)
-        if name == "test_error":
-            out["n_seeds"] = n
-        out[f"{name}_mean"], out[f"{name}_lo"], out[f"{name}_hi"] = mean, mean - half, mean + half
+    out["n_seeds"] = gk.size()
+    for col in ("test_error", "val_error", "initial_test_error"):
+        out[f"{col}_mean"] = gk[col].mean()
+    out["chance_error"] = g["chance_error"].mean()
+    out["epochs_mean"] = gr["epochs_run"].mean()
+    out["n_ran"] = gr.size()
+    out["n_diverged"] = g["outcome"].apply(lambda o: int((o == Outcome.DIVERGED).sum()))
+    out = out.fillna({"n_seeds": 0, "n_ran": 0}).astype({"n_seeds": int, "n_ran": int})
+    with np.errstate(all="ignore"):
+        out["div_rate"] = np.where(out["n_ran"] > 0, out["n_diverged"] / out["n_ran"], np.nan)
+    out["div_lo"], out["div_hi"] = clopper_pearson(out["n_diverged"].to_numpy(),
+                                                   out["n_ran"].to_numpy())
+    out["epochs_max"] = g["epochs_max"].max()
+    for name, grouped, col in (("test_error", gk, "test_error"), ("val_error", gk, "val_error"),
+                               ("epochs", gr, "epochs_run")):
+        values = {k: v.to_numpy() for k, v in grouped[col]}
+        ci = bootstrap_means([values.get(k, np.empty(0)) for k in out.index])
+        out[f"{name}_lo"], out[f"{name}_hi"] = ci[:, 0], ci[:, 1]
+    out = out.reset_index()
     counts = done.groupby(KEYS, dropna=False)["outcome"].value_counts().unstack(fill_value=0)
-    counts = counts[outcome_order(counts.columns)].add_prefix("n_")
-    return out.join(counts).reset_index()
+    counts = counts[outcome_order(counts.columns)].add_prefix("n_").drop(columns="n_diverged",
+                                                                           errors="ignore")
+    out = out.merge(counts.reset_index(), on=KEYS, how="left")
+    out["best"] = mark_best(out)
+    first = KEYS + ["n_runs", "n_seeds", "best"]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def mark_best(summary: pd.DataFrame) -> pd.Series:
+    """Per (data, rule): True for the cell with the lowest mean validation error over its
+    non-diverged seeds, among the cells where no run diverged; a rule with no such cell, among
+    those where at least half did not. A cell whose seeds partly blew up averages only its
+    survivors, which started from kinder splits and weights: no fair best setting. Ties go to
+    the smaller lr. Never chosen on the test error."""
+    best = pd.Series(False, index=summary.index)
+    has = summary[np.isfinite(summary["val_error_mean"]) & (summary["n_seeds"] > 0)]
+    for _, g in has.groupby(["data", "update"]):
+        clean = g[g["n_diverged"] == 0]
+        pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * g["n_ran"]]
+        if len(pool):
+            best[pool.sort_values(["val_error_mean", "lr", "activation"]).index[0]] = True
+    return best
 
 
 def bands(sweep: Sweep, metrics: list[str], *, hold_last: bool,

@@ -1,31 +1,42 @@
-"""A short verdict written from the numbers: which rule wins where, by how much, which cannot run.
+"""The report's words, written from its numbers: the headline, the verdict, and per cell whether
+a rule learns.
 
-Nothing here names a rule: whatever rules the sweep ran are ranked by their final test errors.
-The sentences are built from the runs frame and the summary table (``slnn.report.stats``).
+Nothing here names a rule: whatever rules the sweep ran are compared. Every claim is as strong as
+its test and no stronger: "significantly" only where Holm's adjusted p (over every test of the
+report, ``slnn.report.compare``) is below 0.05, counts where a claim holds in some cells only.
+Numbers are printed with ``fmt`` so that the headline's equal the tables'.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
-from slnn.core.outcomes import Outcome
-from slnn.report.stats import outcome_order
+from slnn.core.outcomes import RAN, Outcome
+from slnn.report.compare import best_comparison
+from slnn.report.inference import ALPHA, TEST_NAME
+from slnn.report.stats import chance_by_data
 
 TIE = 1e-12
+NEAR = 0.05  # with no interval (< 3 seeds): "near chance" means within this of the chance level
 SHAPES = re.compile(r"step of shape (\([^)]*\)) but W has shape (\([^)]*\))")
 
+# the words of a cell's learning verdict, keyed by kind (the tables' "learns?" column)
+LOWERS, RAISES, FLAT, CHANCE, NONE, DIVERGED = (
+    "lowers the error significantly", "raises the error significantly",
+    "no significant change", "no significant change; stays near chance level",
+    "could not run", "every run diverged")
 
-def _e(x: float) -> str:
+
+def fmt(x: float) -> str:
+    """An error rate or a difference as the report prints it: 3 decimals, n/a when unknown."""
     return "n/a" if not np.isfinite(x) else f"{x:.3f}"
 
 
-def _cell(activation: str, lr: float) -> str:
-    return f"{activation}, lr {lr:g}"
+def fmt_p(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}")
 
 
 def mismatch_reason(reasons: pd.Series) -> str:
@@ -38,126 +49,267 @@ def mismatch_reason(reasons: pd.Series) -> str:
     return r.index[0][:120] if len(r) else "no reason recorded"
 
 
-def _pvalue(test, a, b, **kw) -> float:
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")  # nearly equal samples: scipy warns, p is still usable
-        return float(test(a, b, **kw).pvalue)
-
-
-def _rule_line(data: str, rule: str, runs: pd.DataFrame, summary: pd.DataFrame) -> str:
-    ok = runs[np.isfinite(runs["test_error"])]
-    final = ok["test_error"].mean()
-    init = ok["initial_test_error"]
-    paired = ok[np.isfinite(init)]
-    learn = ""
-    if len(paired):  # does the rule learn at all: its final test error against its epoch-0 one
-        i, f = paired["initial_test_error"].mean(), paired["test_error"].mean()
-        p = _pvalue(st.ttest_rel, paired["initial_test_error"], paired["test_error"]) \
-            if len(paired) > 1 else np.nan
-        ptxt = f" (paired t-test p = {p:.2g})" if np.isfinite(p) else " (one run, no test)"
-        if np.isfinite(p) and p >= 0.05:
-            learn = (f"; its test error does not change significantly: {_e(i)} at epoch 0, "
-                     f"{_e(f)} at the end{ptxt}")
-        elif f < i:
-            learn = f"; it lowers the test error from {_e(i)} at epoch 0 to {_e(f)}{ptxt}"
-        else:
-            learn = f"; its test error rises from {_e(i)} at epoch 0 to {_e(f)}{ptxt}"
-    best = summary.loc[summary["test_error_mean"].idxmin()]
-    ci = (f"[{_e(best['test_error_lo'])}, {_e(best['test_error_hi'])}]" if best["n_seeds"] > 1
-          else "(1 seed, no interval)")
-    return (f"on {data}, `{rule}` reaches a mean final test error of {_e(final)} over {len(ok)} "
-            f"runs (best cell {_cell(best['activation'], best['lr'])}: "
-            f"{_e(best['test_error_mean'])} {ci}, n = {int(best['n_seeds'])}){learn}.")
-
-
-def _significant(a: np.ndarray, b: np.ndarray) -> bool:
-    """Is ``a``'s mean below ``b``'s at 5% (Welch's t-test)? Seeds that agree exactly count."""
-    if len(a) < 2 or len(b) < 2 or not a.mean() < b.mean():
+def near_chance(mean: float, lo: float, hi: float, chance: float) -> bool:
+    """The rule for "stays near chance level": the 95% interval of the mean final test error
+    covers the chance level; with no interval, the mean is within ``NEAR`` of it."""
+    if not (np.isfinite(mean) and np.isfinite(chance)):
         return False
-    if a.std() == 0 and b.std() == 0:
-        return True  # no spread at all: the gap is real
-    p = _pvalue(st.ttest_ind, a, b, equal_var=False)
-    return bool(np.isfinite(p) and p < 0.05)
+    if np.isfinite(lo) and np.isfinite(hi):
+        return lo <= chance <= hi
+    return abs(mean - chance) <= NEAR
 
 
-def _head_to_head(data: str, rules: list[str], runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """The rule with the lowest mean over the (activation, lr) cells every rule ran, against
-    each other rule: in how many cells it is lower, how many of those are significant, by how
-    much, and where it loses."""
-    means = summary.pivot_table(index=["activation", "lr"], columns="update",
-                                values="test_error_mean")[rules]
-    common = means.dropna()
-    if common.empty:
-        return [f"on {data} no (activation, lr) cell has finished runs of every rule "
-                f"({', '.join(f'`{r}`' for r in rules)}): no head-to-head comparison."]
-    errors = {k: g[np.isfinite(g)].to_numpy() for k, g in
-              runs.groupby(["update", "activation", "lr"])["test_error"]}
-    order = common.mean().sort_values()
-    win, n = order.index[0], len(common)
-    out = []
-    for other in order.index[1:]:
-        diff = common[other] - common[win]
-        better, worse = int((diff > TIE).sum()), int((diff < -TIE).sum())
-        if better == 0 and worse == 0:
-            out.append(f"on {data} `{win}` and `{other}` end with the same mean test error in all "
-                       f"{n} (activation, lr) cells they share.")
+def learning_verdicts(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Per summary row: ``learn_kind`` (one of the phrases above) and ``learns`` (the phrase
+    with its numbers), from the cell's learning test and the summary's interval."""
+    lt = tests[tests["family"] == "learning"].set_index(["data", "update_a", "activation", "lr"])
+    kinds, words = [], []
+    for _, r in summary.iterrows():
+        key = (r["data"], r["update"], r["activation"], r["lr"])
+        n_sm = r.get(f"n_{Outcome.SHAPE_MISMATCH}", 0)
+        if n_sm == r["n_runs"]:
+            kinds.append(NONE)
+            words.append(NONE)
             continue
-        sig = sum(_significant(errors[(win, act, lr)], errors[(other, act, lr)])
-                  for act, lr in diff.index)
-        by = (f"{_e(diff.mean())} on average (from {_e(diff.min())} to {_e(diff.max())})"
-              if n > 1 else _e(diff.iloc[0]))
-        head = (f"on {data} `{win}` beats `{other}`: a lower" if better > worse else
-                f"on {data} neither `{win}` nor `{other}` wins throughout: `{win}` has the lower "
-                "average, and a lower")
-        text = (f"{head} mean final test error in {better} of {n} (activation, lr) cells ({sig} "
-                f"significant at 5% by Welch's t-test, uncorrected), by {by}")
-        if worse:
-            cells = diff[diff < -TIE].sort_values().index[:3]
-            text += (f"; `{other}` is better in {worse} cell(s): "
-                     + "; ".join(_cell(a, lr) for a, lr in cells))
-        out.append(text + ".")
-    return out
+        if key not in lt.index or lt.loc[key, "n"] == 0:
+            kind = DIVERGED if r["n_ran"] and r["n_diverged"] == r["n_ran"] else NONE
+            kinds.append(kind)
+            words.append(kind)
+            continue
+        t = lt.loc[key]
+        move = f"{fmt(t['mean_b'])} -> {fmt(t['mean_a'])}"
+        chance = near_chance(r["test_error_mean"], r["test_error_lo"], r["test_error_hi"],
+                             r["chance_error"])
+        if t["significant"]:
+            kind = LOWERS if t["diff"] < 0 else RAISES
+            text = f"{kind} ({move}, Holm p = {fmt_p(t['p_holm'])})"
+        elif chance:
+            kind, text = CHANCE, f"{CHANCE} ({fmt(r['chance_error'])}; {move})"
+        else:
+            why = t["note"] or f"Holm p = {fmt_p(t['p_holm'])}"
+            kind, text = FLAT, f"{FLAT} ({move}, {why})"
+        kinds.append(kind)
+        words.append(text)
+    return pd.DataFrame({"learn_kind": kinds, "learns": words}, index=summary.index)
 
 
-def _trouble(data: str, rule: str, runs: pd.DataFrame) -> list[str]:
-    out = []
-    n = len(runs)
-    for kind in (Outcome.DIVERGED, Outcome.FAILED, Outcome.KILLED):
-        bad = runs[runs["outcome"] == kind]
-        if len(bad):
-            where = bad.groupby(["activation", "lr"]).size().sort_values(ascending=False)
-            top = "; ".join(f"{_cell(a, lr)}: {k}" for (a, lr), k in where.iloc[:3].items())
-            out.append(f"on {data}, `{rule}` {kind} in {len(bad)} of {n} runs (most in {top}).")
-    return out
+# --- the verdict -----------------------------------------------------------------------------
+
+def _pairs(tests: pd.DataFrame, data: str) -> list[tuple[str, str]]:
+    h = tests[(tests["family"] == "head_to_head") & (tests["data"] == data)]
+    return list(dict.fromkeys(zip(h["update_a"], h["update_b"])))
 
 
-def verdict(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Sentences, per data set: rules that could not run, each rule's result, the head-to-head,
-    divergences and failures."""
+def head_to_head_counts(tests: pd.DataFrame, data: str, ra: str, rb: str) -> dict:
+    """Counts over the (activation, lr) cells of ``data`` where ``ra`` and ``rb`` were paired:
+    cells with pairs, lower mean for each, significant (Holm) for each."""
+    h = tests[(tests["family"] == "head_to_head") & (tests["data"] == data)
+              & (tests["update_a"] == ra) & (tests["update_b"] == rb) & (tests["n"] > 0)]
+    return dict(cells=len(h), a_lower=int((h["diff"] < -TIE).sum()),
+                b_lower=int((h["diff"] > TIE).sum()),
+                a_sig=int((h["significant"] & (h["diff"] < 0)).sum()),
+                b_sig=int((h["significant"] & (h["diff"] > 0)).sum()),
+                diff_min=h["diff"].min(), diff_max=h["diff"].max())
+
+
+def _best_line(tests, summary, data, ra, rb) -> str:
+    best = summary[(summary["data"] == data) & summary["best"].astype(bool)].set_index("update")
+    if ra not in best.index or rb not in best.index:
+        return ""
+    ca, cb = best.loc[ra], best.loc[rb]
+    t = best_comparison(tests, summary, data, ra, rb)
+    text = (f"on {data}, chosen by validation error, `{ra}`'s best cell ({ca['activation']}, lr "
+            f"{ca['lr']:g}) ends with a test error of {fmt(ca['test_error_mean'])} "
+            f"{interval(ca['test_error_lo'], ca['test_error_hi'])} and `{rb}`'s "
+            f"({cb['activation']}, lr {cb['lr']:g}) with {fmt(cb['test_error_mean'])} "
+            f"{interval(cb['test_error_lo'], cb['test_error_hi'])}")
+    if t is None or t["n"] == 0:
+        return text + "; no seed trained in both cells, so they are not compared."
+    d = (f"paired over {int(t['n'])} seeds the difference ({ra} - {rb}) is {fmt(t['diff'])} "
+         f"{interval(t['diff_lo'], t['diff_hi'])}")
+    if not np.isfinite(t["p"]):
+        return f"{text}; {d}: {t['note']}."
+    sig = "significant" if t["significant"] else "not significant"
+    return f"{text}; {d}, {sig} (p = {fmt_p(t['p'])}, Holm p = {fmt_p(t['p_holm'])})."
+
+
+def interval(lo: float, hi: float) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "(no interval: < 3 seeds)"
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def _sig(count: int, what: str) -> str:
+    """'lowers the test error significantly in 3' or, for none, a phrase without the word:
+    "significantly" is only ever said of cells where Holm's p < 0.05."""
+    if count:
+        return f"{what} significantly in {count}"
+    return f"{what} with Holm p < {ALPHA:g} in none"
+
+
+def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
+    k = cells["learn_kind"].value_counts()
+    n = len(cells)
+    if k.get(NONE, 0) == n:
+        return ""
+    parts = [_sig(k.get(LOWERS, 0), "lowers the test error"),
+             _sig(k.get(RAISES, 0), "raises it"),
+             f"shows no significant change in {k.get(FLAT, 0) + k.get(CHANCE, 0)} "
+             f"({k.get(CHANCE, 0)} of them near chance level)"]
+    if k.get(DIVERGED, 0):
+        parts.append(f"diverged in every run in {k[DIVERGED]}")
+    return (f"on {data}, of {n} (activation, lr) {_cells(n).split(' ')[1]} `{rule}` "
+            + ", ".join(parts) + ".")
+
+
+def _divergence_line(data: str, rule: str, cells: pd.DataFrame) -> str:
+    n_ran, n_div = int(cells["n_ran"].sum()), int(cells["n_diverged"].sum())
+    if n_div == 0:
+        return ""
+    from slnn.report.inference import clopper_pearson
+
+    lo, hi = clopper_pearson(n_div, n_ran)
+    top = cells.sort_values("div_rate", ascending=False).iloc[:3]
+    where = "; ".join(f"{r['activation']}, lr {r['lr']:g}: {int(r['n_diverged'])} of "
+                      f"{int(r['n_ran'])}" for _, r in top.iterrows() if r["n_diverged"])
+    return (f"on {data}, `{rule}` diverged in {n_div} of {n_ran} runs that ran (rate "
+            f"{fmt(n_div / n_ran)} [{fmt(lo)}, {fmt(hi)}], Clopper-Pearson; most in {where}).")
+
+
+def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
+            learn: pd.DataFrame) -> list[str]:
+    """Sentences per data set: the head-to-head, the best cells, whether each rule learns,
+    where a rule could not run, divergences and failures."""
     done = runs[runs["outcome"] != Outcome.RUNNING]
+    s = summary.join(learn)
+    chance = chance_by_data(done)
     lines: list[str] = []
     for data in sorted(done["data"].unique()):
         d = done[done["data"] == data]
-        sd = summary[summary["data"] == data]
-        usable, per_rule = [], []
+        if data in chance.index:
+            c = chance.loc[data]
+            lines.append(f"on {data}, the chance level (the test split's majority-class error, "
+                         f"mean over {int(c['seeds'])} seeds) is {fmt(c['chance_error'])}.")
+        for ra, rb in _pairs(tests, data):
+            c = head_to_head_counts(tests, data, ra, rb)
+            if c["cells"] == 0:
+                lines.append(f"on {data}, `{ra}` and `{rb}` never both trained for one seed of "
+                             "any cell: no head-to-head comparison.")
+                continue
+            lines.append(
+                f"on {data}, paired by seed, `{ra}` ends with the lower mean test error in "
+                f"{c['a_lower']} of {c['cells']} (activation, lr) cells and `{rb}` in "
+                f"{c['b_lower']}; the difference has Holm p < {ALPHA:g} in "
+                f"{c['a_sig']} cells for `{ra}` and {c['b_sig']} for `{rb}`; the mean paired "
+                f"difference ({ra} - {rb}) "
+                + (f"per cell ranges from {fmt(c['diff_min'])} to {fmt(c['diff_max'])}."
+                   if c["cells"] > 1 else f"is {fmt(c['diff_min'])}."))
+            line = _best_line(tests, summary, data, ra, rb)
+            if line:
+                lines.append(line)
         for rule in sorted(d["update"].unique()):
             r = d[d["update"] == rule]
+            cells = s[(s["data"] == data) & (s["update"] == rule)]
             sm = r[r["outcome"] == Outcome.SHAPE_MISMATCH]
             if len(sm) == len(r):
-                per_rule.append(f"on {data}, `{rule}` could not run: {len(r)} of {len(r)} runs "
-                                f"shape_mismatch ({mismatch_reason(sm['reason'])}).")
+                lines.append(f"on {data}, `{rule}` could not run: {len(r)} of {len(r)} runs "
+                             f"shape_mismatch ({mismatch_reason(sm['reason'])}).")
                 continue
             if len(sm):
-                per_rule.append(f"on {data}, {len(sm)} of {len(r)} `{rule}` runs shape_mismatch "
-                                f"({mismatch_reason(sm['reason'])}).")
-            if np.isfinite(r["test_error"]).any():
-                usable.append(rule)
-                per_rule.append(_rule_line(data, rule, r, sd[sd["update"] == rule]))
-            else:
-                c = r["outcome"].value_counts()
-                kinds = ", ".join(f"{c[o]} {o}" for o in outcome_order(c.index))
-                per_rule.append(f"on {data}, no `{rule}` run has a final test error ({kinds}).")
-            per_rule += _trouble(data, rule, r)
-        # the comparison first: it is the question the report answers
-        lines += (_head_to_head(data, usable, d, sd) if len(usable) > 1 else []) + per_rule
+                lines.append(f"on {data}, {len(sm)} of {len(r)} `{rule}` runs shape_mismatch "
+                             f"({mismatch_reason(sm['reason'])}).")
+            if not _pairs(tests, data):  # no other rule to compare with: its own best cell
+                b = cells[cells["best"].astype(bool)]
+                if len(b):
+                    b = b.iloc[0]
+                    lines.append(f"on {data}, `{rule}`'s best cell by validation error is "
+                                 f"{b['activation']}, lr {b['lr']:g}: test error "
+                                 f"{fmt(b['test_error_mean'])} "
+                                 f"{interval(b['test_error_lo'], b['test_error_hi'])}.")
+            for line in (_learn_line(data, rule, cells), _divergence_line(data, rule, cells)):
+                if line:
+                    lines.append(line)
+            for kind in (Outcome.FAILED, Outcome.KILLED):
+                bad = r[r["outcome"] == kind]
+                if len(bad):
+                    lines.append(f"on {data}, `{rule}` {kind} in {len(bad)} of {len(r)} runs.")
     return lines
+
+
+# --- the headline ----------------------------------------------------------------------------
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
+             learn: pd.DataFrame) -> list[str]:
+    """3 to 5 sentences that open the report, every number from the tables."""
+    done = runs[runs["outcome"] != Outcome.RUNNING]
+    if done.empty:
+        return ["No run of this sweep has ended yet."]
+    s = summary.join(learn)
+    chance = chance_by_data(done)["chance_error"]
+    datas = sorted(done["data"].unique())
+    n_tests = int(np.isfinite(tests["p"]).sum()) if len(tests) else 0
+    out = [f"This sweep has {len(done)} finished runs of {done['update'].nunique()} update "
+           f"rule(s) on {_join(datas)}; every comparison below pairs runs by seed (same split, "
+           f"same initial weights) and is a {TEST_NAME.split(' (')[0]} corrected with Holm's "
+           f"method over all {n_tests} tests of this report."]
+    pairs = list(dict.fromkeys(p for data in datas for p in _pairs(tests, data)))
+    if pairs:
+        ra, rb = pairs[0]
+        per = [(data, head_to_head_counts(tests, data, ra, rb)) for data in datas
+               if (ra, rb) in _pairs(tests, data)]
+        per = [(data, c) for data, c in per if c["cells"]]
+        if per:
+            low = _join([f"{c['a_lower']} of the {_cells(c['cells'])} on {data} where both "
+                         "trained" for data, c in per])
+            sig = _join([str(c["a_sig"]) for _, c in per])
+            other = sum(c["b_sig"] for _, c in per)
+            out.append(f"`{ra}` ends with a lower mean test error than `{rb}` in {low}; the "
+                       f"difference has Holm p < {ALPHA:g} in {sig} of them, and `{rb}` is "
+                       + (f"significantly lower in {other} cell{'s' * (other != 1)}."
+                          if other else f"lower with Holm p < {ALPHA:g} in none."))
+        bests = []
+        for data in datas:
+            b = s[(s["data"] == data) & s["best"].astype(bool)].set_index("update")
+            if ra in b.index and rb in b.index:
+                t = best_comparison(tests, summary, data, ra, rb)
+                sig = ("significant" if t is not None and t["significant"] else "not significant")
+                bests.append(f"{fmt(b.loc[ra, 'test_error_mean'])} for `{ra}` against "
+                             f"{fmt(b.loc[rb, 'test_error_mean'])} for `{rb}` on {data} "
+                             f"(chance level {fmt(chance.get(data, np.nan))}; {sig})")
+        if bests:
+            out.append("Each rule's best cell, chosen by validation error, reaches a test error "
+                       f"of {_join(bests)}.")
+    learn_bits = []
+    for rule in sorted(done["update"].unique()):
+        cells = s[(s["update"] == rule) & (s["learn_kind"] != NONE)]
+        if len(cells):
+            k = cells["learn_kind"].value_counts()
+            learn_bits.append(f"of the {_cells(len(cells))} where `{rule}` ran, it "
+                              f"{_sig(k.get(LOWERS, 0), 'lowers the test error')} "
+                              f"({k.get(CHANCE, 0)} stay near chance level)")
+    if learn_bits:
+        text = _join(learn_bits)
+        out.append(text[0].upper() + text[1:] + ".")
+    tail = []
+    for data in datas:
+        for rule in sorted(done["update"].unique()):
+            r = done[(done["data"] == data) & (done["update"] == rule)]
+            if len(r) and (r["outcome"] == Outcome.SHAPE_MISMATCH).all():
+                tail.append(f"`{rule}` could not run on {data} ({len(r)} of {len(r)} runs "
+                            f"shape_mismatch)")
+    for rule in sorted(done["update"].unique()):
+        r = done[(done["update"] == rule) & done["outcome"].isin(RAN)]
+        if len(r):
+            tail.append(f"`{rule}` diverged in {int((r['outcome'] == Outcome.DIVERGED).sum())} "
+                        f"of {len(r)} runs that ran")
+    if tail:
+        out.append(_join(tail) + ".")
+    return out[:5]

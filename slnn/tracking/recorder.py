@@ -54,13 +54,25 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> 
         values = np.asarray(h[name], dtype=float)
         out += [Metric(name, float(values[i]), timestamp_ms, int(epochs[i]))
                 for i in thin(values, max_points)]
-    fin = result.final
-    totals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
+    fin = result.final  # the last epoch whose figures are finite (see TrainResult)
+    finals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
               "epochs_run": result.epochs_run, "steps_run": result.steps_run,
-              "train_seconds": result.train_seconds}
+              "train_seconds": result.train_seconds, "chance_error": result.chance_error,
+              "n_classes": result.n_classes or np.nan,  # 0: not known (a hand-made result)
+              "final_epoch": result.final_epoch if result.final_epoch >= 0 else np.nan}
     last = int(epochs[-1]) if len(epochs) else 0
-    out += [Metric(k, float(v), timestamp_ms, last) for k, v in totals.items() if np.isfinite(v)]
+    out += [Metric(k, float(v), timestamp_ms, last) for k, v in finals.items() if np.isfinite(v)]
     return out
+
+
+def final_from(result: TrainResult) -> str:
+    """Which epoch a diverged run's final figures (test_error, ...) are from, in words."""
+    if result.final_epoch < 0:
+        return "no epoch has finite figures"
+    if result.final_epoch == result.epochs_run:
+        return f"epoch {result.final_epoch}, the last (its weights are finite)"
+    return (f"epoch {result.final_epoch}, the last finite one (epoch {result.epochs_run} ended "
+            "with non-finite weights)")
 
 
 def history_csv(result: TrainResult) -> str:
@@ -156,6 +168,8 @@ class RunRecorder:
             # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
         tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]}
+        if result.outcome == Outcome.DIVERGED:  # say where its final figures come from
+            tags[TAG_PREFIX + "final_from"] = final_from(result)
         if (model_activation is not None and data is not None and result.outcome in TRAINED
                 and np.isfinite(result.W_final).all()):
             from slnn.tracking.model import can_log, log_model

@@ -1,0 +1,66 @@
+"""The report's header lines that say where it came from, with no path of the machine that made
+it: the tracking URI as given relative to the working directory, and a command that regenerates
+the report from a clone (the study's own sweep command, then ``slnn-report``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+from slnn.report.frames import SweepData as Sweep
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+# a study file's command line: "#   slnn-train -m +experiment=<name> ...   # a comment"
+COMMAND = re.compile(r"^#\s+(slnn-train -m \+experiment=\S+[^#]*?)\s*(#.*)?$")
+
+
+def display_uri(uri: str, cwd: str | Path | None = None) -> str:
+    """``uri`` as a reader can use it: a local store under the working directory relative to it
+    (``sqlite:///mlflow.db``); a local store elsewhere by its file name only (its absolute path
+    belongs to the machine that made the report); a server's URI as it is."""
+    cwd = Path(cwd or os.getcwd()).resolve()
+    for scheme in ("sqlite:///", "file://"):
+        if uri.startswith(scheme):
+            path = Path(uri[len(scheme):])
+            if not path.is_absolute():
+                return uri
+            try:
+                return scheme + path.resolve().relative_to(cwd).as_posix()
+            except ValueError:
+                return scheme + path.name
+    if uri.startswith("/"):
+        path = Path(uri)
+        try:
+            return path.resolve().relative_to(cwd).as_posix()
+        except ValueError:
+            return path.name
+    return uri
+
+
+def study_command(study: str) -> str | None:
+    """The first sweep command in the header comment of ``slnn/conf/experiment/<study>.yaml``."""
+    try:
+        text = (resources.files("slnn") / "conf" / "experiment" / f"{study}.yaml").read_text()
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        m = COMMAND.match(line)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def regenerate_command(sweep: Sweep) -> str:
+    """For a named study: its sweep command, then ``slnn-report`` into ``reports/<study>``
+    (both from a clone's root); for any other sweep, ``slnn-report`` on its parent run."""
+    uri = display_uri(sweep.uri)
+    flag = "" if uri == DEFAULT_URI else f" --tracking-uri {uri}"
+    cmd = study_command(sweep.study)
+    if cmd:
+        return (f"{cmd} && slnn-report --experiment {sweep.experiment_name}{flag} "
+                f"--out reports/{sweep.study}")
+    return f"slnn-report --parent-run {sweep.parent_run_id} --tracking-uri {uri}"

@@ -1,0 +1,323 @@
+"""The report's statistics, against independent computations: ``python -m pytest
+tests/test_report_stats.py -q`` (about 2 minutes; ``-m 'not slow'`` keeps the unit tests).
+
+One small real sweep (2 rules x 2 activations x 2 learning rates x 4 seeds on iris_petal, the
+split following the seed) has a cell where every run diverges (linear, lr 1000). Its report is
+held to numbers recomputed here from runs.csv with scipy and statsmodels directly: Wilcoxon
+p-values, Holm's adjustment, Clopper-Pearson intervals, intervals inside their bounds, the
+headline's numbers, and the cos(z, x) identity on the logged runs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats as st
+
+from slnn.report.inference import (bootstrap_mean, bootstrap_means, clopper_pearson, holm,
+                                   paired_test)
+from slnn.report.provenance import display_uri, study_command
+
+FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
+GRID = ["update=input,kronecker", "model.activation=sigmoid,linear", "optim.lr=0.3,1000",
+        "seed=range(4)", "data=iris_petal", "data.seed=null", "train.epochs=8"]
+TRAINED = {"converged", "max_epochs", "early_stopped"}
+
+
+# --- the pieces, on numbers made here -------------------------------------------------------
+
+def test_holm_equals_statsmodels_and_leaves_non_tests_out():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    p = rng.random(40) ** 4
+    p[[2, 11, 30]] = np.nan  # cells with no test: not in the family
+    got = holm(p)
+    ok = np.isfinite(p)
+    np.testing.assert_allclose(got[ok], multipletests(p[ok], method="holm")[1], rtol=1e-12)
+    assert np.isnan(got[~ok]).all()
+
+
+def test_batched_bootstrap_is_what_scipy_gives_each_sample_alone():
+    rng = np.random.default_rng(0)
+    samples = [rng.random(12) for _ in range(30)] + [rng.random(5), np.full(12, 0.25), [0.1, 0.2]]
+    ci = bootstrap_means(samples)
+    for i in (0, 29, 30):
+        one = st.bootstrap((np.asarray(samples[i]),), np.mean, n_resamples=9999,
+                           method="percentile", rng=np.random.default_rng(0)).confidence_interval
+        assert ci[i] == pytest.approx([one.low, one.high], rel=1e-12)
+    assert list(ci[31]) == [0.25, 0.25]  # no spread: a point
+    assert np.isnan(ci[32]).all()  # two values: no interval
+    for s, (lo, hi) in zip(samples[:31], ci[:31]):
+        assert min(s) <= lo <= np.mean(s) <= hi <= max(s)
+
+
+def test_paired_test_is_scipys_wilcoxon_and_says_when_there_is_no_test():
+    a = np.array([0.10, 0.20, 0.15, 0.30, 0.25, 0.05, 0.12, 0.22])
+    b = a + np.array([0.3, 0.1, 0.2, 0.05, 0.4, 0.15, 0.25, 0.35])
+    t = paired_test(a, b)
+    assert t.p == pytest.approx(st.wilcoxon(a - b).pvalue, rel=1e-12)
+    assert t.p == pytest.approx(2 / 2 ** 8) and t.method == "exact"  # 8 of 8 one way, no ties
+    assert t.diff == pytest.approx(np.mean(a - b)) and t.diff_lo <= t.diff <= t.diff_hi < 0
+    same = paired_test([0.2, 0.3, 0.4], [0.2, 0.3, 0.4])
+    assert math.isnan(same.p) and same.note == "all 3 differences are zero: no test"
+
+
+def test_clopper_pearson_is_exact_and_in_bounds():
+    lo, hi = clopper_pearson(3, 20)
+    # the exact interval from the beta distribution's quantiles, written out here
+    assert lo == pytest.approx(st.beta.ppf(0.025, 3, 18), rel=1e-9)
+    assert hi == pytest.approx(st.beta.ppf(0.975, 4, 17), rel=1e-9)
+    assert clopper_pearson(0, 5)[0] == 0 and clopper_pearson(5, 5)[1] == 1
+    assert all(math.isnan(v) for v in clopper_pearson(0, 0))
+
+
+def test_bootstrap_of_one_value_twice_gives_no_interval():
+    assert all(math.isnan(v) for v in bootstrap_mean([0.3, 0.4]))
+
+
+def test_the_identity_check_skips_runs_it_cannot_rebuild():
+    """A run whose config.yaml names no data set (a synthetic run) is left out, not a crash."""
+    from slnn.report.identity import check_runs
+
+    runs = pd.DataFrame({"run_id": ["a"], "artifact_uri": [""], "update": ["kronecker"],
+                         "outcome": ["max_epochs"], "data": ["toy"], "activation": ["sigmoid"],
+                         "lr": [0.1], "seed": [0]})
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 3)))
+    blobs = {"weights/initial.npy": buf.getvalue(), "config.yaml": b"synthetic: true\n"}
+    out = check_runs(runs, lambda run_id, uri, name: blobs[name])
+    assert out.empty and "max_abs_diff" in out.columns
+
+
+def test_the_tracking_uri_is_shown_without_the_machines_paths(tmp_path):
+    assert display_uri(f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path) == "sqlite:///mlflow.db"
+    assert display_uri(f"sqlite:///{tmp_path}/a/b.db", cwd=tmp_path) == "sqlite:///a/b.db"
+    other = display_uri(f"sqlite:///{tmp_path}/x/m.db", cwd=tmp_path / "y")
+    assert other == "sqlite:///m.db" and str(tmp_path) not in other
+    assert display_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_a_study_names_its_sweep_command():
+    assert study_command("guide_vs_correct") == (
+        "slnn-train -m +experiment=guide_vs_correct hydra/launcher=joblib")
+    assert study_command("guide_reproduction") == (
+        "slnn-train -m +experiment=guide_reproduction hydra/launcher=joblib")
+    assert study_command("no_such_study") is None
+
+
+# --- a real sweep with a cell that always diverges ------------------------------------------
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, slnn_train):
+    """(uri, folder, report folder) of the module's sweep and its report."""
+    from mlflow import MlflowClient
+
+    from slnn.report import report_for_parent
+
+    folder = tmp_path_factory.mktemp("stats_sweep")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    proc = slnn_train(["-m", *GRID, *FAST, f"tracking.uri={uri}",
+                       f"hydra.sweep.dir={folder}/multirun"], cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (parent,) = MlflowClient(uri).search_runs(["1"], filter_string="tags.`slnn.sweep` = 'true'")
+    out = report_for_parent(uri, parent.info.run_id, out=folder / "report")
+    return uri, folder, out
+
+
+@pytest.fixture(scope="module")
+def frames(swept):
+    _, _, out = swept
+    return (pd.read_csv(out / "runs.csv"), pd.read_csv(out / "summary.csv"),
+            pd.read_csv(out / "tests.csv"), (out / "report.md").read_text())
+
+
+@pytest.mark.slow
+def test_cells_where_every_run_diverges_have_no_error_but_a_divergence_rate(frames):
+    runs, summary, _, md = frames
+    allgone = summary[summary["n_diverged"] == summary["n_runs"]]
+    assert len(allgone) >= 1 and set(allgone["activation"]) == {"linear"}
+    assert 1000 in set(allgone["lr"])
+    for _, r in allgone.iterrows():
+        assert r["n_seeds"] == 0 and np.isnan(r["test_error_mean"]) and np.isnan(r["test_error_lo"])
+        assert np.isnan(r["val_error_mean"])
+        lo, hi = st.binomtest(int(r["n_runs"]), int(r["n_runs"])).proportion_ci(method="exact")
+        assert (r["div_rate"], r["div_lo"], r["div_hi"]) == pytest.approx((1.0, lo, hi))
+        assert r["learns"] == "every run diverged"
+        row = (f"| {r['update']} | linear | 1000 |  | {int(r['n_runs'])} | 0 | n/a | n/a | n/a "
+               f"(0 seeds) |")
+        assert row in md
+
+
+@pytest.mark.slow
+def test_every_interval_in_summary_csv_lies_inside_its_bounds(frames):
+    _, summary, _, _ = frames
+    checked = 0
+    for name, lo_b, hi_b in (("test_error", 0, 1), ("val_error", 0, 1), ("div", 0, 1),
+                             ("epochs", 1, None)):
+        mean = summary[f"{name}_mean" if name != "div" else "div_rate"]
+        lo, hi = summary[f"{name}_lo"], summary[f"{name}_hi"]
+        top = summary["epochs_max"] if hi_b is None else pd.Series(hi_b, index=summary.index)
+        has = np.isfinite(lo)
+        assert (np.isfinite(hi) == has).all()
+        assert (lo[has] >= lo_b).all() and (hi[has] <= top[has]).all(), name
+        assert (lo[has] <= mean[has] + 1e-12).all() and (mean[has] <= hi[has] + 1e-12).all()
+        checked += int(has.sum())
+    assert checked >= 20
+
+
+@pytest.mark.slow
+def test_holm_in_tests_csv_equals_statsmodels_on_the_same_numbers(frames):
+    from statsmodels.stats.multitest import multipletests
+
+    _, _, tests, md = frames
+    ok = np.isfinite(tests["p"])
+    assert ok.sum() >= 8 and set(tests["family"]) >= {"head_to_head", "learning"}
+    expect = multipletests(tests.loc[ok, "p"], method="holm")[1]
+    np.testing.assert_allclose(tests.loc[ok, "p_holm"], expect, rtol=1e-12)
+    assert (tests.loc[ok, "significant"] == (expect < 0.05)).all()
+    assert f"over all {int(ok.sum())} tests of this report" in md
+
+
+@pytest.mark.slow
+def test_wilcoxon_p_values_recomputed_from_runs_csv(frames):
+    runs, _, tests, _ = frames
+    ok = runs[runs["outcome"].isin(TRAINED) & np.isfinite(runs["test_error"])]
+    h2h = tests[(tests["family"] == "head_to_head") & np.isfinite(tests["p"])]
+    assert len(h2h) >= 2
+    for _, t in h2h.iterrows():
+        cell = ok[(ok["activation"] == t["activation"]) & (ok["lr"] == t["lr"])]
+        a = cell[cell["update"] == t["update_a"]].set_index("seed")["test_error"]
+        b = cell[cell["update"] == t["update_b"]].set_index("seed")["test_error"]
+        seeds = sorted(set(a.index) & set(b.index))
+        assert t["n"] == len(seeds)
+        p = st.wilcoxon(a[seeds].to_numpy(), b[seeds].to_numpy()).pvalue
+        assert t["p"] == pytest.approx(p, rel=1e-12)
+        assert t["diff"] == pytest.approx(np.mean(a[seeds] - b[seeds]), abs=1e-12)
+    learn = tests[(tests["family"] == "learning") & np.isfinite(tests["p"])].iloc[0]
+    cell = ok[(ok["update"] == learn["update_a"]) & (ok["activation"] == learn["activation"])
+              & (ok["lr"] == learn["lr"])]
+    p = st.wilcoxon(cell["test_error"], cell["initial_test_error"]).pvalue
+    assert learn["p"] == pytest.approx(p, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_the_headline_numbers_are_the_tables(frames):
+    runs, summary, tests, md = frames
+    head = md.split("\n\n")[1]
+    assert head.count(". ") + 1 in range(3, 6) and "**Contents**" in md.split("\n\n")[2]
+    m = re.search(r"reaches a test error of ([\d.]+) for `input` against ([\d.]+) for "
+                  r"`kronecker` on iris_petal \(chance level ([\d.]+); (not )?significant\)", head)
+    assert m, head
+    best = summary[summary["best"]].set_index("update")
+    assert m.group(1) == f"{best.loc['input', 'test_error_mean']:.3f}"
+    assert m.group(2) == f"{best.loc['kronecker', 'test_error_mean']:.3f}"
+    # the chance level: the test split's majority-class error, mean over the seeds
+    chance = runs.groupby("seed")["chance_error"].first().mean()
+    assert m.group(3) == f"{chance:.3f}"
+    assert f"on iris_petal, the chance level (the test split's majority-class error, mean over " \
+           f"4 seeds) is {chance:.3f}." in md
+    # "best" is the lowest mean validation error, recomputed from runs.csv
+    ok = runs[runs["outcome"].isin(TRAINED)]
+    val = ok.groupby(["update", "activation", "lr"])["val_error"].mean()
+    for rule in ("input", "kronecker"):
+        v = val[rule]
+        assert v.min() == pytest.approx(best.loc[rule, "val_error_mean"])
+    h2h = tests[(tests["family"] == "head_to_head") & (tests["n"] > 0)]
+    lower = int((h2h["diff"] < -1e-12).sum())
+    sig = int((h2h["significant"] & (h2h["diff"] < 0)).sum())
+    assert (f"in {lower} of the {len(h2h)} cells on iris_petal where both trained; the "
+            f"difference has Holm p < 0.05 in {sig} of them") in head
+    for rule in ("input", "kronecker"):
+        r = runs[(runs["update"] == rule) & runs["outcome"].isin(TRAINED | {"diverged"})]
+        assert f"`{rule}` diverged in {int((r['outcome'] == 'diverged').sum())} of {len(r)}" in head
+    if "significantly" in head:  # only said where a Holm-adjusted p is below 0.05
+        assert tests["significant"].any()
+
+
+@pytest.mark.slow
+def test_the_cosine_identity_holds_on_the_logged_runs(swept, frames):
+    """cos(kron(z, delta), x (x) delta) = cos(z, x): computed here with np.kron and np.outer
+    from one logged run's initial weights and config, not with slnn's rules."""
+    from slnn.core.activations import ACTIVATIONS
+    from slnn.core.data import DataSpec, load_dataset
+
+    uri, folder, _ = swept
+    runs, _, _, md = frames
+    m = re.search(r"Largest absolute difference over (\d+) samples: ([\d.e+-]+)", md)
+    assert m and int(m.group(1)) > 0 and float(m.group(2)) < 1e-12, m
+    from mlflow import MlflowClient
+
+    run = runs[(runs["update"] == "kronecker") & (runs["activation"] == "sigmoid")].iloc[0]
+    art = Path(MlflowClient(uri).get_run(run["run_id"]).info.artifact_uri.replace("file://", ""))
+    cfg = yaml.safe_load((art / "config.yaml").read_text())
+    data = load_dataset(DataSpec(**cfg["data"]), run_seed=cfg["seed"])
+    W = np.load(art / "weights" / "initial.npy")
+    f, df = ACTIVATIONS["sigmoid"].f, ACTIVATIONS["sigmoid"].df
+    worst = 0.0
+    for x, t in zip(data.x_train, data.t_train):
+        x1 = np.append(x, 1.0)
+        net = x1 @ W
+        z = f(net)
+        delta = (t - z) * df(net)
+        K = np.kron(z[:, None], delta[None, :])  # the guide's step, (k, k)
+        G = np.outer(x1, delta)  # the gradient step, (d+1, k)
+        cos_kg = np.sum(K * G) / (np.linalg.norm(K) * np.linalg.norm(G))
+        cos_zx = z @ x1 / (np.linalg.norm(z) * np.linalg.norm(x1))
+        worst = max(worst, abs(cos_kg - cos_zx))
+    assert worst < 1e-12
+    assert "cos(kronecker step, gradient step) = cos(z, x)" in md
+
+
+@pytest.mark.slow
+def test_the_report_text_has_no_path_of_the_machine(swept):
+    _, folder, out = swept
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert str(folder) not in text and os.getcwd() not in text, name
+        assert "tracking URI**: `sqlite:///mlflow.db`" in text or "sqlite:///mlflow.db" in text
+
+
+def test_the_readme_says_what_the_committed_reports_say():
+    """Every number the README's Reports section gives for a committed report is in it."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("Committed results, regenerated")[1].split("\n## ")[0]
+    for study in ("guide_vs_correct", "guide_reproduction"):
+        bullet = section.split(f"[`reports/{study}/report.md`]")[1].split("\n- [")[0]
+        report = (root / "reports" / study / "report.md").read_text()
+        numbers = re.findall(r"(?<![\w.])\d+\.\d+(?:e-\d+)?|(?<![\w.])\d+ of (?:the )?\d+", bullet)
+        assert len(numbers) >= 5, bullet
+        for n in numbers:
+            assert n in report, (study, n)
+
+
+@pytest.mark.parametrize("data", ["iris_petal", "blobs"])
+def test_a_seed_gives_both_rules_the_same_split_and_initial_weights(compose, data):
+    """What pairing by seed rests on, in the study as configured: the seed draws the split
+    (data.seed: null) and the initial weights, whatever the rule; another seed, another split."""
+    from slnn.app.schema import to_config
+    from slnn.core.data import load_dataset
+    from slnn.core.trainer import train
+
+    got = {}
+    for rule, seed in (("input", 3), ("kronecker", 3), ("input", 4)):
+        c = to_config(compose("+experiment=guide_vs_correct", f"data={data}", f"update={rule}",
+                              f"seed={seed}", "train.epochs=1"))
+        assert c.data.seed is None
+        ds = load_dataset(c.data, run_seed=c.seed)
+        r = train(ds, c, rng=np.random.default_rng(c.seed))
+        got[(rule, seed)] = (ds, r.W_initial)
+    (a, wa), (b, wb), (o, wo) = got[("input", 3)], got[("kronecker", 3)], got[("input", 4)]
+    for split in ("x_train", "t_train", "x_val", "x_test", "t_test"):
+        np.testing.assert_array_equal(getattr(a, split), getattr(b, split))
+    np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.x_test, o.x_test) and not np.array_equal(wa, wo)
