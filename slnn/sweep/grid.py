@@ -23,6 +23,8 @@ class Cell:
     cfg: DictConfig  # composed and resolved
     config: Config  # validated
     hash: str  # slnn.config_hash
+    index: int = -1  # its place in the grid (set by the orchestrator)
+    folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
 
 
 def fail(msg: str) -> None:

@@ -11,6 +11,7 @@ import io
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -98,11 +99,13 @@ class RunRecorder:
                                   tags=tag_list if i == 0 else [])
 
     def finish(self, result: TrainResult, config_yaml: str, *, plot: bool, title: str,
-               max_metric_points: int = 12, model: tuple | None = None) -> None:
+               max_metric_points: int = 12, model: tuple | None = None,
+               log: Callable[[], str] | None = None) -> None:
         """Log params, metrics, artifacts and the outcome, then mark the run FINISHED.
 
         ``model=(activation, dataset)`` also logs the network as an MLflow pyfunc model under
-        ``model/`` (not for a run without finite trained weights).
+        ``model/`` (not for a run without finite trained weights); ``log()``, the run's log so
+        far, is saved as ``run.log`` (read last, so it has what writing the rest said).
         """
         now = int(time.time() * 1000)
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
@@ -125,16 +128,25 @@ class RunRecorder:
                 from slnn.tracking.model import write_model
 
                 write_model(root / "model", result.W_final, model[0], model[1])
+            if log is not None:
+                (root / "run.log").write_text(log())
             # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
         self._log(metric_entities(result, max_metric_points, now),
                   {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]})
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def fail(self, exc: BaseException, status: str = "FAILED") -> None:
-        """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the run."""
+    def fail(self, exc: BaseException, status: str = "FAILED",
+             log: Callable[[], str] | None = None) -> None:
+        """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the
+        run, with ``log()`` as its ``run.log``."""
         outcome = Outcome.KILLED if status == "KILLED" else Outcome.FAILED
         reason = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
+        if log is not None:
+            try:
+                self.client.log_text(self.run_id, log(), "run.log")
+            except Exception:  # noqa: BLE001 - recording the outcome matters more than the log
+                pass
         try:
             self._log([], {TAG_PREFIX + "outcome": outcome, TAG_PREFIX + "reason": reason[:5000]})
         finally:
