@@ -13,6 +13,7 @@ here as chunks of cells for ``slnn.sweep.worker``.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -121,7 +122,11 @@ def cli() -> None:
         precheck(args)
     elif flags <= MULTIRUN_FLAGS:  # a sweep (other flags: --help, --cfg, ... are Hydra's)
         precheck([a for a in args if a not in MULTIRUN_FLAGS], multirun=True)
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # slnn-train --help | head: quiet, as other tools are
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":
