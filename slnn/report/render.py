@@ -16,6 +16,7 @@ from slnn.report.figures import Fig
 from slnn.core.outcomes import FAILED, Outcome
 from slnn.report.frames import SweepData as Sweep
 from slnn.report.stats import outcome_order
+from slnn.tracking.console import portable
 
 DATA_FILES = ("tidy.parquet", "runs.csv", "summary.csv")
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -73,16 +74,28 @@ def _counts_line(sweep: Sweep) -> str:
     return f"{len(sweep.runs)} runs{cells} ({parts}); {sweep.n_children} child runs recorded in all"
 
 
+def _rebuild(sweep: Sweep) -> str:
+    return portable(f"slnn-report --parent-run {sweep.parent_run_id} --tracking-uri {sweep.uri}")
+
+
 def _regen(sweep: Sweep) -> str:
-    return f"slnn-report --parent-run {sweep.parent_run_id} --tracking-uri {sweep.uri}"
+    """The sweep's own command (it writes its report when it ends), which works in a clone."""
+    if sweep.command:
+        return portable(sweep.command)
+    return f"slnn-train -m +experiment={sweep.study}" if sweep.study != "sweep" else _rebuild(sweep)
+
+
+CODE_KEYS = ("sweep parent run", "tracking URI", "regenerate", "or, with its store")
 
 
 def _header(sweep: Sweep) -> list[tuple[str, str]]:
+    """No path of the machine that made the report (committed reports are read elsewhere): paths
+    below the folder it was made in are relative to it (for committed reports: the repository)."""
     return [("sweep parent run", sweep.parent_run_id),
             ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
-            ("tracking URI", sweep.uri), ("parent run status", sweep.parent_status),
+            ("tracking URI", portable(sweep.uri)), ("parent run status", sweep.parent_status),
             ("runs", _counts_line(sweep)), ("generated", time.strftime("%Y-%m-%d %H:%M:%S")),
-            ("regenerate", _regen(sweep))]
+            ("regenerate", _regen(sweep)), ("or, with its store", _rebuild(sweep))]
 
 
 STATS_NOTE = ("Intervals are 95% t-intervals over seeds, mean +- t(0.975, n - 1) * sd / sqrt(n), "
@@ -99,8 +112,7 @@ DATA_NOTE = ("`tidy.parquet`: one row per (run, epoch, metric), columns run_id, 
 def write_markdown(sweep: Sweep, table: pd.DataFrame, verdict: list[str], figs: list[Fig],
                    out: Path) -> Path:
     lines = [f"# slnn report: {sweep.study}", ""]
-    lines += [f"- **{k}**: `{v}`" if k in ("sweep parent run", "tracking URI", "regenerate")
-              else f"- **{k}**: {v}" for k, v in _header(sweep)]
+    lines += [f"- **{k}**: `{v}`" if k in CODE_KEYS else f"- **{k}**: {v}" for k, v in _header(sweep)]
     lines += ["", "## Verdict", ""] + [f"- {v}" for v in verdict or ["no run has ended yet."]]
     if sweep.notes:
         lines += ["", "## What is missing", ""] + [f"- {n}" for n in sweep.notes]
@@ -130,8 +142,7 @@ def write_html(sweep: Sweep, table: pd.DataFrame, verdict: list[str], figs: list
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>slnn report: "
              f"{html.escape(sweep.study)}</title><style>{CSS}</style></head><body>",
              f"<h1>slnn report: {html.escape(sweep.study)}</h1><ul>"]
-    parts += [f"<li><b>{k}</b>: <code>{html.escape(v)}</code></li>"
-              if k in ("sweep parent run", "tracking URI", "regenerate")
+    parts += [f"<li><b>{k}</b>: <code>{html.escape(v)}</code></li>" if k in CODE_KEYS
               else f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in _header(sweep)]
     parts.append("</ul><h2>Verdict</h2><ul>")
     parts += [f"<li>{e(v)}</li>" for v in verdict or ["no run has ended yet."]]

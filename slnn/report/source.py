@@ -286,7 +286,8 @@ def read_sweep(uri: str, parent_run_id: str) -> SweepData:
                       experiment_name=exp.name if exp else exp_id, study=study,
                       parent_status=parent.info.status,
                       n_cells=int(n_cells) if n_cells and n_cells.isdigit() else None,
-                      runs=runs, history=history, n_children=len(all_runs))
+                      runs=runs, history=history, n_children=len(all_runs),
+                      command=parent.data.tags.get("slnn.command", ""))
     if lacking:
         named = ", ".join(f"{r} (no {', '.join(m)})" for r, m in list(lacking.items())[:5])
         more = f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -44,6 +45,11 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 
 
 # --- the sweep ------------------------------------------------------------------------------
+
+def _command() -> str:
+    """The command that ran this sweep, as typed (a report's header shows how to run it again)."""
+    return shlex.join(["slnn-train", *sys.argv[1:]])[:5000]
+
 
 def _chunks(items: list, n: int) -> list[list]:
     """Deal ``items`` round-robin into ``n`` chunks, so each chunk mixes cheap and costly cells."""
@@ -163,7 +169,8 @@ class Orchestrator:
                 run_id = prev[0].info.run_id
                 client.update_run(run_id, status="RUNNING")
                 client.log_batch(run_id, tags=[RunTag("slnn.host", socket.gethostname()),
-                                               RunTag("slnn.pid", str(os.getpid()))])
+                                               RunTag("slnn.pid", str(os.getpid())),
+                                               RunTag("slnn.command", _command())])
                 for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
                     if stale in prev[0].data.tags:
                         client.delete_tag(run_id, stale)
@@ -173,7 +180,8 @@ class Orchestrator:
         run = client.create_run(exp_id, run_name=name, tags={
             "mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
             "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
-            "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())})
+            "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid()),
+            "slnn.command": _command()})
         return run.info.run_id, name
 
     def _restore_env(self) -> None:

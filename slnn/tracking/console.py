@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -73,3 +74,17 @@ def report_command(uri: str, parent_run_id: str) -> str:
     """The command that rebuilds the report of the sweep under ``parent_run_id``."""
     return (f"{program('slnn-report')} --parent-run {parent_run_id} --tracking-uri "
             f"{shlex.quote(uri)}")
+
+
+def portable(text: str, base: str | Path | None = None) -> str:
+    """``text`` without this machine's paths: below ``base`` (the working directory) relative to
+    it, below the home folder as ``~/``. For what is written to be read elsewhere (a committed
+    report's header): ``sqlite:////home/me/slnn/mlflow.db`` -> ``sqlite:///mlflow.db``."""
+    base = str(Path(base or Path.cwd()).absolute())
+    if base != "/":
+        text = text.replace(f"file://{base}/", "file:./").replace(f"{base}/", "")
+        text = re.sub(rf"{re.escape(base)}(?![\w.-])", ".", text)
+    home = str(Path.home())
+    if home != "/":
+        text = text.replace(f"{home}/", "~/")
+    return text
