@@ -380,3 +380,178 @@ def test_a_run_log_keeps_warnings_log_records_and_stderr_each_run_its_own(capfd)
     with RunLog(echo=True) as log:  # a single run: the terminal too
         emit()
     assert "slnn-test: again" in capfd.readouterr().err and "slnn-test: again" in log.text()
+
+
+# --- every example of both --help texts runs ------------------------------------------------
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def help_examples(program: str) -> list[str]:
+    """The example commands of ``program --help``: ``slnn-train``'s "Examples" block, and the
+    lines of ``slnn-report``'s "examples:" that start with a command."""
+    out = subprocess.run([str(VENV_BIN / program), "--help"], capture_output=True, text=True,
+                         timeout=120, env=clean_env()).stdout
+    if program == "slnn-train":
+        block = re.search(r"^Examples.*?:\n(.*?)\n\n", out, re.M | re.S).group(1)
+        return [ln.strip() for ln in block.splitlines()]
+    block = out.split("\nexamples:\n", 1)[1]
+    return [ln.split("   ")[0].strip() for ln in block.splitlines() if ln.startswith("  slnn-report")]
+
+
+def run_example(command: str, cwd: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
+    env, argv = printed(command)
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])  # the venv, activated
+    return subprocess.run([*argv, *extra], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=1200)
+
+
+def start_example(command: str, cwd: Path, log: Path, extra: list[str]):
+    from servers import start_process
+
+    env, argv = printed(command)
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
+    return start_process([*argv, *extra], log, env=env, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_every_example_of_both_helps_runs(tmp_path):
+    """As a user would paste them into a shell, in a fresh folder: the ids, name and server
+    address of slnn-report's examples replaced by the sweep's run here, and ``mlflow ui`` given
+    a free port (it serves on 5000, which a shared machine may be using)."""
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from servers import free_port, start_mlflow_server, stop_process, wait_http
+    from slnn.report.cli import EXAMPLE_ID, EXAMPLE_NAME, EXAMPLE_SERVER
+
+    iris = load_iris(as_frame=True)
+    pd.concat([iris.data, iris.target.rename("label")], axis=1).to_csv(tmp_path / "my.csv",
+                                                                       index=False)
+    train = help_examples("slnn-train")
+    assert len(train) == 6 and train[-1].startswith("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui")
+    for command in train[:-1]:
+        proc = run_example(command, tmp_path)
+        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+        for line in (proc.stdout + proc.stderr).splitlines():  # only slnn's own lines
+            assert line.startswith("slnn: ") or PROGRESS.match(line), (command, line)
+    port = free_port()
+    ui = start_example(train[-1], tmp_path, tmp_path / "ui.log", ["--port", str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 120, ui, tmp_path / "ui.log")
+    finally:
+        stop_process(ui)
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [newest] = client.search_runs([client.get_experiment_by_name("slnn").experiment_id],
+                                  "tags.`slnn.sweep` = 'true'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+    server = start_mlflow_server(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts",
+                                 tmp_path / "server.log", env=clean_env())
+    try:
+        report = help_examples("slnn-report")
+        assert len(report) == 6
+        for command in report:
+            command = (command.replace(EXAMPLE_ID, newest.info.run_id[:12])
+                       .replace(EXAMPLE_NAME, newest.info.run_name)
+                       .replace(EXAMPLE_SERVER, server.url))
+            proc = run_example(command, tmp_path)
+            assert proc.returncode == 0, (command, proc.stderr[-3000:])
+            assert f"(sweep {newest.info.run_id})" in proc.stdout, (command, proc.stdout)
+    finally:
+        stop_process(server.proc)
+    assert (tmp_path / "reports" / "mine" / "report.html").exists()
+
+
+# --- run ids as users type them --------------------------------------------------------------
+
+def slnn_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "slnn-report"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=clean_env())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["prefix8", "prefix12", "name", "upper"])
+def test_report_takes_any_unique_start_of_the_parent_id_or_its_name(plugin_sweep, tmp_path, how):
+    _, folder, _, runs = plugin_sweep
+    [parent] = [r for r in runs if r.data.tags.get("slnn.sweep") == "true"]
+    rid = parent.info.run_id
+    text = {"prefix8": rid[:8], "prefix12": rid[:12], "name": parent.info.run_name,
+            "upper": rid[:10].upper()}[how]
+    proc = slnn_report("--parent-run", text, "--tracking-uri", f"sqlite:///{folder}/mlflow.db",
+                       "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"slnn-report: wrote {tmp_path / 'r' / 'report.html'}")
+    assert f"(sweep {rid})" in proc.stdout
+
+
+@pytest.mark.slow
+def test_an_ambiguous_or_unknown_id_is_one_line_listing_the_candidates(tmp_path):
+    """Parent runs made directly in a real store: 17 ids give two with the same first character
+    (there are 16), and two sweeps can share a name."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("slnn")
+    made = [client.create_run(exp, run_name="grid-20260101-120000" if i < 2 else f"grid-{i}",
+                              tags={"slnn.sweep": "true"}).info for i in range(17)]
+    by_first: dict[str, list] = {}
+    for info in made:
+        by_first.setdefault(info.run_id[0], []).append(info)
+    shared = next(v for v in by_first.values() if len(v) >= 2)
+    for text, hits in ((shared[0].run_id[0], shared), ("grid-20260101-120000", made[:2])):
+        proc = slnn_report("--parent-run", text, "--tracking-uri", uri, cwd=tmp_path)
+        assert proc.returncode == 2
+        [line] = proc.stderr.splitlines()
+        assert line.startswith(f"slnn-report: error: {text!r} matches {len(hits)} sweeps at {uri}: ")
+        assert line.endswith("; give more of the id")
+        for info in hits:
+            assert f"{info.run_id} ({info.run_name})" in line
+    proc = slnn_report("--parent-run", "zz", "--tracking-uri", uri, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"slnn-report: error: no sweep at {uri} has a parent run id starting "
+                           "with 'zz' or named 'zz': copy it from the sweep's first or last line, "
+                           "or use --experiment <name> for the newest sweep\n")
+
+
+# --- reports that do not point at the machine that made them -------------------------------
+
+def test_portable_drops_this_machines_paths(tmp_path):
+    from slnn.tracking.console import portable
+
+    base = tmp_path / "repo"
+    home = str(Path.home())
+    assert portable(f"sqlite:///{base}/mlflow.db", base) == "sqlite:///mlflow.db"
+    assert portable(f"x --out {base}/reports/a hydra.sweep.dir={base}", base) == \
+        "x --out reports/a hydra.sweep.dir=."
+    assert portable(f"file://{base}/mlruns", base) == "file:./mlruns"
+    assert portable(f"{base}-other/x", base) == f"{base}-other/x".replace(f"{home}/", "~/")
+    assert portable(f"sqlite:///{home}/elsewhere/mlflow.db", base) == "sqlite:///~/elsewhere/mlflow.db"
+
+
+@pytest.mark.slow
+def test_a_reports_header_has_no_local_path_and_its_commands_work_from_a_clone(tmp_path):
+    made, clone = tmp_path / "made", tmp_path / "clone"
+    made.mkdir()
+    clone.mkdir()
+    grid = ["-m", "update=input,kronecker", "data=iris_petal", "train.epochs=2",
+            "tracking.plot=false", "tracking.log_model=false"]
+    proc = run_example(shlex.join(["slnn-train", *grid]), made)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    end = END.match(proc.stdout.splitlines()[-1])
+    folder = Path(end["report"])
+    md, page = (folder / "report.md").read_text(), (folder / "report.html").read_text()
+    for text in (md, page):
+        assert str(tmp_path) not in text and str(Path.home()) + "/" not in text
+    header = dict(re.findall(r"^- \*\*(.+?)\*\*: `(.*)`$", md, re.M))
+    assert header["tracking URI"] == "sqlite:///mlflow.db"
+    assert header["regenerate"] == shlex.join(["slnn-train", *grid])
+    assert header["or, with its store"] == (f"slnn-report --parent-run {end['parent']} "
+                                            "--tracking-uri sqlite:///mlflow.db")
+    # where the sweep ran, with its store: the report again
+    again = run_example(header["or, with its store"], made)
+    assert again.returncode == 0, again.stderr
+    assert f"wrote {folder / 'report.html'}" in again.stdout
+    # in a clone (no store): the sweep again, which writes its report
+    fresh = run_example(header["regenerate"], clone)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert list((clone / "reports").glob("sweep-*/report.md"))
