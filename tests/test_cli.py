@@ -508,9 +508,9 @@ def test_an_ambiguous_or_unknown_id_is_one_line_listing_the_candidates(tmp_path)
             assert f"{info.run_id} ({info.run_name})" in line
     proc = slnn_report("--parent-run", "zz", "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == (f"slnn-report: error: no sweep at {uri} has a parent run id starting "
-                           "with 'zz' or named 'zz': copy it from the sweep's first or last line, "
-                           "or use --experiment <name> for the newest sweep\n")
+    assert proc.stderr == (f"slnn-report: error: no run 'zz' at {uri}: no sweep's parent run has "
+                           "an id starting with it or that name; copy it from the sweep's first "
+                           "or last line, or use --experiment <name> for the newest sweep\n")
 
 
 # --- reports that do not point at the machine that made them -------------------------------

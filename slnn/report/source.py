@@ -121,9 +121,9 @@ def find_sweep(uri: str, text: str) -> str:
     if len(hits) == 1:
         return hits[0].info.run_id
     if not hits:
-        raise ReportError(f"no sweep at {uri} has a parent run id starting with {text!r} or named "
-                          f"{text!r}: copy it from the sweep's first or last line, or use "
-                          "--experiment <name> for the newest sweep")
+        raise ReportError(f"no run {text!r} at {uri}: no sweep's parent run has an id starting "
+                          "with it or that name; copy it from the sweep's first or last line, or "
+                          "use --experiment <name> for the newest sweep")
     listed = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in hits[:10])
     more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
     raise ReportError(f"{text!r} matches {len(hits)} sweeps at {uri}: {listed}{more}; give more "
