@@ -660,10 +660,11 @@ def test_every_study_runs_with_a_tiny_budget(name, tmp_path, store, slnn_train):
     proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2", *pins),
                                 cwd=tmp_path))
     start = one(START, proc.stdout)
-    assert start["study"] == name
     assert start["cells"] == n_cells
     parents, cells = split_runs(all_runs(store))
     assert len(parents) == 1 and parents[0].data.tags["slnn.study"] == name
+    # the sweep is called by its parent run's name, <study>-<date>-<time>
+    assert start["study"] == parents[0].info.run_name and start["study"].startswith(f"{name}-")
     assert len(cells) == n_cells
     assert {r.data.tags["slnn.outcome"] for r in cells} <= EXPECTED_OUTCOMES
     assert {r.data.params["train.epochs"] for r in cells} == {"2"}

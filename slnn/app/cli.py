@@ -13,6 +13,8 @@ here as chunks of cells for ``slnn.sweep.worker``.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 
 import hydra
@@ -23,6 +25,7 @@ from slnn.app.schema import CONF_DIR, register_configs, to_config
 from slnn.core.errors import ConfigError, DataError
 
 register_configs()
+MULTIRUN_FLAGS = {"-m", "--multirun"}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -44,26 +47,62 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def explain_hydra_error(e: BaseException) -> str:
-    """Hydra's multi-line composition errors as one line that names the problem and the choices."""
+    """Hydra's multi-line composition errors as one line that names the problem, the nearest
+    valid choice or key, and the choices."""
+    from slnn.app.keys import unknown_key
+    from slnn.core.errors import did_you_mean
+
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     head = lines[0] if lines else type(e).__name__
-    if "Available options in" in str(e):
+    missing = re.search(r"Could not find '(.+)/([^/']+)'", head)
+    if "Available options in" in str(e) and missing:
         opts = [ln for ln in lines[2:] if "provider=" not in ln and not ln.startswith("Config search")]
-        return f"{head.split(': ', 1)[-1]}: choose one of {opts}"
+        group, choice = missing.groups()
+        return f"{group}={choice} is not valid:{did_you_mean(choice, opts)} choose one of {opts}"
+    key = _unknown_key_of(e)
+    if key:
+        return unknown_key(key)
+    added = re.search(r"An item is already at '(.+?)'", str(e))
+    if added:
+        return f"{added.group(1)} already exists: set it without the + (+ adds a key; slnn has no new keys)"
     cause = e.__cause__ or e.__context__
     detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
     more = " ".join(lines[1:2])
-    return "; ".join(x for x in (head, detail or more) if x)
+    return "; ".join(dict.fromkeys(x for x in (head, detail or more) if x))
 
 
-def precheck(overrides: list[str]) -> None:
-    """Compose and validate a single run's config before Hydra starts the job, so a bad override
-    fails with one line instead of Hydra's multi-line report."""
+def _unknown_key_of(e: BaseException) -> str | None:
+    """The full key of an OmegaConf "Key '...' not in '...'" error in ``e``'s chain, if any (a
+    study or preset that sets a key the schema does not have)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and getattr(e, "full_key", None):
+            return str(e.full_key)
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def precheck(overrides: list[str], multirun: bool = False) -> None:
+    """Check every key, then compose (and for a single run validate) the config before Hydra
+    starts, so a typo or a bad value fails with one line instead of Hydra's multi-line report
+    or, for ``+key=``, a run that silently ignores the key. A sweep's swept values (``a,b``,
+    ``range()``) are checked cell by cell by its sweeper; here only what Hydra composes first."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from slnn.app.keys import GroupChecker, check_keys, searchpath_of
 
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            to_config(compose("config", overrides=overrides))
+            check_keys(overrides, GroupChecker(searchpath_of(overrides)))
+            if multirun:
+                parsed = OverridesParser.create().parse_overrides(list(overrides))
+                compose("config", overrides=[o.input_line for o in parsed
+                                             if not o.is_sweep_override()])
+            else:
+                to_config(compose("config", overrides=overrides))
     except ConfigError as e:
         die(str(e))
     except Exception as e:  # hydra's composition and override-parsing errors
@@ -78,9 +117,16 @@ def die(msg: str) -> None:
 def cli() -> None:
     """The ``slnn-train`` console script."""
     args = sys.argv[1:]
-    if not any(a.startswith("-") for a in args):  # a single run (flags: multirun, help, ...)
+    flags = {a for a in args if a.startswith("-")}
+    if not flags:  # a single run
         precheck(args)
-    main()
+    elif flags <= MULTIRUN_FLAGS:  # a sweep (other flags: --help, --cfg, ... are Hydra's)
+        precheck([a for a in args if a not in MULTIRUN_FLAGS], multirun=True)
+    try:
+        main()
+    except BrokenPipeError:  # slnn-train --help | head: quiet, as other tools are
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

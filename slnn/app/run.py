@@ -17,11 +17,13 @@ import os
 import socket
 import sys
 import time
+import traceback
 from dataclasses import asdict
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from slnn.app.runlog import RunLog
 from slnn.app.schema import Config, config_hash, flatten, identity, run_name, to_config
 from slnn.core.data import Dataset, load_dataset
 from slnn.core.outcomes import TRAINED, Outcome
@@ -46,12 +48,12 @@ def build_dataset(c: Config) -> Dataset:
 
 
 def quiet_libraries() -> None:
-    """MLflow's and Alembic's INFO lines (table creation, signature checks) are noise here: the
-    run prints one line of its own that says where everything is."""
-    import mlflow  # noqa: F401 - it sets its logger's level when imported: import it first
+    """MLflow's and Alembic's INFO lines (table creation, signature checks) and MLflow's artifact
+    progress bars are noise here: the run prints one line of its own that says where everything
+    is."""
+    from slnn.tracking.console import quiet_mlflow
 
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_mlflow()
 
 
 class Progress:
@@ -102,25 +104,34 @@ def run_params(cfg: DictConfig, c: Config) -> dict[str, str]:
     return flatten(ident) | flatten({"tracking": {"plot": c.tracking.plot}})
 
 
-def _record_failure(rec, exc: BaseException, status: str) -> None:
-    """Close the run as FAILED or KILLED; if even that fails (an interrupt can catch the store
-    mid-write), the original error still propagates and the next sweep reaps the run."""
+def _record_failure(rec, exc: BaseException, status: str, log: RunLog) -> None:
+    """Close the run as FAILED or KILLED, its log (with the traceback) attached; if even that
+    fails (an interrupt can catch the store mid-write), the original error still propagates and
+    the next sweep reaps the run."""
+    log.line("".join(traceback.format_exception(exc)).rstrip())
     try:
-        rec.fail(exc, status=status)
+        rec.fail(exc, status=status, log=log.text)
     except Exception as e:  # noqa: BLE001
         print(f"slnn: could not record run {rec.run_id} as {status}: {e}", file=sys.stderr)
 
 
 def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = None,
             parent_run_id: str | None = None, quiet: bool = False,
-            experiment_id: str | None = None) -> TrainResult:
+            experiment_id: str | None = None, log: RunLog | None = None) -> TrainResult:
     """Validate, train and record one run. Expected outcomes (diverged, shape_mismatch) return
     normally; an unexpected failure is recorded as a FAILED run and then raised.
 
     A sweep passes what it already has: the validated ``c`` and its ``chash`` (each cell is
-    validated and hashed once, when the grid is composed) and the ``experiment_id``.
+    validated and hashed once, when the grid is composed) and the ``experiment_id``, and its
+    own ``log`` (``slnn.app.runlog``); without one the run's log also goes to the terminal
+    (unless ``quiet``). Either way it is saved as the run's ``run.log`` artifact.
     """
+    if log is None:
+        with RunLog(echo=not quiet) as own:
+            return run_one(cfg, c=c, chash=chash, parent_run_id=parent_run_id, quiet=quiet,
+                           experiment_id=experiment_id, log=own)
     from slnn.tracking import store
+    from slnn.tracking.console import browse_command
     from slnn.tracking.recorder import RunRecorder
 
     c = c if c is not None else to_config(cfg)
@@ -132,25 +143,27 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     name = run_name(c)
     rec = RunRecorder(client, exp_id, name, run_params(cfg, c), run_tags(c, chash, data),
                       parent_run_id)
+    log.line(f"slnn: {name}: run {rec.run_id} started on {socket.gethostname()}, pid {os.getpid()}")
     # a model per single run; in a sweep only when asked (the sweep logs its best run's)
     log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
     try:
         result = train(data, c, rng=np.random.default_rng(c.seed),
                        on_epoch=None if quiet else Progress(name, c.train.epochs))
-        rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
-                   title=name, max_metric_points=c.tracking.max_metric_points, data=data,
-                   model_activation=c.model.activation if log_model else None)
-    except KeyboardInterrupt as e:
-        _record_failure(rec, e, "KILLED")
-        raise
-    except BaseException as e:
-        _record_failure(rec, e, "FAILED")
-        raise
-    if not quiet:
         fin = result.final
         what = (f"val_error {fin['val_error']:.3f}, test_error {fin['test_error']:.3f}"
                 if result.outcome in TRAINED else result.reason)
-        print(f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what} "
-              f"(run {rec.run_id}); browse: mlflow ui --backend-store-uri {uri}")
+        done = f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what}"
+        log.line(done)
+        rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
+                   title=name, max_metric_points=c.tracking.max_metric_points, data=data,
+                   model_activation=c.model.activation if log_model else None, log=log.text)
+    except KeyboardInterrupt as e:
+        _record_failure(rec, e, "KILLED", log)
+        raise
+    except BaseException as e:
+        _record_failure(rec, e, "FAILED", log)
+        raise
+    if not quiet:
+        print(f"{done} (run {rec.run_id}); browse: {browse_command(uri)}")
     result.run_id = rec.run_id  # type: ignore[attr-defined]
     return result

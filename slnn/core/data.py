@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.errors import ConfigError, DataError
+from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
 
 __all__ = ["DATASETS", "GATES", "DataError", "DataSpec", "Dataset", "RawData", "load_dataset"]
 
@@ -245,11 +246,6 @@ def guide_scale(X: np.ndarray) -> np.ndarray:
     spread = np.abs(dev).max(axis=0)          # (d,)
     spread[spread == 0] = 1.0                 # constant column: dev is 0, so the result is 0.5
     return 0.5 + 0.475 * dev / spread
-
-
-def _choice(key: str, value, valid) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is not valid: choose one of {sorted(valid)}")
 
 
 def _positive(key: str, value, example, allow_zero: bool = False) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from slnn.core.activations import ACTIVATIONS, get_activation
 from slnn.core.backend import Backend
 from slnn.core.errors import ConfigError
+from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
 from slnn.core.outcomes import Outcome
 from slnn.core.rules import UPDATE_RULES, ShapeMismatch, check_shape, get_rule
 
@@ -46,11 +47,6 @@ def chance_error(t: np.ndarray) -> float:
     if t.shape[0] == 0:
         return math.nan
     return float(1.0 - t.sum(axis=0).max() / t.shape[0])
-
-
-def _choice(key: str, value, valid) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is not valid: choose one of {sorted(valid)}")
 
 
 def _positive(key: str, value, example, allow_zero: bool = False) -> None:

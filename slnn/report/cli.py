@@ -1,7 +1,7 @@
 """The ``slnn-report`` console script: write a sweep's report from what is in MLflow.
 
     slnn-report --experiment slnn                       # the newest sweep in experiment slnn
-    slnn-report --parent-run <id> --out reports/        # one sweep, into reports/
+    slnn-report --parent-run <id, its start, or name> --out reports/   # one sweep, into reports/
     slnn-report --tracking-uri http://127.0.0.1:5000 --target-error 0.05
 """
 
@@ -11,23 +11,33 @@ import argparse
 import os
 import sys
 
-EPILOG = """\
+# the id and the name the examples below show; tests/test_cli.py runs every example with a real
+# sweep's in their place
+EXAMPLE_ID = "3bda841f9358"
+EXAMPLE_NAME = "guide_vs_correct-20260101-120000"
+EXAMPLE_SERVER = "http://127.0.0.1:5000"
+
+EPILOG = f"""\
 examples:
   slnn-report                                   the newest sweep of experiment slnn in ./mlflow.db
   slnn-report --experiment slnn                 the same, naming the experiment
-  slnn-report --parent-run 9e43d796ce33 --out reports/
-                                                one sweep (its parent run id is printed when the
-                                                sweep starts and ends), into reports/
-  slnn-report --tracking-uri http://127.0.0.1:5000 --attach
+  slnn-report --parent-run {EXAMPLE_ID} --out reports/mine
+                                                one sweep, by its parent run id or any unique
+                                                start of it (the sweep prints the id when it
+                                                starts and ends), into reports/mine
+  slnn-report --parent-run {EXAMPLE_NAME}
+                                                the same by the parent run's name (the sweep's
+                                                first and last lines call it so)
+  slnn-report --tracking-uri {EXAMPLE_SERVER} --attach
                                                 from an MLflow server, and log the report to the
                                                 sweep's parent run under report/
-  slnn-report --parent-run 9e43d796ce33 --register
+  slnn-report --parent-run {EXAMPLE_ID} --register
                                                 also register the sweep's best run as
                                                 slnn-<study>@best in the Model Registry
 
 writes report.md, report.html (self-contained), the figures (PNG), tidy.parquet, runs.csv and
-summary.csv into the output folder. Bad input (no such experiment or run, a sweep without runs)
-gives one line on stderr and exit code 2.
+summary.csv into the output folder. Bad input (no such experiment or run, a sweep without runs,
+an id start that matches several sweeps) gives one line on stderr and exit code 2.
 """
 
 
@@ -41,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--experiment", metavar="NAME", default=None,
                        help="report the newest sweep in this MLflow experiment (default: slnn)")
     which.add_argument("--parent-run", metavar="ID",
-                       help="report the sweep whose parent run has this id")
+                       help="report the sweep whose parent run has this id, any unique start of "
+                            "it, or this name (e.g. guide_vs_correct-20260101-120000)")
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow store: a sqlite:///file.db, a folder, or an http:// server "
                         "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
@@ -91,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
     from slnn.report import ReportError, newest_sweep, report_for_parent
+    from slnn.report.source import find_sweep
+    from slnn.tracking.console import quiet_mlflow
 
+    quiet_mlflow(logging.ERROR)  # and no progress bars when histories are downloaded
     try:
         uri = _uri(args.tracking_uri)
-        parent = args.parent_run or newest_sweep(uri, args.experiment or "slnn")
+        parent = (find_sweep(uri, args.parent_run) if args.parent_run is not None
+                  else newest_sweep(uri, args.experiment or "slnn"))
         folder = report_for_parent(uri, parent, attach=args.attach, out=args.out,
                                    target_error=args.target_error)
     except ReportError as e:

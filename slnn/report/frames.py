@@ -43,6 +43,7 @@ class SweepData:
     history: pd.DataFrame  # wide: run_id, epoch, step and one column per metric
     n_children: int = 0  # every child, including superseded reruns
     notes: list[str] = field(default_factory=list)  # what is missing or odd, in sentences
+    command: str = ""  # the slnn-train command that ran the sweep, as typed (tag slnn.command)
 
     @property
     def done(self) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,6 +96,50 @@ def newest_sweep(uri: str, experiment: str) -> str:
         raise ReportError(f"experiment {exp.name!r} at {uri} has no sweep (no run tagged "
                           "slnn.sweep=true): run one with slnn-train -m ..., or pass --parent-run <id>")
     return runs[0].info.run_id
+
+
+def find_sweep(uri: str, text: str) -> str:
+    """The parent run id of the sweep ``text`` names, as users type it: the full id, any unique
+    start of it (the 8 or 12 characters people copy), or the parent run's name
+    (``guide_vs_correct-20260101-120000``, as the sweep's first and last lines call it)."""
+    from mlflow.entities import ViewType
+
+    text = text.strip()
+    if not text:
+        raise ReportError("--parent-run is empty: give a sweep's parent run id, the start of it, "
+                          "or its name")
+    if re.fullmatch(r"[0-9a-f]{32}", text):
+        return text  # a whole id: read_sweep says what it is if it is no sweep's parent
+    client = open_client(uri)
+    exps = _mlflow_call(uri, "listing the experiments", client.search_experiments,
+                        view_type=ViewType.ACTIVE_ONLY) or []
+    sweeps = _mlflow_call(uri, "searching the sweeps", _all_runs, client,
+                          [e.experiment_id for e in exps], "tags.`slnn.sweep` = 'true'") or []
+    prefix = text.lower() if re.fullmatch(r"[0-9a-fA-F]+", text) else None
+    hits = [r for r in sweeps if prefix and r.info.run_id.startswith(prefix)]
+    hits += [r for r in sweeps if r.info.run_name == text and r not in hits]
+    if len(hits) == 1:
+        return hits[0].info.run_id
+    if not hits:
+        raise ReportError(f"no run {text!r} at {uri}: no sweep's parent run has an id starting "
+                          "with it or that name; copy it from the sweep's first or last line, or "
+                          "use --experiment <name> for the newest sweep")
+    listed = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in hits[:10])
+    more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
+    raise ReportError(f"{text!r} matches {len(hits)} sweeps at {uri}: {listed}{more}; give more "
+                      "of the id")
+
+
+def _all_runs(client, experiment_ids: list[str], filter_string: str) -> list:
+    """Every run matching ``filter_string`` (all pages)."""
+    out, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  max_results=50000, page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
 
 
 def _parent(client, uri: str, parent_run_id: str):
@@ -265,7 +310,8 @@ def read_sweep(uri: str, parent_run_id: str) -> SweepData:
                       experiment_name=exp.name if exp else exp_id, study=study,
                       parent_status=parent.info.status,
                       n_cells=int(n_cells) if n_cells and n_cells.isdigit() else None,
-                      runs=runs, history=history, n_children=len(all_runs))
+                      runs=runs, history=history, n_children=len(all_runs),
+                      command=parent.data.tags.get("slnn.command", ""))
     if lacking:
         named = ", ".join(f"{r} (no {', '.join(m)})" for r, m in list(lacking.items())[:5])
         more = f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""

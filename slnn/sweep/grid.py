@@ -24,6 +24,8 @@ class Cell:
     config: Config  # validated
     hash: str  # slnn.config_hash
     data_digest: str  # slnn.data_digest: the data this cell reads
+    index: int = -1  # its place in the grid (set by the orchestrator)
+    folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
 
 
 def fail(msg: str) -> None:
@@ -51,60 +53,19 @@ def enumerate_cells(config: DictConfig, arguments: list[str] | None = None) -> l
     return split_sweep_arguments(parsed)
 
 
-def _searchpath_folders(searchpath) -> list:
-    """The folders of ``hydra.searchpath`` entries (``file://dir`` or ``pkg://module/dir``)."""
-    import importlib.resources
-    from pathlib import Path
-
-    out = []
-    for entry in searchpath or []:
-        entry = str(entry)
-        if entry.startswith("file://"):
-            out.append(Path(entry[len("file://"):]))
-        elif entry.startswith("pkg://"):
-            module, _, sub = entry[len("pkg://"):].partition("/")
-            try:
-                out.append(Path(str(importlib.resources.files(module.replace("/", ".")))) / sub)
-            except (ModuleNotFoundError, TypeError):
-                continue
-    return out
-
-
-def _group_checker(searchpath=None):
-    """``is_group(key)``: does ``key`` name a config group: one of Hydra's known groups (slnn's
-    own, and those slnn stores from its registries), or a folder of a ``hydra.searchpath`` entry
-    (a user's own studies and presets)?"""
-    from hydra.core.global_hydra import GlobalHydra
-
-    loader = GlobalHydra.instance().config_loader()
-    folders = _searchpath_folders(searchpath)
-    known: dict[str, bool] = {}
-
-    def is_group(key: str) -> bool:
-        key = key.lstrip("+~")
-        if key.startswith("hydra/"):
-            return True
-        if "." in key:
-            return False
-        if key not in known:
-            known[key] = bool(loader.get_group_options(key)) or any(
-                (f / key).is_dir() for f in folders)
-        return known[key]
-
-    return is_group
-
-
 def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> list[Cell]:
     """Compose, validate and hash each cell, and build each distinct data set once."""
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.app.cli import explain_hydra_error
+    from slnn.app.keys import GroupChecker, check_key, unknown_key
     from slnn.app.run import build_dataset
     from slnn.core.errors import ConfigError, DataError
 
     parser = OverridesParser.create()
-    is_group = _group_checker(searchpath)
+    is_group = GroupChecker(searchpath)
+    checked: set[str] = set()
     # compose sees a user's hydra.searchpath as the command line gave it
     extra = [f"hydra.searchpath=[{','.join(str(p) for p in searchpath)}]"] if searchpath else []
     bases: dict[tuple, DictConfig] = {}
@@ -115,6 +76,9 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> 
         values = [o for o, k in zip(cell, keys) if not is_group(k) and not k.startswith("hydra.")]
         where = f"(in the cell {' '.join(cell)}); no run was started"
         try:
+            for k in [k for k in keys if k not in checked]:  # a typo fails here, naming the key meant
+                check_key(k, is_group)
+                checked.add(k)
             if groups not in bases:
                 bases[groups] = compose(config_name, overrides=list(groups) + extra)
             cfg = copy.deepcopy(bases[groups])
@@ -129,7 +93,7 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> 
                         OmegaConf.update(cfg, key, ov.value(), merge=True)
                 else:
                     if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                        raise ConfigError(f"{key!r} is not a config key: to add one use +{key}=...")
+                        raise ConfigError(unknown_key(key, is_group.names()))
                     OmegaConf.update(cfg, key, ov.value(), merge=True)
             c = to_config(cfg)
             data = build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
@@ -146,7 +110,9 @@ def study_question(study: str, searchpath=None) -> str:
     commands that follow it; empty if there is no such file."""
     from slnn.app.schema import CONF_DIR
 
-    for folder in [CONF_DIR, *_searchpath_folders(searchpath)]:
+    from slnn.app.keys import searchpath_folders
+
+    for folder in [CONF_DIR, *searchpath_folders(searchpath)]:
         path = folder / "experiment" / f"{study}.yaml"
         if path.is_file():
             lines = []

@@ -4,13 +4,14 @@ appended atomically by whichever worker ran it, and the progress and summary lin
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from slnn.core.outcomes import TRAINED, Outcome
+from slnn.core.outcomes import EXPECTED, TRAINED, Outcome
 
 
 class Ledger:
@@ -39,11 +40,16 @@ def fmt_eta(seconds: float) -> str:
 
 
 def report_progress(state: dict, name: str, outcome: str, seconds: float,
-                    train_seconds: float = 0.0) -> None:
-    """Record one finished cell in the ledger and print ``[done/total] name: outcome, time left``."""
+                    train_seconds: float = 0.0, *, val_error: float | None = None,
+                    warnings: int = 0, log: str | None = None) -> None:
+    """Record one finished cell in the ledger and print
+    ``[done/total] name: outcome (val_error 0.123, 1.23 s); about H:MM:SS left``, with where the
+    cell's log is when it holds warnings or an error."""
     ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
+    val = float(val_error) if val_error is not None and math.isfinite(val_error) else None
     me = {"name": name, "outcome": str(outcome), "seconds": round(seconds, 6),
-          "train_seconds": round(train_seconds, 6), "pid": os.getpid(), "time": time.time()}
+          "train_seconds": round(train_seconds, 6), "val_error": val, "warnings": warnings,
+          "pid": os.getpid(), "time": time.time()}
     ledger.add(**me)
     entries = ledger.entries()
     # our own line's place, not the count: two workers finishing together print different numbers
@@ -53,7 +59,11 @@ def report_progress(state: dict, name: str, outcome: str, seconds: float,
     left = max(total - done, 0)
     elapsed = time.time() - state["start"]
     eta = fmt_eta(elapsed / len(entries) * left) if entries else "?"
-    print(f"[{done}/{total}] {name}: {outcome} ({seconds:.2f} s); about {eta} left", flush=True)
+    parts = ([f"val_error {val:.3f}"] if val is not None else []) + [f"{seconds:.2f} s"]
+    if log and (warnings or outcome not in EXPECTED):
+        said = f"{warnings} warning{'s' if warnings != 1 else ''}" if warnings else "log"
+        parts.append(f"{said}: {log}")
+    print(f"[{done}/{total}] {name}: {outcome} ({', '.join(parts)}); about {eta} left", flush=True)
 
 
 def summarize(entries: list[dict], total: int) -> tuple[Counter, str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -36,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from slnn.core.outcomes import EXPECTED, Outcome
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
+from slnn.tracking.console import browse_command, relative, report_command, run_url
 
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -43,6 +45,11 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 
 
 # --- the sweep ------------------------------------------------------------------------------
+
+def _command() -> str:
+    """The command that ran this sweep, as typed (a report's header shows how to run it again)."""
+    return shlex.join(["slnn-train", *sys.argv[1:]])[:5000]
+
 
 def _chunks(items: list, n: int) -> list[list]:
     """Deal ``items`` round-robin into ``n`` chunks, so each chunk mixes cheap and costly cells."""
@@ -105,11 +112,14 @@ class Orchestrator:
         keys = sorted(f"{c.hash}:{c.data_digest}" for c in cells)
         sweep_hash = hashlib.sha256(",".join([code, *keys]).encode()).hexdigest()[:16]
         question = study_question(study, OmegaConf.select(config, "hydra.searchpath"))
-        parent = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells), question)
+        parent, label = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells),
+                                          question)
         for reused in the_plan.reused.values():  # the UI, the report and the summary count them
             link_to_parent(client, exp_id, reused.run_id, parent)
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        for i, c in enumerate(cells):
+            c.index = i  # the cell's place in the grid: its folder's number, the same every rerun
         todo = the_plan.todo
         # the whole grid on the parent: a report finds cells another sweep had already run
         client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [c.overrides for c in cells]}),
@@ -117,7 +127,7 @@ class Orchestrator:
         self.state = {
             "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
             "total": len(cells), "n_skipped": len(cells) - len(todo), "start": time.time(),
-            "study": study, "report": bool(first.sweep.report), "force": force,
+            "study": study, "label": label, "report": bool(first.sweep.report), "force": force,
             "register": bool(first.sweep.register),
             "log_best_model": first.tracking.log_model is not False,
         }
@@ -125,32 +135,43 @@ class Orchestrator:
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         note = f"; marked {reaped} dead run(s) KILLED" if reaped else ""
-        print(f"slnn: sweep {study}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to run "
-              f"(parent run {parent}){note}", flush=True)
+        where = f"; each cell's overrides and log: {relative(sweep_dir / 'cells')}/" if todo else ""
+        print(f"slnn: sweep {label}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to run "
+              f"(parent run {parent}){note}{where}", flush=True)
         return todo
 
     def write_chunks(self, todo: list, n_chunks: int) -> list[list[str]]:
         """Write the cells to run into chunk files (and keep them in memory for jobs that run in
         this process); return one job's overrides per chunk."""
+        from slnn.app.schema import run_name
         from slnn.sweep.worker import PREPARED
 
         st = self.state
-        folder = Path(st["dir"]) / "cells"
+        folder = Path(st["dir"]) / "jobs"
         folder.mkdir(exist_ok=True)
         for old in folder.glob("chunk_*.json"):
             old.unlink()
+        for c in todo:  # what Hydra's job folders would show, per cell: its own overrides
+            c.folder = f"{c.index:04d}-{run_name(c.config)}"
+            (Path(st["dir"]) / "cells" / c.folder).mkdir(parents=True, exist_ok=True)
+            (Path(st["dir"]) / "cells" / c.folder / "overrides.yaml").write_text(
+                OmegaConf.to_yaml(OmegaConf.create(list(c.overrides))))
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         state_path.write_text(json.dumps(st))
         jobs = []
         for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
-            cells = [{"overrides": c.overrides, "hash": c.hash,
+            cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
                       "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in chunk]
             (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
-            PREPARED[(str(state_path), k)] = [(c.cfg, c.config, c.hash) for c in chunk]
-            jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}"])
+            PREPARED[(str(state_path), k)] = [(c.cfg, c.config, c.hash, c.folder) for c in chunk]
+            # a job is a chunk of cells: Hydra's folder per job (a .hydra/ of internal keys, an
+            # empty log) would mislabel them; each cell has its own folder under cells/ instead
+            jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}",
+                         "hydra.output_subdir=null", "hydra.sweep.subdir=."])
         return jobs
 
-    def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells, question) -> str:
+    def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells,
+                     question) -> tuple[str, str]:
         from mlflow.entities import RunTag
 
         from slnn.tracking.provenance import source_tags
@@ -162,19 +183,22 @@ class Orchestrator:
                 run_id = prev[0].info.run_id
                 client.update_run(run_id, status="RUNNING")
                 client.log_batch(run_id, tags=[RunTag("slnn.host", socket.gethostname()),
-                                               RunTag("slnn.pid", str(os.getpid()))])
+                                               RunTag("slnn.pid", str(os.getpid())),
+                                               RunTag("slnn.command", _command())])
                 for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
                     if stale in prev[0].data.tags:
                         client.delete_tag(run_id, stale)
-                return run_id
-        name = f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
+                return run_id, prev[0].info.run_name
+        # what the sweep is called in its lines and the UI, and what slnn-report --parent-run takes
+        name = f"{study if study != 'sweep' else 'grid'}-{time.strftime('%Y%m%d-%H%M%S')}"
         tags = {"mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
                 "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
-                "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid()), **source_tags()}
+                "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid()),
+                "slnn.command": _command(), **source_tags()}
         if question:  # the UI shows it as the parent run's description
             tags["mlflow.note.content"] = f"{study}: {question}"
         run = client.create_run(exp_id, run_name=name, tags=tags)
-        return run.info.run_id
+        return run.info.run_id, name
 
     def _restore_env(self) -> None:
         for var, value in getattr(self, "_saved_env", {}).items():
@@ -229,8 +253,10 @@ class Orchestrator:
         note = self._log_best_model() if st.get("log_best_model") else ""
         note += self._register() if st.get("register") else ""
         note += self._write_report() if st.get("report") else ""
-        print(f"slnn: sweep {st['study']}: {line} in {elapsed:.1f} s; browse: "
-              f"mlflow ui --backend-store-uri {st['uri']}{note}", flush=True)
+        uri, parent = st["uri"], st["parent_run_id"]
+        print(f"slnn: sweep {st['label']}: {line} in {elapsed:.1f} s; parent run {parent}{note}; "
+              f"rebuild the report: {report_command(uri, parent)}; browse: {browse_command(uri)} "
+              f"(the sweep: {run_url(uri, st['experiment_id'], parent)})", flush=True)
         return 1 if unexpected else 0
 
     def _log_summary_metrics(self) -> None:
@@ -277,8 +303,9 @@ class Orchestrator:
 
     def interrupted(self) -> None:
         _, line = self.close("KILLED")
-        print(f"slnn: sweep {self.state['study']} interrupted: {line}; run the same command "
-              "again to finish it", file=sys.stderr, flush=True)
+        print(f"slnn: sweep {self.state['label']} interrupted: {line}; run the same command "
+              f"again to finish it (parent run {self.state['parent_run_id']})", file=sys.stderr,
+              flush=True)
 
     def _register(self) -> str:
         from slnn.tracking.model_registry import RegistryError, register_best

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -17,31 +18,59 @@ from omegaconf import OmegaConf
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
 
-# (state file, chunk) -> [(cfg, Config, hash)], filled by the orchestrator in its own process
+# (state file, chunk) -> [(cfg, Config, hash, folder)], filled by the orchestrator in its own process
 PREPARED: dict[tuple[str, int], list] = {}
 
 
-def run_cell(cfg, c, chash: str, state: dict) -> bool:
+def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
     """One cell. Never raises (but for an interrupt): a failure is recorded in MLflow as a FAILED
-    run and in the sweep's ledger, and the sweep goes on. False if it failed."""
+    run and in the sweep's ledger, and the sweep goes on. False if it failed.
+
+    What the cell says (warnings, errors, MLflow's log) goes to its log, not the terminal: the
+    run's ``run.log`` artifact and ``cells/<folder>/run.log`` in the sweep folder; the terminal
+    gets one progress line, which says where the log is when it holds a warning or an error."""
     from slnn.app.run import run_one
+    from slnn.app.runlog import RunLog
     from slnn.app.schema import run_name
 
     start = time.perf_counter()
     name = run_name(c)
+    log = RunLog(echo=False)
     try:
-        result = run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
-                         experiment_id=state["experiment_id"])
+        with log:
+            result = run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"],
+                             quiet=True, experiment_id=state["experiment_id"], log=log)
     except KeyboardInterrupt:
-        report_progress(state, name, Outcome.KILLED, time.perf_counter() - start)
+        report_progress(state, name, Outcome.KILLED, time.perf_counter() - start,
+                        log=_save_log(state, folder, log))
         raise
     except Exception as e:  # noqa: BLE001 - recorded, counted, and the sweep goes on
+        if "Traceback" not in log.text():  # it failed before its run existed
+            log.line("".join(traceback.format_exception(e)).rstrip())
+        path = _save_log(state, folder, log)
         first = (str(e).splitlines() or [""])[0]
-        print(f"slnn: {name} failed: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
-        report_progress(state, name, Outcome.FAILED, time.perf_counter() - start)
+        where = f"; its log: {path}" if path else ""
+        print(f"slnn: {name} failed: {type(e).__name__}: {first}{where}", file=sys.stderr,
+              flush=True)
+        report_progress(state, name, Outcome.FAILED, time.perf_counter() - start, log=path)
         return False
-    report_progress(state, name, result.outcome, time.perf_counter() - start, result.train_seconds)
+    path = _save_log(state, folder, log)
+    report_progress(state, name, result.outcome, time.perf_counter() - start, result.train_seconds,
+                    val_error=result.final["val_error"], warnings=log.n_warnings, log=path)
     return True
+
+
+def _save_log(state: dict, folder: str, log) -> str | None:
+    """Write the cell's log into its folder; the path to show (relative to the working
+    directory when below it), or None without a folder."""
+    from slnn.tracking.console import relative
+
+    if not folder:
+        return None
+    path = Path(state["dir"]) / "cells" / folder / "run.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(log.text())
+    return relative(path)
 
 
 def _load_chunk(state_path: str, state: dict, chunk: int) -> list:
@@ -51,11 +80,11 @@ def _load_chunk(state_path: str, state: dict, chunk: int) -> list:
     from slnn.app.schema import Config, to_config
 
     schema = OmegaConf.structured(Config)
-    cells = json.loads((Path(state["dir"]) / "cells" / f"chunk_{chunk:04d}.json").read_text())
+    cells = json.loads((Path(state["dir"]) / "jobs" / f"chunk_{chunk:04d}.json").read_text())
     out = []
     for cell in cells:
         cfg = OmegaConf.merge(schema, cell["config"])
-        out.append((cfg, to_config(cfg), cell["hash"]))
+        out.append((cfg, to_config(cfg), cell["hash"], cell.get("folder", "")))
     return out
 
 
@@ -68,6 +97,6 @@ def run_chunk(state_path: str, chunk: int) -> int:
     state = json.loads(Path(state_path).read_text())
     failed = 0
     with threadpool_limits(limits=1):
-        for cfg, c, chash in _load_chunk(state_path, state, chunk):
-            failed += not run_cell(cfg, c, chash, state)
+        for cfg, c, chash, folder in _load_chunk(state_path, state, chunk):
+            failed += not run_cell(cfg, c, chash, state, folder)
     return failed

@@ -11,6 +11,7 @@ import io
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -141,13 +142,15 @@ class RunRecorder:
                                   tags=tag_list if i == 0 else [])
 
     def finish(self, result: TrainResult, config_yaml: str, *, plot: bool, title: str,
-               max_metric_points: int = 1000, data=None, model_activation: str | None = None
-               ) -> None:
+               max_metric_points: int = 1000, data=None, model_activation: str | None = None,
+               log: Callable[[], str] | None = None) -> None:
         """Log params, metrics, artifacts, the data set and the outcome; mark the run FINISHED.
 
         ``data`` (the run's ``Dataset``) is logged as the run's input (the UI's Dataset column).
         ``model_activation`` also logs the network as a LoggedModel named ``model`` (only for a
-        run that trained to finite weights, with an activation the model's code knows).
+        run that trained to finite weights, with an activation the model's code knows);
+        ``log()``, the run's log so far, is saved as ``run.log`` (read last, so it has what
+        writing the rest said).
         """
         now = int(time.time() * 1000)
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
@@ -165,6 +168,8 @@ class RunRecorder:
                     from slnn.tracking.plots import plot_curves  # matplotlib only when plotting
 
                     plot_curves(result, title, root / "learning_curves.png")
+            if log is not None:
+                (root / "run.log").write_text(log())
             # artifacts first: a run marked with an outcome always has its files
             self.client.log_artifacts(self.run_id, str(root))
         tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]}
@@ -198,10 +203,17 @@ class RunRecorder:
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
-    def fail(self, exc: BaseException, status: str = "FAILED") -> None:
-        """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the run."""
+    def fail(self, exc: BaseException, status: str = "FAILED",
+             log: Callable[[], str] | None = None) -> None:
+        """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the
+        run, with ``log()`` as its ``run.log``."""
         outcome = Outcome.KILLED if status == "KILLED" else Outcome.FAILED
         reason = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
+        if log is not None:
+            try:
+                self.client.log_text(self.run_id, log(), "run.log")
+            except Exception:  # noqa: BLE001 - recording the outcome matters more than the log
+                pass
         try:
             self._log([], {TAG_PREFIX + "outcome": outcome, TAG_PREFIX + "reason": reason[:5000]})
         finally:
