@@ -73,12 +73,16 @@ class Progress:
 def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, str]:
     """What a run is (config hash, rule, activation, data and its digest), which code made it
     (``slnn.tracking.provenance``), and which process runs it."""
+    from slnn.sweep.slurm import JOB_TAG, job_id_from_env
     from slnn.tracking.provenance import source_tags
 
     tags = {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": chash,
             "slnn.outcome": Outcome.RUNNING, "slnn.host": socket.gethostname(),
             "slnn.pid": str(os.getpid()), **source_tags()}
+    job = job_id_from_env()
+    if job:  # made in a SLURM job: the reaper asks sacct whether that job still runs
+        tags[JOB_TAG] = job
     if data is not None:
         tags["slnn.data_digest"] = data.digest
         tags["slnn.data_source"] = data.source

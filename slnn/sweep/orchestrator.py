@@ -132,6 +132,7 @@ class Orchestrator:
     def write_chunks(self, todo: list, n_chunks: int) -> list[list[str]]:
         """Write the cells to run into chunk files (and keep them in memory for jobs that run in
         this process); return one job's overrides per chunk."""
+        from slnn.app.schema import run_name
         from slnn.sweep.worker import PREPARED
 
         st = self.state
@@ -142,6 +143,7 @@ class Orchestrator:
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         state_path.write_text(json.dumps(st))
         jobs = []
+        self.todo_names = [run_name(c.config) for c in todo]
         for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
             cells = [{"overrides": c.overrides, "hash": c.hash,
                       "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in chunk]
@@ -185,6 +187,7 @@ class Orchestrator:
 
     def close(self, status: str) -> tuple[Counter, str]:
         from slnn._compat import dispose_store_connections
+        from slnn.sweep.slurm import reap_slurm_runs
         from slnn.tracking.runs import reap_dead_runs
 
         self._restore_env()
@@ -194,6 +197,7 @@ class Orchestrator:
         counts, line = summarize(entries, st["total"])
         try:
             reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
+            reap_slurm_runs(self.client, st["experiment_id"], st["parent_run_id"])
         except Exception:  # noqa: BLE001 - the next sweep reaps them; closing the parent matters more
             pass
         error = None
@@ -279,6 +283,17 @@ class Orchestrator:
         _, line = self.close("KILLED")
         print(f"slnn: sweep {self.state['study']} interrupted: {line}; run the same command "
               "again to finish it", file=sys.stderr, flush=True)
+
+    def launcher_failed(self, exc: BaseException) -> int:
+        """A job died outside its cells (cancelled, killed at its time limit): close the parent as
+        FAILED, name the lost cells in one line, say how to resume; the exit code (1)."""
+        from slnn.sweep.lost import lost_cells_line
+
+        _, line = self.close("FAILED")
+        entries = Ledger(Path(self.state["dir"]) / "progress.jsonl").entries()
+        print(lost_cells_line(self.state["study"], exc, getattr(self, "todo_names", []), entries,
+                              line), file=sys.stderr, flush=True)
+        return 1
 
     def _register(self) -> str:
         from slnn.tracking.model_registry import RegistryError, register_best
