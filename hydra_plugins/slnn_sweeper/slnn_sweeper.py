@@ -39,7 +39,7 @@ class SlnnSweeper(Sweeper):
         from slnn.app.run import quiet_libraries
         from slnn.sweep.orchestrator import Orchestrator
         from slnn.sweep.slurm import is_launcher_failure
-        from slnn.sweep.slurm_launch import cancel_on_interrupt
+        from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
 
         quiet_libraries()
         run = Orchestrator(self.config, arguments)
@@ -61,6 +61,7 @@ class SlnnSweeper(Sweeper):
             if not is_launcher_failure(e):
                 run.interrupted()
                 raise
+            stop_sweep_jobs(self.slurm_job_name)  # the rest would write after the parent closed
             sys.exit(run.launcher_failed(e))  # a job died: one line, no traceback
         except BaseException:
             run.interrupted()

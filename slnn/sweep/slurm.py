@@ -97,6 +97,21 @@ def cancel_jobs(name: str) -> bool:
     return _run(cmd) is not None
 
 
+def wait_gone(name: str, timeout: float = 30) -> bool:
+    """Wait until ``squeue`` lists no job named ``name`` (cancelled jobs take KillWait seconds to
+    end); True if none is left within ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _run(["squeue", "-h", f"--name={name}", "-o", "%i"])
+        if out is None or not out.strip():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def is_launcher_failure(exc: BaseException) -> bool:
     """An error from the launcher about its jobs (a job cancelled or killed by the scheduler),
     not a bug: the sweep ends with one line instead of a traceback."""

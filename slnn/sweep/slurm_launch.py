@@ -8,9 +8,9 @@ import contextlib
 import signal
 import sys
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from slnn.sweep.slurm import cancel_jobs, unique_job_name
+from slnn.sweep.slurm import cancel_jobs, unique_job_name, wait_gone
 
 
 def name_slurm_jobs(config: DictConfig) -> str | None:
@@ -20,7 +20,7 @@ def name_slurm_jobs(config: DictConfig) -> str | None:
         return None
     base = str(OmegaConf.select(config, "hydra.job.name") or "slnn")
     name = unique_job_name(f"slnn-{base}")
-    with open_dict(config):
+    with read_write(config), open_dict(config):
         config.hydra.launcher.name = name
     return name
 
@@ -42,10 +42,17 @@ def cancel_on_interrupt(job_name: str | None):
     try:
         yield
     except KeyboardInterrupt:
-        ok = cancel_jobs(job_name)
+        ok = cancel_jobs(job_name) and wait_gone(job_name, timeout=15)
         print(f"slnn: interrupted: {'cancelled' if ok else 'could not cancel'} the sweep's SLURM "
               f"jobs (scancel --name={job_name})", file=sys.stderr, flush=True)
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def stop_sweep_jobs(job_name: str | None) -> None:
+    """After a job died: cancel the sweep's other jobs and wait until SLURM has ended them, so the
+    parent's close can mark their open runs KILLED (their cells are resumable)."""
+    if job_name and cancel_jobs(job_name):
+        wait_gone(job_name, timeout=30)
