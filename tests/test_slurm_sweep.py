@@ -164,13 +164,25 @@ def test_ctrl_c_cancels_the_sweeps_jobs(slurm_cluster, mlflow_pg_server, tmp_pat
 
 
 def test_a_job_that_cannot_reach_the_server_fails_with_the_reason_in_its_log(
-        slurm_cluster, tmp_path):
+        slurm_cluster, mlflow_pg_server, tmp_path):
     from servers import free_port
 
-    uri = f"http://127.0.0.1:{free_port()}"  # nobody answers here
-    env = sweep_env(slurm_cluster, uri)
-    p = subprocess.run(sweep_cmd(slurm_cluster, tmp_path, "unreachable"), cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
-    # the launching process checks the store before submitting: one line, no job, no traceback
-    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
-    assert "no MLflow server answers" in p.stderr, p.stderr[-3000:]
+    exp = f"slurm-{uuid.uuid4().hex[:6]}"
+    env = sweep_env(slurm_cluster, mlflow_pg_server.url)
+    dead = f"http://127.0.0.1:{free_port()}"  # nobody answers here
+    # the second array task (one chunk) sees the server at an address nobody answers
+    setup = (f"hydra.launcher.setup=['[ \"$SLURM_ARRAY_TASK_ID\" = 1 ] && "
+             f"export MLFLOW_TRACKING_URI={dead} || true']")
+    p = subprocess.run(sweep_cmd(slurm_cluster, tmp_path, exp, "sweep.report=false", setup),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "2 finished, 2 failed" in p.stdout, p.stdout[-2000:]
+    # the job's own log says why its cells failed
+    logs = [f.read_text() for f in (tmp_path / "multirun").rglob("*_1_log.err")]
+    assert any(f"no MLflow server answers at {dead}" in t for t in logs), logs
+    # the other job's cells are in the server, finished, once each
+    _, parents, cells = runs_of(mlflow_pg_server.url, exp)
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    assert len(cells) == 2 and {r.info.status for r in cells} == {"FINISHED"}
+    assert {r.data.tags["slnn.slurm_job_id"].split("_")[1] for r in cells} == {"0"}
