@@ -186,3 +186,30 @@ def test_a_job_that_cannot_reach_the_server_fails_with_the_reason_in_its_log(
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
     assert len(cells) == 2 and {r.info.status for r in cells} == {"FINISHED"}
     assert {r.data.tags["slnn.slurm_job_id"].split("_")[1] for r in cells} == {"0"}
+
+
+def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
+        slurm_cluster, mlflow_pg_server, tmp_path):
+    exp = f"slurm-{uuid.uuid4().hex[:6]}"
+    env = sweep_env(slurm_cluster, mlflow_pg_server.url)
+    cmd = sweep_cmd(slurm_cluster, tmp_path, exp, "sweep.report=false")
+    cmd[cmd.index("train.epochs=2")] = "train.epochs=3000"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path)
+                              if ln.split("|")[0].endswith("_0")], 90, "a running sweep job")
+        job = line[0].split("|")[0]
+        # a time limit already passed: slurmctld kills the job at its next check (TIMEOUT)
+        slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:01")
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and "Traceback" not in err, out[-2000:] + err[-3000:]
+    assert sacct_ids(slurm_cluster).get(job, "").startswith("TIMEOUT"), sacct_ids(slurm_cluster)
+    _, parents, cells = runs_of(mlflow_pg_server.url, exp)
+    assert parents[0].info.status == "FAILED"
+    assert "RUNNING" not in {r.info.status for r in cells}
+    killed = [r for r in cells if r.data.tags.get("slnn.slurm_job_id") == job]
+    assert killed and all(r.info.status == "KILLED" for r in killed), killed
