@@ -26,10 +26,14 @@ def run_cell(cfg, c, chash: str, state: dict) -> bool:
     run and in the sweep's ledger, and the sweep goes on. False if it failed."""
     from slnn.app.run import run_one
     from slnn.app.schema import run_name
+    from slnn.tracking import store
 
     start = time.perf_counter()
     name = run_name(c)
     try:
+        # a job that cannot reach an HTTP server fails its cell in seconds, with the reason in
+        # the job's log, instead of MLflow's client retrying for minutes
+        store.check_reachable(store.resolve_uri(c.tracking.uri))
         result = run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
                          experiment_id=state["experiment_id"])
     except KeyboardInterrupt:
