@@ -179,7 +179,7 @@ def test_a_job_that_cannot_reach_the_server_fails_with_the_reason_in_its_log(
     assert "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "2 finished, 2 failed" in p.stdout, p.stdout[-2000:]
     # the job's own log says why its cells failed
-    logs = [f.read_text() for f in (tmp_path / "multirun").rglob("*_1_log.err")]
+    logs = [f.read_text() for f in (tmp_path / "multirun").rglob("*_1_0_log.err")]
     assert any(f"no MLflow server answers at {dead}" in t for t in logs), logs
     # the other job's cells are in the server, finished, once each
     _, parents, cells = runs_of(mlflow_pg_server.url, exp)
