@@ -193,7 +193,9 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
     exp = f"slurm-{uuid.uuid4().hex[:6]}"
     env = sweep_env(slurm_cluster, mlflow_pg_server.url)
     cmd = sweep_cmd(slurm_cluster, tmp_path, exp, "sweep.report=false")
-    cmd[cmd.index("train.epochs=2")] = "train.epochs=3000"
+    # cells that run until SLURM stops them (no early stop, no target reached)
+    cmd[cmd.index("train.epochs=2")] = "train.epochs=1000000"
+    cmd += ["train.patience=1000000", "train.target_val_loss=1e-12"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -202,7 +204,7 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
         job = line[0].split("|")[0]
         # a time limit already passed: slurmctld kills the job at its next check (TIMEOUT)
         slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:01")
-        out, err = proc.communicate(timeout=150)
+        out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
