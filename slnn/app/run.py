@@ -144,7 +144,7 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
         rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
                    title=name, max_metric_points=c.tracking.max_metric_points, data=data,
                    model_activation=c.model.activation if log_model else None)
-    except KeyboardInterrupt as e:
+    except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: submitit ends a job SLURM stops
         _record_failure(rec, e, "KILLED")
         raise
     except BaseException as e:
