@@ -148,7 +148,9 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
         _record_failure(rec, e, "KILLED")
         raise
     except BaseException as e:
-        _record_failure(rec, e, "FAILED")
+        from slnn.sweep.slurm import is_launcher_failure  # the job is being stopped by SLURM
+
+        _record_failure(rec, e, "KILLED" if is_launcher_failure(e) else "FAILED")
         raise
     if not quiet:
         fin = result.final

@@ -40,6 +40,11 @@ def run_cell(cfg, c, chash: str, state: dict) -> bool:
         report_progress(state, name, Outcome.KILLED, time.perf_counter() - start)
         raise
     except Exception as e:  # noqa: BLE001 - recorded, counted, and the sweep goes on
+        from slnn.sweep.slurm import is_launcher_failure
+
+        if is_launcher_failure(e):  # submitit at the job's time limit: the job ends here
+            report_progress(state, name, Outcome.KILLED, time.perf_counter() - start)
+            raise
         first = (str(e).splitlines() or [""])[0]
         print(f"slnn: {name} failed: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
         report_progress(state, name, Outcome.FAILED, time.perf_counter() - start)
