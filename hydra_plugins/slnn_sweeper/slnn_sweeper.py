@@ -27,14 +27,19 @@ class SlnnSweeper(Sweeper):
               config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from slnn.sweep.slurm_launch import name_slurm_jobs
+
         self.config = config
         self.hydra_context = hydra_context
+        self.slurm_job_name = name_slurm_jobs(config)  # None unless hydra/launcher=submitit_slurm
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
         from slnn.app.run import quiet_libraries
         from slnn.sweep.orchestrator import Orchestrator
+        from slnn.sweep.slurm import is_launcher_failure
+        from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
 
         quiet_libraries()
         run = Orchestrator(self.config, arguments)
@@ -44,13 +49,20 @@ class SlnnSweeper(Sweeper):
             if todo:
                 n = self.chunks or 4 * (os.cpu_count() or 1)
                 jobs = run.write_chunks(todo, min(n, len(todo)))
-                returns = self.launcher.launch(jobs, initial_job_idx=0)
+                with cancel_on_interrupt(self.slurm_job_name):
+                    returns = self.launcher.launch(jobs, initial_job_idx=0)
                 for r in returns:  # a job that raised outside a cell (rare): counted, not raised
                     if r.status.name == "FAILED":
                         try:
                             r.return_value  # noqa: B018 - raises the job's exception
                         except Exception as e:  # noqa: BLE001
                             print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
+        except Exception as e:
+            if not is_launcher_failure(e):
+                run.interrupted()
+                raise
+            stop_sweep_jobs(self.slurm_job_name)  # the rest would write after the parent closed
+            sys.exit(run.launcher_failed(e))  # a job died: one line, no traceback
         except BaseException:
             run.interrupted()
             raise

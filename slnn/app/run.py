@@ -75,12 +75,16 @@ class Progress:
 def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, str]:
     """What a run is (config hash, rule, activation, data and its digest), which code made it
     (``slnn.tracking.provenance``), and which process runs it."""
+    from slnn.sweep.slurm import JOB_TAG, job_id_from_env
     from slnn.tracking.provenance import source_tags
 
     tags = {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": chash,
             "slnn.outcome": Outcome.RUNNING, "slnn.host": socket.gethostname(),
             "slnn.pid": str(os.getpid()), **source_tags()}
+    job = job_id_from_env()
+    if job:  # made in a SLURM job: the reaper asks sacct whether that job still runs
+        tags[JOB_TAG] = job
     if data is not None:
         tags["slnn.data_digest"] = data.digest
         tags["slnn.data_source"] = data.source
@@ -157,11 +161,13 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
         rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
                    title=name, max_metric_points=c.tracking.max_metric_points, data=data,
                    model_activation=c.model.activation if log_model else None, log=log.text)
-    except KeyboardInterrupt as e:
+    except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: submitit ends a job SLURM stops
         _record_failure(rec, e, "KILLED", log)
         raise
     except BaseException as e:
-        _record_failure(rec, e, "FAILED", log)
+        from slnn.sweep.slurm import is_launcher_failure  # the job is being stopped by SLURM
+
+        _record_failure(rec, e, "KILLED" if is_launcher_failure(e) else "FAILED", log)
         raise
     if not quiet:
         print(f"{done} (run {rec.run_id}); browse: {browse_command(uri)}")

@@ -159,6 +159,7 @@ class Orchestrator:
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         state_path.write_text(json.dumps(st))
         jobs = []
+        self.todo_names = [run_name(c.config) for c in todo]
         for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
             cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
                       "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in chunk]
@@ -209,6 +210,7 @@ class Orchestrator:
 
     def close(self, status: str) -> tuple[Counter, str]:
         from slnn._compat import dispose_store_connections
+        from slnn.sweep.slurm import reap_slurm_runs
         from slnn.tracking.runs import reap_dead_runs
 
         self._restore_env()
@@ -218,6 +220,7 @@ class Orchestrator:
         counts, line = summarize(entries, st["total"])
         try:
             reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
+            reap_slurm_runs(self.client, st["experiment_id"], st["parent_run_id"])
         except Exception:  # noqa: BLE001 - the next sweep reaps them; closing the parent matters more
             pass
         error = None
@@ -306,6 +309,17 @@ class Orchestrator:
         print(f"slnn: sweep {self.state['label']} interrupted: {line}; run the same command "
               f"again to finish it (parent run {self.state['parent_run_id']})", file=sys.stderr,
               flush=True)
+
+    def launcher_failed(self, exc: BaseException) -> int:
+        """A job died outside its cells (cancelled, killed at its time limit): close the parent as
+        FAILED, name the lost cells in one line, say how to resume; the exit code (1)."""
+        from slnn.sweep.lost import lost_cells_line
+
+        _, line = self.close("FAILED")
+        entries = Ledger(Path(self.state["dir"]) / "progress.jsonl").entries()
+        print(lost_cells_line(self.state["study"], exc, getattr(self, "todo_names", []), entries,
+                              line), file=sys.stderr, flush=True)
+        return 1
 
     def _register(self) -> str:
         from slnn.tracking.model_registry import RegistryError, register_best

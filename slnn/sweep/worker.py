@@ -32,12 +32,16 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
     from slnn.app.run import run_one
     from slnn.app.runlog import RunLog
     from slnn.app.schema import run_name
+    from slnn.tracking import store
 
     start = time.perf_counter()
     name = run_name(c)
     log = RunLog(echo=False)
     try:
         with log:
+            # a job that cannot reach an HTTP server fails its cell in seconds, with the reason
+            # in the job's log, instead of MLflow's client retrying for minutes
+            store.check_reachable(store.resolve_uri(c.tracking.uri))
             result = run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"],
                              quiet=True, experiment_id=state["experiment_id"], log=log)
     except KeyboardInterrupt:
@@ -45,9 +49,14 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
                         log=_save_log(state, folder, log))
         raise
     except Exception as e:  # noqa: BLE001 - recorded, counted, and the sweep goes on
+        from slnn.sweep.slurm import is_launcher_failure
+
         if "Traceback" not in log.text():  # it failed before its run existed
             log.line("".join(traceback.format_exception(e)).rstrip())
         path = _save_log(state, folder, log)
+        if is_launcher_failure(e):  # submitit at the job's time limit: the job ends here
+            report_progress(state, name, Outcome.KILLED, time.perf_counter() - start, log=path)
+            raise
         first = (str(e).splitlines() or [""])[0]
         where = f"; its log: {path}" if path else ""
         print(f"slnn: {name} failed: {type(e).__name__}: {first}{where}", file=sys.stderr,
