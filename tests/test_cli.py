@@ -140,9 +140,12 @@ END = re.compile(r"^slnn: sweep (?P<name>\S+): .* cells\) in [\d.]+ s; parent ru
 
 
 def clean_env(**extra: str) -> dict:
-    """This environment, without a tracking URI or a progress-bar setting of the user's."""
+    """This environment, without a tracking URI or a progress-bar setting of the user's, and
+    with the venv's bin first on PATH, as for a user whose venv is active (CI runs the venv's
+    python without activating it; slnn then prints its commands with their full path)."""
     drop = ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     return env | extra
 
 

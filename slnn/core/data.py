@@ -27,6 +27,7 @@ import pandas as pd
 
 from slnn.core.errors import ConfigError, DataError
 from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
+from slnn.core.errors import check_positive as _positive
 
 __all__ = ["DATASETS", "GATES", "DataError", "DataSpec", "Dataset", "RawData", "load_dataset"]
 
@@ -246,13 +247,6 @@ def guide_scale(X: np.ndarray) -> np.ndarray:
     spread = np.abs(dev).max(axis=0)          # (d,)
     spread[spread == 0] = 1.0                 # constant column: dev is 0, so the result is 0.5
     return 0.5 + 0.475 * dev / spread
-
-
-def _positive(key: str, value, example, allow_zero: bool = False) -> None:
-    bad = value is None or not math.isfinite(value) or (value < 0 if allow_zero else value <= 0)
-    if bad:
-        need = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise ConfigError(f"{key} must be {need}, got {value}: set e.g. {key}={example}")
 
 
 @dataclass

@@ -4,6 +4,7 @@ and the fix, so the command line can print it as it is (exit code 2)."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -28,3 +29,11 @@ def check_choice(key: str, value, valid: Iterable[str]) -> None:
     if value not in valid:
         hint = did_you_mean(value, valid)
         raise ConfigError(f"{key}={value!r} is not valid:{hint} choose one of {sorted(valid)}")
+
+
+def check_positive(key: str, value, example, allow_zero: bool = False) -> None:
+    """``ConfigError`` unless ``value`` is finite and > 0 (>= 0 with ``allow_zero``)."""
+    bad = value is None or not math.isfinite(value) or (value < 0 if allow_zero else value <= 0)
+    if bad:
+        need = "finite and >= 0" if allow_zero else "finite and > 0"
+        raise ConfigError(f"{key} must be {need}, got {value}: set e.g. {key}={example}")

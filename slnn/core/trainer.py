@@ -28,6 +28,7 @@ from slnn.core.activations import ACTIVATIONS, get_activation
 from slnn.core.backend import Backend
 from slnn.core.errors import ConfigError
 from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
+from slnn.core.errors import check_positive as _positive
 from slnn.core.outcomes import Outcome
 from slnn.core.rules import UPDATE_RULES, ShapeMismatch, check_shape, get_rule
 
@@ -47,13 +48,6 @@ def chance_error(t: np.ndarray) -> float:
     if t.shape[0] == 0:
         return math.nan
     return float(1.0 - t.sum(axis=0).max() / t.shape[0])
-
-
-def _positive(key: str, value, example, allow_zero: bool = False) -> None:
-    bad = value is None or not math.isfinite(value) or (value < 0 if allow_zero else value <= 0)
-    if bad:
-        need = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise ConfigError(f"{key} must be {need}, got {value}: set e.g. {key}={example}")
 
 
 @dataclass

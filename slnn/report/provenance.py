@@ -63,4 +63,13 @@ def regenerate_command(sweep: Sweep) -> str:
     if cmd:
         return (f"{cmd} && slnn-report --experiment {sweep.experiment_name}{flag} "
                 f"--out reports/{sweep.study}")
-    return f"slnn-report --parent-run {sweep.parent_run_id} --tracking-uri {uri}"
+    if sweep.command:  # an ad-hoc grid: the command that ran it (it writes its report again)
+        from slnn.tracking.console import portable
+
+        return portable(sweep.command)
+    return rebuild_command(sweep)
+
+
+def rebuild_command(sweep: Sweep) -> str:
+    """``slnn-report`` on the sweep's parent run, where its store is."""
+    return f"slnn-report --parent-run {sweep.parent_run_id} --tracking-uri {display_uri(sweep.uri)}"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from slnn.report.figures import Fig
 from slnn.report.frames import SweepData as Sweep
-from slnn.report.provenance import display_uri, regenerate_command
+from slnn.report.provenance import display_uri, rebuild_command, regenerate_command
 from slnn.report.sections import Block, analysis_sections
 from slnn.report.stats import outcome_order
 
@@ -28,7 +28,7 @@ font-size:0.8em}th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}.note{color:#8a4b00}
 .caption{color:#555;font-size:0.9em}.wide{overflow-x:auto;max-width:100%}
 .headline{font-size:1.05em;background:#f6f8fa;padding:0.6em 1em;border-left:4px solid #4a7}"""
-CODE_KEYS = ("sweep parent run", "tracking URI", "regenerate")
+CODE_KEYS = ("sweep parent run", "tracking URI", "regenerate", "or, with its store")
 
 
 def _counts_line(sweep: Sweep) -> str:
@@ -43,7 +43,7 @@ def _header(sweep: Sweep) -> list[tuple[str, str]]:
             ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
             ("tracking URI", display_uri(sweep.uri)), ("parent run status", sweep.parent_status),
             ("runs", _counts_line(sweep)), ("generated", time.strftime("%Y-%m-%d %H:%M:%S")),
-            ("regenerate", regenerate_command(sweep))]
+            ("regenerate", regenerate_command(sweep)), ("or, with its store", rebuild_command(sweep))]
 
 
 DATA_NOTE = ("`tidy.parquet`: one row per (run, epoch, metric), columns run_id, data, update, "
