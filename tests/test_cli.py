@@ -134,9 +134,8 @@ PROGRESS = re.compile(r"^\[(?P<k>\d+)/(?P<n>\d+)\] (?P<name>\S+): (?P<outcome>\w
                       r"\((?:val_error (?P<val_error>\d\.\d{3}), )?(?P<seconds>[\d.]+) s"
                       r"(?:, (?P<note>[^)]*))?\); about \d+:\d\d:\d\d left$")
 END = re.compile(r"^slnn: sweep (?P<name>\S+): .* cells\) in [\d.]+ s; parent run "
-                 r"(?P<parent>[0-9a-f]{32})(?:; (?!report:)[^;]+)*; report: (?P<report>\S+); "
-                 r"rebuild the report: "
-                 r"(?P<rebuild>.+?); browse: (?P<browse>.+?) \(the sweep: (?P<url>\S+)\)$")
+                 r"(?P<parent>[0-9a-f]{32})(?:; (?!report:)[^;]+)*; report: (?P<report>\S+) "
+                 r"\(rebuild: (?P<rebuild>.+?)\); browse: (?P<browse>.+?) \(the sweep: (?P<url>\S+)\)$")
 
 
 def clean_env(**extra: str) -> dict:

@@ -734,7 +734,7 @@ def test_a_parallel_sweep_records_into_a_tracking_server(mlflow_server, tmp_path
     proc = check(subprocess.run([str(SLNN_TRAIN), *args], cwd=work, env=env, capture_output=True,
                                 text=True, timeout=600))
     assert one(SUMMARY, proc.stdout)["total"] == 2
-    assert f"--backend-store-uri {mlflow_server}" in proc.stdout  # the summary names the server
+    assert f"; browse: {mlflow_server} (the sweep: {mlflow_server}/#/" in proc.stdout  # the server
 
     client = client_for(mlflow_server)
     parents, cells = split_runs(all_runs(mlflow_server))

@@ -254,12 +254,14 @@ class Orchestrator:
         _, line = self.close("FAILED" if unexpected else "FINISHED")
         elapsed = time.time() - st["start"]
         note = self._log_best_model() if st.get("log_best_model") else ""
-        note += self._register() if st.get("register") else ""
-        note += self._write_report() if st.get("report") else ""
         uri, parent = st["uri"], st["parent_run_id"]
+        note += self._register() if st.get("register") else ""
+        rebuild = report_command(uri, parent)
+        note += (self._write_report(rebuild) if st.get("report") else
+                 f"; no report (sweep.report=false; write it: {rebuild})")
         print(f"slnn: sweep {st['label']}: {line} in {elapsed:.1f} s; parent run {parent}{note}; "
-              f"rebuild the report: {report_command(uri, parent)}; browse: {browse_command(uri)} "
-              f"(the sweep: {run_url(uri, st['experiment_id'], parent)})", flush=True)
+              f"browse: {browse_command(uri)} (the sweep: "
+              f"{run_url(uri, st['experiment_id'], parent)})", flush=True)
         return 1 if unexpected else 0
 
     def _log_summary_metrics(self) -> None:
@@ -330,13 +332,16 @@ class Orchestrator:
             return f"; nothing registered ({e})"
         return f"; registered {name} version {version} (run {run_id}) as {name}@best"
 
-    def _write_report(self) -> str:
+    def _write_report(self, rebuild: str) -> str:
+        """``; report: <folder> (rebuild: <command>)``, or why there is none."""
         st = self.state
         try:
             from slnn.report import report_for_parent
         except ImportError:
             return ""
         try:
-            return f"; report: {report_for_parent(st['uri'], st['parent_run_id'], attach=True)}"
+            folder = report_for_parent(st['uri'], st['parent_run_id'], attach=True)
         except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
-            return f"; no report ({(str(e).splitlines() or [type(e).__name__])[0][:200]})"
+            why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            return f"; no report ({why}; retry: {rebuild})"
+        return f"; report: {folder} (rebuild: {rebuild})"
