@@ -225,6 +225,21 @@ def test_shape_mismatch_and_diverged_runs_log_no_model(compose, store, tmp_path_
 
 # --- serving ---
 
+def _invoke(server, frame: pd.DataFrame) -> pd.DataFrame:
+    """POST ``frame`` to a served model's ``/invocations``; its predictions as a frame. The
+    server is stopped afterwards, whatever happens."""
+    try:
+        body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
+                                               "data": frame.to_numpy().tolist()}}).encode()
+        req = urllib.request.Request(server.url + "/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+            return pd.DataFrame(json.loads(resp.read())["predictions"])
+    finally:
+        stop_process(server.proc)
+
+
 @pytest.mark.slow
 def test_the_model_serves_from_a_fresh_venv_without_slnn(iris_run, tmp_path):
     """What a user who has only the model does: a new venv with the model's own requirements
@@ -245,16 +260,7 @@ def test_the_model_serves_from_a_fresh_venv_without_slnn(iris_run, tmp_path):
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
     server = start_model_server(str(iris_run.model_dir), tmp_path / "serve.log", env=clean_env,
                                 cwd=tmp_path, venv_bin=venv / "bin")
-    try:
-        body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
-                                               "data": frame.to_numpy().tolist()}}).encode()
-        req = urllib.request.Request(server.url + "/invocations", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            answer = json.loads(resp.read())
-    finally:
-        stop_process(server.proc)
-    served = pd.DataFrame(answer["predictions"])
+    served = _invoke(server, frame)
     local = iris_run.model.predict(frame)
     assert list(served["predicted"]) == list(local["predicted"]), tail(server.log)
     np.testing.assert_allclose(served.iloc[:, :-1].to_numpy(dtype=float),
@@ -269,17 +275,7 @@ def test_mlflow_models_serve_answers_as_the_in_process_model(iris_run, store, tm
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
     server = start_model_server(f"runs:/{iris_run.run_id}/model", tmp_path / "serve.log",
                                 env=env, cwd=tmp_path)
-    try:
-        body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
-                                               "data": frame.to_numpy().tolist()}}).encode()
-        req = urllib.request.Request(server.url + "/invocations", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert resp.status == 200
-            answer = json.loads(resp.read())
-    finally:
-        stop_process(server.proc)
-    served = pd.DataFrame(answer["predictions"])
+    served = _invoke(server, frame)
     local = iris_run.model.predict(frame)
     assert list(served.columns) == list(local.columns), tail(server.log)
     assert len(served) == len(rows)
