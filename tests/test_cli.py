@@ -291,16 +291,22 @@ def printed(command: str) -> tuple[dict, list[str]]:
     return env, words
 
 
-def expected_program(name: str, cwd: Path) -> str:
-    """What ``slnn.tracking.console.program`` prints for ``name`` when run in ``cwd``."""
+def expected_program(name: str, cwd: Path, env: dict) -> str:
+    """What ``slnn.tracking.console.program`` prints for ``name`` when run in ``cwd`` with
+    ``env``'s PATH (the PATH decides whether the bare name finds this venv's script)."""
     from slnn.tracking.console import program
 
-    here = os.getcwd()
+    here, path = os.getcwd(), os.environ.get("PATH")
     os.chdir(cwd)
+    os.environ["PATH"] = env["PATH"]
     try:
         return program(name)
     finally:
         os.chdir(here)
+        if path is None:
+            os.environ.pop("PATH")
+        else:
+            os.environ["PATH"] = path
 
 
 @pytest.mark.slow
@@ -347,7 +353,8 @@ def test_a_single_run_prints_one_line_and_keeps_its_log(tmp_path):
     m = re.fullmatch(r"slnn: (\S+): max_epochs after 2 epochs, val_error \d\.\d{3}, test_error "
                      r"\d\.\d{3} \(run ([0-9a-f]{32})\); browse: (.*)", line)
     assert m, line
-    assert m[3] == (f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {expected_program('mlflow', tmp_path)}"
+    mlflow = expected_program('mlflow', tmp_path, clean_env())
+    assert m[3] == (f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {mlflow}"
                     f" ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db --workers 1")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     log = run_log(client, client.get_run(m[2]))

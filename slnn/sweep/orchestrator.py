@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from slnn.core.outcomes import EXPECTED, Outcome
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
-from slnn.tracking.console import browse_command, relative, report_command, run_url
+from slnn.tracking.console import browse_command, portable, relative, report_command, run_url
 
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -47,8 +47,9 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 # --- the sweep ------------------------------------------------------------------------------
 
 def _command() -> str:
-    """The command that ran this sweep, as typed (a report's header shows how to run it again)."""
-    return shlex.join(["slnn-train", *sys.argv[1:]])[:5000]
+    """The command that ran this sweep, as typed but with paths below the working folder relative
+    to it (a report's header shows how to run it again, from that folder, on any machine)."""
+    return portable(shlex.join(["slnn-train", *sys.argv[1:]]))[:5000]
 
 
 def _chunks(items: list, n: int) -> list[list]:
