@@ -35,44 +35,33 @@ class ReportError(RuntimeError):
 
 def open_client(uri: str):
     """An ``MlflowClient`` for ``uri``, refusing a SQLite file that does not exist (MLflow would
-    silently create an empty store)."""
-    from mlflow.tracking import MlflowClient
+    silently create an empty store); a store that cannot be used is one line (``ReportError``)."""
+    from slnn.tracking.store import TrackingError, client_for
 
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         if not path.exists():
             raise ReportError(f"no tracking store at {path}: run slnn-report where the sweep's "
                               "mlflow.db is, or pass --tracking-uri sqlite:////abs/path/mlflow.db")
-    if uri.startswith(("http://", "https://")):
-        _probe(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _probe(uri: str) -> None:
-    """Fail in seconds when no server answers (MLflow's own client retries for minutes)."""
-    from slnn.tracking.store import TrackingError, check_reachable
-
     try:
-        check_reachable(uri)
+        return client_for(uri, write=False)
     except TrackingError as e:
-        raise ReportError(f"{e}, or pass --tracking-uri sqlite:///mlflow.db") from None
+        raise ReportError(f"{e}, or pass --tracking-uri") from None
 
 
 def _mlflow_call(uri: str, what: str, fn, *args, **kwargs):
     from mlflow.exceptions import MlflowException
+
+    from slnn.tracking.faults import describe
 
     try:
         return fn(*args, **kwargs)
     except MlflowException as e:
         if getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             return None
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ReportError(f"MLflow at {uri} failed while {what}: {first}; check the store or pass "
-                          "--tracking-uri") from None
-    except Exception as e:  # connection refused, a broken database, ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ReportError(f"cannot read MLflow at {uri} while {what}: {first}; check the server "
-                          "is up or pass --tracking-uri") from None
+        raise ReportError(f"{describe(uri, e, what)}; or pass --tracking-uri") from None
+    except Exception as e:  # connection refused, a broken database, a missing driver, ...
+        raise ReportError(f"{describe(uri, e, what)}; or pass --tracking-uri") from None
 
 
 def newest_sweep(uri: str, experiment: str) -> str:
