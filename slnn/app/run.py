@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict
@@ -71,10 +70,11 @@ class Progress:
 
 
 def run_tags(c: Config, chash: str) -> dict[str, str]:
+    from slnn.tracking.liveness import owner_tags
+
     return {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": chash,
-            "slnn.outcome": Outcome.RUNNING, "slnn.host": socket.gethostname(),
-            "slnn.pid": str(os.getpid())}
+            "slnn.outcome": Outcome.RUNNING, **owner_tags()}
 
 
 def _record_failure(rec, exc: BaseException, status: str) -> None:
@@ -86,16 +86,32 @@ def _record_failure(rec, exc: BaseException, status: str) -> None:
         print(f"slnn: could not record run {rec.run_id} as {status}: {e}", file=sys.stderr)
 
 
+def reap_orphans(client, exp_id: str) -> None:
+    """Close runs whose process died (kill -9, a crash) as KILLED: every command that opens a
+    store does it, so no run stays RUNNING for ever."""
+    from slnn.tracking.runs import reap_dead_runs
+
+    try:
+        n = reap_dead_runs(client, exp_id)
+    except Exception:  # noqa: BLE001 - a store too busy to reap now is reaped by the next command
+        return
+    if n:
+        print(f"slnn: marked {n} run(s) of dead processes KILLED", file=sys.stderr, flush=True)
+
+
 def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = None,
             parent_run_id: str | None = None, quiet: bool = False,
-            experiment_id: str | None = None) -> TrainResult:
+            experiment_id: str | None = None, on_open=None) -> TrainResult:
     """Validate, train and record one run. Expected outcomes (diverged, shape_mismatch) return
     normally; an unexpected failure is recorded as a FAILED run and then raised.
 
     A sweep passes what it already has: the validated ``c`` and its ``chash`` (each cell is
-    validated and hashed once, when the grid is composed) and the ``experiment_id``.
+    validated and hashed once, when the grid is composed) and the ``experiment_id``, and
+    ``on_open(run_id)``, called once the run exists (a sweep's claim on the cell: it may delete the
+    run and raise to give the cell up). A single run reaps the store's orphans first.
     """
     from slnn.tracking import store
+    from slnn.tracking.faults import mask
     from slnn.tracking.recorder import RunRecorder
 
     c = c if c is not None else to_config(cfg)
@@ -104,9 +120,13 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     uri = store.resolve_uri(c.tracking.uri)
     client = store.client_for(uri)
     exp_id = experiment_id or store.ensure_experiment(client, c.tracking.experiment)
+    if experiment_id is None:
+        reap_orphans(client, exp_id)
     name = run_name(c)
     params = flatten(identity(cfg)) | flatten({"tracking": {"plot": c.tracking.plot}})
     rec = RunRecorder(client, exp_id, name, params, run_tags(c, chash), parent_run_id)
+    if on_open is not None:
+        on_open(rec.run_id)
     try:
         result = train(data, c, rng=np.random.default_rng(c.seed),
                        on_epoch=None if quiet else Progress(name, c.train.epochs))
@@ -124,6 +144,6 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
         what = (f"val_error {fin['val_error']:.3f}, test_error {fin['test_error']:.3f}"
                 if result.outcome in TRAINED else result.reason)
         print(f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what} "
-              f"(run {rec.run_id}); browse: mlflow ui --backend-store-uri {uri}")
+              f"(run {rec.run_id}); browse: mlflow ui --backend-store-uri {mask(uri)}")
     result.run_id = rec.run_id  # type: ignore[attr-defined]
     return result

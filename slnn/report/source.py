@@ -213,11 +213,13 @@ def read_sweep(uri: str, parent_run_id: str) -> SweepData:
     study = parent.data.tags.get("slnn.study", "sweep")
     df = _mlflow_call(uri, "searching the sweep's runs", search_frame, client, [exp_id],
                       f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    # cells other sweeps ran (done before, or claimed by a concurrent sweep) count as well
+    df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
+                      _with_cells_done_elsewhere, client, exp_id, parent,
+                      df if df is not None else pd.DataFrame())
     if df is None or df.empty:
         raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
                           "its first job to start, or check the sweep's output for errors")
-    df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
-                      _with_cells_done_elsewhere, client, exp_id, parent, df)
     all_runs = runs_frame(df)
     runs = newest_per_cell(all_runs)
     history, lacking = read_histories(uri, runs)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from slnn.core.outcomes import EXPECTED, Outcome
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail
 from slnn.sweep.ledger import Ledger, summarize
+from slnn.tracking.faults import describe, mask
 
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -83,40 +83,51 @@ class Orchestrator:
                 or len({store.resolve_uri(c.config.tracking.uri) for c in cells}) > 1):
             fail("a sweep records into one store and experiment: do not sweep tracking.uri or "
                   "tracking.experiment")
+        hashes = [c.hash for c in cells]
+        force = any(c.config.sweep.force for c in cells)
+        study = OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep"
+        sweep_hash = hashlib.sha256(",".join(sorted(hashes)).encode()).hexdigest()[:16]
         try:
             client = store.client_for(uri)  # creates and migrates a new SQLite store, once
             exp_id = store.ensure_experiment(client, first.tracking.experiment)
             reaped = reap_dead_runs(client, exp_id)
             done = finished_hashes(client, exp_id)
+            parent, other = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells))
+            # the whole grid on the parent: a report finds cells another sweep had already run
+            client.log_text(parent, json.dumps({"hashes": hashes,
+                                                "overrides": [c.overrides for c in cells]}),
+                            "cells.json")
         except store.TrackingError as e:
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - any store failure ends the sweep before it starts
-            fail(f"MLflow at {uri} failed: {(str(e).splitlines() or [type(e).__name__])[0][:300]};"
-                  " check the store or set MLFLOW_TRACKING_URI to a reachable one")
-        hashes = [c.hash for c in cells]
-        force = any(c.config.sweep.force for c in cells)
+            fail(describe(uri, e, "preparing the sweep"))
         skip = set(hashes) & done if not force else set()
-        study = OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep"
-        sweep_hash = hashlib.sha256(",".join(sorted(hashes)).encode()).hexdigest()[:16]
-        parent = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells))
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        if other is not None:  # its ledger and chunk files must not be the other sweep's
+            sweep_dir = sweep_dir / f"concurrent-{parent[:8]}"
         sweep_dir.mkdir(parents=True, exist_ok=True)
         todo = [c for c in cells if c.hash not in skip]
-        # the whole grid on the parent: a report finds cells another sweep had already run
-        client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [c.overrides for c in cells]}),
-                        "cells.json")
         self.state = {
             "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
             "total": len(cells), "n_skipped": len(cells) - len(todo), "start": time.time(),
             "study": study, "report": bool(first.sweep.report), "force": force,
             "register": bool(first.sweep.register),
+            # a concurrent sweep of the same grid writes its report beside the other's, not over it
+            "report_out": (str(Path("reports") / f"{study}-{parent[:8]}")
+                           if other is not None and study != "sweep" else None),
         }
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         note = f"; marked {reaped} dead run(s) KILLED" if reaped else ""
-        print(f"slnn: sweep {study}: {len(cells)} cells, {len(cells) - len(todo)} already done and "
-              f"skipped, {len(todo)} to run (parent run {parent}){note}", flush=True)
+        if other is not None:
+            t = other.data.tags
+            note += (f"; another sweep of the same grid is running (parent run {other.info.run_id},"
+                     f" pid {t.get('slnn.pid', '?')} on {t.get('slnn.host', '?')}): this one has "
+                     "its own parent, leaves the cells that sweep has claimed to it, and writes "
+                     "its own report")
+        print(mask(f"slnn: sweep {study}: {len(cells)} cells, {len(cells) - len(todo)} already done"
+                   f" and skipped, {len(todo)} to run (parent run {parent}){note}"), flush=True)
         return todo
 
     def write_chunks(self, todo: list, n_chunks: int) -> list[list[str]]:
@@ -140,27 +151,14 @@ class Orchestrator:
             jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}"])
         return jobs
 
-    def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells) -> str:
-        from mlflow.entities import RunTag
+    def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells):
+        """(parent run id, a concurrent sweep's live parent run or None): ``claims.open_parent``."""
+        from slnn.sweep.claims import open_parent
 
-        if not force:
-            prev = client.search_runs([exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
-                                      order_by=["attributes.start_time DESC"], max_results=1)
-            if prev:  # the same grid again: resume under the same parent, now this process's
-                run_id = prev[0].info.run_id
-                client.update_run(run_id, status="RUNNING")
-                client.log_batch(run_id, tags=[RunTag("slnn.host", socket.gethostname()),
-                                               RunTag("slnn.pid", str(os.getpid()))])
-                for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
-                    if stale in prev[0].data.tags:
-                        client.delete_tag(run_id, stale)
-                return run_id
         name = f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = client.create_run(exp_id, run_name=name, tags={
+        return open_parent(client, exp_id, sweep_hash, force, {
             "mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
-            "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
-            "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid())})
-        return run.info.run_id
+            "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells)})
 
     def _restore_env(self) -> None:
         for var, value in getattr(self, "_saved_env", {}).items():
@@ -171,6 +169,7 @@ class Orchestrator:
 
     def close(self, status: str) -> tuple[Counter, str]:
         from slnn._compat import dispose_store_connections
+        from slnn.tracking.liveness import stop
         from slnn.tracking.runs import reap_dead_runs
 
         self._restore_env()
@@ -178,10 +177,18 @@ class Orchestrator:
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
         entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
         counts, line = summarize(entries, st["total"])
-        try:
-            reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
-        except Exception:  # noqa: BLE001 - the next sweep reaps them; closing the parent matters more
-            pass
+        stop(st["parent_run_id"])
+        # an interrupted sweep's workers may take a moment to die: reap their runs as they go
+        for _ in range(12 if status == "KILLED" else 1):
+            try:
+                reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
+                if status != "KILLED" or not self.client.search_runs(
+                        [st["experiment_id"]], max_results=1, filter_string="attributes.status ="
+                        f" 'RUNNING' and tags.mlflow.parentRunId = '{st['parent_run_id']}'"):
+                    break
+            except Exception:  # noqa: BLE001 - the next command reaps them; the parent matters more
+                break
+            time.sleep(0.25)
         error = None
         # an interrupt can leave a worker (or this process's own pool) holding SQLite's write
         # lock for a moment: retry on fresh connections before giving up
@@ -210,8 +217,8 @@ class Orchestrator:
         elapsed = time.time() - st["start"]
         note = self._register() if st.get("register") else ""
         note += self._write_report() if st.get("report") else ""
-        print(f"slnn: sweep {st['study']}: {line} in {elapsed:.1f} s; browse: "
-              f"mlflow ui --backend-store-uri {st['uri']}{note}", flush=True)
+        print(mask(f"slnn: sweep {st['study']}: {line} in {elapsed:.1f} s; browse: "
+                   f"mlflow ui --backend-store-uri {st['uri']}{note}"), flush=True)
         return 1 if unexpected else 0
 
     def interrupted(self) -> None:
@@ -235,6 +242,7 @@ class Orchestrator:
         except ImportError:
             return ""
         try:
-            return f"; report: {report_for_parent(st['uri'], st['parent_run_id'], attach=True)}"
+            return "; report: " + str(report_for_parent(st["uri"], st["parent_run_id"], attach=True,
+                                                        out=st.get("report_out")))
         except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
             return f"; no report ({(str(e).splitlines() or [type(e).__name__])[0][:200]})"

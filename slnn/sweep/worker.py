@@ -22,16 +22,22 @@ PREPARED: dict[tuple[str, int], list] = {}
 
 
 def run_cell(cfg, c, chash: str, state: dict) -> bool:
-    """One cell. Never raises (but for an interrupt): a failure is recorded in MLflow as a FAILED
-    run and in the sweep's ledger, and the sweep goes on. False if it failed."""
-    from slnn.app.run import run_one
+    """One cell. Never raises (but for an interrupt, or ``claims.CellTaken`` when another live
+    process holds the cell): a failure is recorded in MLflow as a FAILED run and in the sweep's
+    ledger, and the sweep goes on. False if it failed."""
     from slnn.app.schema import run_name
+    from slnn.sweep.attempt import run_claimed
+    from slnn.sweep.claims import CellTaken
 
     start = time.perf_counter()
     name = run_name(c)
     try:
-        result = run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
-                         experiment_id=state["experiment_id"])
+        result = run_claimed(cfg, c, chash, state)
+    except CellTaken as e:
+        if not e.done:
+            raise
+        report_progress(state, name, Outcome.SKIPPED, time.perf_counter() - start)
+        return True
     except KeyboardInterrupt:
         report_progress(state, name, Outcome.KILLED, time.perf_counter() - start)
         raise
@@ -65,9 +71,19 @@ def run_chunk(state_path: str, chunk: int) -> int:
     # so the environment variables set by the sweep are not enough on their own)
     from threadpoolctl import threadpool_limits
 
+    from slnn.sweep.claims import CellTaken
+
     state = json.loads(Path(state_path).read_text())
     failed = 0
+    taken = []  # cells another live process holds: run (or skipped) once it lets them go
     with threadpool_limits(limits=1):
         for cfg, c, chash in _load_chunk(state_path, state, chunk):
-            failed += not run_cell(cfg, c, chash, state)
+            try:
+                failed += not run_cell(cfg, c, chash, state)
+            except CellTaken as e:
+                taken.append((cfg, c, chash, e.holder))
+        if taken:
+            from slnn.sweep.claims import run_when_released
+
+            failed += run_when_released(taken, state, run_cell)
     return failed

@@ -47,7 +47,7 @@ def store_lock(uri: str, timeout: float = LOCK_TIMEOUT):
     lock = FileLock(str(path) + ".lock")
     try:
         try:
-            lock.acquire(timeout=2)
+            lock.acquire(timeout=10)
         except Timeout:
             print(f"slnn: waiting for another process to finish creating or upgrading {path} "
                   f"(at most {timeout:.0f} s)", file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ import numpy as np
 
 from slnn.core.outcomes import TRAINED, Outcome
 from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
+from slnn.tracking import liveness
 from slnn.tracking.store import TrackingError, explain
 
 EPOCH_METRICS = ("train_loss", "val_loss", "train_error", "val_error", "grad_cosine", "weight_norm")
@@ -80,8 +81,9 @@ class RunRecorder:
         try:
             run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         except MlflowException as e:
-            raise TrackingError(explain(client, e)) from None
+            raise TrackingError(explain(client, e, "opening a run")) from None
         self.run_id = run.info.run_id
+        liveness.beat(client, self.run_id)  # so no reaper takes the open run for an orphan
 
     def _log(self, metrics: list, tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
@@ -104,6 +106,7 @@ class RunRecorder:
         ``model=(activation, dataset)`` also logs the network as an MLflow pyfunc model under
         ``model/`` (not for a run without finite trained weights).
         """
+        liveness.stop(self.run_id)
         now = int(time.time() * 1000)
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
             root = Path(tmp)
@@ -133,6 +136,7 @@ class RunRecorder:
 
     def fail(self, exc: BaseException, status: str = "FAILED") -> None:
         """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the run."""
+        liveness.stop(self.run_id)
         outcome = Outcome.KILLED if status == "KILLED" else Outcome.FAILED
         reason = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
         try:
