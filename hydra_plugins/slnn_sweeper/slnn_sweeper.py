@@ -51,8 +51,8 @@ class SlnnSweeper(Sweeper):
                             r.return_value  # noqa: B018 - raises the job's exception
                         except Exception as e:  # noqa: BLE001
                             print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
-        except BaseException:
-            run.interrupted()
+        except BaseException as e:
+            run.interrupted(e)
             raise
         code = run.finish()
         if code:

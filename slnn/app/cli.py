@@ -13,6 +13,7 @@ here as chunks of cells for ``slnn.sweep.worker``.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import hydra
@@ -47,6 +48,12 @@ def explain_hydra_error(e: BaseException) -> str:
     """Hydra's multi-line composition errors as one line that names the problem and the choices."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     head = lines[0] if lines else type(e).__name__
+    unquoted = re.search(r"([\w.+~/@-]+)=(\S*[^\x00-\x7f]\S*)", str(e))
+    cause_text = str(e.__cause__ or e.__context__ or "")
+    if unquoted and "token recognition error" in str(e) + cause_text:  # unquoted text is ASCII
+        key, value = unquoted.groups()
+        return (f"{key}={value}: Hydra reads an unquoted value as ASCII only; quote it: "
+                f"'{key}=\"{value}\"'")
     if "Available options in" in str(e):
         opts = [ln for ln in lines[2:] if "provider=" not in ln and not ln.startswith("Config search")]
         return f"{head.split(': ', 1)[-1]}: choose one of {opts}"
@@ -70,6 +77,23 @@ def precheck(overrides: list[str]) -> None:
         die(explain_hydra_error(e))
 
 
+def precheck_sweep(args: list[str]) -> None:
+    """A sweep's overrides must parse and its config groups (``+experiment=``, ``data=``, ...)
+    exist: one line instead of Hydra's multi-line report. Each cell is validated by the sweeper."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        plain = [o.input_line for o in parsed
+                 if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            compose("config", overrides=plain)
+    except Exception as e:  # hydra's composition and override-parsing errors
+        die(explain_hydra_error(e))
+
+
 def die(msg: str) -> None:
     print(f"slnn-train: error: {msg}", file=sys.stderr)
     sys.exit(2)
@@ -77,10 +101,21 @@ def die(msg: str) -> None:
 
 def cli() -> None:
     """The ``slnn-train`` console script."""
+    from slnn.app import signals
+
+    signals.install()  # SIGTERM closes the open runs as KILLED, as Ctrl-C does
     args = sys.argv[1:]
-    if not any(a.startswith("-") for a in args):  # a single run (flags: multirun, help, ...)
-        precheck(args)
-    main()
+    try:
+        if not any(a.startswith("-") for a in args):  # a single run (flags: multirun, help, ...)
+            precheck(args)
+        elif "-m" in args or "--multirun" in args:
+            precheck_sweep(args)
+        main()
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, no traceback
+        if not signals.reported:
+            print(f"slnn-train: {signals.what(e)}; a run it had open is recorded as KILLED",
+                  file=sys.stderr, flush=True)
+        sys.exit(signals.exit_code(e))
 
 
 if __name__ == "__main__":

@@ -221,10 +221,14 @@ class Orchestrator:
                    f"mlflow ui --backend-store-uri {st['uri']}{note}"), flush=True)
         return 1 if unexpected else 0
 
-    def interrupted(self) -> None:
+    def interrupted(self, e: BaseException | None = None) -> None:
+        from slnn.app import signals
+
         _, line = self.close("KILLED")
-        print(f"slnn: sweep {self.state['study']} interrupted: {line}; run the same command "
+        how = signals.what(e) if isinstance(e, KeyboardInterrupt) else "interrupted"
+        print(f"slnn: sweep {self.state['study']} {how}: {line}; run the same command "
               "again to finish it", file=sys.stderr, flush=True)
+        signals.reported = True
 
     def _register(self) -> str:
         from slnn.tracking.model_registry import RegistryError, register_best

@@ -71,8 +71,10 @@ def run_chunk(state_path: str, chunk: int) -> int:
     # so the environment variables set by the sweep are not enough on their own)
     from threadpoolctl import threadpool_limits
 
+    from slnn.app import signals
     from slnn.sweep.claims import CellTaken
 
+    signals.install()  # a worker sent SIGTERM closes its open run as KILLED
     state = json.loads(Path(state_path).read_text())
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
