@@ -40,6 +40,14 @@ def main(cfg: DictConfig) -> float | None:
         result = run_one(cfg)
     except (ConfigError, DataError, TrackingError) as e:
         die(str(e))
+    except Exception as e:  # a store that failed mid-run (disk full, gone, ...): one line
+        from slnn.tracking.faults import classify, describe
+        from slnn.tracking.store import resolve_uri
+
+        uri = resolve_uri(cfg.tracking.uri)
+        if classify(uri, e) is None:
+            raise
+        die(describe(uri, e, "recording the run"))
     v = result.final["val_loss"]
     return None if np.isnan(v) else float(v)
 
@@ -95,7 +103,9 @@ def precheck_sweep(args: list[str]) -> None:
 
 
 def die(msg: str) -> None:
-    print(f"slnn-train: error: {msg}", file=sys.stderr)
+    from slnn.tracking.faults import mask
+
+    print(mask(f"slnn-train: error: {msg}"), file=sys.stderr)
     sys.exit(2)
 
 

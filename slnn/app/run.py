@@ -80,10 +80,15 @@ def run_tags(c: Config, chash: str) -> dict[str, str]:
 def _record_failure(rec, exc: BaseException, status: str) -> None:
     """Close the run as FAILED or KILLED; if even that fails (an interrupt can catch the store
     mid-write), the original error still propagates and the next sweep reaps the run."""
+    from slnn.tracking.faults import classify, mask
+
     try:
         rec.fail(exc, status=status)
     except Exception as e:  # noqa: BLE001
-        print(f"slnn: could not record run {rec.run_id} as {status}: {e}", file=sys.stderr)
+        if classify(rec.client.tracking_uri, exc) is None:  # a store fault is said once, later
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(mask(f"slnn: could not record run {rec.run_id} as {status}: {first}"),
+                  file=sys.stderr)
 
 
 def reap_orphans(client, exp_id: str) -> None:

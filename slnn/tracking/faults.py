@@ -16,6 +16,7 @@ answers errors, or does not answer. Anything else keeps its own first line.
 from __future__ import annotations
 
 import errno
+import os
 import re
 
 
@@ -65,7 +66,8 @@ def _causes(uri: str):
          lambda c: f"make {where} writable by this user, or point tracking.uri / "
                    "MLFLOW_TRACKING_URI at a store you can write"),
         (lambda t, n, c: "disk is full" in t or "no space left" in t or errno.ENOSPC in n
-         or errno.EDQUOT in n or "file too large" in t or errno.EFBIG in n,
+         or errno.EDQUOT in n or "file too large" in t or errno.EFBIG in n
+         or ("disk i/o error" in t and _nearly_full(uri)),
          lambda c: "is on a full disk",
          lambda c: "free some space (runs already recorded are kept) and run the same command again"),
         (lambda t, n, c: "file is not a database" in t or "malformed" in t
@@ -93,6 +95,25 @@ def _causes(uri: str):
          lambda c: "start it (mlflow server --host 127.0.0.1 --port 5000 ...) or point "
                    "MLFLOW_TRACKING_URI at a running one"),
     ]
+
+
+def _nearly_full(uri: str) -> bool:
+    """SQLite says "disk I/O error" when it cannot even create its journal: is the disk full?"""
+    if not uri.startswith("sqlite:///"):
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(uri[len("sqlite:///"):]) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def quiet_store_errors() -> None:
+    """MLflow logs every SQL error, with its traceback, before raising it (tens of lines); slnn
+    says what went wrong in one line of its own."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _missing_module(chain) -> str:

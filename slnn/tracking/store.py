@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from slnn.tracking.faults import TrackingError, describe, mask
+from slnn.tracking.faults import TrackingError, describe, mask, quiet_store_errors
 from slnn.tracking.locks import inspect_sqlite, store_lock
 
 __all__ = ["TrackingError", "check_reachable", "client_for", "ensure_experiment", "explain",
@@ -17,7 +17,7 @@ __all__ = ["TrackingError", "check_reachable", "client_for", "ensure_experiment"
 
 # MLflow's own HTTP retries (8 attempts, backoff up to 120 s: ~4 minutes per call by default),
 # bounded through its documented settings so that a server that errors fails a call in ~15 s.
-# A sweep rides out longer outages itself (slnn.sweep.outage). A user's own values win.
+# A sweep rides out longer outages itself (slnn.sweep.attempt). A user's own values win.
 HTTP_WAITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",   # sleeps 0, 2, 4, 8 s (+ jitter)
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
               "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
@@ -147,6 +147,7 @@ def client_for(uri: str, *, write: bool = True):
     from mlflow.tracking import MlflowClient
 
     bound_http_waits()
+    quiet_store_errors()
     if uri in _ready:
         return MlflowClient(tracking_uri=uri)
     try:
