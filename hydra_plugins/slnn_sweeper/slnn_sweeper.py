@@ -51,9 +51,12 @@ class SlnnSweeper(Sweeper):
                             r.return_value  # noqa: B018 - raises the job's exception
                         except Exception as e:  # noqa: BLE001
                             print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
-        except BaseException as e:
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: slnn-train ends with no traceback
             run.interrupted(e)
             raise
+        except Exception as e:  # the launcher gave up, e.g. a worker was killed: one line
+            run.interrupted(e)
+            sys.exit(1)
         code = run.finish()
         if code:
             sys.exit(code)

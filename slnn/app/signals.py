@@ -9,7 +9,8 @@ open runs as KILLED and ends the command with one line, like an interrupt from t
 ``Terminated`` is a ``KeyboardInterrupt``, so every place that already closes a run as KILLED on
 Ctrl-C (the recorder, a sweep worker, the sweep's parent) does the same on SIGTERM. After the
 first SIGTERM further ones are ignored, so the runs can be closed; SIGKILL still ends it at once
-(and the next slnn command reaps what it left RUNNING).
+(and the next slnn command reaps what it left RUNNING). A SIGTERM that lands in a finalizer
+(where Python would print the exception and ignore it) is raised again 20 ms later.
 """
 
 from __future__ import annotations
@@ -28,7 +29,22 @@ class Terminated(KeyboardInterrupt):
         return "terminated (SIGTERM)"
 
 
+def _unsafe(frame) -> bool:
+    """Is the signal interrupting a finalizer (``__del__``, a weakref callback), where Python
+    prints an exception and then ignores it?"""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if frame.f_code.co_name == "__del__" or name.endswith(("weakref.py", "_weakrefset.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_sigterm(signum, frame) -> None:
+    if _unsafe(frame):  # raised here it would be lost: raise it a moment later instead
+        signal.signal(signal.SIGALRM, _on_sigterm)
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the runs be closed
     raise Terminated()
 

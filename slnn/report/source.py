@@ -203,12 +203,24 @@ def _with_cells_done_elsewhere(client, exp_id: str, parent, df: pd.DataFrame) ->
     return pd.concat([df, extra], ignore_index=True) if len(extra) else df
 
 
+def _reap(client, exp_id: str) -> None:
+    """Runs of dead processes are closed as KILLED first, so the report does not count them as
+    running (best effort: a read-only store is still reported)."""
+    from slnn.tracking.runs import reap_dead_runs
+
+    try:
+        reap_dead_runs(client, exp_id)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def read_sweep(uri: str, parent_run_id: str) -> SweepData:
     """The sweep's runs, then their histories. Raises ``ReportError`` with one line when the
     parent does not exist, is not a sweep's parent, or has no children."""
     client = open_client(uri)
     parent = _parent(client, uri, parent_run_id)
     exp_id = parent.info.experiment_id
+    _reap(client, exp_id)
     exp = _mlflow_call(uri, "looking up the experiment", client.get_experiment, exp_id)
     study = parent.data.tags.get("slnn.study", "sweep")
     df = _mlflow_call(uri, "searching the sweep's runs", search_frame, client, [exp_id],

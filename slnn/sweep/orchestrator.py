@@ -225,7 +225,11 @@ class Orchestrator:
         from slnn.app import signals
 
         _, line = self.close("KILLED")
-        how = signals.what(e) if isinstance(e, KeyboardInterrupt) else "interrupted"
+        if isinstance(e, KeyboardInterrupt):
+            how = signals.what(e)
+        else:  # e.g. joblib's TerminatedWorkerError when a worker was killed
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            how = f"interrupted ({type(e).__name__}: {first})" if e is not None else "interrupted"
         print(f"slnn: sweep {self.state['study']} {how}: {line}; run the same command "
               "again to finish it", file=sys.stderr, flush=True)
         signals.reported = True
