@@ -10,12 +10,14 @@ open runs as KILLED and ends the command with one line, like an interrupt from t
 Ctrl-C (the recorder, a sweep worker, the sweep's parent) does the same on SIGTERM. After the
 first SIGTERM further ones are ignored, so the runs can be closed; SIGKILL still ends it at once
 (and the next slnn command reaps what it left RUNNING). A SIGTERM that lands in a finalizer
-(where Python would print the exception and ignore it) is raised again 20 ms later.
+(a weakref callback, ``__del__``: Python prints such an exception and ignores it) is caught by
+``sys.unraisablehook`` and raised again 20 ms later.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 
@@ -29,30 +31,35 @@ class Terminated(KeyboardInterrupt):
         return "terminated (SIGTERM)"
 
 
-def _unsafe(frame) -> bool:
-    """Is the signal interrupting a finalizer (``__del__``, a weakref callback), where Python
-    prints an exception and then ignores it?"""
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if frame.f_code.co_name == "__del__" or name.endswith(("weakref.py", "_weakrefset.py")):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _on_sigterm(signum, frame) -> None:
-    if _unsafe(frame):  # raised here it would be lost: raise it a moment later instead
-        signal.signal(signal.SIGALRM, _on_sigterm)
-        signal.setitimer(signal.ITIMER_REAL, 0.02)
-        return
+def _raise(signum=None, frame=None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the runs be closed
     raise Terminated()
+
+
+def _raise_interrupt(signum=None, frame=None) -> None:
+    raise KeyboardInterrupt()
+
+
+def _lost(unraisable) -> None:
+    """A ``Terminated`` (or Ctrl-C's ``KeyboardInterrupt``) raised inside a finalizer (``__del__``,
+    a weakref callback) is printed and ignored by Python: raise it again a moment later, in
+    whatever runs then."""
+    exc = unraisable.exc_value
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGALRM, _raise if isinstance(exc, Terminated) else _raise_interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        return
+    _previous_hook(unraisable)
+
+
+_previous_hook = sys.unraisablehook
 
 
 def install() -> None:
     """Turn SIGTERM into ``Terminated`` in this process (only the main thread can)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, _raise)
+        sys.unraisablehook = _lost
 
 
 def exit_code(e: BaseException) -> int:
