@@ -52,6 +52,8 @@ def _sqlite_artifact_root(uri: str, experiment: str) -> str | None:
 def bound_http_waits() -> None:
     for var, value in HTTP_WAITS.items():
         os.environ.setdefault(var, value)
+    # MLflow prints "View run <url>" lines, password included; slnn prints where to look, masked
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _split_credentials(uri: str) -> tuple[str, dict[str, str]]:
