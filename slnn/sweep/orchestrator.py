@@ -6,12 +6,13 @@
 ``Orchestrator.prepare`` runs once, in the launching process, before any job starts:
 - it composes, validates and hashes every cell of the grid (``slnn.sweep.grid``); a bad value or
   a malformed CSV anywhere fails the sweep with one line, before anything runs;
-- it creates and migrates the tracking store and the experiment once, so parallel workers never
-  race in SQLite's schema migration;
-- it marks runs left RUNNING by dead processes of this host as KILLED;
+- it creates and migrates the tracking store (under the store's file lock, ``tracking.locks``)
+  and the experiment;
+- it marks runs left RUNNING by dead processes as KILLED (``tracking.liveness``);
 - it finds the cells that already have a FINISHED run with the same ``slnn.config_hash`` (one
   paged ``search_runs`` query) and leaves them out unless ``sweep.force=true``;
-- it opens (or, for the same grid, reopens) the sweep's parent run.
+- it opens (or, for the same grid, reopens) the sweep's parent run; while another live sweep
+  runs the same grid it opens its own, with its own ledger and report folder (``claims``).
 The cells left are dealt into a few chunks; each chunk is one job for Hydra's launcher (basic,
 joblib, submitit), so Hydra's per-job cost is paid per chunk, not per cell
 (``slnn.sweep.worker`` runs a chunk; ``slnn.sweep.ledger`` records each cell).
