@@ -112,13 +112,12 @@ def client_for(uri: str):
 
 
 def all_runs(uri: str) -> list:
-    """Every run of every experiment in the store (any status), but deleted ones: a claim that
-    a sweep gave up (``slnn.sweep.claims``) is deleted, and invisible to MLflow's searches and UI."""
+    """Every run of every experiment in the store (any status)."""
     from mlflow.entities import ViewType
 
     client = client_for(uri)
     ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    return list(client.search_runs(ids, run_view_type=ViewType.ACTIVE_ONLY, max_results=5000))
+    return list(client.search_runs(ids, run_view_type=ViewType.ALL, max_results=5000))
 
 
 def split_runs(runs: list) -> tuple[list, list]:

@@ -23,10 +23,12 @@ moment and tries again. Only ``create_run``, ``search_runs`` and ``delete_run`` 
 works the same on SQLite, PostgreSQL behind ``mlflow server``, or any store. A deleted claim is
 invisible to searches, reports and the UI (``mlflow gc`` removes it for good).
 
-The parent run of a sweep is opened the same way (``open_parent``): a new parent run first, then
-a look for other runs of the same grid (``slnn.sweep_hash``). With a live one running, this sweep
-keeps its own new parent and its own report folder; otherwise it reopens the grid's newest parent
-(as before: the same grid run again resumes under the same parent) and deletes the new one.
+The parent run of a sweep (``open_parent``): the same grid run again reopens the grid's newest
+parent, unless a live sweep is running it. Two sweeps must not both reopen it, so reopening is
+claimed with a param (``slnn.session.<k>`` = the owner): a param cannot be changed once written,
+so of two processes writing the same one only the first succeeds, on any store. A sweep that
+finds the grid running, or loses that race, opens a parent of its own, and writes its ledger and
+report into folders of their own.
 """
 
 from __future__ import annotations
@@ -111,35 +113,57 @@ def run_when_released(cells: list, state: dict, run_cell) -> int:
     return failed
 
 
-def open_parent(client, exp_id: str, sweep_hash: str, force: bool, tags: dict) -> tuple[str, object]:
-    """The sweep's parent run id, and the live parent run of another sweep over the same grid
-    (or None). ``tags`` are a new parent's (``mlflow.runName``, ``slnn.sweep_hash``, ...)."""
-    tags = {**tags, **owner_tags()}
-    mine = client.create_run(exp_id, run_name=tags["mlflow.runName"], tags=tags).info.run_id
+def _live_parents(client, exp_id: str, sweep_hash: str, mine: str | None = None):
+    """(other parents of the grid, newest first; the first live one among them or None). Parents
+    left RUNNING by dead processes are marked KILLED on the way."""
     others = [r for r in client.search_runs(
         [exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
         order_by=["attributes.start_time DESC"], max_results=200) if r.info.run_id != mine]
-    live, reaped = None, set()
+    live = None
     for r in others:
         if r.info.status != "RUNNING":
             continue
         if is_alive(r.data.tags) is False:
             mark_killed(client, r, why_dead(r))
-            reaped.add(r.info.run_id)
+            r.data.tags.update({"slnn.outcome": "", "slnn.reason": ""})  # now stale on it
         elif live is None:
             live = r
-    if live is not None or force or not others:
-        beat(client, mine)
-        return mine, live
-    from mlflow.entities import RunTag
+    return others, live
 
-    prev = others[0]  # the same grid again: resume under its newest parent, now this process's
-    run_id = prev.info.run_id
-    client.update_run(run_id, status="RUNNING")
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in owner_tags().items()])
-    for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
-        if stale in prev.data.tags or run_id in reaped:
-            client.delete_tag(run_id, stale)
-    beat(client, run_id)
-    client.delete_run(mine)  # only now: until here the new parent showed a live sweep of the grid
-    return run_id, None
+
+def open_parent(client, exp_id: str, sweep_hash: str, force: bool, tags: dict) -> tuple[str, object]:
+    """The sweep's parent run id, and the live parent run of another sweep over the same grid
+    (or None). ``tags`` are a new parent's (``mlflow.runName``, ``slnn.sweep_hash``, ...).
+
+    The same grid run again reopens its newest parent. Two sweeps must not both reopen it, so the
+    reopening is claimed first with a param, ``slnn.session.<k>`` = this process's owner: a
+    param cannot change once written (the store's primary key on run and key), so of two
+    processes writing session k only one succeeds; the other opens a parent of its own.
+    """
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+
+    owner = owner_tags()
+    others, live = _live_parents(client, exp_id, sweep_hash)
+    if live is None and not force and others:
+        prev = others[0]
+        run_id = prev.info.run_id
+        k = sum(1 for key in prev.data.params if key.startswith("slnn.session."))
+        try:
+            client.log_param(run_id, f"slnn.session.{k}", owner["slnn.owner"])
+        except MlflowException:  # another sweep claimed it a moment ago: it is live
+            live = prev
+        else:
+            client.update_run(run_id, status="RUNNING")
+            client.log_batch(run_id, tags=[RunTag(k2, v) for k2, v in owner.items()])
+            for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
+                if stale in prev.data.tags:
+                    client.delete_tag(run_id, stale)
+            beat(client, run_id)
+            return run_id, None
+    tags = {**tags, **owner}
+    mine = client.create_run(exp_id, run_name=tags["mlflow.runName"], tags=tags).info.run_id
+    beat(client, mine)
+    if live is None:  # a sweep of the same grid that started at the same moment
+        live = _live_parents(client, exp_id, sweep_hash, mine)[1]
+    return mine, live
