@@ -79,7 +79,7 @@ def run_tags(c: Config, chash: str) -> dict[str, str]:
 
 def _record_failure(rec, exc: BaseException, status: str) -> None:
     """Close the run as FAILED or KILLED; if even that fails (an interrupt can catch the store
-    mid-write), the original error still propagates and the next sweep reaps the run."""
+    mid-write), the original error still propagates and the next command reaps the run."""
     from slnn.tracking.faults import classify, mask
 
     try:

@@ -5,7 +5,7 @@ through a store outage, and leaving a trace in MLflow even when it fails before 
 
 - Claim: the cell's run is its claim, checked as soon as the run exists.
 - Outage: MLflow's own HTTP retries are bounded (``slnn.tracking.store.HTTP_WAITS``: a call fails
-  in ~15 s), so a sweep rides out a longer outage here: a cell whose store call failed because
+  in ~8 s), so a sweep rides out a longer outage here: a cell whose store call failed because
   the server does not answer or answers errors (or SQLite stayed locked) waits until the store
   answers healthily again, for at most ``SLNN_OUTAGE_WAIT`` seconds (default 300), closes its
   interrupted run as KILLED and runs once more. After one wait has run out, this process's later
@@ -56,8 +56,12 @@ def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT) -> bool:
     return False
 
 
-def _close_interrupted(state: dict, run_ids: list[str], why: str) -> None:
-    """The runs this cell opened before the outage, still RUNNING: closed as KILLED."""
+def _close_left_open(state: dict, run_ids: list[str], why: str, failed: bool = False) -> None:
+    """The runs this cell opened that are still RUNNING (an outage, or a failure before training
+    began): closed as KILLED, or as FAILED with ``why``."""
+    from mlflow.entities import RunTag
+
+    from slnn.core.outcomes import Outcome
     from slnn.tracking.liveness import stop
     from slnn.tracking.runs import mark_killed
 
@@ -66,8 +70,14 @@ def _close_interrupted(state: dict, run_ids: list[str], why: str) -> None:
         stop(run_id)
         try:
             run = client.get_run(run_id)
-            if run.info.status == "RUNNING":
+            if run.info.status != "RUNNING":
+                continue
+            if not failed:
                 mark_killed(client, run, why)
+                continue
+            client.log_batch(run_id, tags=[RunTag("slnn.outcome", str(Outcome.FAILED)),
+                                           RunTag("slnn.reason", why[:5000])])
+            client.set_terminated(run_id, "FAILED")
         except Exception:  # noqa: BLE001 - the next command's reaper closes it
             pass
 
@@ -116,10 +126,13 @@ def run_claimed(cfg, c, chash: str, state: dict):
             if attempt == 1 and is_outage(uri, e):
                 cause = classify(uri, e)[0]
                 if wait_for_store(uri, cause):
-                    _close_interrupted(state, opened, f"the tracking store {cause} while it ran;"
-                                       " the cell was run again")
+                    _close_left_open(state, opened, f"the tracking store {cause} while it ran;"
+                                     " the cell was run again")
                     opened.clear()
                     continue
             if not opened:
                 record_unopened(cfg, c, chash, state, e)
+            else:  # it failed before training (its claim, say): not left RUNNING
+                first = (str(e).strip().splitlines() or [""])[0]
+                _close_left_open(state, opened, f"{type(e).__name__}: {first}", failed=True)
             raise

@@ -16,9 +16,9 @@ __all__ = ["TrackingError", "check_reachable", "client_for", "ensure_experiment"
            "resolve_uri"]
 
 # MLflow's own HTTP retries (8 attempts, backoff up to 120 s: ~4 minutes per call by default),
-# bounded through its documented settings so that a server that errors fails a call in ~15 s.
+# bounded through its documented settings so that a server that errors fails a call in ~8 s.
 # A sweep rides out longer outages itself (slnn.sweep.attempt). A user's own values win.
-HTTP_WAITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",   # sleeps 0, 2, 4, 8 s (+ jitter)
+HTTP_WAITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",   # sleeps 0, 2, 4 s (+ jitter)
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
               "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
               "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}      # seconds per attempt
