@@ -57,15 +57,15 @@ class SlnnSweeper(Sweeper):
                             r.return_value  # noqa: B018 - raises the job's exception
                         except Exception as e:  # noqa: BLE001
                             print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
-        except Exception as e:
-            if not is_launcher_failure(e):
-                run.interrupted()
-                raise
-            stop_sweep_jobs(self.slurm_job_name)  # the rest would write after the parent closed
-            sys.exit(run.launcher_failed(e))  # a job died: one line, no traceback
-        except BaseException:
-            run.interrupted()
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: slnn-train ends with no traceback
+            run.interrupted(e)
             raise
+        except Exception as e:
+            if is_launcher_failure(e):  # a SLURM job died: name the lost cells in one line
+                stop_sweep_jobs(self.slurm_job_name)  # the rest would write after the parent closed
+                sys.exit(run.launcher_failed(e))
+            run.interrupted(e)  # the launcher gave up, e.g. a joblib worker was killed: one line
+            sys.exit(1)
         code = run.finish()
         if code:
             sys.exit(code)

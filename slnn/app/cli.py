@@ -42,6 +42,14 @@ def main(cfg: DictConfig) -> float | None:
         result = run_one(cfg)
     except (ConfigError, DataError, TrackingError) as e:
         die(str(e))
+    except Exception as e:  # a store that failed mid-run (disk full, gone, ...): one line
+        from slnn.tracking.faults import classify, describe
+        from slnn.tracking.store import resolve_uri
+
+        uri = resolve_uri(cfg.tracking.uri)
+        if classify(uri, e) is None:
+            raise
+        die(describe(uri, e, "recording the run"))
     v = result.final["val_loss"]
     return None if np.isnan(v) else float(v)
 
@@ -54,6 +62,12 @@ def explain_hydra_error(e: BaseException) -> str:
 
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     head = lines[0] if lines else type(e).__name__
+    unquoted = re.search(r"([\w.+~/@-]+)=(\S*[^\x00-\x7f]\S*)", str(e))
+    cause_text = str(e.__cause__ or e.__context__ or "")
+    if unquoted and "token recognition error" in str(e) + cause_text:  # unquoted text is ASCII
+        key, value = unquoted.groups()
+        return (f"{key}={value}: Hydra reads an unquoted value as ASCII only; quote it: "
+                f"'{key}=\"{value}\"'")
     missing = re.search(r"Could not find '(.+)/([^/']+)'", head)
     if "Available options in" in str(e) and missing:
         opts = [ln for ln in lines[2:] if "provider=" not in ln and not ln.startswith("Config search")]
@@ -110,23 +124,33 @@ def precheck(overrides: list[str], multirun: bool = False) -> None:
 
 
 def die(msg: str) -> None:
-    print(f"slnn-train: error: {msg}", file=sys.stderr)
+    from slnn.tracking.faults import mask
+
+    print(mask(f"slnn-train: error: {msg}"), file=sys.stderr)
     sys.exit(2)
 
 
 def cli() -> None:
     """The ``slnn-train`` console script."""
+    from slnn.app import signals
+
+    signals.install()  # SIGTERM closes the open runs as KILLED, as Ctrl-C does
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
-    if not flags:  # a single run
-        precheck(args)
-    elif flags <= MULTIRUN_FLAGS:  # a sweep (other flags: --help, --cfg, ... are Hydra's)
-        precheck([a for a in args if a not in MULTIRUN_FLAGS], multirun=True)
     try:
+        if not flags:  # a single run
+            precheck(args)
+        elif flags <= MULTIRUN_FLAGS:  # a sweep (other flags: --help, --cfg, ... are Hydra's)
+            precheck([a for a in args if a not in MULTIRUN_FLAGS], multirun=True)
         main()
     except BrokenPipeError:  # slnn-train --help | head: quiet, as other tools are
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, no traceback
+        if not signals.reported:
+            print(f"slnn-train: {signals.what(e)}; a run it had open is recorded as KILLED",
+                  file=sys.stderr, flush=True)
+        sys.exit(signals.exit_code(e))
 
 
 if __name__ == "__main__":

@@ -74,14 +74,14 @@ class Progress:
 
 def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, str]:
     """What a run is (config hash, rule, activation, data and its digest), which code made it
-    (``slnn.tracking.provenance``), and which process runs it."""
+    (``slnn.tracking.provenance``), and which process owns it (``slnn.tracking.liveness``)."""
     from slnn.sweep.slurm import JOB_TAG, job_id_from_env
+    from slnn.tracking.liveness import owner_tags
     from slnn.tracking.provenance import source_tags
 
     tags = {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": chash,
-            "slnn.outcome": Outcome.RUNNING, "slnn.host": socket.gethostname(),
-            "slnn.pid": str(os.getpid()), **source_tags()}
+            "slnn.outcome": Outcome.RUNNING, **owner_tags(), **source_tags()}
     job = job_id_from_env()
     if job:  # made in a SLURM job: the reaper asks sacct whether that job still runs
         tags[JOB_TAG] = job
@@ -111,31 +111,53 @@ def run_params(cfg: DictConfig, c: Config) -> dict[str, str]:
 def _record_failure(rec, exc: BaseException, status: str, log: RunLog) -> None:
     """Close the run as FAILED or KILLED, its log (with the traceback) attached; if even that
     fails (an interrupt can catch the store mid-write), the original error still propagates and
-    the next sweep reaps the run."""
+    the next command reaps the run."""
+    from slnn.tracking.faults import classify, mask
+
     log.line("".join(traceback.format_exception(exc)).rstrip())
     try:
         rec.fail(exc, status=status, log=log.text)
     except Exception as e:  # noqa: BLE001
-        print(f"slnn: could not record run {rec.run_id} as {status}: {e}", file=sys.stderr)
+        if classify(rec.client.tracking_uri, exc) is None:  # a store fault is said once, later
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(mask(f"slnn: could not record run {rec.run_id} as {status}: {first}"),
+                  file=sys.stderr)
+
+
+def reap_orphans(client, exp_id: str) -> None:
+    """Close runs whose process died (kill -9, a crash) as KILLED: every command that opens a
+    store does it, so no run stays RUNNING for ever."""
+    from slnn.tracking.runs import reap_dead_runs
+
+    try:
+        n = reap_dead_runs(client, exp_id)
+    except Exception:  # noqa: BLE001 - a store too busy to reap now is reaped by the next command
+        return
+    if n:
+        print(f"slnn: marked {n} run(s) of dead processes KILLED", file=sys.stderr, flush=True)
 
 
 def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = None,
             parent_run_id: str | None = None, quiet: bool = False,
-            experiment_id: str | None = None, log: RunLog | None = None) -> TrainResult:
+            experiment_id: str | None = None, log: RunLog | None = None,
+            on_open=None) -> TrainResult:
     """Validate, train and record one run. Expected outcomes (diverged, shape_mismatch) return
     normally; an unexpected failure is recorded as a FAILED run and then raised.
 
     A sweep passes what it already has: the validated ``c`` and its ``chash`` (each cell is
-    validated and hashed once, when the grid is composed) and the ``experiment_id``, and its
-    own ``log`` (``slnn.app.runlog``); without one the run's log also goes to the terminal
-    (unless ``quiet``). Either way it is saved as the run's ``run.log`` artifact.
+    validated and hashed once, when the grid is composed) and the ``experiment_id``, its own
+    ``log`` (``slnn.app.runlog``; without one the run's log also goes to the terminal unless
+    ``quiet``; either way it is saved as the run's ``run.log`` artifact), and ``on_open(run_id)``,
+    called once the run exists (a sweep's claim on the cell: it may delete the run and raise to
+    give the cell up). A single run reaps the store's orphans first.
     """
     if log is None:
         with RunLog(echo=not quiet) as own:
             return run_one(cfg, c=c, chash=chash, parent_run_id=parent_run_id, quiet=quiet,
-                           experiment_id=experiment_id, log=own)
+                           experiment_id=experiment_id, log=own, on_open=on_open)
     from slnn.tracking import store
     from slnn.tracking.console import browse_command
+    from slnn.tracking.faults import mask
     from slnn.tracking.recorder import RunRecorder
 
     c = c if c is not None else to_config(cfg)
@@ -144,9 +166,13 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     uri = store.resolve_uri(c.tracking.uri)
     client = store.client_for(uri)
     exp_id = experiment_id or store.ensure_experiment(client, c.tracking.experiment)
+    if experiment_id is None:
+        reap_orphans(client, exp_id)
     name = run_name(c)
     rec = RunRecorder(client, exp_id, name, run_params(cfg, c), run_tags(c, chash, data),
                       parent_run_id)
+    if on_open is not None:
+        on_open(rec.run_id)
     log.line(f"slnn: {name}: run {rec.run_id} started on {socket.gethostname()}, pid {os.getpid()}")
     # a model per single run; in a sweep only when asked (the sweep logs its best run's)
     log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
@@ -170,6 +196,6 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
         _record_failure(rec, e, "KILLED" if is_launcher_failure(e) else "FAILED", log)
         raise
     if not quiet:
-        print(f"{done} (run {rec.run_id}); browse: {browse_command(uri)}")
+        print(mask(f"{done} (run {rec.run_id}); browse: {browse_command(uri)}"))
     result.run_id = rec.run_id  # type: ignore[attr-defined]
     return result

@@ -162,6 +162,14 @@ def load_gate(*, gate: str = "xor") -> RawData:
     return RawData(X, y, ("x0", "x1"), ("0", "1"))
 
 
+def _header(path: str) -> list[str]:
+    """The header line's names as written (pandas renames repeated ones)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [c.strip() for c in next(csv.reader(fh), [])]
+
+
 def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
     """A user's CSV file: `target` names the label column, every other column is a numeric feature.
 
@@ -184,6 +192,13 @@ def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
     columns = [str(c) for c in df.columns]
+    header = _header(path)
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would rename the second one 'x.1', a name that is not in the file
+        where = ", ".join(f"{c!r} (columns {', '.join(str(i + 1) for i, h in enumerate(header) if h == c)})"
+                          for c in twice)
+        raise DataError(f"{path}: line 1: the header repeats {where}; give every column its own "
+                        "name")
     df.columns = columns
     if len(columns) < 2:
         raise DataError(f"{path}: found {len(columns)} column(s) {columns}; need the target column "
@@ -316,6 +331,21 @@ class DataSpec:
         return tuple(float(f) for f in self.split)
 
 
+def _check_finite(X, parts, shift, scale, names, dataset: str) -> None:
+    """Values near float64's limit (|x| ~ 1e308) overflow the mean, the deviation or the scaled
+    features, which would silently zero a feature: name the column instead."""
+    bad = ~np.isfinite(np.concatenate([x for x, _ in parts]) if parts else X).all(axis=0)
+    for a in (shift, scale):
+        if a is not None:
+            bad |= ~np.isfinite(a)
+    if bad.any():
+        j = int(np.argmax(bad))
+        big = float(np.abs(X[:, j]).max())
+        raise DataError(f"{dataset}: feature {names[j]!r} has values too large to scale in float64 "
+                        f"(|x| up to {big:.3g}); rescale that column (e.g. divide it by a power "
+                        "of ten) or set data.standardize=false")
+
+
 def load_dataset(spec: DataSpec | str = "iris", *, run_seed: int = 0, **options) -> Dataset:
     """Build the data set ``spec`` describes: load it from ``DATASETS``, shuffle, split, scale.
 
@@ -335,13 +365,15 @@ def load_dataset(spec: DataSpec | str = "iris", *, run_seed: int = 0, **options)
     wanted = inspect.signature(loader).parameters
     raw = loader(**{k: (rng if k == "rng" else getattr(spec, k)) for k in wanted})
 
+    label = spec.path if name == "csv" else name  # what an error message names
     X = np.asarray(raw.X, dtype=np.float64)                    # (n, d)
     T = one_hot(raw.y, len(raw.class_names))                   # (n, k)
     digest, source = _identity(spec, raw)
     shift = scale = None
     if spec.guide_scaling:
         X_raw = X
-        X = guide_scale(X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = guide_scale(X)
         # the same map as an affine (x - shift) / scale, for new data (e.g. a served model)
         spread = np.abs(X_raw - X_raw.mean(axis=0)).max(axis=0)
         spread[spread == 0] = 1.0
@@ -353,18 +385,24 @@ def load_dataset(spec: DataSpec | str = "iris", *, run_seed: int = 0, **options)
         n = X.shape[0]
         n_train, n_val = (math.floor(f * n + 1e-9) for f in fr[:2])  # 1e-9: 0.29 * 100 is 28.999...
         n_test = n - n_train - n_val
-        if n_train == 0 or (n_test == 0 and fr[2] > 0):
-            raise DataError(f"split {fr} of {n} samples leaves an empty "
-                            f"{'train' if n_train == 0 else 'test'} split; use larger fractions")
+        empty = ("train" if n_train == 0 else "test" if n_test == 0 and fr[2] > 0 else
+                 "validation" if n_val == 0 and fr[1] > 0 else None)
+        if empty:  # a validation fraction > 0 asks for early stopping: say it cannot happen
+            raise DataError(f"{label}: split {list(fr)} of {n} samples leaves an empty {empty} split; use "
+                            "more samples or larger fractions"
+                            + (", or data.split=[0.5,0,0.5] to train without one"
+                               if empty == "validation" else ""))
         order = rng.permutation(n)
         idx = np.split(order, [n_train, n_train + n_val])
         parts = [(X[i], T[i]) for i in idx]
         if spec.standardize:
-            mean = parts[0][0].mean(axis=0)                    # (d,)
-            std = parts[0][0].std(axis=0)                      # (d,)
-            std[std == 0] = 1.0                                # constant column: centre only
-            parts = [((x - mean) / std, t) for x, t in parts]  # train stats only: no leakage
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = parts[0][0].mean(axis=0)                    # (d,)
+                std = parts[0][0].std(axis=0)                      # (d,)
+                std[std == 0] = 1.0                                # constant column: centre only
+                parts = [((x - mean) / std, t) for x, t in parts]  # train stats only: no leakage
             shift, scale = mean, std
+    _check_finite(X, parts, shift, scale, raw.feature_names, label)
     (x_tr, t_tr), (x_va, t_va), (x_te, t_te) = parts
     return Dataset(name, x_tr, t_tr, x_va, t_va, x_te, t_te,
                    tuple(raw.feature_names), tuple(raw.class_names), shift, scale, digest, source)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 # the id and the name the examples below show; tests/test_cli.py runs every example with a real
 # sweep's in their place
@@ -89,7 +90,9 @@ def _uri(arg: str | None) -> str:
 
 
 def _fail(msg: str, code: int = 2) -> int:
-    print(f"slnn-report: error: {msg}", file=sys.stderr)
+    from slnn.tracking.faults import mask
+
+    print(mask(f"slnn-report: error: {msg}"), file=sys.stderr)
     return code
 
 
@@ -101,12 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     import warnings
 
+    from slnn.app.signals import install
+
+    install()  # SIGTERM ends it like Ctrl-C: one line
+
     warnings.filterwarnings("ignore")
     from slnn.report import ReportError, newest_sweep, report_for_parent
     from slnn.report.source import find_sweep
     from slnn.tracking.console import quiet_mlflow
 
     quiet_mlflow(logging.ERROR)  # and no progress bars when histories are downloaded
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        return _fail(f"--out {args.out} is a file, not a folder: pass a folder (it is created if "
+                     "missing), e.g. --out reports/mine")
     try:
         uri = _uri(args.tracking_uri)
         parent = (find_sweep(uri, args.parent_run) if args.parent_run is not None
@@ -115,8 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                                    target_error=args.target_error)
     except ReportError as e:
         return _fail(str(e))
-    except KeyboardInterrupt:
-        return _fail("interrupted; the report may be incomplete", 130)
+    except KeyboardInterrupt as e:
+        from slnn.app.signals import exit_code, what
+
+        return _fail(f"{what(e)}; the report may be incomplete", exit_code(e))
+    except OSError as e:  # the output folder: read-only, a file in the way, a full disk
+        where = e.filename or args.out or "the report's folder"
+        return _fail(f"cannot write the report into {where} ({e.strerror or e}): pass --out "
+                     "<a folder you can write>")
     except Exception as e:  # a bug, not bad input: one line, the traceback on request
         if os.environ.get("SLNN_DEBUG"):
             raise

@@ -36,44 +36,33 @@ class ReportError(RuntimeError):
 
 def open_client(uri: str):
     """An ``MlflowClient`` for ``uri``, refusing a SQLite file that does not exist (MLflow would
-    silently create an empty store)."""
-    from mlflow.tracking import MlflowClient
+    silently create an empty store); a store that cannot be used is one line (``ReportError``)."""
+    from slnn.tracking.store import TrackingError, client_for
 
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         if not path.exists():
             raise ReportError(f"no tracking store at {path}: run slnn-report where the sweep's "
                               "mlflow.db is, or pass --tracking-uri sqlite:////abs/path/mlflow.db")
-    if uri.startswith(("http://", "https://")):
-        _probe(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _probe(uri: str) -> None:
-    """Fail in seconds when no server answers (MLflow's own client retries for minutes)."""
-    from slnn.tracking.store import TrackingError, check_reachable
-
     try:
-        check_reachable(uri)
+        return client_for(uri, write=False)
     except TrackingError as e:
-        raise ReportError(f"{e}, or pass --tracking-uri sqlite:///mlflow.db") from None
+        raise ReportError(f"{e}, or pass --tracking-uri") from None
 
 
 def _mlflow_call(uri: str, what: str, fn, *args, **kwargs):
     from mlflow.exceptions import MlflowException
+
+    from slnn.tracking.faults import describe
 
     try:
         return fn(*args, **kwargs)
     except MlflowException as e:
         if getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             return None
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ReportError(f"MLflow at {uri} failed while {what}: {first}; check the store or pass "
-                          "--tracking-uri") from None
-    except Exception as e:  # connection refused, a broken database, ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ReportError(f"cannot read MLflow at {uri} while {what}: {first}; check the server "
-                          "is up or pass --tracking-uri") from None
+        raise ReportError(f"{describe(uri, e, what)}; or pass --tracking-uri") from None
+    except Exception as e:  # connection refused, a broken database, a missing driver, ...
+        raise ReportError(f"{describe(uri, e, what)}; or pass --tracking-uri") from None
 
 
 def newest_sweep(uri: str, experiment: str) -> str:
@@ -284,22 +273,38 @@ def _follow_links(client, exp_id: str, df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df[~links], *found], ignore_index=True)
 
 
+def _reap(client, exp_id: str) -> None:
+    """Runs of dead processes are closed as KILLED first, so the report does not count them as
+    running (best effort: a read-only store is still reported)."""
+    from slnn.tracking.runs import reap_dead_runs
+
+    try:
+        reap_dead_runs(client, exp_id)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def read_sweep(uri: str, parent_run_id: str) -> SweepData:
     """The sweep's runs, then their histories. Raises ``ReportError`` with one line when the
     parent does not exist, is not a sweep's parent, or has no children."""
     client = open_client(uri)
     parent = _parent(client, uri, parent_run_id)
     exp_id = parent.info.experiment_id
+    _reap(client, exp_id)
     exp = _mlflow_call(uri, "looking up the experiment", client.get_experiment, exp_id)
     study = parent.data.tags.get("slnn.study", "sweep")
     df = _mlflow_call(uri, "searching the sweep's runs", search_frame, client, [exp_id],
                       f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    if df is not None and not df.empty:
+        df = _mlflow_call(uri, "reading the runs this sweep reused", _follow_links, client,
+                          exp_id, df)
+    # cells other sweeps ran (done before, or claimed by a concurrent sweep) count as well
+    df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
+                      _with_cells_done_elsewhere, client, exp_id, parent,
+                      df if df is not None else pd.DataFrame())
     if df is None or df.empty:
         raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
                           "its first job to start, or check the sweep's output for errors")
-    df = _mlflow_call(uri, "reading the runs this sweep reused", _follow_links, client, exp_id, df)
-    df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
-                      _with_cells_done_elsewhere, client, exp_id, parent, df)
     all_runs = runs_frame(df)
     runs = newest_per_cell(all_runs)
     history, lacking = read_histories(uri, runs)

@@ -6,12 +6,13 @@
 ``Orchestrator.prepare`` runs once, in the launching process, before any job starts:
 - it composes, validates and hashes every cell of the grid (``slnn.sweep.grid``); a bad value or
   a malformed CSV anywhere fails the sweep with one line, before anything runs;
-- it creates and migrates the tracking store and the experiment once, so parallel workers never
-  race in SQLite's schema migration;
-- it marks runs left RUNNING by dead processes of this host as KILLED;
+- it creates and migrates the tracking store (under the store's file lock, ``tracking.locks``)
+  and the experiment;
+- it marks runs left RUNNING by dead processes as KILLED (``tracking.liveness``);
 - it finds the cells that already have a FINISHED run with the same ``slnn.config_hash`` (one
   paged ``search_runs`` query) and leaves them out unless ``sweep.force=true``;
-- it opens (or, for the same grid, reopens) the sweep's parent run.
+- it opens (or, for the same grid, reopens) the sweep's parent run; while another live sweep
+  runs the same grid it opens its own, with its own ledger and report folder (``claims``).
 The cells left are dealt into a few chunks; each chunk is one job for Hydra's launcher (basic,
 joblib, submitit), so Hydra's per-job cost is paid per chunk, not per cell
 (``slnn.sweep.worker`` runs a chunk; ``slnn.sweep.ledger`` records each cell).
@@ -26,7 +27,6 @@ import hashlib
 import json
 import os
 import shlex
-import socket
 import sys
 import time
 from collections import Counter
@@ -38,6 +38,7 @@ from slnn.core.outcomes import EXPECTED, Outcome
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
 from slnn.tracking.console import browse_command, portable, relative, report_command, run_url
+from slnn.tracking.faults import describe, mask
 
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -101,44 +102,60 @@ class Orchestrator:
         except store.TrackingError as e:
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - any store failure ends the sweep before it starts
-            fail(f"MLflow at {uri} failed: {(str(e).splitlines() or [type(e).__name__])[0][:300]};"
-                  " check the store or set MLFLOW_TRACKING_URI to a reachable one")
+            fail(describe(uri, e, "preparing the sweep"))
         hashes = [c.hash for c in cells]
         force = any(c.config.sweep.force for c in cells)
+        reuse_other_code = any(c.config.sweep.reuse_other_code for c in cells)
         code = code_hash()
-        the_plan = plan(cells, finished, code, force=force,
-                        reuse_other_code=any(c.config.sweep.reuse_other_code for c in cells))
+        the_plan = plan(cells, finished, code, force=force, reuse_other_code=reuse_other_code)
         study = OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep"
         # the same grid on the same data with the same code reopens its parent
         keys = sorted(f"{c.hash}:{c.data_digest}" for c in cells)
         sweep_hash = hashlib.sha256(",".join([code, *keys]).encode()).hexdigest()[:16]
         question = study_question(study, OmegaConf.select(config, "hydra.searchpath"))
-        parent, label = self._open_parent(client, exp_id, study, sweep_hash, force, len(cells),
-                                          question)
-        for reused in the_plan.reused.values():  # the UI, the report and the summary count them
-            link_to_parent(client, exp_id, reused.run_id, parent)
+        try:
+            parent, label, other = self._open_parent(client, exp_id, study, sweep_hash, force,
+                                                     len(cells), question)
+            for reused in the_plan.reused.values():  # the UI, the report and the summary count them
+                link_to_parent(client, exp_id, reused.run_id, parent)
+            # the whole grid on the parent: a report finds cells another sweep had already run
+            client.log_text(parent, json.dumps({"hashes": hashes,
+                                                "overrides": [c.overrides for c in cells]}),
+                            "cells.json")
+        except store.TrackingError as e:
+            fail(str(e))
+        except Exception as e:  # noqa: BLE001
+            fail(describe(uri, e, "opening the sweep's parent run"))
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        if other is not None:  # its ledger and chunk files must not be the other sweep's
+            sweep_dir = sweep_dir / f"concurrent-{parent[:8]}"
         sweep_dir.mkdir(parents=True, exist_ok=True)
         for i, c in enumerate(cells):
             c.index = i  # the cell's place in the grid: its folder's number, the same every rerun
         todo = the_plan.todo
-        # the whole grid on the parent: a report finds cells another sweep had already run
-        client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [c.overrides for c in cells]}),
-                        "cells.json")
         self.state = {
             "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
             "total": len(cells), "n_skipped": len(cells) - len(todo), "start": time.time(),
             "study": study, "label": label, "report": bool(first.sweep.report), "force": force,
-            "register": bool(first.sweep.register),
+            "reuse_other_code": reuse_other_code, "register": bool(first.sweep.register),
             "log_best_model": first.tracking.log_model is not False,
+            # a concurrent sweep of the same grid writes its report beside the other's, not over it
+            "report_out": (str(Path("reports") / f"{study}-{parent[:8]}")
+                           if other is not None and study != "sweep" else None),
         }
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         note = f"; marked {reaped} dead run(s) KILLED" if reaped else ""
+        if other is not None:
+            t = other.data.tags
+            note += (f"; another sweep of the same grid is running (parent run {other.info.run_id},"
+                     f" pid {t.get('slnn.pid', '?')} on {t.get('slnn.host', '?')}): this one has "
+                     "its own parent, leaves the cells that sweep has claimed to it, and writes "
+                     "its own report")
         where = f"; each cell's overrides and log: {relative(sweep_dir / 'cells')}/" if todo else ""
-        print(f"slnn: sweep {label}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to run "
-              f"(parent run {parent}){note}{where}", flush=True)
+        print(mask(f"slnn: sweep {label}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to "
+                   f"run (parent run {parent}){note}{where}"), flush=True)
         return todo
 
     def write_chunks(self, todo: list, n_chunks: int) -> list[list[str]]:
@@ -173,34 +190,21 @@ class Orchestrator:
         return jobs
 
     def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells,
-                     question) -> tuple[str, str]:
-        from mlflow.entities import RunTag
-
+                     question) -> tuple[str, str, object]:
+        """(parent run id, its name, a concurrent sweep's live parent run or None):
+        ``claims.open_parent``. The name is what the sweep is called in its lines and the UI, and
+        what ``slnn-report --parent-run`` takes."""
+        from slnn.sweep.claims import open_parent
         from slnn.tracking.provenance import source_tags
 
-        if not force:
-            prev = client.search_runs([exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
-                                      order_by=["attributes.start_time DESC"], max_results=1)
-            if prev:  # the same grid again: resume under the same parent, now this process's
-                run_id = prev[0].info.run_id
-                client.update_run(run_id, status="RUNNING")
-                client.log_batch(run_id, tags=[RunTag("slnn.host", socket.gethostname()),
-                                               RunTag("slnn.pid", str(os.getpid())),
-                                               RunTag("slnn.command", _command())])
-                for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
-                    if stale in prev[0].data.tags:
-                        client.delete_tag(run_id, stale)
-                return run_id, prev[0].info.run_name
-        # what the sweep is called in its lines and the UI, and what slnn-report --parent-run takes
         name = f"{study if study != 'sweep' else 'grid'}-{time.strftime('%Y%m%d-%H%M%S')}"
         tags = {"mlflow.runName": name, "slnn.sweep": "true", "slnn.study": study,
                 "slnn.sweep_hash": sweep_hash, "slnn.n_cells": str(n_cells),
-                "slnn.host": socket.gethostname(), "slnn.pid": str(os.getpid()),
                 "slnn.command": _command(), **source_tags()}
         if question:  # the UI shows it as the parent run's description
             tags["mlflow.note.content"] = f"{study}: {question}"
-        run = client.create_run(exp_id, run_name=name, tags=tags)
-        return run.info.run_id, name
+        return open_parent(client, exp_id, sweep_hash, force, tags,
+                           reopen_tags={"slnn.command": tags["slnn.command"]})
 
     def _restore_env(self) -> None:
         for var, value in getattr(self, "_saved_env", {}).items():
@@ -212,6 +216,7 @@ class Orchestrator:
     def close(self, status: str) -> tuple[Counter, str]:
         from slnn._compat import dispose_store_connections
         from slnn.sweep.slurm import reap_slurm_runs
+        from slnn.tracking.liveness import stop
         from slnn.tracking.runs import reap_dead_runs
 
         self._restore_env()
@@ -219,11 +224,19 @@ class Orchestrator:
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
         entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
         counts, line = summarize(entries, st["total"])
-        try:
-            reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
-            reap_slurm_runs(self.client, st["experiment_id"], st["parent_run_id"])
-        except Exception:  # noqa: BLE001 - the next sweep reaps them; closing the parent matters more
-            pass
+        stop(st["parent_run_id"])
+        # an interrupted sweep's workers may take a moment to die: reap their runs as they go
+        for _ in range(12 if status == "KILLED" else 1):
+            try:
+                reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
+                reap_slurm_runs(self.client, st["experiment_id"], st["parent_run_id"])
+                if status != "KILLED" or not self.client.search_runs(
+                        [st["experiment_id"]], max_results=1, filter_string="attributes.status ="
+                        f" 'RUNNING' and tags.mlflow.parentRunId = '{st['parent_run_id']}'"):
+                    break
+            except Exception:  # noqa: BLE001 - the next command reaps them; the parent matters more
+                break
+            time.sleep(0.25)
         error = None
         # an interrupt can leave a worker (or this process's own pool) holding SQLite's write
         # lock for a moment: retry on fresh connections before giving up
@@ -260,9 +273,9 @@ class Orchestrator:
         rebuild = report_command(uri, parent)
         note += (self._write_report(rebuild) if st.get("report") else
                  f"; no report (sweep.report=false; write it: {rebuild})")
-        print(f"slnn: sweep {st['label']}: {line} in {elapsed:.1f} s; parent run {parent}{note}; "
-              f"browse: {browse_command(uri)} (the sweep: "
-              f"{run_url(uri, st['experiment_id'], parent)})", flush=True)
+        print(mask(f"slnn: sweep {st['label']}: {line} in {elapsed:.1f} s; parent run {parent}"
+                   f"{note}; browse: {browse_command(uri)} (the sweep: "
+                   f"{run_url(uri, st['experiment_id'], parent)})"), flush=True)
         return 1 if unexpected else 0
 
     def _log_summary_metrics(self) -> None:
@@ -307,11 +320,19 @@ class Orchestrator:
         self.client.set_tag(self.state["parent_run_id"], "slnn.best_run", run.info.run_id)
         return f"; best run {run.info.run_id} logged as model {model_id}"
 
-    def interrupted(self) -> None:
+    def interrupted(self, e: BaseException | None = None) -> None:
+        from slnn.app import signals
+
         _, line = self.close("KILLED")
-        print(f"slnn: sweep {self.state['label']} interrupted: {line}; run the same command "
-              f"again to finish it (parent run {self.state['parent_run_id']})", file=sys.stderr,
-              flush=True)
+        if isinstance(e, KeyboardInterrupt):
+            how = signals.what(e)
+        else:  # e.g. joblib's TerminatedWorkerError when a worker was killed
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            how = f"interrupted ({type(e).__name__}: {first})" if e is not None else "interrupted"
+        print(mask(f"slnn: sweep {self.state['label']} {how}: {line}; run the same command "
+                   f"again to finish it (parent run {self.state['parent_run_id']})"),
+              file=sys.stderr, flush=True)
+        signals.reported = True
 
     def launcher_failed(self, exc: BaseException) -> int:
         """A job died outside its cells (cancelled, killed at its time limit): close the parent as
@@ -341,7 +362,8 @@ class Orchestrator:
         except ImportError:
             return ""
         try:
-            folder = report_for_parent(st['uri'], st['parent_run_id'], attach=True)
+            folder = report_for_parent(st["uri"], st["parent_run_id"], attach=True,
+                                       out=st.get("report_out"))
         except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
             why = (str(e).splitlines() or [type(e).__name__])[0][:200]
             return f"; no report ({why}; retry: {rebuild})"

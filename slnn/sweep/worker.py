@@ -23,27 +23,29 @@ PREPARED: dict[tuple[str, int], list] = {}
 
 
 def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
-    """One cell. Never raises (but for an interrupt): a failure is recorded in MLflow as a FAILED
-    run and in the sweep's ledger, and the sweep goes on. False if it failed.
+    """One cell. Never raises (but for an interrupt, or ``claims.CellTaken`` when another live
+    process holds the cell): a failure is recorded in MLflow as a FAILED run and in the sweep's
+    ledger, and the sweep goes on. False if it failed.
 
     What the cell says (warnings, errors, MLflow's log) goes to its log, not the terminal: the
     run's ``run.log`` artifact and ``cells/<folder>/run.log`` in the sweep folder; the terminal
     gets one progress line, which says where the log is when it holds a warning or an error."""
-    from slnn.app.run import run_one
     from slnn.app.runlog import RunLog
     from slnn.app.schema import run_name
-    from slnn.tracking import store
+    from slnn.sweep.attempt import run_claimed
+    from slnn.sweep.claims import CellTaken
 
     start = time.perf_counter()
     name = run_name(c)
     log = RunLog(echo=False)
     try:
         with log:
-            # a job that cannot reach an HTTP server fails its cell in seconds, with the reason
-            # in the job's log, instead of MLflow's client retrying for minutes
-            store.check_reachable(store.resolve_uri(c.tracking.uri))
-            result = run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"],
-                             quiet=True, experiment_id=state["experiment_id"], log=log)
+            result = run_claimed(cfg, c, chash, state, log)
+    except CellTaken as e:
+        if not e.done:
+            raise
+        report_progress(state, name, Outcome.SKIPPED, time.perf_counter() - start)
+        return True
     except KeyboardInterrupt:
         report_progress(state, name, Outcome.KILLED, time.perf_counter() - start,
                         log=_save_log(state, folder, log))
@@ -103,9 +105,21 @@ def run_chunk(state_path: str, chunk: int) -> int:
     # so the environment variables set by the sweep are not enough on their own)
     from threadpoolctl import threadpool_limits
 
+    from slnn.app import signals
+    from slnn.sweep.claims import CellTaken
+
+    signals.install()  # a worker sent SIGTERM closes its open run as KILLED
     state = json.loads(Path(state_path).read_text())
     failed = 0
+    taken = []  # cells another live process holds: run (or skipped) once it lets them go
     with threadpool_limits(limits=1):
         for cfg, c, chash, folder in _load_chunk(state_path, state, chunk):
-            failed += not run_cell(cfg, c, chash, state, folder)
+            try:
+                failed += not run_cell(cfg, c, chash, state, folder)
+            except CellTaken as e:
+                taken.append((cfg, c, chash, folder, e.holder))
+        if taken:
+            from slnn.sweep.claims import run_when_released
+
+            failed += run_when_released(taken, state, run_cell)
     return failed

@@ -17,6 +17,7 @@ import numpy as np
 
 from slnn.core.outcomes import TRAINED, Outcome
 from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
+from slnn.tracking import liveness
 from slnn.tracking.store import TrackingError, explain
 
 # sent to MLflow per epoch (step = epoch); every epoch up to tracking.max_metric_points
@@ -124,8 +125,9 @@ class RunRecorder:
         try:
             run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         except MlflowException as e:
-            raise TrackingError(explain(client, e)) from None
+            raise TrackingError(explain(client, e, "opening a run")) from None
         self.run_id = run.info.run_id
+        liveness.beat(client, self.run_id)  # so no reaper takes the open run for an orphan
 
     def _log(self, metrics: list, tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
@@ -152,6 +154,7 @@ class RunRecorder:
         ``log()``, the run's log so far, is saved as ``run.log`` (read last, so it has what
         writing the rest said).
         """
+        liveness.stop(self.run_id)
         now = int(time.time() * 1000)
         with tempfile.TemporaryDirectory(prefix="slnn-run-") as tmp:
             root = Path(tmp)
@@ -207,6 +210,7 @@ class RunRecorder:
              log: Callable[[], str] | None = None) -> None:
         """Record an unexpected failure (or an interruption: ``status="KILLED"``) and close the
         run, with ``log()`` as its ``run.log``."""
+        liveness.stop(self.run_id)
         outcome = Outcome.KILLED if status == "KILLED" else Outcome.FAILED
         reason = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
         if log is not None:

@@ -1,47 +1,45 @@
-"""Store-wide queries that sweeps (and later reports) share: which runs are finished, and which
-runs were left RUNNING by a process that no longer exists."""
+"""Store-wide queries that sweeps, runs and reports share: which runs are finished, and which
+runs were left RUNNING by a process that no longer exists (``slnn.tracking.liveness`` judges)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
 
 from slnn.core.outcomes import Outcome
+from slnn.tracking.liveness import is_alive
 
 
-def _pid_alive(pid: int) -> bool:
+def mark_killed(client, run, why: str) -> None:
+    """Close a run whose process is gone as KILLED, saying why."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run.info.run_id, tags=[RunTag("slnn.outcome", str(Outcome.KILLED)),
+                                            RunTag("slnn.reason", why[:5000])])
+    client.set_terminated(run.info.run_id, "KILLED")
+
+
+def why_dead(run) -> str:
+    tags = run.data.tags
+    why = (f"process {tags.get('slnn.pid', '?')} on {tags.get('slnn.host', '?')} ended without "
+           "closing the run")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return why + f" (last heartbeat {time.time() - float(tags['slnn.heartbeat']):.0f} s ago)"
+    except (KeyError, ValueError):
+        return why
 
 
 def reap_dead_runs(client, experiment_id: str, parent_run_id: str | None = None) -> int:
-    """Mark runs left RUNNING by processes of this host that no longer exist as KILLED."""
-    from mlflow.entities import RunTag
-
-    host = socket.gethostname()
+    """Mark runs left RUNNING by processes that no longer exist as KILLED (``liveness``: a run
+    whose owner cannot be judged, e.g. an old run of another machine, is left alone)."""
     filt = "attributes.status = 'RUNNING'"
     if parent_run_id:
         filt += f" and tags.mlflow.parentRunId = '{parent_run_id}'"
     n = 0
     for run in client.search_runs([experiment_id], filter_string=filt, max_results=5000):
-        tags = run.data.tags
-        pid = tags.get("slnn.pid")
-        if tags.get("slnn.host") != host or not pid or not pid.isdigit():
-            continue  # another machine's run: slnn cannot tell whether it is alive
-        if int(pid) == os.getpid() or _pid_alive(int(pid)):
+        if is_alive(run.data.tags) is not False:
             continue
-        client.log_batch(run.info.run_id, tags=[
-            RunTag("slnn.outcome", str(Outcome.KILLED)),
-            RunTag("slnn.reason", f"process {pid} on {host} ended without closing the run"),
-        ])
-        client.set_terminated(run.info.run_id, "KILLED")
+        mark_killed(client, run, why_dead(run))
         n += 1
     return n
 
@@ -85,7 +83,7 @@ def link_to_parent(client, experiment_id: str, run_id: str, parent_run_id: str) 
     with the run's params, final metrics and ``slnn.*`` tags and ``slnn.link_to`` = its id, so the
     UI lists it with its numbers and the report reads the original's history. Returns the id of
     the run that now sits under ``parent_run_id``."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     run = client.get_run(run_id)
     tags = run.data.tags

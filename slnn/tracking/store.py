@@ -9,9 +9,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from slnn.tracking.faults import TrackingError, describe, mask, quiet_store_errors
+from slnn.tracking.locks import inspect_sqlite, store_lock
 
-class TrackingError(RuntimeError):
-    """MLflow could not be reached or used; the message says what was tried and what to do."""
+__all__ = ["TrackingError", "check_reachable", "client_for", "ensure_experiment", "explain",
+           "resolve_uri"]
+
+# MLflow's own HTTP retries (8 attempts, backoff up to 120 s: ~4 minutes per call by default),
+# bounded through its documented settings so that a server that errors fails a call in ~8 s.
+# A sweep rides out longer outages itself (slnn.sweep.attempt). A user's own values win.
+HTTP_WAITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",   # sleeps 0, 2, 4 s (+ jitter)
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}      # seconds per attempt
+_ready: set[str] = set()  # stores this process has opened (and so checked, created, migrated)
 
 
 def resolve_uri(config_uri: str) -> str:
@@ -38,23 +49,74 @@ def _sqlite_artifact_root(uri: str, experiment: str) -> str | None:
     return (Path(uri[len(prefix):]).parent / "mlruns" / safe).as_uri()
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, with one line, when an HTTP tracking server does not answer (MLflow's own
-    client retries for minutes first)."""
+def bound_http_waits() -> None:
+    for var, value in HTTP_WAITS.items():
+        os.environ.setdefault(var, value)
+    # MLflow prints "View run <url>" lines, password included; slnn prints where to look, masked
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def _split_credentials(uri: str) -> tuple[str, dict[str, str]]:
+    """The URI without ``user:password@``, and the Authorization header they (or MLflow's
+    MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN) make."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    user, password = parts.username, parts.password
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    user = unquote(user) if user else os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = unquote(password) if password else os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    headers = {}
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    return bare, headers
+
+
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, with one line, unless an HTTP tracking server answers an API call healthily:
+    a server that does not answer, refuses the credentials or answers errors (its database may
+    be down while ``/health`` still says OK) fails here in seconds, not after MLflow's retries."""
     if not uri.startswith(("http://", "https://")):
         return
+    import json
     import urllib.error
     import urllib.request
 
+    bare, headers = _split_credentials(uri)
+    url = bare.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        pass  # something answers (a proxy without /health, an auth wall): let MLflow speak
+        urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout).close()
+        return
+    except urllib.error.HTTPError as e:
+        body = e.read(2000).decode("utf-8", "replace")
+        try:
+            code = json.loads(body).get("error_code", "")
+        except ValueError:
+            code = ""
+        if e.code == 404 and code == "RESOURCE_DOES_NOT_EXIST":
+            return  # a healthy answer: no experiment of that name
+        if e.code in (401, 403):
+            raise TrackingError(mask(
+                f"the MLflow server at {uri} refused the credentials (HTTP {e.code}): check the "
+                "user and password in the URI, or MLFLOW_TRACKING_USERNAME / "
+                "MLFLOW_TRACKING_PASSWORD")) from None
+        what = (body.strip().splitlines() or [e.reason or ""])[0][:200]
+        raise TrackingError(mask(
+            f"the MLflow server at {uri} is not healthy: it answered HTTP {e.code} ({what}) to an "
+            "API call; look at the server's log (its database may be down) or point "
+            "MLFLOW_TRACKING_URI at a healthy one")) from None
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
-        raise TrackingError(
+        raise TrackingError(mask(
             f"no MLflow server answers at {uri} ({reason}); start one (mlflow server --host "
-            "127.0.0.1 --port 5000 ...) or point MLFLOW_TRACKING_URI at a running one") from None
+            "127.0.0.1 --port 5000 ...) or point MLFLOW_TRACKING_URI at a running one")) from None
 
 
 def _use_wal(uri: str) -> None:
@@ -78,25 +140,43 @@ def _use_wal(uri: str) -> None:
         con.close()
 
 
-def client_for(uri: str):
+def client_for(uri: str, *, write: bool = True):
+    """An ``MlflowClient`` for ``uri``, after the store has been checked (a server must answer
+    healthily; a SQLite file must be a sound, fully migrated database, writable if ``write``)
+    and, for a new SQLite store, created and migrated under a lock every slnn process honours.
+    Raises ``TrackingError`` with one line naming the cause."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    bound_http_waits()
+    quiet_store_errors()
+    if uri in _ready:
+        return MlflowClient(tracking_uri=uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
-        _use_wal(uri)
-        return client
+        check_reachable(uri)
+        with store_lock(uri):
+            inspect_sqlite(uri, write)
+            client = MlflowClient(tracking_uri=uri)  # creates and migrates a new SQLite store
+            if write:
+                _use_wal(uri)
+    except TrackingError:
+        raise
     except MlflowException as e:
+        if "not a database" in str(e) or "out-of-date" in str(e) or "readonly" in str(e):
+            raise TrackingError(describe(uri, e, "opening it")) from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise TrackingError(f"tracking URI {uri!r} is not a store MLflow can use ({first}); use "
-                            "e.g. sqlite:///mlflow.db, a folder, or http://host:port") from None
+        raise TrackingError(mask(f"tracking URI {uri!r} is not a store MLflow can use ({first}); "
+                                 "use e.g. sqlite:///mlflow.db, a folder, or http://host:port")) from None
+    except Exception as e:  # noqa: BLE001 - a driver, a file, a database: named by describe
+        raise TrackingError(describe(uri, e, "opening it")) from None
+    _ready.add(uri)
+    return client
 
 
 def ensure_experiment(client, name: str) -> str:
     """The id of experiment ``name``, created if missing (tolerating a concurrent creator)."""
     from mlflow.exceptions import MlflowException
 
-    check_reachable(client.tracking_uri)
     try:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
@@ -111,12 +191,10 @@ def ensure_experiment(client, name: str) -> str:
             if exp is None:
                 raise
             return exp.experiment_id
-    except MlflowException as e:
-        raise TrackingError(explain(client, e)) from None
+    except Exception as e:  # noqa: BLE001 - MLflow, SQLAlchemy, a driver: one line
+        raise TrackingError(explain(client, e, f"opening experiment {name!r}")) from None
 
 
-def explain(client, e: Exception) -> str:
-    uri = getattr(client, "tracking_uri", None)
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return (f"MLflow at {uri} failed: {first[:300]}; check the server is up or set "
-            "MLFLOW_TRACKING_URI / tracking.uri to a reachable store, e.g. sqlite:///mlflow.db")
+def explain(client, e: Exception, doing: str = "") -> str:
+    """One line for a store call that failed: the real cause (``faults.describe``), masked."""
+    return describe(getattr(client, "tracking_uri", "") or "", e, doing)

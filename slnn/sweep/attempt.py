@@ -1,0 +1,139 @@
+"""One attempt at a sweep cell, as a worker makes it: claimed (``slnn.sweep.claims``), ridden
+through a store outage, and leaving a trace in MLflow even when it fails before its run opened.
+
+    result = run_claimed(cfg, c, chash, state, log)   # TrainResult; raises CellTaken or the failure
+
+- Claim: the cell's run is its claim, checked as soon as the run exists.
+- Outage: MLflow's own HTTP retries are bounded (``slnn.tracking.store.HTTP_WAITS``: a call fails
+  in ~8 s), so a sweep rides out a longer outage here: a cell whose store call failed because
+  the server does not answer or answers errors (or SQLite stayed locked) waits until the store
+  answers healthily again, for at most ``SLNN_OUTAGE_WAIT`` seconds (default 300), closes its
+  interrupted run as KILLED and runs once more. After one wait has run out, this process's later
+  cells fail at once instead of waiting again.
+- Trace: a cell that fails before its run was opened (its CSV deleted mid-sweep, say) is recorded
+  as a FAILED run with the reason, so the UI, the report and the summary line agree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+OUTAGE_WAIT = float(os.environ.get("SLNN_OUTAGE_WAIT", "300"))
+_store_gone = False  # a wait for the store ran out in this process: fail fast from now on
+
+
+def _client(state: dict):
+    from slnn.tracking.store import client_for
+
+    return client_for(state["uri"])
+
+
+def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT) -> bool:
+    """Poll until the store answers healthily again (True), or ``timeout`` passes (False)."""
+    global _store_gone
+    from slnn.tracking.faults import mask
+    from slnn.tracking.store import check_reachable
+
+    if _store_gone:
+        return False
+    print(mask(f"slnn: the tracking store {uri} {why}; waiting up to {timeout:.0f} s for it"),
+          file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if uri.startswith(("http://", "https://")):
+                check_reachable(uri, timeout=5)
+            else:
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            return True
+        except Exception:  # noqa: BLE001 - still down
+            time.sleep(2.0)
+    _store_gone = True
+    return False
+
+
+def _close_left_open(state: dict, run_ids: list[str], why: str, failed: bool = False) -> None:
+    """The runs this cell opened that are still RUNNING (an outage, or a failure before training
+    began): closed as KILLED, or as FAILED with ``why``."""
+    from mlflow.entities import RunTag
+
+    from slnn.core.outcomes import Outcome
+    from slnn.tracking.liveness import stop
+    from slnn.tracking.runs import mark_killed
+
+    client = _client(state)
+    for run_id in run_ids:
+        stop(run_id)
+        try:
+            run = client.get_run(run_id)
+            if run.info.status != "RUNNING":
+                continue
+            if not failed:
+                mark_killed(client, run, why)
+                continue
+            client.log_batch(run_id, tags=[RunTag("slnn.outcome", str(Outcome.FAILED)),
+                                           RunTag("slnn.reason", why[:5000])])
+            client.set_terminated(run_id, "FAILED")
+        except Exception:  # noqa: BLE001 - the next command's reaper closes it
+            pass
+
+
+def record_unopened(cfg, c, chash: str, state: dict, exc: BaseException) -> str | None:
+    """A FAILED run, with the reason, for a cell that failed before its run was opened."""
+    from slnn.app.run import run_tags
+    from slnn.app.schema import flatten, identity, run_name
+    from slnn.tracking.recorder import RunRecorder
+
+    try:
+        rec = RunRecorder(_client(state), state["experiment_id"], run_name(c),
+                          flatten(identity(cfg)), run_tags(c, chash), state["parent_run_id"])
+        rec.fail(exc)
+        return rec.run_id
+    except Exception:  # noqa: BLE001 - the store itself is the problem: the ledger has the cell
+        return None
+
+
+def run_claimed(cfg, c, chash: str, state: dict, log=None):
+    """Claim the cell, train and record it; see the module's docstring."""
+    from slnn.app.run import run_one
+    from slnn.sweep.claims import CellTaken, claim_cell
+    from slnn.tracking.faults import classify, is_outage
+
+    opened: list[str] = []
+    done_after = int(state["start"] * 1000) if state.get("force") else 0
+
+    def on_open(run_id: str) -> None:
+        opened.append(run_id)
+        try:
+            claim_cell(_client(state), state["experiment_id"], chash, run_id,
+                       done_after_ms=done_after,
+                       reuse_other_code=bool(state.get("reuse_other_code")))
+        except CellTaken:
+            opened.remove(run_id)  # a claim given up has deleted its run
+            raise
+
+    for attempt in (1, 2):
+        try:
+            return run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
+                           experiment_id=state["experiment_id"], on_open=on_open, log=log)
+        except CellTaken:
+            raise
+        except Exception as e:  # noqa: BLE001 - classified, then retried, recorded or raised
+            uri = state["uri"]
+            if attempt == 1 and is_outage(uri, e):
+                cause = classify(uri, e)[0]
+                if wait_for_store(uri, cause):
+                    _close_left_open(state, opened, f"the tracking store {cause} while it ran;"
+                                     " the cell was run again")
+                    opened.clear()
+                    continue
+            if not opened:
+                record_unopened(cfg, c, chash, state, e)
+            else:  # it failed before training (its claim, say): not left RUNNING
+                first = (str(e).strip().splitlines() or [""])[0]
+                _close_left_open(state, opened, f"{type(e).__name__}: {first}", failed=True)
+            raise

@@ -1,0 +1,189 @@
+"""Claims: two sweeps over the same cells on one store (SQLite or a server) never both train a
+cell, and two sweeps over the same grid never share a parent run or a report folder.
+
+The claim on a cell is the cell's run itself. A worker opens the run (RUNNING, with the cell's
+``slnn.config_hash`` and its owner's ``slnn.owner`` and ``slnn.heartbeat``, see
+``slnn.tracking.liveness``) before training, and right after that call has returned (so the run is
+committed) it searches the experiment for the cell's other runs:
+
+- a FINISHED run made from the same data and code (with ``sweep.force``: one started after
+  this sweep did): the cell is done by someone else. The worker deletes its own run and counts the cell as skipped;
+- a RUNNING run whose owner is alive: the cell is taken. The worker deletes its own run, moves
+  the cell to the end of its chunk, and then waits for that run to end: FINISHED counts as
+  skipped, anything else (killed, failed) is claimed and run again;
+- a RUNNING run whose owner is dead (same machine and pid namespace: no process with its pid and
+  start time; elsewhere: no heartbeat for ``LEASE_SECONDS``): the claim has expired; the worker
+  marks that run KILLED and goes on;
+- nothing else: the worker trains.
+
+Why no cell is trained twice: every search starts after its own claim was committed, so of two
+claims on one cell the later search sees both, and a worker trains only if its search saw no
+other live claim. Two workers may see each other and both step back; each then waits a random
+moment and tries again. Only ``create_run``, ``search_runs`` and ``delete_run`` are used, so it
+works the same on SQLite, PostgreSQL behind ``mlflow server``, or any store. A deleted claim is
+invisible to searches, reports and the UI (``mlflow gc`` removes it for good).
+
+The parent run of a sweep (``open_parent``): the same grid run again reopens the grid's newest
+parent, unless a live sweep is running it. Two sweeps must not both reopen it, so reopening is
+claimed with a param (``slnn.session.<k>`` = the owner): a param cannot be changed once written,
+so of two processes writing the same one only the first succeeds, on any store. A sweep that
+finds the grid running, or loses that race, opens a parent of its own, and writes its ledger and
+report into folders of their own.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from slnn.tracking.liveness import beat, is_alive, owner_tags, stop
+from slnn.tracking.runs import mark_killed, why_dead
+
+
+class CellTaken(Exception):
+    """The cell is someone else's: ``done`` (a FINISHED run has it) or held by a live ``holder``."""
+
+    def __init__(self, holder: str, done: bool):
+        super().__init__(f"{'done' if done else 'claimed'} by run {holder}")
+        self.holder, self.done = holder, done
+
+
+def _runs_of(client, exp_id: str, chash: str) -> list:
+    return list(client.search_runs([exp_id], filter_string=f"tags.`slnn.config_hash` = '{chash}'",
+                                   max_results=1000))
+
+
+def give_up(client, run_id: str) -> None:
+    stop(run_id)
+    client.delete_run(run_id)
+
+
+def _same_making(run, own, reuse_other_code: bool) -> bool:
+    """Whether a FINISHED ``run`` of the cell was made from the data (and, unless
+    ``reuse_other_code``, the code) that ``own`` (this process's claim) is made from: only then
+    is the cell done (``slnn.sweep.resume`` reruns it otherwise)."""
+    if own is None:
+        return True
+    mine, theirs = own.data.tags, run.data.tags
+    if theirs.get("slnn.data_digest") != mine.get("slnn.data_digest"):
+        return False
+    return reuse_other_code or theirs.get("slnn.code_hash") == mine.get("slnn.code_hash")
+
+
+def claim_cell(client, exp_id: str, chash: str, run_id: str, *, done_after_ms: int = 0,
+               reuse_other_code: bool = False) -> None:
+    """Keep the cell for ``run_id`` (just created), or delete it and raise ``CellTaken``.
+    A FINISHED run makes the cell done only when it was made from the same data and code as
+    ``run_id`` and started at or after ``done_after_ms`` (``sweep.force``: only this sweep's)."""
+    runs = _runs_of(client, exp_id, chash)
+    own = next((r for r in runs if r.info.run_id == run_id), None)
+    for r in runs:
+        if r.info.run_id == run_id:
+            continue
+        if (r.info.status == "FINISHED" and r.info.start_time >= done_after_ms
+                and _same_making(r, own, reuse_other_code)):
+            give_up(client, run_id)
+            raise CellTaken(r.info.run_id, done=True)
+        if r.info.status == "RUNNING":
+            if is_alive(r.data.tags) is False:
+                mark_killed(client, r, why_dead(r))  # an expired claim
+                continue
+            give_up(client, run_id)
+            raise CellTaken(r.info.run_id, done=False)
+
+
+def wait_until_released(client, holder: str, poll: float = 1.0) -> str:
+    """Wait while ``holder`` (another process's run) is RUNNING and its owner alive; return how it
+    ended (a run status, or ``DELETED`` for a claim its owner gave up). A dead owner's run is
+    marked KILLED on the way."""
+    while True:
+        run = client.get_run(holder)
+        if run.info.lifecycle_stage == "deleted":
+            time.sleep(random.uniform(0.05, 0.5))  # both stepped back: do not collide again
+            return "DELETED"
+        if run.info.status != "RUNNING":
+            return run.info.status
+        if is_alive(run.data.tags) is False:
+            mark_killed(client, run, why_dead(run))
+            return "KILLED"
+        time.sleep(poll)
+
+
+def run_when_released(cells: list, state: dict, run_cell) -> int:
+    """Cells ``(cfg, c, chash, folder, holder)`` that live processes held: wait for each holder's run to
+    end, then run the cell (``run_cell`` counts it as skipped if the holder finished it). Returns
+    how many failed."""
+    from slnn.tracking.store import client_for
+
+    client = client_for(state["uri"])
+    print(f"slnn: {len(cells)} cell(s) of this job are being run by another process; waiting "
+          "for them", flush=True)
+    failed = 0
+    for cfg, c, chash, folder, holder in cells:
+        while True:
+            wait_until_released(client, holder)
+            try:
+                failed += not run_cell(cfg, c, chash, state, folder)
+                break
+            except CellTaken as e:
+                holder = e.holder
+    return failed
+
+
+def _live_parents(client, exp_id: str, sweep_hash: str, mine: str | None = None):
+    """(other parents of the grid, newest first; the first live one among them or None). Parents
+    left RUNNING by dead processes are marked KILLED on the way."""
+    others = [r for r in client.search_runs(
+        [exp_id], filter_string=f"tags.`slnn.sweep_hash` = '{sweep_hash}'",
+        order_by=["attributes.start_time DESC"], max_results=200) if r.info.run_id != mine]
+    live = None
+    for r in others:
+        if r.info.status != "RUNNING":
+            continue
+        if is_alive(r.data.tags) is False:
+            mark_killed(client, r, why_dead(r))
+            r.data.tags.update({"slnn.outcome": "", "slnn.reason": ""})  # now stale on it
+        elif live is None:
+            live = r
+    return others, live
+
+
+def open_parent(client, exp_id: str, sweep_hash: str, force: bool, tags: dict,
+                reopen_tags: dict | None = None) -> tuple[str, str, object]:
+    """(the sweep's parent run id, its name, the live parent run of another sweep over the same
+    grid or None). ``tags`` are a new parent's (``mlflow.runName``, ``slnn.sweep_hash``, ...);
+    ``reopen_tags`` are written on a reopened one (the command that resumes it).
+
+    The same grid run again reopens its newest parent. Two sweeps must not both reopen it, so the
+    reopening is claimed first with a param, ``slnn.session.<k>`` = this process's owner: a
+    param cannot change once written (the store's primary key on run and key), so of two
+    processes writing session k only one succeeds; the other opens a parent of its own.
+    """
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+
+    owner = owner_tags()
+    others, live = _live_parents(client, exp_id, sweep_hash)
+    if live is None and not force and others:
+        prev = others[0]
+        run_id = prev.info.run_id
+        k = sum(1 for key in prev.data.params if key.startswith("slnn.session."))
+        try:
+            client.log_param(run_id, f"slnn.session.{k}", owner["slnn.owner"])
+        except MlflowException:  # another sweep claimed it a moment ago: it is live
+            live = prev
+        else:
+            client.update_run(run_id, status="RUNNING")
+            client.log_batch(run_id, tags=[RunTag(k2, v) for k2, v in
+                                           {**owner, **(reopen_tags or {})}.items()])
+            for stale in ("slnn.outcome", "slnn.reason"):  # left by a reaped interruption
+                if stale in prev.data.tags:
+                    client.delete_tag(run_id, stale)
+            beat(client, run_id)
+            return run_id, prev.info.run_name, None
+    tags = {**tags, **owner}
+    mine = client.create_run(exp_id, run_name=tags["mlflow.runName"], tags=tags).info.run_id
+    beat(client, mine)
+    if live is None:  # a sweep of the same grid that started at the same moment
+        live = _live_parents(client, exp_id, sweep_hash, mine)[1]
+    return mine, tags["mlflow.runName"], live
