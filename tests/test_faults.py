@@ -41,9 +41,8 @@ from servers import free_port, start_process, stop_process, wait_http
 BIN = Path(sys.executable).parent
 SLNN_TRAIN, SLNN_REPORT = BIN / "slnn-train", BIN / "slnn-report"
 FAST = ["tracking.plot=false", "tracking.log_model=false"]
-START = re.compile(r"^slnn: sweep \S+: (?P<cells>\d+) cells, (?P<skipped>\d+) already done and "
-                   r"skipped, (?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)(?P<note>.*)$",
-                   re.M)
+START = re.compile(r"^slnn: sweep \S+: (?P<cells>\d+) cells: (?P<skipped>\d+) reused, .*?; "
+                   r"(?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)(?P<note>.*)$", re.M)
 SUMMARY = re.compile(r"^slnn: sweep \S+: (?P<finished>\d+) finished, (?P<failed>\d+) failed", re.M)
 
 
@@ -623,7 +622,7 @@ def test_report_out_a_file_or_a_read_only_folder_is_one_line(store, tmp_path):
 @pytest.mark.slow
 def test_an_unknown_study_in_a_sweep_is_one_line(tmp_path):
     line = one_line(run([SLNN_TRAIN, "-m", "+experiment=nope"], tmp_path))
-    assert "experiment/nope" in line and "guide_vs_correct" in line
+    assert "experiment=nope is not valid" in line and "guide_vs_correct" in line
 
 
 def _sweep_in_background(tmp_path: Path, store: str, *grid: str, name: str = "sweep",

@@ -34,6 +34,18 @@ class _Tee(io.TextIOBase):
             self.also.flush()
 
 
+def to_terminal(text: str) -> None:
+    """A line the user must see even inside a sweep's cell (a wait for the store, say): into the
+    run's log, and to the terminal when the log would not echo it there."""
+    stream = sys.stderr
+    stream.write(text.rstrip("\n") + "\n")
+    stream.flush()
+    if isinstance(stream, _Tee) and stream.also is None:
+        original = stream.log._stderr
+        original.write(text.rstrip("\n") + "\n")
+        original.flush()
+
+
 class RunLog:
     """Captures a run's warnings, log records and stderr (see the module's docstring)."""
 

@@ -17,7 +17,6 @@ through a store outage, and leaving a trace in MLflow even when it fails before 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 OUTAGE_WAIT = float(os.environ.get("SLNN_OUTAGE_WAIT", "300"))
@@ -33,13 +32,13 @@ def _client(state: dict):
 def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT) -> bool:
     """Poll until the store answers healthily again (True), or ``timeout`` passes (False)."""
     global _store_gone
+    from slnn.app.runlog import to_terminal
     from slnn.tracking.faults import mask
     from slnn.tracking.store import check_reachable
 
     if _store_gone:
         return False
-    print(mask(f"slnn: the tracking store {uri} {why}; waiting up to {timeout:.0f} s for it"),
-          file=sys.stderr, flush=True)
+    to_terminal(mask(f"slnn: the tracking store {uri} {why}; waiting up to {timeout:.0f} s for it"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
