@@ -27,7 +27,7 @@ from pathlib import Path
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")
 SLNN_REPORT = Path(sys.executable).with_name("slnn-report")
-START = re.compile(r"^slnn: sweep \S+: (\d+) cells, (\d+) already done", re.M)
+START = re.compile(r"^slnn: sweep \S+: (\d+) cells: .*?; (\d+) to run", re.M)
 PROGRESS = re.compile(r"^\[\d+/\d+\] ", re.M)
 SUMMARY = re.compile(r"^slnn: sweep \S+: (\d+) finished, (\d+) failed, (\d+) diverged, "
                      r"(\d+) shape_mismatch, (\d+) skipped(?:, \d+ killed)?(?:, (\d+) not run)?", re.M)
@@ -146,7 +146,7 @@ def run(args) -> int:
         text = out_path.read_text()
         last = SUMMARY.search(text)
         started = START.search(text)
-        nothing_left = started is not None and started.group(1) == started.group(2)
+        nothing_left = started is not None and started.group(2) == "0"
         if proc.returncode == 0 and last and int(last.group(2)) == 0 and not last.group(6) \
                 and (not plan or nothing_left):
             break

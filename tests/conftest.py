@@ -15,6 +15,26 @@ import slnn.app.schema
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
 
+# pytest-xdist (``-n`` in pyproject's addopts) sends tests to workers; ``--dist loadgroup`` keeps a
+# group on one worker. The SLURM tests share one cluster (scripts/slurm/up is not re-entrant), and
+# a module with a module-scoped fixture (a sweep its tests read) keeps its tests together, so the
+# fixture is built once; every other test goes wherever a worker is free.
+SLURM_MODULES = {"test_slurm_cluster", "test_slurm_sweep"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    shared: dict[Path, bool] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.stem in SLURM_MODULES:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+            continue
+        if path not in shared:
+            shared[path] = 'scope="module"' in path.read_text()
+        if shared[path]:
+            item.add_marker(pytest.mark.xdist_group(path.stem))
+
 
 def compose_config(*overrides: str):
     """The config `slnn-train <overrides>` would run: Hydra's compose over the repo's conf/."""
