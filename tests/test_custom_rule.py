@@ -377,3 +377,78 @@ def test_the_report_checks_a_user_rule_only_if_its_file_is_unchanged(rules_file)
     rules_file.write_text(RULES_PY + "\n# edited\n")
     rc = check_rules(runs)["custom"]
     assert rc.results is None and rc.note.startswith("its file has changed since these runs")
+
+
+# --- slnn-check --compare, end to end ---------------------------------------------------------
+
+@pytest.mark.slow
+def test_compare_runs_the_study_and_writes_a_report_whose_headline_answers(rules_file):
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    tmp_path = rules_file.parent
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    check = Path(sys.executable).with_name("slnn-check")
+    proc = subprocess.run([str(check), "my_rules.py:transposed", "--compare", "--seeds", "4",
+                           "--lrs", "0.3", "--data", "iris_petal", "--epochs", "15"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    # the check comes first: the transposed outer product is not a descent direction, and fits
+    # only where the step is square
+    assert re.search(r"^sigmoid\s+not_descent\*", out, re.M), out
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert f"runs go to experiment slnn-compare in {uri}" in out
+    folder = tmp_path / "reports" / "compare-transposed"
+    assert f"report: {folder}/report.md" in out
+    report = (folder / "report.md").read_text()
+    headline = report.split("\n\n")[1]
+    assert f"slnn-check: --compare: {headline}" in out
+    assert headline.startswith("This sweep has 8 finished runs of 2 update rule(s) on iris_petal")
+    # the headline's numbers are the runs' own: each rule's mean final test error over 4 seeds
+    runs = pd.read_csv(folder / "runs.csv")
+    assert sorted(runs["update"]) == ["custom"] * 4 + ["input"] * 4
+    assert "rule_fn" not in runs.columns and runs["rule_digest"].dropna().nunique() == 1
+    means = runs.groupby("update")["test_error"].mean()
+    assert f"{means['custom']:.3f} for `custom`" in headline or \
+        f"{means['custom']:.3f} for `custom`" in report
+    assert f"{means['input']:.3f}" in report
+    # the section beside the checker: the same verdict for the same file
+    section = report.split("## Rules and their checker verdicts")[1].split("\n## ")[0]
+    assert "| iris_petal | custom | sigmoid | not_descent (fits only d=2,k=3) |" in section
+    assert "`custom` (my_rules.py:transposed):" in section
+
+
+@pytest.mark.slow
+def test_compare_refuses_a_broken_rule_before_training(rules_file):
+    import os
+    import subprocess
+    import sys
+
+    tmp_path = rules_file.parent
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    check = Path(sys.executable).with_name("slnn-check")
+    proc = subprocess.run([str(check), "my_rules.py:boom", "--compare"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["slnn-check: error: my_rules.py:boom: the function raised "
+                                        "RuntimeError: nope (line 21)"], proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["x.py:f", "--seeds", "3"], "--seeds applies only with --compare"),
+    (["x.py:f", "--compare", "--json"], "--compare writes a report; give it without --json"),
+    (["--builtin", "input", "--compare"], "--compare compares a rule with input: pick another rule"),
+])
+def test_compare_options_are_checked(capsys, argv, message, tmp_path, monkeypatch):
+    from slnn.check.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.py").write_text("def f(x, net, z, t, delta):\n    return x.T @ delta\n")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [f"slnn-check: error: {message}"]
+    assert not (tmp_path / "mlflow.db").exists()

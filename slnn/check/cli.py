@@ -152,7 +152,7 @@ def compare_overrides(args, rule: CheckedRule) -> list[str]:
     return ov
 
 
-def run_compare(args, rule: CheckedRule, out=None) -> int:
+def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
     """``--compare``: the study ``compare`` for this rule, through ``slnn-train -m`` (the same
     Hydra entry point, validation, resume and store as any sweep), then its report."""
     from slnn.report import report_for_parent
@@ -172,7 +172,7 @@ def run_compare(args, rule: CheckedRule, out=None) -> int:
     else:
         uri = resolve_uri("sqlite:///mlflow.db")  # slnn-train's default store, in this folder
     cmd = [sys.executable, "-m", "slnn", "-m", f"+experiment={COMPARE_STUDY}",
-           *compare_overrides(args, rule), f"tracking.uri={uri}", "sweep.report=false"]
+           *overrides, f"tracking.uri={uri}", "sweep.report=false"]
     name = args.builtin or rule.name
     print(f"{PROG}: --compare: training {rule.label} against input (study {COMPARE_STUDY}); "
           f"runs go to experiment {COMPARE_EXPERIMENT} in {uri}", file=out, flush=True)
@@ -210,9 +210,10 @@ def main(argv=None) -> int:
             if args.json:
                 raise UsageError("--compare writes a report; give it without --json")
             rule = resolve_rule(args)
+            overrides = compare_overrides(args, rule)  # a bad option fails before the check
             run_check(args)
             print("", flush=True)
-            return run_compare(args, rule)
+            return run_compare(args, rule, overrides)
         compare_only = [f for f in ("store", "data", "lrs", "seeds", "activation", "epochs", "out")
                         if getattr(args, f) is not None]
         if compare_only:
