@@ -7,8 +7,9 @@ Every rule has the user signature of ``slnn.check`` (see ``slnn.check.checker``)
 
 and a shape function ``<name>_shape(n_in, n_out)`` giving the step's shape for ``W`` of shape
 ``(n_in, n_out)`` (``n_in = d + 1``), so a trainer can reject a misfit before training starts.
-Below, ``n`` is the batch size, ``d`` the number of features, ``k`` the number of outputs and
-``delta = (t - z) * f'(net)``. ``GALLERY`` maps each name to a ``GalleryRule``.
+In their docstrings (``slnn.core.rules``), ``n`` is the batch size, ``d`` the number of features,
+``k`` the number of outputs and ``delta = (t - z) * f'(net)``. ``GALLERY`` maps each name to a
+``GalleryRule`` (the registry's ``UpdateRule``).
 
 The gallery only states what each rule computes; ``slnn-check --builtin NAME`` measures it.
 Each rule is defined once, in ``slnn.core.rules``, where it is also a trainable rule
