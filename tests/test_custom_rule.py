@@ -452,3 +452,32 @@ def test_compare_options_are_checked(capsys, argv, message, tmp_path, monkeypatc
     assert main(argv) == 2
     assert capsys.readouterr().err.splitlines() == [f"slnn-check: error: {message}"]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_rule_that_raises_or_warns_under_the_checker_does_not_stop_the_report(monkeypatch):
+    import warnings
+
+    import pandas as pd
+
+    from slnn.core import rules
+    from slnn.report.rulecheck import check_rules, explanations
+
+    def boom(x, net, z, t, delta):
+        raise RuntimeError("boom")
+
+    def noisy(x, net, z, t, delta):
+        warnings.warn("a warning from the rule")
+        return x.T @ delta / len(x)
+
+    monkeypatch.setitem(rules.UPDATE_RULES, "boom", rules.UpdateRule("boom", boom))
+    monkeypatch.setitem(rules.UPDATE_RULES, "noisy", rules.UpdateRule("noisy", noisy))
+    runs = pd.DataFrame({"update": ["boom", "noisy"], "activation": ["sigmoid", "sigmoid"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escaped would fail here
+        checks = check_rules(runs)
+    assert checks["boom"].results is None
+    assert checks["boom"].note == "the checker could not run it (RuntimeError: boom)"
+    assert checks["noisy"].by_activation()["sigmoid"].verdict == "gradient"
+    empty = pd.DataFrame(columns=["data", "update", "activation", "lr", "val_error_mean"])
+    assert explanations({"boom": checks["boom"]}, empty, pd.DataFrame(index=empty.index),
+                        pd.DataFrame()) == ["`boom`: the checker could not run it (RuntimeError: boom)."]

@@ -115,8 +115,11 @@ def _rule_function(rule: str, rows: pd.DataFrame):
 def check_rules(runs: pd.DataFrame, seed: int = 0) -> dict[str, RuleCheck]:
     """The checker (``slnn.check.check_rule``) for every rule of the sweep, on the activations
     the sweep trained it with."""
+    import contextlib
+    import sys
+    import warnings
+
     from slnn.check.checker import check_rule
-    from slnn.check.loader import RuleLoadError
     from slnn.core.activations import ACTIVATIONS
 
     out = {}
@@ -126,11 +129,16 @@ def check_rules(runs: pd.DataFrame, seed: int = 0) -> dict[str, RuleCheck]:
         acts = [a for a in ACTIVATIONS if a in set(rows["activation"])]
         rc = RuleCheck(rule, label, note=note)
         if fn is not None and acts:
+            # a rule is code: what it prints or warns is not the report's, and if it raises, the
+            # report says so for this rule and goes on
             try:
-                rc.results = check_rule(fn, activations=acts, seed=seed)
+                with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    rc.results = check_rule(fn, activations=acts, seed=seed)
                 rc.single = _single_sample_identity(rc.results)
-            except (RuleLoadError, ValueError) as e:
-                rc.note = f"the checker could not run it ({str(e).splitlines()[0][:200]})"
+            except Exception as e:  # noqa: BLE001
+                first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+                rc.note = f"the checker could not run it ({type(e).__name__}: {first})"
         out[rule] = rc
     return out
 
