@@ -466,7 +466,7 @@ def test_a_rule_that_raises_or_warns_under_the_checker_does_not_stop_the_report(
         raise RuntimeError("boom")
 
     def noisy(x, net, z, t, delta):
-        warnings.warn("a warning from the rule")
+        warnings.warn("a warning from the rule", stacklevel=2)
         return x.T @ delta / len(x)
 
     monkeypatch.setitem(rules.UPDATE_RULES, "boom", rules.UpdateRule("boom", boom))
