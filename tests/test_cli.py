@@ -55,7 +55,8 @@ MORE_SINGLE_RUN_TYPOS = [
     (["+experimnt=guide_vs_correct"], "experimnt is not a config key or group: did you mean "
                                       "experiment?"),
     (["update=kron"], "update=kron is not valid: did you mean kronecker? choose one of "
-                      "['input', 'kronecker']"),
+                      "['ascent', 'custom', 'input', 'kronecker', 'no_bias', 'no_derivative', "
+                      "'outer_transposed', 'sigmoid_shortcut', 'sum_not_mean']"),
     (["+optim.lr=0.2"], "optim.lr already exists: set it without the + (+ adds a key; slnn has "
                         "no new keys)"),
 ]

@@ -165,7 +165,7 @@ def test_kronecker_step_batch_is_mean_of_outer_products():
     assert not np.allclose(kronecker_step(x, None, z, None, delta), expected * n)
 
 
-@pytest.mark.parametrize("rule", sorted(UPDATE_RULES))
+@pytest.mark.parametrize("rule", sorted(n for n, r in UPDATE_RULES.items() if r.fast is not None))
 def test_fast_form_accumulates_to_the_numpy_step(rule):
     # the per-sample `fast` form the kernel compiles, run here as plain Python
     r = UPDATE_RULES[rule]

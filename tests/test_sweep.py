@@ -620,18 +620,33 @@ def is_group(key: str) -> bool:
     return (slnn.app.schema.CONF_DIR / key).is_dir() or key in ConfigStore.instance().repo
 
 
+# what a study needs from the command line: compare trains the user's rule, update.fn=
+USER_RULE = "def my_step(x, net, z, t, delta):\n    return x.T @ delta / len(x)\n"
+NEEDS = {"compare": ("update.fn=my_rules.py:my_step",)}
+
+
+def _needs(name: str, key: str | None = None, value: str | None = None) -> tuple[str, ...]:
+    """The study's command-line keys, for a cell whose ``key`` group is ``value`` (a built-in
+    rule's cell drops update.fn, as the sweeper does)."""
+    if key == "update" and value != "custom":
+        return ()
+    return NEEDS.get(name, ())
+
+
 def test_there_are_studies():
-    assert {"guide_vs_correct", "guide_reproduction", "activation_lr"} <= set(EXPERIMENTS)
+    assert {"guide_vs_correct", "guide_reproduction", "activation_lr", "mistakes",
+            "compare"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_value_of_every_study_composes_and_validates(name):
-    [(cfg, params)] = compose_study(name)
+    [(cfg, params)] = compose_study(name, _needs(name))
     to_config(cfg)
     assert params, f"{name} sweeps nothing"
     groups = [(k, v) for k, vs in params.items() if is_group(k) for v in swept_values(k, vs)]
     hashes: dict[str, set] = {}
-    for (key, v), (composed, _) in zip(groups, compose_study(name, *[(f"{k}={v}",) for k, v in groups])):
+    variants = [(f"{k}={v}", *_needs(name, k, v)) for k, v in groups]
+    for (key, v), (composed, _) in zip(groups, compose_study(name, *variants)):
         to_config(composed)
         hashes.setdefault(key, set()).add(config_hash(composed))
     for key, found in hashes.items():  # each choice of a group makes a different run
@@ -657,8 +672,10 @@ def test_every_study_runs_with_a_tiny_budget(name, tmp_path, store, slnn_train):
     # keep the study's choices of config groups, pin every plain value to its first one
     pins = [f"{k}={swept_values(k, v)[0]}" for k, v in params.items() if not is_group(k)]
     n_cells = int(np.prod([len(swept_values(k, v)) for k, v in params.items() if is_group(k)]))
-    proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2", *pins),
-                                cwd=tmp_path))
+    if name in NEEDS:
+        (tmp_path / "my_rules.py").write_text(USER_RULE)
+    proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2", *pins,
+                                       *_needs(name)), cwd=tmp_path))
     start = one(START, proc.stdout)
     assert start["cells"] == n_cells
     parents, cells = split_runs(all_runs(store))

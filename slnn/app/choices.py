@@ -7,7 +7,10 @@ import inspect
 
 from slnn.core.activations import ACTIVATIONS
 from slnn.core.data import DATASETS
-from slnn.core.rules import UPDATE_RULES
+from slnn.core.rules import CUSTOM, UPDATE_RULES, rule_choices
+
+CUSTOM_WHAT = ("Your own step, from `update.fn=FILE.py:FUNCTION` (signature `(x, net, z, t, "
+               "delta)`, returns a step shaped like W): slnn runs your code, on the NumPy path.")
 
 
 def _first_line(fn) -> str:
@@ -17,18 +20,19 @@ def _first_line(fn) -> str:
 
 def choices(what: str) -> str:
     """``rules``, ``activations`` or ``data``: the registered names, comma-separated."""
-    registry = {"rules": UPDATE_RULES, "activations": ACTIVATIONS, "data": DATASETS}[what]
+    registry = {"rules": rule_choices(), "activations": ACTIVATIONS, "data": DATASETS}[what]
     return ", ".join(registry)
 
 
 def choices_markdown() -> str:
     """The README's table of choices (between its ``choices`` markers)."""
     lines = ["| key | choices |", "|---|---|",
-             f"| `update=` | {', '.join(f'`{n}`' for n in UPDATE_RULES)} |",
+             f"| `update=` | {', '.join(f'`{n}`' for n in rule_choices())} |",
              f"| `model.activation=` | {', '.join(f'`{n}`' for n in ACTIVATIONS)} |",
              f"| `data.name` (or a `data=` preset) | {', '.join(f'`{n}`' for n in DATASETS)} |",
              "", "| rule | what its step is |", "|---|---|"]
     lines += [f"| `{n}` | {_first_line(r.step)} |" for n, r in UPDATE_RULES.items()]
+    lines += [f"| `{CUSTOM}` | {CUSTOM_WHAT} |"]
     lines += ["", "| activation | f(x) |", "|---|---|"]
     lines += [f"| `{n}` | {_first_line(a.f) or n} |" for n, a in ACTIVATIONS.items()]
     return "\n".join(lines)

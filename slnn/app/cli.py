@@ -31,6 +31,7 @@ MULTIRUN_FLAGS = {"-m", "--multirun"}
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from slnn.app.run import quiet_libraries, run_one
+    from slnn.check.loader import RuleLoadError
     from slnn.tracking.store import TrackingError
 
     quiet_libraries()
@@ -40,7 +41,7 @@ def main(cfg: DictConfig) -> float | None:
         return run_chunk(cfg.sweep.state, cfg.sweep.chunk)
     try:
         result = run_one(cfg)
-    except (ConfigError, DataError, TrackingError) as e:
+    except (ConfigError, DataError, TrackingError, RuleLoadError) as e:
         die(str(e))
     except Exception as e:  # a store that failed mid-run (disk full, gone, ...): one line
         from slnn.tracking.faults import classify, describe
@@ -107,6 +108,7 @@ def precheck(overrides: list[str], multirun: bool = False) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.app.keys import GroupChecker, check_keys, searchpath_of
+    from slnn.check.loader import RuleLoadError
 
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -116,8 +118,12 @@ def precheck(overrides: list[str], multirun: bool = False) -> None:
                 compose("config", overrides=[o.input_line for o in parsed
                                              if not o.is_sweep_override()])
             else:
-                to_config(compose("config", overrides=overrides))
-    except ConfigError as e:
+                from slnn.app.run import build_dataset, check_custom_rule
+
+                c = to_config(compose("config", overrides=overrides))
+                if c.update.fn:  # the user's rule is loaded and called before the run starts
+                    check_custom_rule(c, build_dataset(c))
+    except (ConfigError, DataError, RuleLoadError) as e:
         die(str(e))
     except Exception as e:  # hydra's composition and override-parsing errors
         die(explain_hydra_error(e))

@@ -72,6 +72,31 @@ class Progress:
                   flush=True)
 
 
+def check_custom_rule(c: Config, data: Dataset) -> str | None:
+    """For ``update=custom``: load the user's file and call the function on random batches of
+    this run's ``W`` shape, activation and batch size (``slnn.check.custom.validate``), before
+    any run starts; the file's sha256, or a one-line ``RuleLoadError`` naming the file, the
+    function and the problem. None for a built-in rule."""
+    from slnn.check.custom import validate
+    from slnn.core.rules import CUSTOM
+
+    if c.update.rule != CUSTOM:
+        return None
+    n_in, n_out = data.x_train.shape[1] + 1, data.t_train.shape[1]
+    return validate(c.update.fn, c.model.activation, n_in, n_out, (c.train.batch_size,))
+
+
+def rule_tags(c: Config) -> dict[str, str]:
+    """A user's rule: which file and function (absolute) and the sha256 of the file's bytes as
+    loaded now, which resume compares (``slnn.sweep.resume``); nothing for a built-in rule."""
+    from slnn.core.rules import CUSTOM, custom_rule
+
+    if c.update.rule != CUSTOM:
+        return {}
+    rule = custom_rule(c.update.fn)
+    return {"slnn.rule_fn": rule.source, "slnn.rule_digest": rule.digest}
+
+
 def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, str]:
     """What a run is (config hash, rule, activation, data and its digest), which code made it
     (``slnn.tracking.provenance``), and which process owns it (``slnn.tracking.liveness``)."""
@@ -81,7 +106,7 @@ def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, st
 
     tags = {"slnn.update": c.update.rule, "slnn.activation": c.model.activation,
             "slnn.data": c.data.name, "slnn.config_hash": chash,
-            "slnn.outcome": Outcome.RUNNING, **owner_tags(), **source_tags()}
+            "slnn.outcome": Outcome.RUNNING, **rule_tags(c), **owner_tags(), **source_tags()}
     job = job_id_from_env()
     if job:  # made in a SLURM job: the reaper asks sacct whether that job still runs
         tags[JOB_TAG] = job

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from slnn.core.data import DATASETS, DataSpec
 from slnn.core.errors import ConfigError
-from slnn.core.rules import UPDATE_RULES
+from slnn.core.rules import CUSTOM, UPDATE_RULES
 from slnn.core.trainer import RunSpec
 
 # the YAML config groups and the named studies, shipped inside the package
@@ -67,6 +67,7 @@ class Config(RunSpec):
     seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}: set e.g. seed=0")
 
@@ -82,13 +83,32 @@ def register_configs() -> None:
     cs.store(name="slnn_schema", node=Config)
     for name in UPDATE_RULES:
         cs.store(group="update", name=name, node={"rule": name}, provider="slnn")
+    # update=custom update.fn=FILE.py:FUNCTION: the user's own step (slnn.check.custom)
+    cs.store(group="update", name=CUSTOM, node={"rule": CUSTOM}, provider="slnn")
     for name in DATASETS:
         if not (CONF_DIR / "data" / f"{name}.yaml").exists():
             cs.store(group="data", name=name, node={"name": name}, provider="slnn")
 
 
+def absolute_rule_fn(cfg: DictConfig) -> None:
+    """``update.fn`` made absolute in ``cfg`` itself, against the folder the command was run from:
+    the config hash, the run's params and a sweep's workers (which may run elsewhere) then all
+    name the same file."""
+    from slnn.check.custom import absolute_spec
+    from slnn.check.loader import RuleLoadError
+
+    fn = OmegaConf.select(cfg, "update.fn", default=None)
+    if fn:
+        try:
+            OmegaConf.update(cfg, "update.fn", absolute_spec(str(fn)))
+        except RuleLoadError as e:
+            raise ConfigError(f"update.fn={fn}: {str(e).split(': ', 1)[-1]}") from None
+
+
 def to_config(cfg: DictConfig) -> Config:
-    """Validate a composed config: type errors and range checks become one ``ConfigError`` line."""
+    """Validate a composed config: type errors and range checks become one ``ConfigError`` line.
+    A relative ``update.fn`` becomes absolute in ``cfg`` too (``absolute_rule_fn``)."""
+    absolute_rule_fn(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:
@@ -106,7 +126,12 @@ _NOT_IDENTITY = ("tracking", "sweep", "hydra")
 def identity(cfg: DictConfig | dict) -> dict:
     """The resolved config minus the keys that do not change what a run computes."""
     d = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in d.items() if k not in _NOT_IDENTITY}
+    out = {k: v for k, v in d.items() if k not in _NOT_IDENTITY}
+    if isinstance(out.get("update"), dict) and out["update"].get("fn") is None:
+        # a built-in rule: no update.fn, so its hash (and params) are what they were before
+        # update.fn existed
+        out["update"] = {k: v for k, v in out["update"].items() if k != "fn"}
+    return out
 
 
 def config_hash(cfg: DictConfig | dict) -> str:
@@ -129,7 +154,10 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 def run_name(cfg: Config) -> str:
     """A name a person can read, e.g. ``kronecker-sigmoid-lr0.1-s3-iris_petal``."""
-    return f"{cfg.update.rule}-{cfg.model.activation}-lr{cfg.optim.lr:g}-s{cfg.seed}-{cfg.data.name}"
+    rule = cfg.update.rule
+    if rule == CUSTOM and cfg.update.fn:  # custom-my_step-...: which function, not only "custom"
+        rule = f"{rule}-{str(cfg.update.fn).rpartition(':')[2]}"
+    return f"{rule}-{cfg.model.activation}-lr{cfg.optim.lr:g}-s{cfg.seed}-{cfg.data.name}"
 
 
 # importing the schema is enough to compose slnn's config with Hydra (the command line, the

@@ -2,7 +2,9 @@
 
 The rule signature, the data checked and the verdicts are documented in ``slnn.check.checker``;
 ``slnn.check.loader`` loads a rule from ``FILE.py:FUNCTION``; ``slnn.check.gallery`` holds the
-gradient and common mistakes with the same signature; ``slnn.check.cli`` is ``slnn-check``.
+gradient and common mistakes with the same signature; ``slnn.check.custom`` loads and validates
+a user's rule for training (``update=custom update.fn=FILE.py:FUNCTION``); ``slnn.check.cli`` is
+``slnn-check`` (with ``--compare``, a small study against the gradient).
 NumPy only: no Hydra, no MLflow.
 """
 

@@ -3,6 +3,7 @@
     slnn-check my_rule.py:my_step            # a table per activation and a one-paragraph summary
     slnn-check my_rule.py:my_step --json     # one JSON object per activation
     slnn-check --builtin kronecker           # a rule from slnn.check.gallery
+    slnn-check my_rule.py:my_step --compare  # plus a small study against the gradient, reported
 
 The rule has the signature ``my_step(x, net, z, t, delta) -> step shaped like W`` (see
 ``slnn.check.checker``). Bad input is one line on stderr, ``slnn-check: error: ...``, exit 2.
@@ -13,7 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 from slnn.check.checker import DEFAULT_SHAPES, check_rule
 from slnn.check.gallery import GALLERY
@@ -48,6 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, one object per activation")
     p.add_argument("--seed", type=int, default=0, help="seed of the random batches (default 0)")
+    c = p.add_argument_group(
+        "--compare", "after the check, train the rule against the gradient rule input (the "
+        "study 'compare': seeds x learning rates on two data sets, through slnn-train) and write "
+        "its report, with the report's paired tests, Holm correction and bootstrap intervals")
+    c.add_argument("--compare", action="store_true", help="run the study and write its report")
+    c.add_argument("--store", metavar="URI", default=None,
+                   help="tracking store for its runs (default: sqlite:///mlflow.db in this "
+                        "folder, or MLFLOW_TRACKING_URI if set); experiment slnn-compare")
+    c.add_argument("--data", metavar="A,B", default=None,
+                   help="data sets (default: the study's iris_petal,blobs)")
+    c.add_argument("--lrs", metavar="LR,LR", default=None,
+                   help="learning rates (default: the study's 0.03,0.1,0.3)")
+    c.add_argument("--seeds", metavar="N", type=int, default=None,
+                   help="seeds 0..N-1 per cell (default: the study's 10)")
+    c.add_argument("--activation", metavar="NAME", default=None,
+                   help="activation(s), comma-separated (default: the study's sigmoid)")
+    c.add_argument("--epochs", metavar="N", type=int, default=None,
+                   help="epochs per run (default: the study's 50)")
+    c.add_argument("--out", metavar="DIR", default=None,
+                   help="report folder (default: reports/compare-<function>)")
     return p
 
 
@@ -99,6 +124,80 @@ def run_check(args, out=None) -> int:
     return 0
 
 
+COMPARE_STUDY = "compare"
+COMPARE_EXPERIMENT = "slnn-compare"
+
+
+def compare_overrides(args, rule: CheckedRule) -> list[str]:
+    """``slnn-train -m`` overrides of the compare study for this rule and these options."""
+    if args.builtin is not None:
+        if args.builtin == "input":
+            raise UsageError("--compare compares a rule with input: pick another rule")
+        ov = [f"update={args.builtin},input"]
+    else:
+        ov = [f"update.fn={rule.path}:{rule.name}"]
+    for flag, key in (("data", "data"), ("lrs", "optim.lr"), ("activation", "model.activation")):
+        value = getattr(args, flag)
+        if value is not None:
+            if not re.fullmatch(r"[\w.+-]+(,[\w.+-]+)*", value):
+                raise UsageError(f"--{flag} {value!r}: expected comma-separated values, e.g. "
+                                 f"--{flag} a,b")
+            ov.append(f"{key}={value}")
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+        ov.append(f"seed=range({args.seeds})")
+    if args.epochs is not None:
+        ov.append(f"train.epochs={args.epochs}")
+    return ov
+
+
+def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
+    """``--compare``: the study ``compare`` for this rule, through ``slnn-train -m`` (the same
+    Hydra entry point, validation, resume and store as any sweep), then its report."""
+    from slnn.report import report_for_parent
+    from slnn.report.source import ReportError, newest_sweep
+    from slnn.tracking.store import resolve_uri
+
+    out = sys.stdout if out is None else out
+    env = dict(os.environ)
+    if args.store is not None:  # given on the command line: it wins over MLFLOW_TRACKING_URI
+        env.pop("MLFLOW_TRACKING_URI", None)
+        saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+        try:
+            uri = resolve_uri(args.store)
+        finally:
+            if saved is not None:
+                os.environ["MLFLOW_TRACKING_URI"] = saved
+    else:
+        uri = resolve_uri("sqlite:///mlflow.db")  # slnn-train's default store, in this folder
+    cmd = [sys.executable, "-m", "slnn", "-m", f"+experiment={COMPARE_STUDY}",
+           *overrides, f"tracking.uri={uri}", "sweep.report=false"]
+    name = args.builtin or rule.name
+    print(f"{PROG}: --compare: training {rule.label} against input (study {COMPARE_STUDY}); "
+          f"runs go to experiment {COMPARE_EXPERIMENT} in {uri}", file=out, flush=True)
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode == 2:  # slnn-train said why, in one line
+        return 2
+    try:
+        parent = newest_sweep(uri, COMPARE_EXPERIMENT)
+        folder = report_for_parent(uri, parent, attach=True,
+                                   out=args.out or Path("reports") / f"compare-{name}")
+    except ReportError as e:
+        raise UsageError(f"--compare: no report ({e})") from None
+    headline = _headline(folder / "report.md")
+    print(f"{PROG}: --compare: {headline}", file=out)
+    print(f"{PROG}: --compare: report: {folder}/report.md (and report.html); runs: experiment "
+          f"{COMPARE_EXPERIMENT} in {uri}", file=out, flush=True)
+    return 1 if proc.returncode else 0
+
+
+def _headline(report_md: Path) -> str:
+    """The report's headline: the paragraph after its title."""
+    paras = report_md.read_text().split("\n\n")
+    return paras[1].strip() if len(paras) > 1 else ""
+
+
 def main(argv=None) -> int:
     """Entry point: returns the exit code (0 done, 2 bad input)."""
     parser = build_parser()
@@ -107,8 +206,18 @@ def main(argv=None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help
             return int(exc.code or 0)
-        # one mode today; another (e.g. --compare) adds its option in build_parser and a branch
-        # here, before the default
+        if args.compare:
+            if args.json:
+                raise UsageError("--compare writes a report; give it without --json")
+            rule = resolve_rule(args)
+            overrides = compare_overrides(args, rule)  # a bad option fails before the check
+            run_check(args)
+            print("", flush=True)
+            return run_compare(args, rule, overrides)
+        compare_only = [f for f in ("store", "data", "lrs", "seeds", "activation", "epochs", "out")
+                        if getattr(args, f) is not None]
+        if compare_only:
+            raise UsageError(f"--{compare_only[0]} applies only with --compare")
         return run_check(args)
     except (UsageError, RuleLoadError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

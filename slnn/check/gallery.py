@@ -7,122 +7,35 @@ Every rule has the user signature of ``slnn.check`` (see ``slnn.check.checker``)
 
 and a shape function ``<name>_shape(n_in, n_out)`` giving the step's shape for ``W`` of shape
 ``(n_in, n_out)`` (``n_in = d + 1``), so a trainer can reject a misfit before training starts.
-Below, ``n`` is the batch size, ``d`` the number of features, ``k`` the number of outputs and
-``delta = (t - z) * f'(net)``. ``GALLERY`` maps each name to a ``GalleryRule``.
+In their docstrings (``slnn.core.rules``), ``n`` is the batch size, ``d`` the number of features,
+``k`` the number of outputs and ``delta = (t - z) * f'(net)``. ``GALLERY`` maps each name to a
+``GalleryRule`` (the registry's ``UpdateRule``).
 
 The gallery only states what each rule computes; ``slnn-check --builtin NAME`` measures it.
+Each rule is defined once, in ``slnn.core.rules``, where it is also a trainable rule
+(``update=<name>``): the gallery is those rules under their short names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from slnn.core.rules import UPDATE_RULES
+from slnn.core.rules import UpdateRule as GalleryRule  # name, step, step_shape (and more)
+from slnn.core.rules import ascent_step as ascent
+from slnn.core.rules import input_shape, kronecker_shape, no_bias_shape, outer_transposed_shape  # noqa: F401
+from slnn.core.rules import input_step as input  # noqa: A001 - the name users type: update=input
+from slnn.core.rules import kronecker_step as kronecker
+from slnn.core.rules import no_bias_step as no_bias
+from slnn.core.rules import no_derivative_step as no_derivative
+from slnn.core.rules import outer_transposed_step as outer_transposed
+from slnn.core.rules import sigmoid_shortcut_step as sigmoid_shortcut
+from slnn.core.rules import sum_not_mean_step as sum_not_mean
 
-import numpy as np
+NAMES = ("input", "kronecker", "no_derivative", "ascent", "outer_transposed", "sum_not_mean",
+         "sigmoid_shortcut", "no_bias")
+GALLERY: dict[str, GalleryRule] = {name: UPDATE_RULES[name] for name in NAMES}
 
-
-def input(x, net, z, t, delta):  # noqa: A001 - the name used in conf/update/ and slnn.rules
-    """The gradient: ``dL/dW_ij = -delta_j x_i``, averaged over the batch (the correct rule)."""
-    return x.T @ delta / len(x)               # (d+1, n) @ (n, k) -> (d+1, k)
-
-
-def kronecker(x, net, z, t, delta):
-    """The tutorial's Step 12 as written: ``kron(z.T, delta)`` per sample, averaged.
-
-    It multiplies each sensitivity by an *output* where the gradient needs the *input*; the
-    product is ``(k, k)``, which is ``W``'s shape only when ``d + 1 == k``.
-    """
-    step = np.zeros((z.shape[1], delta.shape[1]))          # (k, k)
-    for zi, di in zip(z, delta):
-        step += np.kron(zi[:, None], di[None, :])           # (k, 1) kron (1, k) -> (k, k)
-    return step / len(x)
-
-
-def no_derivative(x, net, z, t, delta):
-    """The output error ``t - z`` used as the sensitivity: the factor ``f'(net)`` is dropped.
-
-    With sigmoid outputs this is exactly the gradient of binary cross-entropy (which is why the
-    formula is common); with linear outputs it is the squared-error gradient (``f' = 1``); with
-    relu it keeps pushing units whose ``f'`` is 0.
-    """
-    return x.T @ (t - z) / len(x)             # (d+1, n) @ (n, k) -> (d+1, k)
-
-
-def ascent(x, net, z, t, delta):
-    """The sign flipped: the error written ``z - t`` (as in ``dL/dz``) and still *added* to ``W``."""
-    return -(x.T @ delta) / len(x)            # (d+1, k)
-
-
-def outer_transposed(x, net, z, t, delta):
-    """The outer product the wrong way round: ``delta.T @ x``, the gradient's transpose.
-
-    Shape ``(k, d+1)``: it fits ``W`` only when ``d + 1 == k``, by accident, and then adds each
-    weight's gradient to the weight at the mirrored position.
-    """
-    return delta.T @ x / len(x)               # (k, n) @ (n, d+1) -> (k, d+1)
-
-
-def sum_not_mean(x, net, z, t, delta):
-    """A batch's per-sample gradients summed, not averaged: right for one sample, ``n`` times too
-    large for a batch of ``n`` (the gradient of the *summed* squared error), so the effective
-    learning rate grows with the batch size.
-    """
-    return x.T @ delta                        # (d+1, n) @ (n, k) -> (d+1, k)
-
-
-def sigmoid_shortcut(x, net, z, t, delta):
-    """The sigmoid's derivative shortcut ``f'(net) = z (1 - z)`` used whatever the activation.
-
-    Right for sigmoid outputs only; for tanh or linear outputs ``z (1 - z)`` is not ``f'`` (and is
-    negative wherever ``z < 0`` or ``z > 1``).
-    """
-    return x.T @ ((t - z) * z * (1.0 - z)) / len(x)         # (d+1, n) @ (n, k) -> (d+1, k)
-
-
-def no_bias(x, net, z, t, delta):
-    """The bias input left out of the update: ``x`` without its last (bias) column.
-
-    Shape ``(d, k)``: one row short of ``W``. With one feature it is ``(1, k)``, which NumPy
-    would silently broadcast onto every row of ``W``.
-    """
-    return x[:, :-1].T @ delta / len(x)       # (d, n) @ (n, k) -> (d, k)
-
-
-def input_shape(n_in, n_out):
-    return (n_in, n_out)
-
-
-def kronecker_shape(n_in, n_out):
-    return (n_out, n_out)
-
-
-def outer_transposed_shape(n_in, n_out):
-    return (n_out, n_in)
-
-
-def no_bias_shape(n_in, n_out):
-    return (n_in - 1, n_out)
-
-
-@dataclass(frozen=True)
-class GalleryRule:
-    """A gallery rule: its ``step`` (the user signature) and ``step_shape(n_in, n_out)``."""
-
-    name: str
-    step: Callable
-    step_shape: Callable
-
-
-GALLERY: dict[str, GalleryRule] = {
-    "input": GalleryRule("input", input, input_shape),
-    "kronecker": GalleryRule("kronecker", kronecker, kronecker_shape),
-    "no_derivative": GalleryRule("no_derivative", no_derivative, input_shape),
-    "ascent": GalleryRule("ascent", ascent, input_shape),
-    "outer_transposed": GalleryRule("outer_transposed", outer_transposed, outer_transposed_shape),
-    "sum_not_mean": GalleryRule("sum_not_mean", sum_not_mean, input_shape),
-    "sigmoid_shortcut": GalleryRule("sigmoid_shortcut", sigmoid_shortcut, input_shape),
-    "no_bias": GalleryRule("no_bias", no_bias, no_bias_shape),
-}
+__all__ = ["GALLERY", "GalleryRule", "ascent", "get_gallery_rule", "input", "kronecker", "no_bias",
+           "no_derivative", "outer_transposed", "sigmoid_shortcut", "sum_not_mean"]
 
 
 def get_gallery_rule(name: str) -> GalleryRule:

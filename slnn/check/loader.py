@@ -82,6 +82,9 @@ class CheckedRule:
     path: str | None = None
     digest: str | None = None
     name: str = field(default="")
+    # False: non-finite values pass (training: weights that blew up give a non-finite step, and
+    # the run ends as diverged, as with a built-in rule)
+    finite: bool = True
     _warned: set = field(default_factory=set, repr=False)
 
     def __call__(self, x, net, z, t, delta) -> np.ndarray:
@@ -99,7 +102,8 @@ class CheckedRule:
         if first is not None:
             line = f" at line {first.lineno}" if first.filename == self.path else ""
             cause = f"after {first.category.__name__}{line}: {_one_line(first.message)}"
-        step = validate_step(out, self.label, x_shape=np.shape(x), cause=cause)
+        step = validate_step(out, self.label, x_shape=np.shape(x), cause=cause,
+                             finite=self.finite)
         for w in caught:   # a usable step: pass its warnings on, each once per rule
             key = (w.category, str(w.message), w.filename, w.lineno)
             if key not in self._warned:
@@ -108,9 +112,10 @@ class CheckedRule:
         return step
 
 
-def validate_step(out, label: str, x_shape=None, cause: str = "") -> np.ndarray:
+def validate_step(out, label: str, x_shape=None, cause: str = "", finite: bool = True) -> np.ndarray:
     """``out`` as a float ndarray, or a one-line ``RuleLoadError`` naming ``label``; ``cause``
-    (e.g. a warning the call raised) is added to the message about non-finite values."""
+    (e.g. a warning the call raised) is added to the message about non-finite values (checked
+    only with ``finite``)."""
     where = ", ".join(p for p in (f"for x of shape {tuple(x_shape)}" if x_shape is not None
                                   else "", cause) if p)
     if out is None:
@@ -127,7 +132,7 @@ def validate_step(out, label: str, x_shape=None, cause: str = "") -> np.ndarray:
         raise RuleLoadError(f"{label}: the function returned a {kind}, not an array of real "
                             f"numbers")
     arr = arr.astype(float)
-    if not np.all(np.isfinite(arr)):
+    if finite and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise RuleLoadError(f"{label}: the function returned non-finite values ({bad} of "
                             f"{arr.size} entries nan or inf{', ' + where if where else ''})")

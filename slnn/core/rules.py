@@ -16,7 +16,13 @@ line in ``UPDATE_RULES``; ``update=<name>``, ``--help``, the README's table and 
 the registry.
 
 Names follow the guide ("15 Steps to Implement a Neural Net"): ``kronecker`` is its Step 12 as
-written, ``W += eta * kronecker(transpose(z), delta)``.
+written, ``W += eta * kronecker(transpose(z), delta)``. The other rules below ``kronecker`` are
+the plausible mistakes of ``slnn.check.gallery`` (which takes them from here: one definition of
+each rule), so a study can train them and show which still learn and why.
+
+``update=custom update.fn=FILE.py:FUNCTION`` trains a user's own ``step`` from a file
+(``custom_rule``): it is loaded by ``slnn.check.loader``, has no compiled form, and so trains on
+the NumPy path.
 """
 
 from __future__ import annotations
@@ -65,6 +71,57 @@ def kronecker_step(x, net, z, t, delta):
     return step / n
 
 
+def no_derivative_step(x, net, z, t, delta):
+    """The output error ``t - z`` used as the sensitivity: the factor ``f'(net)`` is dropped.
+
+    With sigmoid outputs this is exactly the gradient of binary cross-entropy (which is why the
+    formula is common); with linear outputs it is the squared-error gradient (``f' = 1``); with
+    relu it keeps pushing units whose ``f'`` is 0.
+    """
+    return x.T @ (t - z) / len(x)             # (d+1, n) @ (n, k) -> (d+1, k)
+
+
+def ascent_step(x, net, z, t, delta):
+    """The sign flipped: the error written ``z - t`` (as in ``dL/dz``) and still *added* to ``W``."""
+    return -(x.T @ delta) / len(x)            # (d+1, k)
+
+
+def outer_transposed_step(x, net, z, t, delta):
+    """The outer product the wrong way round: ``delta.T @ x``, the gradient's transpose.
+
+    Shape ``(k, d+1)``: it fits ``W`` only when ``d + 1 == k``, by accident, and then adds each
+    weight's gradient to the weight at the mirrored position.
+    """
+    return delta.T @ x / len(x)               # (k, n) @ (n, d+1) -> (k, d+1)
+
+
+def sum_not_mean_step(x, net, z, t, delta):
+    """A batch's per-sample gradients summed, not averaged: `n` times the gradient for a batch of `n`.
+
+    Right for one sample, ``n`` times too large for a batch of ``n`` (the gradient of the
+    *summed* squared error), so the effective learning rate grows with the batch size.
+    """
+    return x.T @ delta                        # (d+1, n) @ (n, k) -> (d+1, k)
+
+
+def sigmoid_shortcut_step(x, net, z, t, delta):
+    """The sigmoid's derivative shortcut ``f'(net) = z (1 - z)`` used whatever the activation.
+
+    Right for sigmoid outputs only; for tanh or linear outputs ``z (1 - z)`` is not ``f'`` (and is
+    negative wherever ``z < 0`` or ``z > 1``).
+    """
+    return x.T @ ((t - z) * z * (1.0 - z)) / len(x)         # (d+1, n) @ (n, k) -> (d+1, k)
+
+
+def no_bias_step(x, net, z, t, delta):
+    """The bias input left out of the update: ``x`` without its last (bias) column.
+
+    Shape ``(d, k)``: one row short of ``W``. With one feature it is ``(1, k)``, which NumPy
+    would silently broadcast onto every row of ``W``.
+    """
+    return x[:, :-1].T @ delta / len(x)       # (d, n) @ (n, k) -> (d, k)
+
+
 def input_fast(out, x, net, z, t, delta):
     # one sample of input_step, accumulated: out (d+1, k) += x (d+1,) outer delta (k,)
     for i in range(out.shape[0]):
@@ -87,6 +144,14 @@ def kronecker_shape(n_in, n_out):
     return (n_out, n_out)
 
 
+def outer_transposed_shape(n_in, n_out):
+    return (n_out, n_in)
+
+
+def no_bias_shape(n_in, n_out):
+    return (n_in - 1, n_out)
+
+
 @dataclass(frozen=True)
 class UpdateRule:
     """An update rule: its NumPy ``step``, the shape that step has, and an optional ``fast`` form.
@@ -99,12 +164,32 @@ class UpdateRule:
     step: Callable
     step_shape: Callable = input_shape
     fast: Callable | None = None
+    # a user's rule (update=custom): its FILE.py:FUNCTION, absolute, and the file's sha256
+    source: str | None = None
+    digest: str | None = None
 
 
 UPDATE_RULES: dict[str, UpdateRule] = {
     "input": UpdateRule("input", input_step, input_shape, input_fast),
     "kronecker": UpdateRule("kronecker", kronecker_step, kronecker_shape, kronecker_fast),
+    # the gallery of plausible mistakes (slnn.check.gallery): NumPy path, no compiled form
+    "no_derivative": UpdateRule("no_derivative", no_derivative_step),
+    "ascent": UpdateRule("ascent", ascent_step),
+    "outer_transposed": UpdateRule("outer_transposed", outer_transposed_step,
+                                   outer_transposed_shape),
+    "sum_not_mean": UpdateRule("sum_not_mean", sum_not_mean_step),
+    "sigmoid_shortcut": UpdateRule("sigmoid_shortcut", sigmoid_shortcut_step),
+    "no_bias": UpdateRule("no_bias", no_bias_step, no_bias_shape),
 }
+
+# update=custom: the user's own step, from update.fn=FILE.py:FUNCTION (not a registry entry: it
+# has no step until a file is named)
+CUSTOM = "custom"
+
+
+def rule_choices() -> list[str]:
+    """What ``update=`` takes: the registered rules, then ``custom``."""
+    return [*UPDATE_RULES, CUSTOM]
 
 
 def get_rule(name: str) -> UpdateRule:
@@ -113,6 +198,48 @@ def get_rule(name: str) -> UpdateRule:
         return UPDATE_RULES[name]
     except KeyError:
         raise ValueError(f"unknown update rule {name!r}: choose one of {sorted(UPDATE_RULES)}") from None
+
+
+def custom_rule(fn: str) -> UpdateRule:
+    """``update=custom``: the user's ``FILE.py:FUNCTION`` (loaded by ``slnn.check.custom``, once
+    per file content) as an ``UpdateRule`` with no compiled form, so it trains on the NumPy path.
+
+    Every call gets copies of the arrays (the rule may modify them); a step that is not ``W``'s
+    shape, an exception inside the function or a return value that is not an array of numbers
+    stops the run with one line (``slnn.check.loader.RuleLoadError``); non-finite values pass,
+    so a rule whose weights blow up ends as ``diverged``, as a built-in rule does. ``step_shape``
+    calls the function on random batches of the shape asked for.
+    """
+    from slnn.check.custom import load, probe
+    from slnn.check.loader import CheckedRule, RuleLoadError
+
+    rule = load(fn)
+    lenient = CheckedRule(rule.func, rule.label, path=rule.path, digest=rule.digest,
+                          name=rule.name, finite=False)
+
+    def step(x, net, z, t, delta):
+        out = lenient(x.copy(), net.copy(), z.copy(), t.copy(), delta.copy())
+        want = (x.shape[1], delta.shape[1])
+        if out.shape != want:
+            raise RuleLoadError(f"{rule.label}: the function returned a step of shape "
+                                f"{out.shape} for a batch of {x.shape[0]}, but W has shape {want}")
+        return out
+
+    def step_shape(n_in, n_out):
+        shapes = {s.shape for _, s in probe(rule, "sigmoid", n_in, n_out, (1, 3))}
+        return shapes.pop() if len(shapes) == 1 else ("varies", sorted(shapes))
+
+    return UpdateRule(CUSTOM, step, step_shape, None, source=fn, digest=rule.digest)
+
+
+def resolve_rule(name: str, fn: str | None = None) -> UpdateRule:
+    """The rule ``update=<name>`` trains: a registered one, or with ``custom`` the user's ``fn``."""
+    if name == CUSTOM:
+        if not fn:
+            raise ValueError("update=custom needs update.fn=FILE.py:FUNCTION, e.g. "
+                             "update.fn=my_rules.py:my_step")
+        return custom_rule(fn)
+    return get_rule(name)
 
 
 def check_shape(rule: UpdateRule, w_shape: tuple[int, int]) -> None:
@@ -126,6 +253,7 @@ def check_shape(rule: UpdateRule, w_shape: tuple[int, int]) -> None:
     if shape != (n_in, n_out):
         raise ShapeMismatch(
             f"update rule {rule.name!r} gives a step of shape {shape} but W has shape {(n_in, n_out)} "
-            f"(n_features + 1 = {n_in}, n_outputs = {n_out}); it applies only where the shapes match, "
-            f"e.g. data=iris_petal"
+            f"(n_features + 1 = {n_in}, n_outputs = {n_out}); it applies only where the shapes match"
+            + (", e.g. data=iris_petal" if rule.source is None and tuple(rule.step_shape(3, 3)) == (3, 3)
+               else "")
         )

@@ -30,7 +30,8 @@ from slnn.core.errors import ConfigError
 from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
 from slnn.core.errors import check_positive as _positive
 from slnn.core.outcomes import Outcome
-from slnn.core.rules import UPDATE_RULES, ShapeMismatch, check_shape, get_rule
+from slnn.core.rules import (CUSTOM, UPDATE_RULES, ShapeMismatch, check_shape, resolve_rule,
+                             rule_choices)
 
 SAMPLINGS = ("shuffle", "random", "sequential")
 INITS = ("uniform", "glorot")
@@ -66,12 +67,20 @@ class ModelSpec:
 
 @dataclass
 class UpdateSpec:
-    """Which update rule trains ``W`` (a key of ``slnn.core.rules.UPDATE_RULES``)."""
+    """Which update rule trains ``W``: a key of ``slnn.core.rules.UPDATE_RULES``, or ``custom``
+    with ``fn`` naming the user's ``FILE.py:FUNCTION`` (``slnn.check.custom``)."""
 
     rule: str = "input"
+    fn: Optional[str] = None
 
     def __post_init__(self):
-        _choice("update.rule", self.rule, UPDATE_RULES)
+        _choice("update.rule", self.rule, rule_choices())
+        if self.rule == CUSTOM and not self.fn:
+            raise ConfigError("update=custom needs update.fn=FILE.py:FUNCTION (your step "
+                              "function), e.g. update.fn=my_rules.py:my_step")
+        if self.fn and self.rule != CUSTOM:
+            raise ConfigError(f"update.fn={self.fn} is given but update={self.rule} is a built-in "
+                              f"rule: set update=custom to train {self.fn}, or drop update.fn")
 
 
 @dataclass
@@ -121,6 +130,12 @@ class RunSpec:
     update: UpdateSpec = field(default_factory=UpdateSpec)
     optim: OptimSpec = field(default_factory=OptimSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
+
+    def __post_init__(self):
+        rule = self.update.rule
+        if self.train.backend == "compiled" and (rule == CUSTOM or UPDATE_RULES[rule].fast is None):
+            raise ConfigError(f"update={rule} has no compiled form: set train.backend=auto (or "
+                              "numpy), which trains it on the NumPy path")
 
     @classmethod
     def of(cls, **options) -> "RunSpec":
@@ -252,7 +267,7 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     m, t = spec.model, spec.train
     epochs, batch_size, lr = t.epochs, t.batch_size, spec.optim.lr
     rng = rng if rng is not None else np.random.default_rng()
-    act, upd = get_activation(m.activation), get_rule(spec.update.rule)
+    act, upd = get_activation(m.activation), resolve_rule(spec.update.rule, spec.update.fn)
     x_tr, x_va, x_te = with_bias(data.x_train), with_bias(data.x_val), with_bias(data.x_test)
     t_tr, t_va, t_te = data.t_train, data.t_val, data.t_test
     n_in, n_out = x_tr.shape[1], t_tr.shape[1]

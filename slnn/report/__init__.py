@@ -38,6 +38,9 @@ class Analysis:
     verdict: list[str]
     headline: list[str]
     identity: pd.DataFrame | None = None  # the cos(z, x) identity on logged runs, if any
+    # each rule next to its checker verdict (slnn.report.rulecheck), when the sweep trains a rule
+    # other than the guide's two
+    rule_checks: dict | None = None
 
 
 def analyse(sweep: SweepData | pd.DataFrame, fetch=None) -> Analysis:
@@ -55,8 +58,11 @@ def analyse(sweep: SweepData | pd.DataFrame, fetch=None) -> Analysis:
     identity = None
     if fetch is not None and (runs["update"] == RULE).any():
         identity = check_runs(runs, fetch)
+    from slnn.report.rulecheck import applies, check_rules
+
+    checks = check_rules(runs) if applies(runs) else None
     return Analysis(summary, tests, learn, verdict(runs, summary, tests, learn),
-                    headline(runs, summary, tests, learn), identity)
+                    headline(runs, summary, tests, learn), identity, checks)
 
 
 def default_out(study: str) -> Path:

@@ -78,6 +78,9 @@ def runs_frame(df: pd.DataFrame) -> pd.DataFrame:
         "outcome": _col(df, "tags.slnn.outcome", None),
         "reason": _col(df, "tags.slnn.reason", "").fillna(""),
         "artifact_uri": _col(df, "artifact_uri", "").fillna(""),
+        # a user's rule (update=custom): its FILE.py:FUNCTION and the file's sha256
+        "rule_fn": _col(df, "tags.slnn.rule_fn", None),
+        "rule_digest": _col(df, "tags.slnn.rule_digest", None),
     })
     for m in FINALS:
         out[m] = pd.to_numeric(_col(df, f"metrics.{m}"), errors="coerce")

@@ -165,7 +165,9 @@ def write_html(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path
 def write_data(sweep: Sweep, analysis, out: Path) -> list[Path]:
     """The numbers behind the report, for a notebook."""
     sweep.tidy.to_parquet(out / "tidy.parquet", index=False)
-    sweep.runs.drop(columns=["artifact_uri"]).to_csv(out / "runs.csv", index=False)
+    # no path of the machine in the data: a user rule is named by its digest there, not its file
+    sweep.runs.drop(columns=["artifact_uri", "rule_fn"], errors="ignore").to_csv(out / "runs.csv",
+                                                                           index=False)
     analysis.summary.join(analysis.learn).to_csv(out / "summary.csv", index=False)
     analysis.tests.to_csv(out / "tests.csv", index=False)
     return [out / f for f in DATA_FILES]

@@ -131,7 +131,11 @@ def stats_note(n_tests: int) -> list[str]:
 
 
 def analysis_sections(sweep, analysis) -> list[Block]:
+    from slnn.report.rulecheck import rulecheck_blocks
+
     blocks: list[Block] = identity_blocks(analysis.identity)
+    blocks += rulecheck_blocks(getattr(analysis, "rule_checks", None), analysis.summary,
+                               analysis.learn, analysis.tests)
     shown = tests_display(analysis.tests) if len(analysis.tests) else pd.DataFrame()
     if not shown.empty:
         blocks += [("h2", "Head-to-head"),

@@ -65,8 +65,9 @@ def _same_making(run, own, reuse_other_code: bool) -> bool:
     if own is None:
         return True
     mine, theirs = own.data.tags, run.data.tags
-    if theirs.get("slnn.data_digest") != mine.get("slnn.data_digest"):
-        return False
+    for tag in ("slnn.data_digest", "slnn.rule_digest"):  # the data, and a user's rule file
+        if theirs.get(tag) != mine.get(tag):
+            return False
     return reuse_other_code or theirs.get("slnn.code_hash") == mine.get("slnn.code_hash")
 
 

@@ -24,6 +24,7 @@ class Cell:
     config: Config  # validated
     hash: str  # slnn.config_hash
     data_digest: str  # slnn.data_digest: the data this cell reads
+    rule_digest: str | None = None  # slnn.rule_digest: the user's rule file (update=custom)
     index: int = -1  # its place in the grid (set by the orchestrator)
     folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
 
@@ -60,8 +61,10 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> 
 
     from slnn.app.cli import explain_hydra_error
     from slnn.app.keys import GroupChecker, check_key, unknown_key
-    from slnn.app.run import build_dataset
+    from slnn.app.run import build_dataset, check_custom_rule
+    from slnn.check.loader import RuleLoadError
     from slnn.core.errors import ConfigError, DataError
+    from slnn.core.rules import CUSTOM
 
     parser = OverridesParser.create()
     is_group = GroupChecker(searchpath)
@@ -69,6 +72,10 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> 
     # compose sees a user's hydra.searchpath as the command line gave it
     extra = [f"hydra.searchpath=[{','.join(str(p) for p in searchpath)}]"] if searchpath else []
     bases: dict[tuple, DictConfig] = {}
+    # update=custom,input update.fn=...: update.fn is the custom cells' file; the built-in cells
+    # drop it (their runs are the same as without it, and can be reused by other sweeps)
+    sweeps_custom = any(o.lstrip("+") == f"update={CUSTOM}" for cell in cells for o in cell)
+    checked_rules: dict[tuple, str] = {}
     out = []
     for cell in cells:
         keys = [o.split("=", 1)[0] for o in cell]
@@ -95,9 +102,21 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> 
                     if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                         raise ConfigError(unknown_key(key, is_group.names()))
                     OmegaConf.update(cfg, key, ov.value(), merge=True)
+            update = cfg["update"]  # not cfg.update: a DictConfig is a mapping, with .update()
+            if sweeps_custom and update.rule != CUSTOM and update.fn is not None:
+                update.fn = None
             c = to_config(cfg)
             data = build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
-            out.append(Cell(list(cell), cfg, c, config_hash(cfg), data.digest))
+            rule_digest = None
+            if c.update.rule == CUSTOM:  # loaded and called on this cell's shapes, once each
+                key = (c.update.fn, c.model.activation, data.x_train.shape[1], data.t_train.shape[1],
+                       c.train.batch_size)
+                if key not in checked_rules:
+                    checked_rules[key] = check_custom_rule(c, data)
+                rule_digest = checked_rules[key]
+            out.append(Cell(list(cell), cfg, c, config_hash(cfg), data.digest, rule_digest))
+        except RuleLoadError as e:
+            fail(f"{e}; no run was started")
         except (ConfigError, DataError) as e:
             fail(f"{e} {where}")
         except Exception as e:

@@ -110,7 +110,8 @@ class Orchestrator:
         the_plan = plan(cells, finished, code, force=force, reuse_other_code=reuse_other_code)
         study = OmegaConf.select(config, "hydra.runtime.choices.experiment") or "sweep"
         # the same grid on the same data with the same code reopens its parent
-        keys = sorted(f"{c.hash}:{c.data_digest}" for c in cells)
+        keys = sorted(f"{c.hash}:{c.data_digest}" + (f":{c.rule_digest}" if c.rule_digest else "")
+                      for c in cells)
         sweep_hash = hashlib.sha256(",".join([code, *keys]).encode()).hexdigest()[:16]
         question = study_question(study, OmegaConf.select(config, "hydra.searchpath"))
         try:

@@ -1,17 +1,19 @@
 """Which cells of a grid a sweep runs, and why: resume keyed on the config, the code and the data.
 
 A cell is reused only when a FINISHED run has the same ``slnn.config_hash`` (what it computes),
-the same ``slnn.data_digest`` (the data it read) and the same ``slnn.code_hash`` (the code that
-made it; ``sweep.reuse_other_code=true`` accepts other code). Otherwise it runs, and the plan
-says why: the code changed, the data changed, or it is new. ``sweep.force=true`` runs every cell.
+the same ``slnn.data_digest`` (the data it read), for a user's rule (``update=custom``) the same
+``slnn.rule_digest`` (the sha256 of the rule's file), and the same ``slnn.code_hash`` (the code
+that made it; ``sweep.reuse_other_code=true`` accepts other code). Otherwise it runs, and the
+plan says why: the code changed, the rule's file changed, the data changed, or it is new.
+``sweep.force=true`` runs every cell.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-REUSED, CODE_CHANGED, DATA_CHANGED, NEW, FORCED = ("reused", "code changed", "data changed",
-                                                   "new", "forced")
+REUSED, CODE_CHANGED, RULE_CHANGED, DATA_CHANGED, NEW, FORCED = (
+    "reused", "code changed", "rule file changed", "data changed", "new", "forced")
 
 
 @dataclass
@@ -25,9 +27,10 @@ class Plan:
 
     def line(self) -> str:
         parts = [f"{self.count(REUSED)} reused"]
-        for reason in (CODE_CHANGED, DATA_CHANGED):
+        for reason in (CODE_CHANGED, RULE_CHANGED, DATA_CHANGED):
             if self.count(reason):
-                parts.append(f"{self.count(reason)} rerun because the {reason.split()[0]} changed")
+                parts.append(f"{self.count(reason)} rerun because the "
+                             f"{reason.removesuffix(' changed')} changed")
         parts.append(f"{self.count(NEW)} new")
         if self.count(FORCED):
             parts.append(f"{self.count(FORCED)} rerun (sweep.force=true)")
@@ -40,7 +43,8 @@ def plan(cells, finished: dict, code_hash: str, *, force: bool = False,
     p = Plan()
     for cell in cells:
         runs = finished.get(cell.hash, [])
-        same_data = [r for r in runs if r.data_digest == cell.data_digest]
+        same_input = [r for r in runs if r.data_digest == cell.data_digest]
+        same_data = [r for r in same_input if r.rule_digest == getattr(cell, "rule_digest", None)]
         match = [r for r in same_data if r.code_hash == code_hash] or (
             same_data if reuse_other_code else [])
         if force:
@@ -50,6 +54,8 @@ def plan(cells, finished: dict, code_hash: str, *, force: bool = False,
             continue
         elif same_data:
             p.why[cell.hash] = CODE_CHANGED
+        elif same_input:
+            p.why[cell.hash] = RULE_CHANGED
         elif runs:
             p.why[cell.hash] = DATA_CHANGED
         else:

@@ -52,6 +52,7 @@ class FinishedRun:
     data_digest: str | None
     parent: str | None
     start_time: int
+    rule_digest: str | None = None  # a user's rule (update=custom): its file's sha256
 
 
 def finished_runs(client, experiment_id: str) -> dict[str, list[FinishedRun]]:
@@ -66,7 +67,8 @@ def finished_runs(client, experiment_id: str) -> dict[str, list[FinishedRun]]:
             if "slnn.config_hash" in t and "slnn.link_to" not in t:
                 out.setdefault(t["slnn.config_hash"], []).append(FinishedRun(
                     r.info.run_id, t["slnn.config_hash"], t.get("slnn.code_hash"),
-                    t.get("slnn.data_digest"), t.get("mlflow.parentRunId"), r.info.start_time))
+                    t.get("slnn.data_digest"), t.get("mlflow.parentRunId"), r.info.start_time,
+                    t.get("slnn.rule_digest")))
         token = page.token
         if not token:
             break

@@ -1,0 +1,316 @@
+"""The report's section on each update rule next to its checker verdict: what ``slnn-check``
+measures about the step (``slnn.check``), beside what training with it did in this sweep.
+
+    from slnn.report.rulecheck import check_rules, rulecheck_blocks
+    checks = check_rules(runs)                  # {rule: RuleCheck}, the checker run per rule
+    blocks = rulecheck_blocks(checks, summary, learn, tests)
+
+It appears when a sweep trains a rule other than the guide's two (``input``, ``kronecker``): the
+gallery's mistakes (the ``mistakes`` study) or a user's rule (``update=custom``, e.g. from
+``slnn-check FILE:FUNC --compare``). A registry rule is checked by name; a user's rule is checked
+from its file only when the file's sha256 today is the one its runs recorded.
+
+Every word is generated from a test: the checker's verdict words are ``slnn.check.report``'s (they
+say what held on the batches checked, no more), the learning words are the report's own
+(``slnn.report.verdict``: "significantly" only where Holm's p < 0.05). The one identity stated,
+that for a single sample a step's cosine with the negative gradient equals ``cos(z, x)``, is
+stated for a rule only where it held, to within 1e-8, on every single-sample batch checked on
+which the step fits (it holds for ``kronecker``, whose step is ``kron(z, delta)`` where the
+gradient's is ``kron(x, delta)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slnn.report.verdict import NONE, fmt, fmt_p
+
+GUIDE_RULES = ("input", "kronecker")
+REFERENCE = "input"
+IDENTITY_TOL = 1e-8
+
+
+@dataclass
+class RuleCheck:
+    """The checker's results for one rule of the sweep (None with a ``note`` when not checked)."""
+
+    rule: str
+    label: str
+    results: list | None = None
+    note: str = ""
+    # per activation: (batches, max |cos(step, -grad) - cos(z, x)|, min, mean, max cos(z, x))
+    single: dict = field(default_factory=dict)
+
+    def by_activation(self) -> dict:
+        return {r.activation: r for r in (self.results or [])}
+
+
+def applies(runs: pd.DataFrame) -> bool:
+    """Whether the sweep trained a rule other than the guide's two."""
+    return bool(set(runs["update"].unique()) - set(GUIDE_RULES) - {"?"})
+
+
+def _single_sample_identity(results) -> dict:
+    """Per activation, on the checked single-sample batches where ``d + 1 == k`` and the step
+    fits: how far the step's cosine with the negative gradient is from ``cos(z, x)``."""
+    from slnn.core.activations import ACTIVATIONS
+
+    out = {}
+    for r in results:
+        act = ACTIVATIONS[r.activation]
+        diffs, coses = [], []
+        for shape in r.shapes:
+            if shape.n_features + 1 != shape.n_outputs:
+                continue
+            for b in shape.batches:
+                if b.n != 1 or b.fit != "right" or b.cosine is None:
+                    continue
+                x = b.batch.x[0]
+                z = act.f(b.batch.x @ b.batch.W)[0]
+                nz, nx = float(np.linalg.norm(z)), float(np.linalg.norm(x))
+                if nz == 0 or nx == 0:
+                    continue
+                cos_zx = float(z @ x) / (nz * nx)
+                diffs.append(abs(b.cosine - cos_zx))
+                coses.append(cos_zx)
+        if diffs:
+            out[r.activation] = (len(diffs), max(diffs), min(coses), float(np.mean(coses)),
+                                 max(coses))
+    return out
+
+
+def _rule_function(rule: str, rows: pd.DataFrame):
+    """(callable, label, note): the rule's step, how to name it, and why it was not checked."""
+    from slnn.core.rules import CUSTOM, UPDATE_RULES
+
+    if rule in UPDATE_RULES:
+        return UPDATE_RULES[rule].step, f"`{rule}`", ""
+    if rule != CUSTOM:
+        return None, f"`{rule}`", "not a registered rule of this slnn: not checked"
+    fns = sorted(set(rows.get("rule_fn", pd.Series(dtype=str)).dropna()))
+    digests = sorted(set(rows.get("rule_digest", pd.Series(dtype=str)).dropna()))
+    if len(fns) != 1 or len(digests) != 1:
+        return None, "`custom`", ("its runs name no single file and digest "
+                                  f"({len(fns)} files, {len(digests)} digests): not checked")
+    fn, digest = fns[0], digests[0]
+    label = f"`custom` ({Path(fn.rpartition(':')[0]).name}:{fn.rpartition(':')[2]})"
+    from slnn.check.custom import load
+    from slnn.check.loader import RuleLoadError
+
+    try:
+        loaded = load(fn)
+    except RuleLoadError as e:
+        return None, label, f"its file cannot be loaded now ({e}): not checked"
+    if loaded.digest != digest:
+        return None, label, (f"its file has changed since these runs (sha256 {loaded.digest[:12]} "
+                             f"now, {digest[:12]} then): not checked")
+    return loaded, label, ""
+
+
+def check_rules(runs: pd.DataFrame, seed: int = 0) -> dict[str, RuleCheck]:
+    """The checker (``slnn.check.check_rule``) for every rule of the sweep, on the activations
+    the sweep trained it with."""
+    import contextlib
+    import sys
+    import warnings
+
+    from slnn.check.checker import check_rule
+    from slnn.core.activations import ACTIVATIONS
+
+    out = {}
+    for rule in sorted(runs["update"].unique()):
+        rows = runs[runs["update"] == rule]
+        fn, label, note = _rule_function(rule, rows)
+        acts = [a for a in ACTIVATIONS if a in set(rows["activation"])]
+        rc = RuleCheck(rule, label, note=note)
+        if fn is not None and acts:
+            # a rule is code: what it prints or warns is not the report's, and if it raises, the
+            # report says so for this rule and goes on
+            try:
+                with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    rc.results = check_rule(fn, activations=acts, seed=seed)
+                rc.single = _single_sample_identity(rc.results)
+            except Exception as e:  # noqa: BLE001
+                first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+                rc.note = f"the checker could not run it ({type(e).__name__}: {first})"
+        out[rule] = rc
+    return out
+
+
+# --- the learning side ---------------------------------------------------------------------
+
+def _best_rows(summary: pd.DataFrame, learn: pd.DataFrame) -> pd.DataFrame:
+    """Per (data, rule, activation): the lr with the lowest mean validation error among the
+    cells where a run trained (ties: the smaller lr)."""
+    s = summary.join(learn)
+    s = s[np.isfinite(s["val_error_mean"].astype(float))]
+    if s.empty:
+        return s
+    s = s.sort_values(["data", "update", "activation", "val_error_mean", "lr"])
+    return s.drop_duplicates(["data", "update", "activation"]).set_index(
+        ["data", "update", "activation"])
+
+
+def _against_reference(tests: pd.DataFrame, data: str, rule: str, act: str, lr: float):
+    """The head-to-head test of ``rule`` against ``input`` in one cell, as (diff rule - input,
+    Holm p, significant), or None."""
+    h = tests[(tests["family"] == "head_to_head") & (tests["data"] == data)
+              & (tests["activation"] == act) & (tests["lr"] == lr)]
+    for a, b, sign in ((rule, REFERENCE, 1.0), (REFERENCE, rule, -1.0)):
+        row = h[(h["update_a"] == a) & (h["update_b"] == b)]
+        if len(row):
+            r = row.iloc[0]
+            if not np.isfinite(r["p"]):
+                return sign * r["diff"], math.nan, False, r["note"]
+            return sign * r["diff"], r["p_holm"], bool(r["significant"]), ""
+    return None
+
+
+def _vs_text(t) -> str:
+    if t is None:
+        return "n/a"
+    diff, p, sig, note = t
+    if not np.isfinite(p):
+        return f"{diff:+.3f} ({note or 'no test'})"
+    return f"{diff:+.3f} ({'significant' if sig else 'not significant'}, Holm p {fmt_p(p)})"
+
+
+def _verdict_text(r) -> str:
+    if r is None:
+        return "not checked"
+    v = r.verdict + (f" x{r.scale:.3g}" if r.scale is not None else "")
+    return v + (f" (fits only {', '.join(r.fits_only)})" if r.fits_only else "")
+
+
+def table(checks: dict[str, RuleCheck], summary: pd.DataFrame, learn: pd.DataFrame,
+          tests: pd.DataFrame) -> pd.DataFrame:
+    """One row per (data, rule, activation): the checker's verdict and cosines, and the learning
+    result at the rule's best learning rate there."""
+    best = _best_rows(summary, learn)
+    rows = []
+    joined = summary.join(learn)
+    for (data, rule, act), grp in joined.groupby(["data", "update", "activation"], sort=True):
+        rc = checks.get(rule)
+        r = rc.by_activation().get(act) if rc else None
+        row = {"data": data, "rule": rule, "activation": act, "checker verdict": _verdict_text(r),
+               "cos mean": fmt(r.cosine_mean) if r and r.cosine_mean is not None else "-",
+               "cos min": fmt(r.cosine_min) if r and r.cosine_min is not None else "-"}
+        if (data, rule, act) in best.index:
+            b = best.loc[(data, rule, act)]
+            row.update({"best lr": f"{b['lr']:g}", "learns? (at best lr)": b["learns"],
+                        "test error": fmt(b["test_error_mean"]),
+                        f"vs {REFERENCE} (same cell)": (
+                            "-" if rule == REFERENCE else
+                            _vs_text(_against_reference(tests, data, rule, act, b["lr"])))})
+        else:
+            row.update({"best lr": "-", "learns? (at best lr)": str(grp.iloc[0].get("learns", NONE)),
+                        "test error": "n/a",
+                        f"vs {REFERENCE} (same cell)": "-"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- the explanations ---------------------------------------------------------------------
+
+def _learned_where(rule: str, act: str, best: pd.DataFrame, tests: pd.DataFrame) -> str:
+    """'. In this sweep, on <data> at <its best lr>: <learning verdict>, test error e; against
+    input in the same cell <difference>' over the data sets, or ''."""
+    bits = []
+    for data in sorted({k[0] for k in best.index}):
+        if (data, rule, act) not in best.index:
+            continue
+        b = best.loc[(data, rule, act)]
+        ref = ""
+        if (data, REFERENCE, act) in best.index and rule != REFERENCE:
+            t = _against_reference(tests, data, rule, act, b["lr"])
+            if t is not None:
+                ref = f"; against `{REFERENCE}` in the same cell {_vs_text(t)}"
+        bits.append(f"on {data} at lr {b['lr']:g}: {b['learns']}, test error "
+                    f"{fmt(b['test_error_mean'])}{ref}")
+    return (". In this sweep, " + "; ".join(bits)) if bits else ""
+
+
+def explanations(checks: dict[str, RuleCheck], summary: pd.DataFrame, learn: pd.DataFrame,
+                 tests: pd.DataFrame) -> list[str]:
+    """Paragraphs, one per rule: the checker's summary of the step, then per activation what
+    kind of step it is beside what it did here; and the cos(z, x) identity where it held."""
+    from slnn.check.report import LOSS_WORDS, summarize
+
+    best = _best_rows(summary, learn)
+    out = []
+    for rule, rc in checks.items():
+        if rc.results is None:
+            out.append(f"{rc.label}: {rc.note}.")
+            continue
+        text = summarize(rc.results, rc.label)
+        per = []
+        for r in rc.results if rule != REFERENCE else []:  # the reference: the table says it
+            where = _learned_where(rule, r.activation, best, tests)
+            if not where:
+                continue
+            v = r.verdict
+            if v.startswith("other_loss_gradient:"):
+                what = LOSS_WORDS.get(v.split(":", 1)[1], (v.split(":", 1)[1],))[0]
+                kind = (f"with {r.activation} the step is the negative gradient of {what}, not "
+                        f"of the squared error (largest relative deviation from the squared "
+                        f"error's gradient {r.max_rel_dev:.2g}): gradient descent on another loss")
+            elif v in ("gradient", "gradient_scaled"):
+                kind = f"with {r.activation} the step is the gradient" + (
+                    f" times {r.scale:.3g}" if v == "gradient_scaled" else "")
+            elif v == "descent":
+                kind = (f"with {r.activation} the step points downhill on every batch checked "
+                        f"(cosine with the negative gradient {fmt(r.cosine_min)} at least, "
+                        f"{fmt(r.cosine_mean)} on average) without being a gradient")
+            elif v == "not_descent":
+                kind = (f"with {r.activation} the step is not a descent direction on at least "
+                        f"one batch checked (cosine with the negative gradient as low as "
+                        f"{fmt(r.cosine_min)}, {fmt(r.cosine_mean)} on average)")
+            else:
+                kind = f"with {r.activation} the step never has W's shape"
+            per.append(kind + where)
+        if per:
+            text += " Beside training: " + " ".join(p[0].upper() + p[1:] + "." for p in per)
+        out.append(text)
+        held = {a: s for a, s in rc.single.items() if s[1] <= IDENTITY_TOL}
+        if held and len(held) == len(rc.single):
+            n = sum(s[0] for s in held.values())
+            worst = max(s[1] for s in held.values())
+            spread = "; ".join(f"{a}: cos(z, x) from {s[2]:.2f} to {s[4]:.2f} (mean {s[3]:.2f})"
+                               for a, s in held.items())
+            out.append(
+                f"{rc.label}, one sample at a time: on all {n} single-sample batches checked "
+                f"where the step fits (n_features + 1 == n_outputs), its cosine with the negative "
+                f"gradient equals cos(z, x), the cosine between the layer's outputs and its "
+                f"inputs (largest difference {worst:.1e}). So it points along the descent "
+                f"direction only as far as z happens to point along x: {spread}. Where cos(z, x) "
+                f"can be negative the step can point uphill.")
+    return out
+
+
+def rulecheck_blocks(checks: dict[str, RuleCheck] | None, summary: pd.DataFrame,
+                     learn: pd.DataFrame, tests: pd.DataFrame) -> list:
+    """The section's blocks (``slnn.report.render``), or none when the sweep has no rule to
+    check beyond the guide's two."""
+    if not checks:
+        return []
+    from slnn.check.checker import DEFAULT_SHAPES
+
+    shapes = ", ".join(f"d={d},k={k}" for d, k in DEFAULT_SHAPES)
+    return [
+        ("h2", "Rules and their checker verdicts"),
+        ("p", "What each rule's step is, measured by slnn-check (the step against the negative "
+              "gradient of 0.5 ||t - z||^2 by central differences, on random batches of the data "
+              f"shapes {shapes}, seed 0), next to what training with it did here: its learning "
+              "rate with the lowest mean validation error per activation, whether it lowers the "
+              "test error there (Holm-corrected with every other test of this report) and the "
+              f"paired difference from `{REFERENCE}` in the same cell (rule - {REFERENCE}). A "
+              "verdict is evidence from the batches checked, not a proof."),
+        ("table", table(checks, summary, learn, tests)),
+        *[("p", t) for t in explanations(checks, summary, learn, tests)],
+    ]
