@@ -7,11 +7,15 @@ Three kinds (``family``), all on the final test error of runs that trained witho
 paired by seed (a seed fixes the split and the initial weights, the same for every rule):
 
 - ``head_to_head``: per (data, activation, lr) cell, rule ``a`` against rule ``b`` over the seeds
-  where both trained;
+  where both trained. With two rules, that one pair; with more and ``input`` (the gradient) among
+  them, each other rule against ``input`` only (many-to-one: the question a study of several
+  rules asks is how each compares with the gradient, and k - 1 tests instead of k(k - 1)/2 keep
+  Holm's correction from spending its power on pairs of mistakes); with more and no ``input``,
+  every pair;
 - ``learning``: per (data, rule, activation, lr) cell, the final test error against the same
   runs' test error at epoch 0: does the rule lower the error at all;
 - ``best_vs_best``: per data set, each rule's best cell (by validation error, ``stats.mark_best``)
-  against the other's, over the seeds both trained (left out when both best cells are the same
+  against the other's (the same pairs as ``head_to_head``), over the seeds both trained (left out when both best cells are the same
   (activation, lr): that is a head-to-head test already).
 
 Each row has the Wilcoxon signed-rank p-value (``inference.paired_tests``), the mean paired
@@ -38,6 +42,18 @@ def cell_label(rule: str, activation: str, lr: float) -> str:
     return f"{rule} ({activation}, lr {lr:g})"
 
 
+REFERENCE = "input"  # the gradient step: what every other rule is held to in a study of several
+
+
+def rule_pairs(rules: list[str]) -> list[tuple[str, str]]:
+    """The (a, b) rule pairs compared: all pairs of ``rules`` (sorted), or, with more than two
+    and ``input`` among them, ``(input, r)`` for each other rule ``r``."""
+    rules = sorted(rules)
+    if len(rules) > 2 and REFERENCE in rules:
+        return [(REFERENCE, r) for r in rules if r != REFERENCE]
+    return [(ra, rb) for i, ra in enumerate(rules) for rb in rules[i + 1:]]
+
+
 def tests_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """The family of tests of one sweep (columns ``COLUMNS``), sorted by family, data, cell."""
     done = runs[runs["outcome"].isin(RAN)]
@@ -60,8 +76,8 @@ def tests_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         for act, lr in cells:
             here = [r for r in rules if (data, r, act, lr) in ran]
             got = {r: by_cell.get((data, r, act, lr), empty) for r in here}
-            for i, ra in enumerate(here):
-                for rb in here[i + 1:]:
+            for ra, rb in rule_pairs(rules):
+                if ra in got and rb in got:
                     add(dict(family="head_to_head", data=data, update_a=ra, update_b=rb,
                              activation=act, lr=lr, a=ra, b=rb),
                         got[ra]["test_error"], got[rb]["test_error"])
@@ -72,9 +88,8 @@ def tests_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
                     mine["test_error"], mine["initial_test_error"])
         best = summary[(summary["data"] == data) & summary["best"].astype(bool)]
         best = best.set_index("update")
-        brules = [r for r in rules if r in best.index]
-        for i, ra in enumerate(brules):
-            for rb in brules[i + 1:]:
+        for ra, rb in rule_pairs(rules):
+            if ra in best.index and rb in best.index:
                 ca, cb = best.loc[ra], best.loc[rb]
                 if ca["activation"] == cb["activation"] and ca["lr"] == cb["lr"]:
                     continue  # the same cell: its head-to-head test is this comparison

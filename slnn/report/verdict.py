@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import RAN, Outcome
-from slnn.report.compare import best_comparison
+from slnn.report.compare import REFERENCE, best_comparison
 from slnn.report.inference import ALPHA, TEST_NAME
 from slnn.report.stats import chance_by_data
 
@@ -246,6 +246,45 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _against_reference(tests: pd.DataFrame, summary: pd.DataFrame, datas: list[str],
+                       rules: list[str], chance: pd.Series) -> list[str]:
+    """A study of several rules, each tested against ``input`` only: one sentence per data set
+    on the paired cell tests, one on the best cells."""
+    out = []
+    for data in datas:
+        bits = []
+        for rule in rules:
+            c = head_to_head_counts(tests, data, REFERENCE, rule)
+            if c["cells"]:
+                bits.append(f"`{rule}` significantly higher in {c['a_sig']} and significantly "
+                            f"lower in {c['b_sig']} of {_cells(c['cells'])}")
+        if bits:
+            out.append(f"On {data}, against `{REFERENCE}` (the gradient) in the same "
+                       f"(activation, lr) cell, paired by seed, the mean test error is "
+                       f"{_join(bits)} (Holm p < {ALPHA:g}; the other cells show no significant "
+                       "difference).")
+        best = summary[(summary["data"] == data) & summary["best"].astype(bool)].set_index("update")
+        if REFERENCE not in best.index:
+            continue
+        vs = []
+        for rule in rules:
+            if rule not in best.index:
+                continue
+            t = best_comparison(tests, summary, data, REFERENCE, rule)
+            if t is None or not np.isfinite(t["p"]):
+                how = "no test"
+            elif t["significant"]:
+                how = "significantly " + ("higher" if t["diff"] < 0 else "lower")
+            else:
+                how = "not significantly different"
+            vs.append(f"`{rule}` {fmt(best.loc[rule, 'test_error_mean'])} ({how})")
+        if vs:
+            out.append(f"Best cells by validation error on {data} (chance level "
+                       f"{fmt(chance.get(data, np.nan))}): `{REFERENCE}` reaches a test error of "
+                       f"{fmt(best.loc[REFERENCE, 'test_error_mean'])}; {_join(vs)}.")
+    return out
+
+
 def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
              learn: pd.DataFrame) -> list[str]:
     """3 to 5 sentences that open the report, every number from the tables."""
@@ -261,7 +300,9 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
            f"same initial weights) and is a {TEST_NAME.split(' (')[0]} corrected with Holm's "
            f"method over all {n_tests} tests of this report."]
     pairs = list(dict.fromkeys(p for data in datas for p in _pairs(tests, data)))
-    if pairs:
+    if len(pairs) > 1 and all(ra == REFERENCE for ra, _ in pairs):
+        out += _against_reference(tests, summary, datas, [rb for _, rb in pairs], chance)
+    elif pairs:
         ra, rb = pairs[0]
         per = [(data, head_to_head_counts(tests, data, ra, rb)) for data in datas
                if (ra, rb) in _pairs(tests, data)]
