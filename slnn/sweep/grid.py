@@ -1,31 +1,57 @@
 """A sweep's grid: every cell's overrides, composed and validated once, hashed once.
 
 ``compose_cells`` returns one ``Cell`` per grid point, or exits with one line naming the bad
-cell before anything runs. Composition is done once per distinct choice of config groups; a
-cell's plain value overrides are then applied to a copy, which keeps a 1,000-cell grid to about
-a second. Each distinct data set is built once (a malformed CSV fails here, not in a job).
+cell before anything runs. Hydra composes once per distinct choice of config groups (``data=``,
+``update=``, ``+experiment=``, ...). Each value override's typed value is then found once per such
+choice (OmegaConf converts and checks it on a scratch copy of the composed base) and a cell is
+built from plain containers: the base's resolved container with the cell's values set, made into
+the schema's dataclasses (whose ``__post_init__`` checks run for every cell, as
+``OmegaConf.to_object`` runs them) and hashed from the plain dict. A cell this shortcut cannot be
+sure about (interpolations, overrides inside one another's subtree, ``+``/``~`` overrides, a value
+that only validates with the cell's others, any error) takes the general path: a copy of the
+composed base, updated, then ``to_object``; that path also gives every error its line. Both make
+the same config and hash (``tests/test_grid.py``). A cell's ``DictConfig`` is made only when it
+runs. Each distinct data set is built once (a malformed CSV fails here, not in a job).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
-from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from slnn.app.schema import Config, config_hash, to_config
 
 
-@dataclass
 class Cell:
-    overrides: list[str]  # as the user would type them for this cell
-    cfg: DictConfig  # composed and resolved
-    config: Config  # validated
-    hash: str  # slnn.config_hash
-    data_digest: str  # slnn.data_digest: the data this cell reads
-    index: int = -1  # its place in the grid (set by the orchestrator)
-    folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
+    """One grid point. ``cfg`` (the composed ``DictConfig``) is made when first asked for: the
+    sweep itself needs only the plain ``container``, the validated ``config`` and the hashes."""
+
+    __slots__ = ("overrides", "_cfg", "container", "config", "hash", "data_digest", "index",
+                 "folder")
+
+    def __init__(self, overrides: list[str], cfg: DictConfig | None, config: Config, hash: str,
+                 data_digest: str, container: dict | None = None, index: int = -1,
+                 folder: str = ""):
+        self.overrides = overrides  # as the user would type them for this cell
+        self._cfg = cfg
+        # the resolved config as plain containers
+        self.container = (container if container is not None
+                          else OmegaConf.to_container(cfg, resolve=True))
+        self.config = config  # validated
+        self.hash = hash  # slnn.config_hash
+        self.data_digest = data_digest  # slnn.data_digest: the data this cell reads
+        self.index = index  # its place in the grid (set by the orchestrator)
+        self.folder = folder  # its folder under the sweep's cells/ (set when the chunks are written)
+
+    @property
+    def cfg(self) -> DictConfig:
+        """Composed and resolved (made from ``container`` on first use, as a worker does)."""
+        if self._cfg is None:
+            self._cfg = OmegaConf.merge(OmegaConf.structured(type(self.config)), self.container)
+        return self._cfg
 
 
 def fail(msg: str) -> None:
@@ -53,55 +79,203 @@ def enumerate_cells(config: DictConfig, arguments: list[str] | None = None) -> l
     return split_sweep_arguments(parsed)
 
 
-def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> list[Cell]:
-    """Compose, validate and hash each cell, and build each distinct data set once."""
+class _Slow(Exception):
+    """This cell needs the general path (the composed base, copied and updated)."""
+
+
+def _apply(cfg: DictConfig, overrides: list, is_group) -> None:
+    """Apply parsed value overrides to a composed config, in place: the general path."""
+    from slnn.app.keys import unknown_key
+    from slnn.core.errors import ConfigError
+
+    for ov in overrides:
+        key = ov.key_or_group
+        if ov.is_delete():
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, None)
+            continue
+        if ov.is_add() or ov.is_force_add():
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, ov.value(), merge=True)
+        else:
+            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                raise ConfigError(unknown_key(key, is_group.names()))
+            OmegaConf.update(cfg, key, ov.value(), merge=True)
+
+
+def _plain_copy(x):
+    if isinstance(x, dict):
+        return {k: _plain_copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain_copy(v) for v in x]
+    return x
+
+
+def _build(template, plain):
+    """``plain`` (a resolved container) as the dataclasses ``template`` is made of, the way
+    ``OmegaConf.to_object`` makes them (their ``__post_init__`` checks run); ``_Slow`` where this
+    shortcut cannot be sure to match it."""
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
+        if not isinstance(plain, dict):
+            raise _Slow
+        fields = dataclasses.fields(template)
+        if any(not f.init for f in fields) or set(plain) - {f.name for f in fields}:
+            raise _Slow
+        return type(template)(**{f.name: _build(getattr(template, f.name), plain[f.name])
+                                 for f in fields if f.name in plain})
+    if isinstance(plain, dict) and not (isinstance(template, dict) and not any(
+            dataclasses.is_dataclass(v) for v in template.values())):
+        raise _Slow  # a dict where the template has a structured value (or none)
+    return _plain_copy(plain)
+
+
+class _Base:
+    """One distinct choice of config groups, composed once; each cell's value overrides are then
+    set on a plain copy of its resolved container, from a cache of each override's typed value
+    (found, and converted by OmegaConf, once per (groups, override))."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.plain = OmegaConf.to_container(cfg, resolve=True)
+        # interpolations would see the overridden values: those need the general path
+        self.fast = self.plain == OmegaConf.to_container(cfg, resolve=False)
+        try:  # the groups alone may not validate (data=csv wants a path): such cells compose
+            self.template = to_config(cfg) if self.fast else None
+        except Exception:  # noqa: BLE001 - each cell then passes or fails on the general path
+            self.fast, self.template = False, None
+        self.typed: dict[str, tuple[list[str], object] | None] = {}
+        self._scratch: DictConfig | None = None
+
+    def value(self, text: str, ov, is_group) -> tuple[list[str], object]:
+        """The typed value one override sets on the base alone; ``_Slow`` if it does not
+        validate alone (a bad value, or one that needs the cell's other values): the general
+        path then gives the cell its usual error line."""
+        if text not in self.typed:
+            try:
+                self.typed[text] = self._leaf(ov)
+            except _Slow:
+                pass
+            except Exception:  # noqa: BLE001 - a bad value: the general path says so
+                self.typed[text] = None
+                self._scratch = None
+        if text not in self.typed:
+            try:
+                cfg = copy.deepcopy(self.cfg)
+                _apply(cfg, [ov], is_group)
+                to_config(cfg)
+                path = ov.key_or_group.split(".")
+                node = OmegaConf.to_container(cfg, resolve=True)
+                for p in path:
+                    node = node[p]
+                self.typed[text] = (path, node)
+            except Exception:  # noqa: BLE001 - decided, with its message, by the general path
+                self.typed[text] = None
+        if self.typed[text] is None:
+            raise _Slow
+        return self.typed[text]
+
+    def _leaf(self, ov) -> tuple[list[str], object]:
+        """A plain value for an existing leaf: set on a scratch copy of the base (OmegaConf
+        converts and checks it), read back and put back, so the base is not copied per distinct
+        value; ``_Slow`` for anything else. The cell's own checks run when its dataclasses are
+        made."""
+        key = ov.key_or_group
+        if ov.is_add() or ov.is_force_add() or ov.is_delete() or "${" in key:
+            raise _Slow
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(self.cfg)
+        cfg = self._scratch
+        old = OmegaConf.select(cfg, key, default="__missing__")
+        if isinstance(old, str) and old == "__missing__" or OmegaConf.is_config(old):
+            raise _Slow
+        OmegaConf.update(cfg, key, ov.value(), merge=True)
+        try:
+            new = OmegaConf.select(cfg, key)
+        finally:
+            OmegaConf.update(cfg, key, old, merge=True)
+        if OmegaConf.is_config(new) or isinstance(new, (dict, list)):
+            raise _Slow
+        return key.split("."), new
+
+    def cell(self, values: list[str], parsed: list, is_group) -> tuple[dict, Config]:
+        """``(container, config)`` for one cell, or ``_Slow``."""
+        if not self.fast or any("${" in v for v in values):
+            raise _Slow
+        paths = [ov.key_or_group for ov in parsed]
+        for a in paths:  # an override inside another's subtree: order matters, so compose
+            if sum(b == a or b.startswith(a + ".") for b in paths) > 1:
+                raise _Slow
+        plain = _plain_copy(self.plain)
+        for text, ov in zip(values, parsed):
+            path, value = self.value(text, ov, is_group)
+            node = plain
+            for p in path[:-1]:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise _Slow
+            node[path[-1]] = _plain_copy(value)
+        try:
+            return plain, _build(self.template, plain)
+        except Exception:  # noqa: BLE001 - the general path gives the error its usual line
+            raise _Slow from None
+
+
+def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
+                  shortcut: bool = True) -> list[Cell]:
+    """Compose, validate and hash each cell, and build each distinct data set once.
+    ``shortcut=False`` takes the general path for every cell (the reference the tests and
+    ``bench_sweep --grid`` compare with)."""
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.app.cli import explain_hydra_error
-    from slnn.app.keys import GroupChecker, check_key, unknown_key
+    from slnn.app.keys import GroupChecker, check_key
     from slnn.app.run import build_dataset
     from slnn.core.errors import ConfigError, DataError
 
     parser = OverridesParser.create()
+    parsed_once: dict[str, object] = {}
+
+    def parse(texts: list[str]) -> list:
+        for t in texts:
+            if t not in parsed_once:
+                parsed_once[t] = parser.parse_overrides([t])[0]
+        return [parsed_once[t] for t in texts]
+
     is_group = GroupChecker(searchpath)
     checked: set[str] = set()
     # compose sees a user's hydra.searchpath as the command line gave it
     extra = [f"hydra.searchpath=[{','.join(str(p) for p in searchpath)}]"] if searchpath else []
-    bases: dict[tuple, DictConfig] = {}
+    bases: dict[tuple, _Base] = {}
     out = []
     for cell in cells:
         keys = [o.split("=", 1)[0] for o in cell]
         groups = tuple(o for o, k in zip(cell, keys) if is_group(k) and not k.lstrip("+~").startswith("hydra/"))
         values = [o for o, k in zip(cell, keys) if not is_group(k) and not k.startswith("hydra.")]
-        where = f"(in the cell {' '.join(cell)}); no run was started"
         try:
             for k in [k for k in keys if k not in checked]:  # a typo fails here, naming the key meant
                 check_key(k, is_group)
                 checked.add(k)
             if groups not in bases:
-                bases[groups] = compose(config_name, overrides=list(groups) + extra)
-            cfg = copy.deepcopy(bases[groups])
-            for ov in parser.parse_overrides(values):
-                key = ov.key_or_group
-                if ov.is_delete():
-                    with open_dict(cfg):
-                        OmegaConf.update(cfg, key, None)
-                    continue
-                if ov.is_add() or ov.is_force_add():
-                    with open_dict(cfg):
-                        OmegaConf.update(cfg, key, ov.value(), merge=True)
-                else:
-                    if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                        raise ConfigError(unknown_key(key, is_group.names()))
-                    OmegaConf.update(cfg, key, ov.value(), merge=True)
-            c = to_config(cfg)
+                bases[groups] = _Base(compose(config_name, overrides=list(groups) + extra))
+            base = bases[groups]
+            parsed = parse(values)
+            try:
+                if not shortcut:
+                    raise _Slow
+                plain, c = base.cell(values, parsed, is_group)
+                cfg = None
+            except _Slow:
+                cfg = copy.deepcopy(base.cfg)
+                _apply(cfg, parsed, is_group)
+                c = to_config(cfg)
+                plain = OmegaConf.to_container(cfg, resolve=True)
             data = build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
-            out.append(Cell(list(cell), cfg, c, config_hash(cfg), data.digest))
+            out.append(Cell(list(cell), cfg, c, config_hash(plain), data.digest, plain))
         except (ConfigError, DataError) as e:
-            fail(f"{e} {where}")
+            fail(f"{e} (in the cell {' '.join(cell)}); no run was started")
         except Exception as e:
-            fail(f"{explain_hydra_error(e)} {where}")
+            fail(f"{explain_hydra_error(e)} (in the cell {' '.join(cell)}); no run was started")
     return out
 
 

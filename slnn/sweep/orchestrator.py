@@ -180,9 +180,9 @@ class Orchestrator:
         self.todo_names = [run_name(c.config) for c in todo]
         for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
             cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
-                      "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in chunk]
+                      "config": c.container} for c in chunk]
             (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
-            PREPARED[(str(state_path), k)] = [(c.cfg, c.config, c.hash, c.folder) for c in chunk]
+            PREPARED[(str(state_path), k)] = chunk  # grid.Cells: each makes its cfg when it runs
             # a job is a chunk of cells: Hydra's folder per job (a .hydra/ of internal keys, an
             # empty log) would mislabel them; each cell has its own folder under cells/ instead
             jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}",

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
 
-# (state file, chunk) -> [(cfg, Config, hash, folder)], filled by the orchestrator in its own process
+# (state file, chunk) -> [grid.Cell], filled by the orchestrator in its own process
 PREPARED: dict[tuple[str, int], list] = {}
 
 
@@ -86,8 +86,8 @@ def _save_log(state: dict, folder: str, log) -> str | None:
 
 def _load_chunk(state_path: str, state: dict, chunk: int) -> list:
     prepared = PREPARED.pop((state_path, chunk), None)
-    if prepared is not None:
-        return prepared
+    if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
+        return ((cell.cfg, cell.config, cell.hash, cell.folder) for cell in prepared)
     from slnn.app.schema import Config, to_config
 
     schema = OmegaConf.structured(Config)
