@@ -37,7 +37,8 @@ class Cell:
                  folder: str = ""):
         self.overrides = overrides  # as the user would type them for this cell
         self._cfg = cfg
-        # the resolved config as plain containers
+        # the resolved config as plain containers; sections a cell does not change may be
+        # shared with other cells of its grid: read it, never change it in place
         self.container = (container if container is not None
                           else OmegaConf.to_container(cfg, resolve=True))
         self.config = config  # validated
@@ -111,22 +112,42 @@ def _plain_copy(x):
     return x
 
 
-def _build(template, plain):
-    """``plain`` (a resolved container) as the dataclasses ``template`` is made of, the way
-    ``OmegaConf.to_object`` makes them (their ``__post_init__`` checks run); ``_Slow`` where this
-    shortcut cannot be sure to match it."""
+def _plan(template, plain):
+    """How to make ``template``'s dataclasses from a container shaped like ``plain`` (the base's
+    resolved container), worked out once per base: ``(class, sections, lists)`` for a dataclass
+    (its fields that are dataclasses, with their plans, and those that hold lists or dicts, to be
+    copied), None for a plain value; ``_Slow`` where this shortcut cannot be sure to match what
+    ``OmegaConf.to_object`` makes."""
     if dataclasses.is_dataclass(template) and not isinstance(template, type):
-        if not isinstance(plain, dict):
-            raise _Slow
         fields = dataclasses.fields(template)
-        if any(not f.init for f in fields) or set(plain) - {f.name for f in fields}:
+        if (not isinstance(plain, dict) or any(not f.init for f in fields)
+                or set(plain) != {f.name for f in fields}):
             raise _Slow
-        return type(template)(**{f.name: _build(getattr(template, f.name), plain[f.name])
-                                 for f in fields if f.name in plain})
+        sections, lists = {}, []
+        for f in fields:
+            sub = _plan(getattr(template, f.name), plain[f.name])
+            if sub is not None:
+                sections[f.name] = sub
+            elif f.name in plain and not isinstance(plain[f.name], (str, int, float, bool,
+                                                                    type(None))):
+                lists.append(f.name)
+        return type(template), sections, lists
     if isinstance(plain, dict) and not (isinstance(template, dict) and not any(
             dataclasses.is_dataclass(v) for v in template.values())):
         raise _Slow  # a dict where the template has a structured value (or none)
-    return _plain_copy(plain)
+    return None
+
+
+def _build(plan, plain: dict):
+    """``plain`` as the dataclasses of ``plan`` (``_plan``'s), made the way ``OmegaConf.to_object``
+    makes them: each one's ``__post_init__`` checks run, and each gets its own lists."""
+    cls, sections, lists = plan
+    kw = dict(plain)
+    for name, sub in sections.items():
+        kw[name] = _build(sub, plain[name])
+    for name in lists:
+        kw[name] = _plain_copy(plain[name])
+    return cls(**kw)
 
 
 class _Base:
@@ -140,9 +161,9 @@ class _Base:
         # interpolations would see the overridden values: those need the general path
         self.fast = self.plain == OmegaConf.to_container(cfg, resolve=False)
         try:  # the groups alone may not validate (data=csv wants a path): such cells compose
-            self.template = to_config(cfg) if self.fast else None
+            self.plan = _plan(to_config(cfg), self.plain) if self.fast else None
         except Exception:  # noqa: BLE001 - each cell then passes or fails on the general path
-            self.fast, self.template = False, None
+            self.fast, self.plan = False, None
         self.typed: dict[str, tuple[list[str], object] | None] = {}
         self._scratch: DictConfig | None = None
 
@@ -205,17 +226,25 @@ class _Base:
         for a in paths:  # an override inside another's subtree: order matters, so compose
             if sum(b == a or b.startswith(a + ".") for b in paths) > 1:
                 raise _Slow
-        plain = _plain_copy(self.plain)
+        # the base's container with the cell's values set: the sections a value changes are
+        # copied, the others are the base's own (a Cell's container is never changed in place)
+        plain = dict(self.plain)
+        copied: set[tuple] = set()
         for text, ov in zip(values, parsed):
             path, value = self.value(text, ov, is_group)
             node = plain
-            for p in path[:-1]:
-                node = node.setdefault(p, {})
-                if not isinstance(node, dict):
+            for i, p in enumerate(path[:-1]):
+                if not isinstance(node.get(p), dict):
                     raise _Slow
+                if tuple(path[:i + 1]) not in copied:
+                    node[p] = dict(node[p])
+                    copied.add(tuple(path[:i + 1]))
+                node = node[p]
+            if path[-1] not in node or isinstance(node[path[-1]], dict):
+                raise _Slow  # a new key or a whole section: not the base's shape
             node[path[-1]] = _plain_copy(value)
         try:
-            return plain, _build(self.template, plain)
+            return plain, _build(self.plan, plain)
         except Exception:  # noqa: BLE001 - the general path gives the error its usual line
             raise _Slow from None
 
@@ -247,11 +276,21 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
     # compose sees a user's hydra.searchpath as the command line gave it
     extra = [f"hydra.searchpath=[{','.join(str(p) for p in searchpath)}]"] if searchpath else []
     bases: dict[tuple, _Base] = {}
+    digests: dict[tuple, str] = {}
     out = []
+    kind: dict[str, str] = {}  # override -> "group", "value" or "hydra" (a hydra.* key)
+
+    def kind_of(o: str) -> str:
+        if o not in kind:
+            k = o.split("=", 1)[0]
+            kind[o] = (("hydra" if k.lstrip("+~").startswith("hydra/") else "group")
+                       if is_group(k) else ("hydra" if k.startswith("hydra.") else "value"))
+        return kind[o]
+
     for cell in cells:
         keys = [o.split("=", 1)[0] for o in cell]
-        groups = tuple(o for o, k in zip(cell, keys) if is_group(k) and not k.lstrip("+~").startswith("hydra/"))
-        values = [o for o, k in zip(cell, keys) if not is_group(k) and not k.startswith("hydra.")]
+        groups = tuple(o for o in cell if kind_of(o) == "group")
+        values = [o for o in cell if kind_of(o) == "value"]
         try:
             for k in [k for k in keys if k not in checked]:  # a typo fails here, naming the key meant
                 check_key(k, is_group)
@@ -270,8 +309,13 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
                 _apply(cfg, parsed, is_group)
                 c = to_config(cfg)
                 plain = OmegaConf.to_container(cfg, resolve=True)
-            data = build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
-            out.append(Cell(list(cell), cfg, c, config_hash(plain), data.digest, plain))
+            # each distinct data set once (a bad CSV fails here, not in a job); what tells them
+            # apart is build_dataset's own key, and for the cells of a grid the data section and
+            # the seed that draws the split when data.seed is null
+            dkey = (repr(plain["data"]), plain["seed"] if c.data.seed is None else None)
+            if dkey not in digests:
+                digests[dkey] = build_dataset(c).digest
+            out.append(Cell(list(cell), cfg, c, config_hash(plain), digests[dkey], plain))
         except (ConfigError, DataError) as e:
             fail(f"{e} (in the cell {' '.join(cell)}); no run was started")
         except Exception as e:
