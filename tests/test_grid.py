@@ -4,6 +4,8 @@ and those Hydra's own ``compose`` makes: the same config, container, hash and da
 
 from __future__ import annotations
 
+import json
+
 import hydra
 import pytest
 from hydra import compose
@@ -60,9 +62,13 @@ def assert_same_cells(fast: list, slow: list) -> None:
         assert f.config == s.config, f.overrides
         assert f.container == s.container, f.overrides
         assert f.data_digest == s.data_digest, f.overrides
-        # what a worker runs: the cfg made from the container is the general path's cfg
+        # what a worker runs: the cfg made from the container is the general path's cfg, and
+        # so are the config and the YAML a worker makes from a chunk file's JSON
         assert OmegaConf.to_container(f.cfg, resolve=True) == OmegaConf.to_container(
             s.cfg, resolve=True)
+        from_file = json.loads(json.dumps(f.container))
+        assert grid.config_of(from_file) == s.config
+        assert OmegaConf.to_yaml(grid.cfg_of(from_file)) == OmegaConf.to_yaml(s.cfg, resolve=True)
 
 
 def test_the_shortcut_makes_the_general_paths_cells_for_a_study_narrowed_and_extended(hydra_ctx):
@@ -133,3 +139,14 @@ def test_a_bad_value_fails_with_one_line_naming_its_cell(hydra_ctx, capsys, bad,
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0] and f"(in the cell seed=1 {bad})" in err[0], err
+
+
+def test_a_chunk_files_config_is_checked_again_when_a_worker_reads_it(hydra_ctx):
+    cell = grid.compose_cells("config", [["data=blobs", "seed=2"]])[0]
+    bad = json.loads(json.dumps(cell.container))
+    bad["optim"]["lr"] = -1.0  # the specs' own checks run on what a worker reads
+    with pytest.raises(Exception, match="optim.lr"):
+        grid.config_of(bad)
+    other = {**bad, "optim": {"lr": 0.5, "extra": 1}}  # not the schema's shape: the schema decides
+    with pytest.raises(Exception, match="extra"):
+        grid.config_of(other)
