@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 import slnn.app.schema
 from slnn.app.schema import config_hash, to_config
 from slnn.sweep import grid
+from slnn.sweep.cells import cfg_of, config_of
 
 STUDY = ["+experiment=guide_vs_correct"]
 
@@ -67,8 +68,8 @@ def assert_same_cells(fast: list, slow: list) -> None:
         assert OmegaConf.to_container(f.cfg, resolve=True) == OmegaConf.to_container(
             s.cfg, resolve=True)
         from_file = json.loads(json.dumps(f.container))
-        assert grid.config_of(from_file) == s.config
-        assert OmegaConf.to_yaml(grid.cfg_of(from_file)) == OmegaConf.to_yaml(s.cfg, resolve=True)
+        assert config_of(from_file) == s.config
+        assert OmegaConf.to_yaml(cfg_of(from_file)) == OmegaConf.to_yaml(s.cfg, resolve=True)
 
 
 def test_the_shortcut_makes_the_general_paths_cells_for_a_study_narrowed_and_extended(hydra_ctx):
@@ -146,7 +147,7 @@ def test_a_chunk_files_config_is_checked_again_when_a_worker_reads_it(hydra_ctx)
     bad = json.loads(json.dumps(cell.container))
     bad["optim"]["lr"] = -1.0  # the specs' own checks run on what a worker reads
     with pytest.raises(Exception, match="optim.lr"):
-        grid.config_of(bad)
+        config_of(bad)
     other = {**bad, "optim": {"lr": 0.5, "extra": 1}}  # not the schema's shape: the schema decides
     with pytest.raises(Exception, match="extra"):
-        grid.config_of(other)
+        config_of(other)

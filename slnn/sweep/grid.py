@@ -17,12 +17,12 @@ runs. Each distinct data set is built once (a malformed CSV fails here, not in a
 from __future__ import annotations
 
 import copy
-import dataclasses
 import sys
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from slnn.app.schema import Config, config_hash, to_config
+from slnn.sweep.cells import _build, _plain_copy, _plan, _Slow, cfg_of
 
 
 class Cell:
@@ -55,24 +55,6 @@ class Cell:
         return self._cfg
 
 
-def cfg_of(container: dict) -> DictConfig:
-    """A cell's ``DictConfig`` from its resolved container, for what a run does with it (its YAML,
-    its params): the container is already checked against the schema (its ``Config`` says so),
-    so it is not merged into the schema again (30 ms a cell, as much as recording the run)."""
-    return OmegaConf.create(container)
-
-
-def config_of(container: dict) -> Config:
-    """The validated ``Config`` of a resolved container the sweep made and checked (a chunk
-    file's): the schema's dataclasses built directly, each one's ``__post_init__`` checks run, as
-    ``to_config`` makes them from the container merged into the schema (which it falls back to
-    for a container of another shape)."""
-    try:
-        return _build(_plan(Config(), container), container)
-    except _Slow:
-        return to_config(OmegaConf.merge(OmegaConf.structured(Config), container))
-
-
 def fail(msg: str) -> None:
     print(f"slnn-train: error: {msg}", file=sys.stderr)
     sys.exit(2)
@@ -98,10 +80,6 @@ def enumerate_cells(config: DictConfig, arguments: list[str] | None = None) -> l
     return split_sweep_arguments(parsed)
 
 
-class _Slow(Exception):
-    """This cell needs the general path (the composed base, copied and updated)."""
-
-
 def _apply(cfg: DictConfig, overrides: list, is_group) -> None:
     """Apply parsed value overrides to a composed config, in place: the general path."""
     from slnn.app.keys import unknown_key
@@ -120,52 +98,6 @@ def _apply(cfg: DictConfig, overrides: list, is_group) -> None:
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                 raise ConfigError(unknown_key(key, is_group.names()))
             OmegaConf.update(cfg, key, ov.value(), merge=True)
-
-
-def _plain_copy(x):
-    if isinstance(x, dict):
-        return {k: _plain_copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain_copy(v) for v in x]
-    return x
-
-
-def _plan(template, plain):
-    """How to make ``template``'s dataclasses from a container shaped like ``plain`` (the base's
-    resolved container), worked out once per base: ``(class, sections, lists)`` for a dataclass
-    (its fields that are dataclasses, with their plans, and those that hold lists or dicts, to be
-    copied), None for a plain value; ``_Slow`` where this shortcut cannot be sure to match what
-    ``OmegaConf.to_object`` makes."""
-    if dataclasses.is_dataclass(template) and not isinstance(template, type):
-        fields = dataclasses.fields(template)
-        if (not isinstance(plain, dict) or any(not f.init for f in fields)
-                or set(plain) != {f.name for f in fields}):
-            raise _Slow
-        sections, lists = {}, []
-        for f in fields:
-            sub = _plan(getattr(template, f.name), plain[f.name])
-            if sub is not None:
-                sections[f.name] = sub
-            elif f.name in plain and not isinstance(plain[f.name], (str, int, float, bool,
-                                                                    type(None))):
-                lists.append(f.name)
-        return type(template), sections, lists
-    if isinstance(plain, dict) and not (isinstance(template, dict) and not any(
-            dataclasses.is_dataclass(v) for v in template.values())):
-        raise _Slow  # a dict where the template has a structured value (or none)
-    return None
-
-
-def _build(plan, plain: dict):
-    """``plain`` as the dataclasses of ``plan`` (``_plan``'s), made the way ``OmegaConf.to_object``
-    makes them: each one's ``__post_init__`` checks run, and each gets its own lists."""
-    cls, sections, lists = plan
-    kw = dict(plain)
-    for name, sub in sections.items():
-        kw[name] = _build(sub, plain[name])
-    for name in lists:
-        kw[name] = _plain_copy(plain[name])
-    return cls(**kw)
 
 
 class _Base:

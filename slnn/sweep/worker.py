@@ -88,7 +88,7 @@ def _load_chunk(state_path: str, state: dict, chunk: int):
     prepared = PREPARED.pop((state_path, chunk), None)
     if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
         return ((cell.cfg, cell.config, cell.hash, cell.folder) for cell in prepared)
-    from slnn.sweep.grid import cfg_of, config_of
+    from slnn.sweep.cells import cfg_of, config_of
 
     cells = json.loads((Path(state["dir"]) / "jobs" / f"chunk_{chunk:04d}.json").read_text())
     return ((cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
