@@ -510,9 +510,14 @@ def main() -> None:
           f"{version('hydra-core')}, mlflow {version('mlflow')}, numba {version('numba')}")
     print(f"  slnn at {slnn_state()}")
     print(f"  load average at start: {loadavg()}")
-    print(f"  slnn grid: {cells} cells (guide_vs_correct"
-          f"{', ' + ' '.join(slnn_extra) if slnn_extra else ''}), {epochs} epochs each")
-    print(f"  plain grid: {plain_cells} cells ({plain_what}): {' '.join(plain_args)}")
+    if args.big:
+        print(f"  big grids: 450 cells ({' '.join(grid_args(5, True)[1:])}) and {args.big * 210} "
+              f"cells ({' '.join(grid_args(args.big, False)[1:])})"
+              + (f", run with train.epochs={args.big_epochs}" if args.big_run else ""))
+    else:
+        print(f"  slnn grid: {cells} cells (guide_vs_correct"
+              f"{', ' + ' '.join(slnn_extra) if slnn_extra else ''}), {epochs} epochs each")
+        print(f"  plain grid: {plain_cells} cells ({plain_what}): {' '.join(plain_args)}")
     print(f"  temp folders under {base}")
     print()
 
