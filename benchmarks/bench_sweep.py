@@ -55,19 +55,24 @@ from math import prod
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDY = ROOT / "experiments" / "guide_vs_correct.yaml"
+STUDY = ROOT / "slnn" / "conf" / "experiment" / "guide_vs_correct.yaml"
 PLAIN = ROOT / "benchmarks" / "plain_sweep" / "plain_sweep.py"
 BIN = Path(sys.executable).parent
 SLNN_TRAIN = (str(BIN / "slnn-train") if (BIN / "slnn-train").exists()
               else shutil.which("slnn-train"))
 
-GOAL_VS_PLAIN = 10.0  # slnn (2 workers) runs/s over the plain script's
-GOAL_2W = 1.6  # 2 workers over 1
+GOAL_VS_PLAIN = 15.0  # slnn (2 workers) runs/s over the plain script's (issue #13)
+GOAL_2W = 1.7  # 2 workers over 1
+GOAL_BEFORE = {"existing": 3.0, "fresh": 5.0}  # s before the first cell starts, 2 workers
+GOAL_BIG_COMPOSE = 10.0  # s to compose and check a 10,000-cell grid
+GOAL_BIG_PER_CELL = 1.2  # a 10,000-cell grid's per-cell cost over the 450-cell grid's
 
 # the study's grid keys -> the plain script's flat keys
 PLAIN_KEY = {"data": "data", "update": "update", "model.activation": "activation",
              "optim.lr": "lr", "seed": "seed"}
 QUICK = {"seed": "0", "optim.lr": "0.1"}  # replaces the study's values for these keys
+# the 450-cell grid issue #13 measured (the study had 5 seeds and 3 rates then): --grid450
+GRID450 = {"seed": "range(5)", "optim.lr": "0.01,0.1,1.0"}
 
 # fills the Numba kernel cache for every (activation, rule) pair, and the page cache with the
 # modules every variant imports
@@ -83,6 +88,193 @@ for a, r in pairs:
     assert out != "shape_mismatch", (a, r)
 print(f"{len(pairs)} (activation, rule) pairs trained once")
 """
+
+
+# --- before the first cell ---
+
+# an empty, migrated store for the "existing store" probes (made in its own process, which
+# checkpoints SQLite's WAL when it exits, so a copy of the file is the whole store)
+MAKE_STORE = """
+import sys
+from slnn.tracking.store import client_for, ensure_experiment
+client = client_for(sys.argv[1])
+ensure_experiment(client, "slnn")
+"""
+
+
+def first_cell_probe(cmd: list[str], folder: Path, env: dict, timeout: float = 300.0) -> dict:
+    """Start a sweep, wait until its first cell is in the ledger, then interrupt it (SIGINT to
+    its process group, as Ctrl-C would). Returns the seconds from process start to that cell's
+    start, and to the ledger line."""
+    import signal
+
+    path = folder / "multirun" / "progress.jsonl"
+    load = os.getloadavg()[0]
+    with open(folder / "stdout.txt", "w") as out, open(folder / "stderr.txt", "w") as err:
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        first = None
+        try:
+            while time.time() - t0 < timeout and proc.poll() is None:
+                if path.exists():
+                    lines = [ln for ln in path.read_text().splitlines(keepends=True)
+                             if ln.endswith("\n")]
+                    if lines:
+                        first = json.loads(lines[0])
+                        break
+                time.sleep(0.02)
+            seen = time.time() - t0
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=60)
+            except (ProcessLookupError, PermissionError):
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if first is None:
+        tail = (folder / "stderr.txt").read_text().strip().splitlines()[-5:]
+        print(f"  !! no cell started within {timeout:.0f} s; the end of its stderr:", file=sys.stderr)
+        for line in tail:
+            print(f"     {line}", file=sys.stderr)
+        return {"before": float("nan"), "seen": float("nan"), "load": load}
+    return {"before": first["time"] - first["seconds"] - t0, "seen": seen, "load": load}
+
+
+def bench_startup(slnn_cmd, fresh, env: dict, cells: int, rounds: int) -> dict:
+    """Seconds before the first cell starts: 1 and 2 workers, on a fresh store and on an existing
+    one (a copy of an empty migrated store with the experiment), interleaved rounds."""
+    template = fresh("store-template")
+    made = subprocess.run([sys.executable, "-c", MAKE_STORE, f"sqlite:///{template}/mlflow.db"],
+                          env=env, capture_output=True, text=True)
+    if made.returncode != 0:
+        sys.exit(f"bench_sweep: making the store failed:\n{made.stderr.strip()[-2000:]}")
+    joblib = ["hydra/launcher=joblib"]
+    probes = [("1 worker, fresh store", "fresh", joblib + ["hydra.launcher.n_jobs=1"]),
+              ("1 worker, existing store", "existing", joblib + ["hydra.launcher.n_jobs=1"]),
+              ("2 workers, fresh store", "fresh", joblib + ["hydra.launcher.n_jobs=2"]),
+              ("2 workers, existing store", "existing", joblib + ["hydra.launcher.n_jobs=2"])]
+    found: dict[str, list[dict]] = {p[0]: [] for p in probes}
+    print(f"before the first cell ({cells} cells; each sweep interrupted once its first cell is "
+          f"in the ledger), {rounds} round(s), load {loadavg()} ...", flush=True)
+    for r in range(rounds):
+        for label, store, launcher in probes:
+            folder = fresh(f"probe-{r}-{label.replace(' ', '_').replace(',', '')}")
+            if store == "existing":
+                shutil.copyfile(template / "mlflow.db", folder / "mlflow.db")
+            found[label].append(first_cell_probe(slnn_cmd(folder, launcher), folder, env))
+    med = {k: statistics.median(x["before"] for x in v) for k, v in found.items()}
+    print(f"{'':<28} {'s before the 1st cell':>22} {'(each round)':>20} {'load':>6}")
+    for label, v in found.items():
+        each = " ".join(f"{x['before']:.1f}" for x in v)
+        print(f"{label:<28} {med[label]:>22.1f} {each:>20} {statistics.median(x['load'] for x in v):>6.2f}")
+    for store, goal in GOAL_BEFORE.items():
+        got = med[f"2 workers, {store} store"]
+        print(f"  2 workers, {store} store: {got:.1f} s   goal <= {goal:g} s   "
+              f"{verdict(goal, got)}")
+    return med
+
+
+# --- big grids ---
+
+# composes and checks one grid in a fresh process, as the sweeper does before any run starts;
+# prints JSON: cells, wall and CPU seconds, and the growth of the peak RSS
+COMPOSE = """
+import json, resource, sys, time
+import hydra, slnn.app.schema
+from hydra import compose
+from slnn.sweep import grid
+args, shortcut = json.loads(sys.argv[1]), sys.argv[2] == "shortcut"
+with hydra.initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
+    config = compose("config", overrides=args[:1], return_hydra_config=True)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t, c = time.perf_counter(), time.process_time()
+    cells = grid.enumerate_cells(config, args)
+    out = grid.compose_cells("config", cells, shortcut=shortcut)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"cells": len(out), "seconds": wall, "cpu": cpu, "rss_mb": (rss - rss0) / 1024}))
+"""
+
+
+def grid_args(seeds: int, small: bool) -> list[str]:
+    """The study's grid: the 450-cell one of issue #13 (3 rates, 5 seeds), or all 7 rates with
+    ``seeds`` seeds (48: 10,080 cells)."""
+    extra = [f"{k}={v}" for k, v in GRID450.items()] if small else [f"seed=range({seeds})"]
+    return ["+experiment=guide_vs_correct", *extra]
+
+
+def bench_big_compose(big_seeds: int, rounds: int) -> dict:
+    """Composing and checking the 450-cell grid (also by the general path, for comparison) and a
+    big one, each in a fresh process, interleaved rounds."""
+    env = os.environ.copy()
+    variants = [("450 cells, general path (copy + update per cell)", grid_args(5, True), "general"),
+                ("450 cells", grid_args(5, True), "shortcut"),
+                (f"{big_seeds * 210} cells", grid_args(big_seeds, False), "shortcut")]
+    found: dict[str, list[dict]] = {v[0]: [] for v in variants}
+    print(f"composing and checking the guide_vs_correct grid, {rounds} interleaved round(s), "
+          f"load {loadavg()} ...", flush=True)
+    for _ in range(rounds):
+        for label, args, how in variants:
+            p = subprocess.run([sys.executable, "-c", COMPOSE, json.dumps(args), how], env=env,
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.exit(f"bench_sweep: composing failed:\n{p.stderr.strip()[-2000:]}")
+            found[label].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    med = {k: {f: statistics.median(r[f] for r in v) for f in ("cells", "seconds", "cpu", "rss_mb")}
+           for k, v in found.items()}
+    print(f"{'grid':<50} {'cells':>6} {'wall s':>7} {'CPU s':>6} {'ms/cell':>8} {'+MB':>6} "
+          f"{'KB/cell':>8}")
+    for label, m in med.items():
+        print(f"{label:<50} {m['cells']:>6.0f} {m['seconds']:>7.2f} {m['cpu']:>6.2f} "
+              f"{m['seconds'] / m['cells'] * 1e3:>8.2f} {m['rss_mb']:>6.1f} "
+              f"{m['rss_mb'] * 1024 / m['cells']:>8.1f}")
+    old, new, big = (med[v[0]] for v in variants)
+    print(f"  450 cells, general path vs shortcut   {old['seconds'] / new['seconds']:6.2f}x  "
+          "(for information)")
+    print(f"  {big['cells']:.0f} cells compose in           {big['seconds']:6.2f} s   goal < "
+          f"{GOAL_BIG_COMPOSE:g} s   {verdict(GOAL_BIG_COMPOSE, big['seconds'])}   "
+          f"(CPU {big['cpu']:.2f} s)")
+    return med
+
+
+def bench_big_run(slnn_cmd, fresh, env: dict, big_seeds: int, epochs: int) -> None:
+    """The 450-cell grid and the big one run for real, short runs (``train.epochs``), 2 workers,
+    fresh stores: per-cell cost (wall / cells) and the sweep's peak memory."""
+    joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"train.epochs={epochs}"]
+    rows = []
+    for label, args in (("450 cells", grid_args(5, True)),
+                        (f"{big_seeds * 210} cells", grid_args(big_seeds, False))):
+        folder = fresh(f"big-{label.split()[0]}")
+        cmd = slnn_cmd(folder, joblib, args)
+        print(f"running {label}, {epochs} epochs each, 2 workers, load {loadavg()} ...", flush=True)
+        load = os.getloadavg()[0]
+        with open(folder / "stdout.txt", "w") as out, open(folder / "stderr.txt", "w") as err:
+            t0, p0 = time.time(), time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)  # its rusage: the peak RSS of its tree
+            wall = time.perf_counter() - p0
+        entries = ledger(folder)
+        runs = len(store_runs(folder / "mlflow.db", children_only=True))
+        if status != 0:
+            print(f"  !! exit status {status}; see {folder}/stderr.txt", file=sys.stderr)
+        first = min((e["time"] - e["seconds"] for e in entries), default=float("nan"))
+        rows.append({"label": label, "runs": runs, "wall": wall, "rss": usage.ru_maxrss / 1024,
+                     "cell": statistics.median(e["seconds"] for e in entries) if entries else 0,
+                     "before": first - t0, "load": load})
+    print(f"{'grid':<14} {'runs':>6} {'wall s':>8} {'s/cell':>7} {'median cell s':>14} "
+          f"{'before 1st s':>13} {'peak MB':>8} {'load':>6}")
+    for r in rows:
+        print(f"{r['label']:<14} {r['runs']:>6} {r['wall']:>8.1f} {r['wall'] / max(r['runs'], 1):>7.3f} "
+              f"{r['cell']:>14.3f} {r['before']:>13.1f} {r['rss']:>8.0f} {r['load']:>6.2f}")
+    small, big = rows
+    ratio = (big["wall"] / max(big["runs"], 1)) / (small["wall"] / max(small["runs"], 1))
+    print(f"  per-cell cost, {big['label']} vs 450 cells: {ratio:.2f}x   goal <= "
+          f"{GOAL_BIG_PER_CELL:g}x   {verdict(GOAL_BIG_PER_CELL, ratio)}")
+    print(f"  peak memory (the largest process of the sweep): {small['rss']:.0f} MB vs "
+          f"{big['rss']:.0f} MB")
 
 
 # --- the grid ---
@@ -253,6 +445,23 @@ def main() -> None:
                     help="seeds the plain script runs (full run only; 5 = all 450 cells)")
     ap.add_argument("--no-basic", action="store_true", help="skip slnn with Hydra's basic launcher")
     ap.add_argument("--keep", action="store_true", help="keep the temp folders")
+    ap.add_argument("--grid450", action="store_true",
+                    help=f"the 450-cell grid issue #13 measured ({' '.join(f'{k}={v}' for k, v in GRID450.items())})"
+                         " instead of the whole study (4200 cells)")
+    ap.add_argument("--startup", type=int, default=1, metavar="ROUNDS",
+                    help="rounds of the before-the-first-cell probes (0: none)")
+    ap.add_argument("--skip-sweeps", action="store_true",
+                    help="only the before-the-first-cell probes: no whole sweeps, no plain script")
+    ap.add_argument("--big", type=int, default=0, metavar="SEEDS",
+                    help="only the big-grid figures: compose and check the 450-cell grid against "
+                         "SEEDS x 210 cells (48: 10,080), each in a fresh process; no runs unless "
+                         "--big-run")
+    ap.add_argument("--big-rounds", type=int, default=1, metavar="N",
+                    help="interleaved rounds for --big (medians)")
+    ap.add_argument("--big-run", action="store_true",
+                    help="with --big: also run both grids as sweeps of short runs (2 workers)")
+    ap.add_argument("--big-epochs", type=int, default=5, metavar="E",
+                    help="train.epochs of each --big-run cell")
     args = ap.parse_args()
     if SLNN_TRAIN is None:
         sys.exit("bench_sweep: slnn-train not found: install slnn (pip install -e .) in this venv")
@@ -261,6 +470,9 @@ def main() -> None:
 
     grid, epochs = study_grid()
     slnn_extra: list[str] = []
+    if args.grid450 and not args.quick:
+        grid = {**grid, **GRID450}
+        slnn_extra = [f"{k}={v}" for k, v in GRID450.items()]
     if args.quick:
         grid = {**grid, **QUICK}
         slnn_extra = [f"{k}={v}" for k, v in QUICK.items()]
@@ -284,10 +496,10 @@ def main() -> None:
         folder.mkdir()
         return folder
 
-    def slnn_cmd(folder: Path, launcher: list[str]) -> list[str]:
-        return [SLNN_TRAIN, "-m", "+experiment=guide_vs_correct", *launcher, *slnn_extra,
-                "sweep.report=false", f"tracking.uri=sqlite:///{folder}/mlflow.db",
-                f"hydra.sweep.dir={folder}/multirun"]
+    def slnn_cmd(folder: Path, launcher: list[str], grid_args: list[str] | None = None) -> list[str]:
+        grid_args = ["+experiment=guide_vs_correct", *slnn_extra] if grid_args is None else grid_args
+        return [SLNN_TRAIN, "-m", *grid_args, *launcher, "sweep.report=false",
+                f"tracking.uri=sqlite:///{folder}/mlflow.db", f"hydra.sweep.dir={folder}/multirun"]
 
     def plain_cmd(folder: Path) -> list[str]:
         return [sys.executable, str(PLAIN), "-m", *plain_args, f"epochs={epochs}",
@@ -298,9 +510,14 @@ def main() -> None:
           f"{version('hydra-core')}, mlflow {version('mlflow')}, numba {version('numba')}")
     print(f"  slnn at {slnn_state()}")
     print(f"  load average at start: {loadavg()}")
-    print(f"  slnn grid: {cells} cells (guide_vs_correct"
-          f"{', ' + ' '.join(slnn_extra) if slnn_extra else ''}), {epochs} epochs each")
-    print(f"  plain grid: {plain_cells} cells ({plain_what}): {' '.join(plain_args)}")
+    if args.big:
+        print(f"  big grids: 450 cells ({' '.join(grid_args(5, True)[1:])}) and {args.big * 210} "
+              f"cells ({' '.join(grid_args(args.big, False)[1:])})"
+              + (f", run with train.epochs={args.big_epochs}" if args.big_run else ""))
+    else:
+        print(f"  slnn grid: {cells} cells (guide_vs_correct"
+              f"{', ' + ' '.join(slnn_extra) if slnn_extra else ''}), {epochs} epochs each")
+        print(f"  plain grid: {plain_cells} cells ({plain_what}): {' '.join(plain_args)}")
     print(f"  temp folders under {base}")
     print()
 
@@ -311,6 +528,26 @@ def main() -> None:
         sys.exit(f"bench_sweep: the warm-up failed:\n{warm.stderr.strip()[-2000:]}")
     print(f"warm-up (not in any figure): {warm.stdout.strip()}, {time.perf_counter() - t:.1f} s")
     print()
+
+    def done() -> None:
+        print(f"load average at end: {loadavg()}")
+        if args.keep:
+            print(f"kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    if args.big:
+        bench_big_compose(args.big, args.big_rounds)
+        print()
+        if args.big_run:
+            bench_big_run(slnn_cmd, fresh, env, args.big, args.big_epochs)
+            print()
+        return done()
+    if args.startup:
+        bench_startup(slnn_cmd, fresh, env, cells, args.startup)
+        print()
+    if args.skip_sweeps:
+        return done()
 
     joblib = ["hydra/launcher=joblib"]
     variants = [("slnn, joblib, 1 worker", "slnn-1w", joblib + ["hydra.launcher.n_jobs=1"], 1),
@@ -359,11 +596,7 @@ def main() -> None:
     print()
     print_shares(results, plain_runs)
     print()
-    print(f"load average at end: {loadavg()}")
-    if args.keep:
-        print(f"kept: {base}")
-    else:
-        shutil.rmtree(base, ignore_errors=True)
+    done()
 
 
 if __name__ == "__main__":

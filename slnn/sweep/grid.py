@@ -1,32 +1,59 @@
 """A sweep's grid: every cell's overrides, composed and validated once, hashed once.
 
 ``compose_cells`` returns one ``Cell`` per grid point, or exits with one line naming the bad
-cell before anything runs. Composition is done once per distinct choice of config groups; a
-cell's plain value overrides are then applied to a copy, which keeps a 1,000-cell grid to about
-a second. Each distinct data set is built once (a malformed CSV fails here, not in a job).
+cell before anything runs. Hydra composes once per distinct choice of config groups (``data=``,
+``update=``, ``+experiment=``, ...). Each value override's typed value is then found once per such
+choice (OmegaConf converts and checks it on a scratch copy of the composed base) and a cell is
+built from plain containers: the base's resolved container with the cell's values set, made into
+the schema's dataclasses (whose ``__post_init__`` checks run for every cell, as
+``OmegaConf.to_object`` runs them) and hashed from the plain dict. A cell this shortcut cannot be
+sure about (interpolations, overrides inside one another's subtree, ``+``/``~`` overrides, a value
+that only validates with the cell's others, any error) takes the general path: a copy of the
+composed base, updated, then ``to_object``; that path also gives every error its line. Both make
+the same config and hash (``tests/test_grid.py``). A cell's ``DictConfig`` is made only when it
+runs. Each distinct data set is built once (a malformed CSV fails here, not in a job).
 """
 
 from __future__ import annotations
 
 import copy
 import sys
-from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from slnn.app.schema import Config, config_hash, to_config
+from slnn.sweep.cells import _build, _plain_copy, _plan, _Slow, cfg_of
 
 
-@dataclass
 class Cell:
-    overrides: list[str]  # as the user would type them for this cell
-    cfg: DictConfig  # composed and resolved
-    config: Config  # validated
-    hash: str  # slnn.config_hash
-    data_digest: str  # slnn.data_digest: the data this cell reads
-    rule_digest: str | None = None  # slnn.rule_digest: the user's rule file (update=custom)
-    index: int = -1  # its place in the grid (set by the orchestrator)
-    folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
+    """One grid point. ``cfg`` (the composed ``DictConfig``) is made when first asked for: the
+    sweep itself needs only the plain ``container``, the validated ``config`` and the hashes."""
+
+    __slots__ = ("overrides", "_cfg", "container", "config", "hash", "data_digest",
+                 "rule_digest", "index", "folder")
+
+    def __init__(self, overrides: list[str], cfg: DictConfig | None, config: Config, hash: str,
+                 data_digest: str, container: dict | None = None, index: int = -1,
+                 folder: str = "", rule_digest: str | None = None):
+        self.overrides = overrides  # as the user would type them for this cell
+        self._cfg = cfg
+        # the resolved config as plain containers; sections a cell does not change may be
+        # shared with other cells of its grid: read it, never change it in place
+        self.container = (container if container is not None
+                          else OmegaConf.to_container(cfg, resolve=True))
+        self.config = config  # validated
+        self.hash = hash  # slnn.config_hash
+        self.data_digest = data_digest  # slnn.data_digest: the data this cell reads
+        self.rule_digest = rule_digest  # slnn.rule_digest: the user's rule file (update=custom)
+        self.index = index  # its place in the grid (set by the orchestrator)
+        self.folder = folder  # its folder under the sweep's cells/ (set when the chunks are written)
+
+    @property
+    def cfg(self) -> DictConfig:
+        """Composed and resolved (made from ``container`` on first use, as a worker does)."""
+        if self._cfg is None:
+            self._cfg = cfg_of(self.container)
+        return self._cfg
 
 
 def fail(msg: str) -> None:
@@ -54,73 +81,218 @@ def enumerate_cells(config: DictConfig, arguments: list[str] | None = None) -> l
     return split_sweep_arguments(parsed)
 
 
-def compose_cells(config_name: str, cells: list[list[str]], searchpath=None) -> list[Cell]:
-    """Compose, validate and hash each cell, and build each distinct data set once."""
+def _apply(cfg: DictConfig, overrides: list, is_group) -> None:
+    """Apply parsed value overrides to a composed config, in place: the general path."""
+    from slnn.app.keys import unknown_key
+    from slnn.core.errors import ConfigError
+
+    for ov in overrides:
+        key = ov.key_or_group
+        if ov.is_delete():
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, None)
+            continue
+        if ov.is_add() or ov.is_force_add():
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, ov.value(), merge=True)
+        else:
+            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                raise ConfigError(unknown_key(key, is_group.names()))
+            OmegaConf.update(cfg, key, ov.value(), merge=True)
+
+
+class _Base:
+    """One distinct choice of config groups, composed once; each cell's value overrides are then
+    set on a plain copy of its resolved container, from a cache of each override's typed value
+    (found, and converted by OmegaConf, once per (groups, override))."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.plain = OmegaConf.to_container(cfg, resolve=True)
+        # interpolations would see the overridden values: those need the general path
+        self.fast = self.plain == OmegaConf.to_container(cfg, resolve=False)
+        try:  # the groups alone may not validate (data=csv wants a path): such cells compose
+            self.plan = _plan(to_config(cfg), self.plain) if self.fast else None
+        except Exception:  # noqa: BLE001 - each cell then passes or fails on the general path
+            self.fast, self.plan = False, None
+        self.typed: dict[str, tuple[list[str], object] | None] = {}
+        self._scratch: DictConfig | None = None
+
+    def value(self, text: str, ov, is_group) -> tuple[list[str], object]:
+        """The typed value one override sets on the base alone; ``_Slow`` if it does not
+        validate alone (a bad value, or one that needs the cell's other values): the general
+        path then gives the cell its usual error line."""
+        if text not in self.typed:
+            try:
+                self.typed[text] = self._leaf(ov)
+            except _Slow:
+                pass
+            except Exception:  # noqa: BLE001 - a bad value: the general path says so
+                self.typed[text] = None
+                self._scratch = None
+        if text not in self.typed:
+            try:
+                cfg = copy.deepcopy(self.cfg)
+                _apply(cfg, [ov], is_group)
+                to_config(cfg)
+                path = ov.key_or_group.split(".")
+                node = OmegaConf.to_container(cfg, resolve=True)
+                for p in path:
+                    node = node[p]
+                self.typed[text] = (path, node)
+            except Exception:  # noqa: BLE001 - decided, with its message, by the general path
+                self.typed[text] = None
+        if self.typed[text] is None:
+            raise _Slow
+        return self.typed[text]
+
+    def _leaf(self, ov) -> tuple[list[str], object]:
+        """A plain value for an existing leaf: set on a scratch copy of the base (OmegaConf
+        converts and checks it), read back and put back, so the base is not copied per distinct
+        value; ``_Slow`` for anything else. The cell's own checks run when its dataclasses are
+        made."""
+        key = ov.key_or_group
+        if ov.is_add() or ov.is_force_add() or ov.is_delete() or "${" in key:
+            raise _Slow
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(self.cfg)
+        cfg = self._scratch
+        old = OmegaConf.select(cfg, key, default="__missing__")
+        if isinstance(old, str) and old == "__missing__" or OmegaConf.is_config(old):
+            raise _Slow
+        OmegaConf.update(cfg, key, ov.value(), merge=True)
+        try:
+            new = OmegaConf.select(cfg, key)
+        finally:
+            OmegaConf.update(cfg, key, old, merge=True)
+        if OmegaConf.is_config(new) or isinstance(new, (dict, list)):
+            raise _Slow
+        return key.split("."), new
+
+    def cell(self, values: list[str], parsed: list, is_group) -> tuple[dict, Config]:
+        """``(container, config)`` for one cell, or ``_Slow``."""
+        if not self.fast or any("${" in v for v in values):
+            raise _Slow
+        paths = [ov.key_or_group for ov in parsed]
+        for a in paths:  # an override inside another's subtree: order matters, so compose
+            if sum(b == a or b.startswith(a + ".") for b in paths) > 1:
+                raise _Slow
+        # the base's container with the cell's values set: the sections a value changes are
+        # copied, the others are the base's own (a Cell's container is never changed in place)
+        plain = dict(self.plain)
+        copied: set[tuple] = set()
+        for text, ov in zip(values, parsed):
+            path, value = self.value(text, ov, is_group)
+            node = plain
+            for i, p in enumerate(path[:-1]):
+                if not isinstance(node.get(p), dict):
+                    raise _Slow
+                if tuple(path[:i + 1]) not in copied:
+                    node[p] = dict(node[p])
+                    copied.add(tuple(path[:i + 1]))
+                node = node[p]
+            if path[-1] not in node or isinstance(node[path[-1]], dict):
+                raise _Slow  # a new key or a whole section: not the base's shape
+            node[path[-1]] = _plain_copy(value)
+        try:
+            return plain, _build(self.plan, plain)
+        except Exception:  # noqa: BLE001 - the general path gives the error its usual line
+            raise _Slow from None
+
+
+def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
+                  shortcut: bool = True) -> list[Cell]:
+    """Compose, validate and hash each cell, and build each distinct data set once.
+    ``shortcut=False`` takes the general path for every cell (the reference the tests and
+    ``bench_sweep --grid`` compare with)."""
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.app.cli import explain_hydra_error
-    from slnn.app.keys import GroupChecker, check_key, unknown_key
+    from slnn.app.keys import GroupChecker, check_key
     from slnn.app.run import build_dataset, check_custom_rule
     from slnn.check.loader import RuleLoadError
     from slnn.core.errors import ConfigError, DataError
     from slnn.core.rules import CUSTOM
 
     parser = OverridesParser.create()
+    parsed_once: dict[str, object] = {}
+
+    def parse(texts: list[str]) -> list:
+        for t in texts:
+            if t not in parsed_once:
+                parsed_once[t] = parser.parse_overrides([t])[0]
+        return [parsed_once[t] for t in texts]
+
     is_group = GroupChecker(searchpath)
     checked: set[str] = set()
     # compose sees a user's hydra.searchpath as the command line gave it
     extra = [f"hydra.searchpath=[{','.join(str(p) for p in searchpath)}]"] if searchpath else []
-    bases: dict[tuple, DictConfig] = {}
+    bases: dict[tuple, _Base] = {}
+    digests: dict[tuple, str] = {}
     # update=custom,input update.fn=...: update.fn is the custom cells' file; the built-in cells
     # drop it (their runs are the same as without it, and can be reused by other sweeps)
     sweeps_custom = any(o.lstrip("+") == f"update={CUSTOM}" for cell in cells for o in cell)
+    if sweeps_custom or any(o.lstrip("+~").startswith("update.fn") for cell in cells for o in cell):
+        shortcut = False  # a user's rule: its path made absolute and its file checked, per cell
     checked_rules: dict[tuple, str] = {}
     out = []
+    kind: dict[str, str] = {}  # override -> "group", "value" or "hydra" (a hydra.* key)
+
+    def kind_of(o: str) -> str:
+        if o not in kind:
+            k = o.split("=", 1)[0]
+            kind[o] = (("hydra" if k.lstrip("+~").startswith("hydra/") else "group")
+                       if is_group(k) else ("hydra" if k.startswith("hydra.") else "value"))
+        return kind[o]
+
     for cell in cells:
         keys = [o.split("=", 1)[0] for o in cell]
-        groups = tuple(o for o, k in zip(cell, keys) if is_group(k) and not k.lstrip("+~").startswith("hydra/"))
-        values = [o for o, k in zip(cell, keys) if not is_group(k) and not k.startswith("hydra.")]
-        where = f"(in the cell {' '.join(cell)}); no run was started"
+        groups = tuple(o for o in cell if kind_of(o) == "group")
+        values = [o for o in cell if kind_of(o) == "value"]
         try:
             for k in [k for k in keys if k not in checked]:  # a typo fails here, naming the key meant
                 check_key(k, is_group)
                 checked.add(k)
             if groups not in bases:
-                bases[groups] = compose(config_name, overrides=list(groups) + extra)
-            cfg = copy.deepcopy(bases[groups])
-            for ov in parser.parse_overrides(values):
-                key = ov.key_or_group
-                if ov.is_delete():
-                    with open_dict(cfg):
-                        OmegaConf.update(cfg, key, None)
-                    continue
-                if ov.is_add() or ov.is_force_add():
-                    with open_dict(cfg):
-                        OmegaConf.update(cfg, key, ov.value(), merge=True)
-                else:
-                    if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                        raise ConfigError(unknown_key(key, is_group.names()))
-                    OmegaConf.update(cfg, key, ov.value(), merge=True)
-            update = cfg["update"]  # not cfg.update: a DictConfig is a mapping, with .update()
-            if sweeps_custom and update.rule != CUSTOM and update.fn is not None:
-                update.fn = None
-            c = to_config(cfg)
-            data = build_dataset(c)  # cached per process: a bad CSV fails here, not in a job
+                bases[groups] = _Base(compose(config_name, overrides=list(groups) + extra))
+            base = bases[groups]
+            parsed = parse(values)
+            try:
+                if not shortcut:
+                    raise _Slow
+                plain, c = base.cell(values, parsed, is_group)
+                cfg = None
+            except _Slow:
+                cfg = copy.deepcopy(base.cfg)
+                _apply(cfg, parsed, is_group)
+                update = cfg["update"]  # not cfg.update: a DictConfig is a mapping, with .update()
+                if sweeps_custom and update.rule != CUSTOM and update.fn is not None:
+                    update.fn = None
+                c = to_config(cfg)  # a relative update.fn is made absolute in cfg as well
+                plain = OmegaConf.to_container(cfg, resolve=True)
+            # each distinct data set once (a bad CSV fails here, not in a job); what tells them
+            # apart is build_dataset's own key, and for the cells of a grid the data section and
+            # the seed that draws the split when data.seed is null
+            dkey = (repr(plain["data"]), plain["seed"] if c.data.seed is None else None)
+            if dkey not in digests:
+                digests[dkey] = build_dataset(c).digest
             rule_digest = None
             if c.update.rule == CUSTOM:  # loaded and called on this cell's shapes, once each
-                key = (c.update.fn, c.model.activation, data.x_train.shape[1], data.t_train.shape[1],
-                       c.train.batch_size)
+                data = build_dataset(c)  # cached per process
+                key = (c.update.fn, c.model.activation, data.x_train.shape[1],
+                       data.t_train.shape[1], c.train.batch_size)
                 if key not in checked_rules:
                     checked_rules[key] = check_custom_rule(c, data)
                 rule_digest = checked_rules[key]
-            out.append(Cell(list(cell), cfg, c, config_hash(cfg), data.digest, rule_digest))
+            out.append(Cell(list(cell), cfg, c, config_hash(plain), digests[dkey], plain,
+                            rule_digest=rule_digest))
         except RuleLoadError as e:
             fail(f"{e}; no run was started")
         except (ConfigError, DataError) as e:
-            fail(f"{e} {where}")
+            fail(f"{e} (in the cell {' '.join(cell)}); no run was started")
         except Exception as e:
-            fail(f"{explain_hydra_error(e)} {where}")
+            fail(f"{explain_hydra_error(e)} (in the cell {' '.join(cell)}); no run was started")
     return out
 
 

@@ -1,5 +1,8 @@
 """The sweep's ledger (``progress.jsonl`` in the sweep folder): one line per finished cell,
-appended atomically by whichever worker ran it, and the progress and summary lines made from it."""
+appended atomically by whichever worker ran it, and the progress and summary lines made from it.
+
+Each worker reads the ledger incrementally (only what was appended since its previous cell), so
+a cell's progress line costs the same in a 10,000-cell sweep as in a 10-cell one."""
 
 from __future__ import annotations
 
@@ -39,6 +42,35 @@ def fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+# per process, sweep and ledger: (inode, bytes read, lines counted), so that each cell reads only
+# what was appended since this process's previous cell: constant cost per cell, where reading the
+# whole file per cell made a sweep's cost grow with the square of its size
+_READ: dict[tuple, tuple[int, int, int]] = {}
+
+
+def _place(path: Path, me: dict, sweep: object = None) -> tuple[int, int]:
+    """(1-based line number of ``me``, lines in the ledger so far) in the ledger at ``path`` of the
+    sweep ``sweep`` (its start time: the same folder's next sweep starts a new ledger)."""
+    key = (str(path), sweep)
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        ino, offset, count = _READ.get(key, (st.st_ino, 0, 0))
+        if ino != st.st_ino or offset > st.st_size:  # a new ledger in the same place
+            offset, count = 0, 0
+        f.seek(offset)
+        new = f.read()
+    end = new.rfind(b"\n") + 1  # a line another worker is still writing is read next time
+    place = None
+    for ln in new[:end].splitlines():
+        if not ln.strip():
+            continue
+        count += 1
+        if place is None and json.loads(ln) == me:
+            place = count
+    _READ[key] = (st.st_ino, offset + end, count)
+    return (place if place is not None else count), count
+
+
 def report_progress(state: dict, name: str, outcome: str, seconds: float,
                     train_seconds: float = 0.0, *, val_error: float | None = None,
                     warnings: int = 0, log: str | None = None) -> None:
@@ -51,14 +83,13 @@ def report_progress(state: dict, name: str, outcome: str, seconds: float,
           "train_seconds": round(train_seconds, 6), "val_error": val, "warnings": warnings,
           "pid": os.getpid(), "time": time.time()}
     ledger.add(**me)
-    entries = ledger.entries()
     # our own line's place, not the count: two workers finishing together print different numbers
-    done = next((i + 1 for i, e in enumerate(entries) if e == me), len(entries))
+    done, n_entries = _place(ledger.path, me, state.get("start"))
     total = state["total"]
     done += state["n_skipped"]
     left = max(total - done, 0)
     elapsed = time.time() - state["start"]
-    eta = fmt_eta(elapsed / len(entries) * left) if entries else "?"
+    eta = fmt_eta(elapsed / n_entries * left) if n_entries else "?"
     parts = ([f"val_error {val:.3f}"] if val is not None else []) + [f"{seconds:.2f} s"]
     if log and (warnings or outcome not in EXPECTED):
         said = f"{warnings} warning{'s' if warnings != 1 else ''}" if warnings else "log"

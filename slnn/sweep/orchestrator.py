@@ -170,20 +170,25 @@ class Orchestrator:
         folder.mkdir(exist_ok=True)
         for old in folder.glob("chunk_*.json"):
             old.unlink()
+        import yaml
+        from omegaconf._utils import get_omega_conf_dumper
+
         for c in todo:  # what Hydra's job folders would show, per cell: its own overrides
             c.folder = f"{c.index:04d}-{run_name(c.config)}"
             (Path(st["dir"]) / "cells" / c.folder).mkdir(parents=True, exist_ok=True)
+            # OmegaConf.to_yaml's own dump, without making a config per cell (5x the time)
             (Path(st["dir"]) / "cells" / c.folder / "overrides.yaml").write_text(
-                OmegaConf.to_yaml(OmegaConf.create(list(c.overrides))))
+                yaml.dump(list(c.overrides), default_flow_style=False, allow_unicode=True,
+                          sort_keys=False, Dumper=get_omega_conf_dumper()))
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         state_path.write_text(json.dumps(st))
         jobs = []
         self.todo_names = [run_name(c.config) for c in todo]
         for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
             cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
-                      "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in chunk]
+                      "config": c.container} for c in chunk]
             (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
-            PREPARED[(str(state_path), k)] = [(c.cfg, c.config, c.hash, c.folder) for c in chunk]
+            PREPARED[(str(state_path), k)] = chunk  # grid.Cells: each makes its cfg when it runs
             # a job is a chunk of cells: Hydra's folder per job (a .hydra/ of internal keys, an
             # empty log) would mislabel them; each cell has its own folder under cells/ instead
             jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}",

@@ -13,12 +13,11 @@ import time
 import traceback
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
 
-# (state file, chunk) -> [(cfg, Config, hash, folder)], filled by the orchestrator in its own process
+# (state file, chunk) -> [grid.Cell], filled by the orchestrator in its own process
 PREPARED: dict[tuple[str, int], list] = {}
 
 
@@ -84,19 +83,16 @@ def _save_log(state: dict, folder: str, log) -> str | None:
     return relative(path)
 
 
-def _load_chunk(state_path: str, state: dict, chunk: int) -> list:
+def _load_chunk(state_path: str, state: dict, chunk: int):
+    """The chunk's cells as ``(cfg, Config, hash, folder)``, each made when its turn comes."""
     prepared = PREPARED.pop((state_path, chunk), None)
-    if prepared is not None:
-        return prepared
-    from slnn.app.schema import Config, to_config
+    if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
+        return ((cell.cfg, cell.config, cell.hash, cell.folder) for cell in prepared)
+    from slnn.sweep.cells import cfg_of, config_of
 
-    schema = OmegaConf.structured(Config)
     cells = json.loads((Path(state["dir"]) / "jobs" / f"chunk_{chunk:04d}.json").read_text())
-    out = []
-    for cell in cells:
-        cfg = OmegaConf.merge(schema, cell["config"])
-        out.append((cfg, to_config(cfg), cell["hash"], cell.get("folder", "")))
-    return out
+    return ((cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
+             cell.get("folder", "")) for cell in cells)
 
 
 def run_chunk(state_path: str, chunk: int) -> int:

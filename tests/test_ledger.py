@@ -1,0 +1,53 @@
+"""The ledger is read incrementally: each cell's place is right whoever else appended, and a cell
+reads only what was appended since this process's previous cell."""
+
+from __future__ import annotations
+
+import time
+
+from slnn.core.outcomes import Outcome
+from slnn.sweep.ledger import Ledger, report_progress
+
+
+def places(text: str) -> list[str]:
+    return [ln.split("]")[0] + "]" for ln in text.splitlines()]
+
+
+def test_each_cell_prints_its_own_place_reading_only_what_was_appended(tmp_path, capsys):
+    state = {"dir": str(tmp_path), "total": 6, "n_skipped": 1, "start": time.time()}
+    ledger = Ledger(tmp_path / "progress.jsonl")
+    report_progress(state, "a", Outcome.MAX_EPOCHS, 0.1, val_error=0.25)
+    ledger.add(name="other worker", outcome=str(Outcome.MAX_EPOCHS), seconds=0.1)  # another process
+    report_progress(state, "b", Outcome.MAX_EPOCHS, 0.1)
+    # what was read already is not read again: garble it in place (same file, same size)
+    data = ledger.path.read_bytes()
+    garbled = b"".join(b"#" * (len(ln) - 1) + b"\n" for ln in data.splitlines(keepends=True))
+    ledger.path.write_bytes(garbled)
+    report_progress(state, "c", Outcome.DIVERGED, 0.1)
+    lines = capsys.readouterr().out
+    assert places(lines) == ["[2/6]", "[4/6]", "[5/6]"]
+    assert "a: max_epochs (val_error 0.250, 0.10 s)" in lines
+
+
+def test_a_line_another_worker_is_still_writing_is_counted_once_complete(tmp_path, capsys):
+    state = {"dir": str(tmp_path), "total": 4, "n_skipped": 0, "start": time.time()}
+    path = tmp_path / "progress.jsonl"
+    report_progress(state, "a", Outcome.MAX_EPOCHS, 0.1)
+    with open(path, "a") as f:  # half a line: the other worker's write has not ended yet
+        f.write('{"name": "other", "outcome": "max_epochs"')
+    with open(path, "a") as f:  # ... and ends before the next cell
+        f.write(', "seconds": 0.1}\n')
+    report_progress(state, "b", Outcome.MAX_EPOCHS, 0.1)
+    assert places(capsys.readouterr().out) == ["[1/4]", "[3/4]"]
+
+
+def test_the_same_folders_next_sweep_starts_counting_again(tmp_path, capsys):
+    state = {"dir": str(tmp_path), "total": 5, "n_skipped": 1, "start": time.time()}
+    ledger = Ledger(tmp_path / "progress.jsonl")
+    for name in "abc":
+        report_progress(state, name, Outcome.MAX_EPOCHS, 0.1)
+    ledger.path.unlink()  # what the orchestrator does before a sweep
+    state2 = {**state, "start": state["start"] + 1}
+    report_progress(state2, "d", Outcome.MAX_EPOCHS, 0.1)
+    assert places(capsys.readouterr().out) == ["[2/5]", "[3/5]", "[4/5]", "[2/5]"]
+    assert [e["name"] for e in ledger.entries()] == ["d"]
