@@ -69,13 +69,16 @@ def test_a_typo_in_a_single_run_is_one_line_naming_the_key_meant(slnn_train, tmp
     assert_refused(slnn_train(args, cwd=tmp_path), tmp_path, message)
 
 
+# the named studies the package ships (the files, listed independently of slnn's own code)
+STUDIES = sorted(f.stem for f in (Path(__file__).parent.parent / "slnn" / "conf" /
+                                  "experiment").glob("*.yaml"))
+
 SWEEP_TYPOS = [
     # on the command line, swept or not, with + or without
     (["optim.lrr=0.1,0.2", "data=iris_petal"], "optim.lrr is not a config key: did you mean optim.lr?"),
     (["+optim.lrr=0.1", "seed=0,1"], "optim.lrr is not a config key: did you mean optim.lr?"),
     (["+experiment=guide_vs_corect"], "experiment=guide_vs_corect is not valid: did you mean "
-                                      "guide_vs_correct? choose one of ['activation_lr', "
-                                      "'guide_reproduction', 'guide_vs_correct']"),
+                                      f"guide_vs_correct? choose one of {STUDIES}"),
     # a swept choice: the sweeper names the cell, once
     (["model.activation=sigmoid,tanhh", "data=iris_petal"],
      "model.activation='tanhh' is not valid: did you mean tanh? choose one of ['guide_tanh', "

@@ -95,9 +95,15 @@ def _wait(predicate, timeout, what):
     pytest.fail(f"{what}: not within {timeout} s")
 
 
-def _sweep_jobs(cluster, tmp_path) -> list[str]:
+def _sweep_jobs(cluster, tmp_path, before: set[str] = frozenset()) -> list[str]:
+    """``id|name`` of the sweep jobs in squeue, less the ids in ``before`` (jobs that were there
+    before this test's sweep started: an earlier test's, still completing)."""
     out = cluster.run("squeue", "-h", "-o", "%i|%j", check=False).stdout
-    return [ln for ln in out.splitlines() if "slnn-" in ln]
+    return [ln for ln in out.splitlines() if "slnn-" in ln and ln.split("|")[0] not in before]
+
+
+def _job_ids(cluster, tmp_path) -> set[str]:
+    return {ln.split("|")[0] for ln in _sweep_jobs(cluster, tmp_path)}
 
 
 def test_a_cancelled_job_ends_the_sweep_with_one_line_and_a_rerun_completes_it(
@@ -108,10 +114,11 @@ def test_a_cancelled_job_ends_the_sweep_with_one_line_and_a_rerun_completes_it(
     cmd = sweep_cmd(slurm_cluster, tmp_path, exp, "sweep.report=false")
     cmd[cmd.index("train.epochs=2")] = "train.epochs=3000"
     t0 = time.monotonic()
+    before = _job_ids(slurm_cluster, tmp_path)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path)
+        line = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path, before)
                               if ln.split("|")[0].endswith("_0")], 90, "a running sweep job")
         slurm_cluster.run("scancel", line[0].split("|")[0])
         out, err = proc.communicate(timeout=120)
@@ -128,7 +135,7 @@ def test_a_cancelled_job_ends_the_sweep_with_one_line_and_a_rerun_completes_it(
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
     assert "RUNNING" not in {r.info.status for r in cells}  # the reaper closed the dead jobs' runs
     # nothing of the sweep is left on the cluster
-    assert not _sweep_jobs(slurm_cluster, tmp_path)
+    assert not _sweep_jobs(slurm_cluster, tmp_path, before)
     # the same command again runs only what is missing: one FINISHED run per cell in the end
     cmd[cmd.index("train.epochs=3000")] = "train.epochs=3000"
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
@@ -147,10 +154,12 @@ def test_ctrl_c_cancels_the_sweeps_jobs(slurm_cluster, mlflow_pg_server, tmp_pat
     env = sweep_env(slurm_cluster, mlflow_pg_server.url)
     cmd = sweep_cmd(slurm_cluster, tmp_path, exp, "sweep.report=false")
     cmd[cmd.index("train.epochs=2")] = "train.epochs=3000"
+    before = _job_ids(slurm_cluster, tmp_path)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _wait(lambda: _sweep_jobs(slurm_cluster, tmp_path), 90, "the sweep's jobs in squeue")
+        _wait(lambda: _sweep_jobs(slurm_cluster, tmp_path, before), 90,
+              "the sweep's jobs in squeue")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -158,7 +167,7 @@ def test_ctrl_c_cancels_the_sweeps_jobs(slurm_cluster, mlflow_pg_server, tmp_pat
             proc.kill()
     assert proc.returncode != 0
     assert "cancelled the sweep's SLURM jobs" in err, err[-3000:]
-    _wait(lambda: not _sweep_jobs(slurm_cluster, tmp_path), 10, "no job of the sweep left")
+    _wait(lambda: not _sweep_jobs(slurm_cluster, tmp_path, before), 10, "no job of the sweep left")
     _, parents, _ = runs_of(mlflow_pg_server.url, exp)
     assert len(parents) == 1 and parents[0].info.status == "KILLED"
 
@@ -169,6 +178,7 @@ def test_a_job_that_cannot_reach_the_server_fails_with_the_reason_in_its_log(
 
     exp = f"slurm-{uuid.uuid4().hex[:6]}"
     env = sweep_env(slurm_cluster, mlflow_pg_server.url)
+    env["SLNN_OUTAGE_WAIT"] = "5"  # how long a cell waits for a store that does not answer
     dead = f"http://127.0.0.1:{free_port()}"  # nobody answers here
     # the second array task (one chunk) sees the server at an address nobody answers
     setup = (f"hydra.launcher.setup=['[ \"$SLURM_ARRAY_TASK_ID\" = 1 ] && "
@@ -181,11 +191,17 @@ def test_a_job_that_cannot_reach_the_server_fails_with_the_reason_in_its_log(
     # the job's own log says why its cells failed
     logs = [f.read_text() for f in (tmp_path / "multirun").rglob("*_1_0_log.err")]
     assert any(f"no MLflow server answers at {dead}" in t for t in logs), logs
-    # the other job's cells are in the server, finished, once each
+    # the other job's cells are in the server, finished, once each; the cut-off job's cells are
+    # traced there too (through the sweep's own address), as FAILED runs with the reason
     _, parents, cells = runs_of(mlflow_pg_server.url, exp)
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
-    assert len(cells) == 2 and {r.info.status for r in cells} == {"FINISHED"}
-    assert {r.data.tags["slnn.slurm_job_id"].split("_")[1] for r in cells} == {"0"}
+    finished = [r for r in cells if r.info.status == "FINISHED"]
+    failed = [r for r in cells if r.info.status != "FINISHED"]
+    assert len(finished) == 2 and len(cells) == 4, [(r.info.status, r.data.tags) for r in cells]
+    assert {r.data.tags["slnn.slurm_job_id"].split("_")[1] for r in finished} == {"0"}
+    assert {r.info.status for r in failed} == {"FAILED"}
+    assert {r.data.tags["slnn.slurm_job_id"].split("_")[1] for r in failed} == {"1"}
+    assert all(r.data.tags.get("slnn.reason") for r in failed)
 
 
 def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
@@ -196,10 +212,11 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
     # cells that run until SLURM stops them (no early stop, no target reached)
     cmd[cmd.index("train.epochs=2")] = "train.epochs=1000000"
     cmd += ["train.patience=1000000", "train.target_val_loss=1e-12"]
+    before = _job_ids(slurm_cluster, tmp_path)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path)
+        line = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path, before)
                               if ln.split("|")[0].endswith("_0")], 90, "a running sweep job")
         job = line[0].split("|")[0]
 
@@ -219,9 +236,10 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1 and "Traceback" not in err, out[-2000:] + err[-3000:]
-    # at the time-limit warning submitit raises in the job, which ends itself (FAILED), or
-    # SLURM ends it (TIMEOUT)
-    assert sacct_ids(slurm_cluster).get(job, "").split()[0] in ("TIMEOUT", "FAILED"), \
+    # the job ended: SLURM stopped it (TIMEOUT), or at the time-limit signal the job ended itself,
+    # closing its open run as KILLED on the way out (FAILED, or COMPLETED when submitit's handler
+    # exits cleanly); that its cells were cut off is what the runs show below
+    assert sacct_ids(slurm_cluster).get(job, "").split()[0] in ("TIMEOUT", "FAILED", "COMPLETED"), \
         sacct_ids(slurm_cluster)
     _, parents, cells = runs_of(mlflow_pg_server.url, exp)
     assert parents[0].info.status == "FAILED"
