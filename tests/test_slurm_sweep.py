@@ -134,8 +134,9 @@ def test_a_cancelled_job_ends_the_sweep_with_one_line_and_a_rerun_completes_it(
     client, parents, cells = runs_of(mlflow_pg_server.url, exp)
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
     assert "RUNNING" not in {r.info.status for r in cells}  # the reaper closed the dead jobs' runs
-    # nothing of the sweep is left on the cluster
-    assert not _sweep_jobs(slurm_cluster, tmp_path, before)
+    # nothing of the sweep is left on the cluster (a cancelled job may show in squeue for a few
+    # seconds more while slurmd cleans it up: COMPLETING)
+    _wait(lambda: not _sweep_jobs(slurm_cluster, tmp_path, before), 30, "no job of the sweep left")
     # the same command again runs only what is missing: one FINISHED run per cell in the end
     cmd[cmd.index("train.epochs=3000")] = "train.epochs=3000"
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
