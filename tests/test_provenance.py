@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -160,10 +159,12 @@ START = re.compile(r"^slnn: sweep \S+: (?P<cells>\d+) cells: (?P<reused>\d+) reu
                    r"(?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
 
 
-def _sweep(cwd: Path, *args: str, pythonpath: Path | None = None) -> dict:
+def _sweep(cwd: Path, *args: str, pythonpath: Path | None = None, tmpdir: Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
+    if tmpdir:  # the sweep's own temporary folder: other tests run beside it (xdist)
+        env["TMPDIR"] = str(tmpdir)
     proc = subprocess.run([sys.executable, "-m", "slnn", "-m", *args, "tracking.plot=false",
                            "sweep.report=false"], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -238,11 +239,11 @@ def test_an_edited_csv_and_one_relative_path_in_two_folders_rerun(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_leaves_no_temporary_folder_and_its_parent_has_numbers(tmp_path):
-    tmp = Path(tempfile.gettempdir())
-    before = set(tmp.iterdir())
-    _sweep(tmp_path, "+experiment=guide_reproduction", "seed=range(2)")
-    after = set(tmp.iterdir())
-    assert not {p for p in after - before if p.name.startswith("slnn")}, after - before
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    _sweep(tmp_path, "+experiment=guide_reproduction", "seed=range(2)", tmpdir=tmp)
+    left = set(tmp.iterdir())
+    assert not {p for p in left if p.name.startswith("slnn")}, left
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = MlflowClient(uri)
     exp = c.get_experiment_by_name("slnn")
