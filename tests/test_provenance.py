@@ -159,7 +159,8 @@ START = re.compile(r"^slnn: sweep \S+: (?P<cells>\d+) cells: (?P<reused>\d+) reu
                    r"(?P<to_run>\d+) to run \(parent run (?P<parent>\w+)\)", re.M)
 
 
-def _sweep(cwd: Path, *args: str, pythonpath: Path | None = None, tmpdir: Path | None = None) -> dict:
+def _sweep(cwd: Path, *args: str, pythonpath: Path | None = None,
+           tmpdir: Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
