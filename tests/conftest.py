@@ -15,25 +15,41 @@ import slnn.app.schema
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
 
-# pytest-xdist (``-n`` in pyproject's addopts) sends tests to workers; ``--dist loadgroup`` keeps a
-# group on one worker. The SLURM tests share one cluster (scripts/slurm/up is not re-entrant), and
-# a module with a module-scoped fixture (a sweep its tests read) keeps its tests together, so the
-# fixture is built once; every other test goes wherever a worker is free.
+# pytest-xdist (``-n`` in pyproject's addopts) sends tests to workers in units. The SLURM tests
+# share one cluster (scripts/slurm/up is not re-entrant): one unit. A module with a module-scoped
+# fixture (a sweep its tests read) is one unit, so the fixture is built once. Every other test is a
+# unit of its own and goes wherever a worker is free. The units are made here, from node ids, by a
+# scheduler of our own (xdist's public ``pytest_xdist_make_scheduler`` hook): xdist's loadgroup
+# marks a test's group by rewriting its node id, which pytest 9.2's node ids no longer take, so the
+# ``xdist_group`` marker silently stopped grouping anything.
 SLURM_MODULES = {"test_slurm_cluster", "test_slurm_sweep"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    shared: dict[Path, bool] = {}
-    for item in items:
-        path = Path(str(item.fspath))
-        if path.stem in SLURM_MODULES:
-            item.add_marker(pytest.mark.xdist_group("slurm"))
-            continue
-        if path not in shared:
-            shared[path] = 'scope="module"' in path.read_text()
-        if shared[path]:
-            item.add_marker(pytest.mark.xdist_group(path.stem))
+def schedule_unit(nodeid: str, shared: dict[str, bool]) -> str:
+    """The unit a test is scheduled in: ``slurm``, its module's path, or its own node id."""
+    path = nodeid.split("::", 1)[0]
+    if Path(path).stem in SLURM_MODULES:
+        return "slurm"
+    if path not in shared:
+        file = Path(__file__).parent.parent / path
+        shared[path] = file.is_file() and 'scope="module"' in file.read_text()
+    return path if shared[path] else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") not in ("loadscope", "loadgroup"):
+        return None  # another --dist, asked for on the command line
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        """xdist's load-scope scheduling (larger units first), with ``schedule_unit``'s units."""
+
+        shared: dict[str, bool] = {}
+
+        def _split_scope(self, nodeid: str) -> str:
+            return schedule_unit(nodeid, self.shared)
+
+    return UnitScheduling(config, log)
 
 
 def compose_config(*overrides: str):
