@@ -92,6 +92,26 @@ def store(empty_store, tmp_path) -> str:
     return sqlite_uri(tmp_path)
 
 
+def process_started_ms(owner: str) -> float:
+    """When the process named by a run's ``slnn.owner`` (host/boot/pidns/pid/start ticks) began,
+    in ms since the epoch: the kernel's boot time plus its start in clock ticks."""
+    boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    return (boot + int(owner.rsplit("/", 1)[1]) / os.sysconf("SC_CLK_TCK")) * 1000
+
+
+def processes_with(marker: str) -> list[int]:
+    """The pids of live processes whose environment holds ``marker``."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
 def check(proc: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
     assert proc.returncode == code, (
         f"exit {proc.returncode}, wanted {code}\n--- stdout\n{proc.stdout[-3000:]}\n"
@@ -249,6 +269,13 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
                                                [float(v) for v in grid["optim.lr"]]))
     cell_overrides = [ov + ["data=iris_petal", "train.epochs=3"] for ov in grid_cells(**grid)]
     assert finished_per_hash(cells) == Counter(expected_hashes(compose, *cell_overrides))
+
+    # joblib's two workers were started while the grid was being prepared (slnn.sweep.warm), so
+    # each began before the parent run existed; Hydra's launcher alone starts them after it
+    workers = {r.data.tags["slnn.owner"] for r in cells}
+    assert 1 <= len(workers) <= 2
+    assert all(process_started_ms(owner) < parent.info.start_time for owner in workers), (
+        [process_started_ms(o) - parent.info.start_time for o in workers])
 
     progress = [m.groupdict() for m in PROGRESS.finditer(proc.stdout)]
     assert len(progress) == 8
@@ -411,6 +438,26 @@ def test_a_bad_value_in_any_cell_fails_the_sweep_with_one_line_and_no_runs(tmp_p
     assert "Traceback" not in proc.stdout + proc.stderr
     assert PROGRESS.search(proc.stdout) is None
     assert_no_runs(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_bad_grid_under_joblib_leaves_no_worker_behind(tmp_path, slnn_train, monkeypatch):
+    # joblib's workers start while the grid is checked (slnn.sweep.warm): a grid that fails its
+    # checks still fails with its one line, and stops them rather than leaving them to idle
+    marker = f"SLNN_TEST_MARKER_{os.getpid()}_{time.monotonic_ns()}"
+    monkeypatch.setenv(marker, "1")
+    started = time.monotonic()
+    proc = slnn_train(sweep_args(tmp_path, "optim.lr=0.1,-1", "data=iris_petal",
+                                 "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), cwd=tmp_path)
+    took = time.monotonic() - started
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "optim.lr=-1" in lines[0], proc.stderr
+    assert_no_runs(tmp_path)
+    deadline = time.monotonic() + 5
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_with(marker) == [], f"workers left {took:.1f} s after the start"
 
 
 @pytest.mark.slow

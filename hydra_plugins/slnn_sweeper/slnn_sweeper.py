@@ -6,7 +6,6 @@ The logic lives in ``slnn.sweep.orchestrator``; this module only adapts it to Hy
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from typing import Any, List, Optional
@@ -40,15 +39,27 @@ class SlnnSweeper(Sweeper):
         from slnn.sweep.orchestrator import Orchestrator
         from slnn.sweep.slurm import is_launcher_failure
         from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
+        from slnn.sweep.warm import start as start_workers
 
-        quiet_libraries()
         run = Orchestrator(self.config, arguments)
-        todo = run.prepare()
+        run.set_env()  # the workers' thread limits, before any worker exists
+        warm = start_workers(self.launcher)  # joblib's workers import while the grid is prepared
+        quiet_libraries()  # imports MLflow: seconds the workers spend on their own imports
+        try:
+            todo = run.prepare()
+        except BaseException:  # a bad grid or store: fails with its one line, no worker left
+            if warm is not None:
+                warm.discard()
+            raise
+        if warm is not None and not todo:
+            warm.discard()
         try:
             returns = []
             if todo:
                 n = self.chunks or 4 * (os.cpu_count() or 1)
                 jobs = run.write_chunks(todo, min(n, len(todo)))
+                if warm is not None:
+                    warm.wait()
                 with cancel_on_interrupt(self.slurm_job_name):
                     returns = self.launcher.launch(jobs, initial_job_idx=0)
                 for r in returns:  # a job that raised outside a cell (rare): counted, not raised

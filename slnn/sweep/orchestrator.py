@@ -66,6 +66,18 @@ class Orchestrator:
         self.state: dict | None = None
         self.client = None
 
+    def set_env(self) -> None:
+        """One thread per worker, MLflow's per-run URL lines off; before any worker starts
+        (``warm.start``), and put back when the sweep ends (a notebook goes on)."""
+        if hasattr(self, "_saved_env"):
+            return
+        self._saved_env = {v: os.environ.get(v) for v in
+                           (*THREAD_ENV, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_TRACKING_URI")}
+        for var in THREAD_ENV:
+            os.environ.setdefault(var, "1")
+        # MLflow prints two "View run" lines per run on an http store; the summary says where to look
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
     def prepare(self) -> list:
         """Validate every cell, create the store and parent run, write the state; return the
         ``grid.Cell``s to run."""
@@ -74,13 +86,7 @@ class Orchestrator:
         from slnn.tracking.provenance import code_hash
         from slnn.tracking.runs import finished_runs, link_to_parent, reap_dead_runs
 
-        # the launching process's environment is put back when the sweep ends (a notebook goes on)
-        self._saved_env = {v: os.environ.get(v) for v in
-                           (*THREAD_ENV, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_TRACKING_URI")}
-        for var in THREAD_ENV:
-            os.environ.setdefault(var, "1")
-        # MLflow prints two "View run" lines per run on an http store; the summary says where to look
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        self.set_env()
         config = self.config
         config_name = OmegaConf.select(config, "hydra.job.config_name") or "config"
         cell_overrides = enumerate_cells(config, self.arguments)
@@ -170,16 +176,8 @@ class Orchestrator:
         folder.mkdir(exist_ok=True)
         for old in folder.glob("chunk_*.json"):
             old.unlink()
-        import yaml
-        from omegaconf._utils import get_omega_conf_dumper
-
-        for c in todo:  # what Hydra's job folders would show, per cell: its own overrides
+        for c in todo:  # each cell's folder is made by the job, when the cell's turn comes
             c.folder = f"{c.index:04d}-{run_name(c.config)}"
-            (Path(st["dir"]) / "cells" / c.folder).mkdir(parents=True, exist_ok=True)
-            # OmegaConf.to_yaml's own dump, without making a config per cell (5x the time)
-            (Path(st["dir"]) / "cells" / c.folder / "overrides.yaml").write_text(
-                yaml.dump(list(c.overrides), default_flow_style=False, allow_unicode=True,
-                          sort_keys=False, Dumper=get_omega_conf_dumper()))
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         state_path.write_text(json.dumps(st))
         jobs = []

@@ -8,6 +8,7 @@ validated cells in memory already (``PREPARED``); other launchers read them from
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -83,16 +84,35 @@ def _save_log(state: dict, folder: str, log) -> str | None:
     return relative(path)
 
 
+def write_cell_folder(state: dict, folder: str, overrides: list[str]) -> None:
+    """``cells/<folder>/overrides.yaml``: what Hydra's job folder would show for the cell, its own
+    overrides. Written by the job as the cell starts, so a sweep's start does not grow with its
+    grid, and a folder exists for each cell that ran."""
+    import yaml
+    from omegaconf._utils import get_omega_conf_dumper
+
+    if not folder:
+        return
+    path = Path(state["dir"]) / "cells" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    # OmegaConf.to_yaml's own dump, without making a config per cell (5x the time)
+    (path / "overrides.yaml").write_text(
+        yaml.dump(list(overrides), default_flow_style=False, allow_unicode=True,
+                  sort_keys=False, Dumper=get_omega_conf_dumper()))
+
+
 def _load_chunk(state_path: str, state: dict, chunk: int):
-    """The chunk's cells as ``(cfg, Config, hash, folder)``, each made when its turn comes."""
+    """The chunk's cells as ``(cfg, Config, hash, folder, overrides)``, each made when its turn
+    comes."""
     prepared = PREPARED.pop((state_path, chunk), None)
     if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
-        return ((cell.cfg, cell.config, cell.hash, cell.folder) for cell in prepared)
+        return ((cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides)
+                for cell in prepared)
     from slnn.sweep.cells import cfg_of, config_of
 
     cells = json.loads((Path(state["dir"]) / "jobs" / f"chunk_{chunk:04d}.json").read_text())
     return ((cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
-             cell.get("folder", "")) for cell in cells)
+             cell.get("folder", ""), cell["overrides"]) for cell in cells)
 
 
 def run_chunk(state_path: str, chunk: int) -> int:
@@ -106,10 +126,13 @@ def run_chunk(state_path: str, chunk: int) -> int:
 
     signals.install()  # a worker sent SIGTERM closes its open run as KILLED
     state = json.loads(Path(state_path).read_text())
+    # a worker started before the sweep opened its store (``warm``) has not inherited this
+    os.environ["MLFLOW_TRACKING_URI"] = state["uri"]
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
     with threadpool_limits(limits=1):
-        for cfg, c, chash, folder in _load_chunk(state_path, state, chunk):
+        for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
+            write_cell_folder(state, folder, overrides)
             try:
                 failed += not run_cell(cfg, c, chash, state, folder)
             except CellTaken as e:

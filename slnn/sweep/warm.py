@@ -1,0 +1,108 @@
+"""Start a sweep's joblib workers while the launching process is still preparing the grid.
+
+With ``hydra/launcher=joblib`` and two or more jobs, Hydra's launcher creates loky's worker
+processes only once the sweep is prepared (every cell composed and checked, the store opened, the
+parent run made), and each worker then imports Hydra, MLflow, NumPy and Numba before its first
+cell: seconds on a small machine, paid after the preparation, not beside it.
+
+``start`` makes the same ``joblib.Parallel`` call the launcher will make (same settings, same
+worker environment), in a background thread, with one task per worker that imports what a cell
+needs. joblib keeps one reusable executor per process and hands it to the next ``Parallel`` whose
+arguments match, so the launcher's jobs land on workers that are already warm. If anything differs
+(a setting, the environment), joblib makes new workers, as it would have without this: the
+warm-up can cost a little, never correctness. Any launcher other than joblib, or a single job
+(joblib then runs jobs in the launching process), gets no warm-up.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+def _import_for_a_cell() -> int:
+    """What a worker imports before its first cell, so the import is paid while the launching
+    process prepares (unpickling this function has already imported slnn and joblib)."""
+    import os
+
+    import mlflow.tracking  # noqa: F401
+    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
+
+    import slnn.app.cli  # noqa: F401 - Hydra, OmegaConf and the config schema
+    import slnn.app.run  # noqa: F401
+    import slnn.core.compiled.codegen  # noqa: F401 - Numba
+    import slnn.sweep.worker  # noqa: F401
+    import slnn.tracking.recorder  # noqa: F401
+
+    return os.getpid()
+
+
+class Warmup:
+    def __init__(self, settings: dict, n_jobs: int):
+        self.settings, self.n_jobs = settings, n_jobs
+        self.pids: list[int] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="slnn-warm-workers", daemon=True)
+
+    def _run(self) -> None:
+        from joblib import Parallel, delayed
+
+        try:
+            self.pids = Parallel(**self.settings)(
+                delayed(_import_for_a_cell)() for _ in range(self.n_jobs))
+        except BaseException as e:  # noqa: BLE001 - the launcher will say it if it matters
+            self.error = e
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Let the warm-up tasks end before the launcher submits the real jobs."""
+        self.thread.join(timeout)
+
+    def discard(self) -> None:
+        """Nothing to run after all (every cell done, or the grid failed its checks): stop the
+        warm workers now, even halfway through their imports, instead of at their idle timeout."""
+        try:
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor().shutdown(wait=False, kill_workers=True)
+        except Exception:  # noqa: BLE001 - they exit on their own at the idle timeout
+            pass
+
+
+def joblib_settings(launcher) -> dict | None:
+    """The ``joblib.Parallel`` arguments Hydra's joblib launcher will use, or None when
+    ``launcher`` is not that launcher."""
+    try:
+        from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    except ImportError:
+        return None
+    if not isinstance(launcher, JoblibLauncher) or launcher.joblib is None:
+        return None
+    settings = dict(launcher.joblib)
+    settings["backend"] = "loky"  # what the launcher does: its backend is always loky
+    for key in ("pre_dispatch", "batch_size", "max_nbytes"):  # ... and its string settings
+        value = settings.get(key)
+        if value:
+            try:
+                settings[key] = int(value)
+            except ValueError:
+                pass
+    return settings
+
+
+def start(launcher) -> Warmup | None:
+    """Start the workers of ``launcher`` (Hydra's joblib launcher with 2+ jobs) in the background;
+    None for any other launcher."""
+    settings = joblib_settings(launcher)
+    if settings is None:
+        return None
+    try:
+        from joblib import effective_n_jobs, parallel_backend
+
+        with parallel_backend("loky"):
+            n_jobs = effective_n_jobs(settings.get("n_jobs"))
+    except Exception:  # noqa: BLE001 - an odd n_jobs: the launcher will say what is wrong
+        return None
+    if n_jobs < 2:
+        return None
+    warm = Warmup(settings, n_jobs)
+    warm.thread.start()
+    return warm
