@@ -127,6 +127,7 @@ class RunRecorder:
         except MlflowException as e:
             raise TrackingError(explain(client, e, "opening a run")) from None
         self.run_id = run.info.run_id
+        self.artifact_uri = run.info.artifact_uri
         liveness.beat(client, self.run_id)  # so no reaper takes the open run for an orphan
 
     def _log(self, metrics: list, tags: dict[str, str]) -> None:
@@ -174,7 +175,7 @@ class RunRecorder:
             if log is not None:
                 (root / "run.log").write_text(log())
             # artifacts first: a run marked with an outcome always has its files
-            self.client.log_artifacts(self.run_id, str(root))
+            self._log_artifacts(str(root))
         tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]}
         if result.outcome == Outcome.DIVERGED:  # say where its final figures come from
             tags[TAG_PREFIX + "final_from"] = final_from(result)
@@ -190,6 +191,20 @@ class RunRecorder:
             self._log_input(data)
         self._log(metric_entities(result, max_metric_points, now), tags)
         self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _log_artifacts(self, folder: str) -> None:
+        """``MlflowClient.log_artifacts``, without its first step: it reads the whole run back
+        (``get_run``, a query of its own) only to learn the artifact URI ``create_run`` already
+        gave. MLflow's artifact-repository registry makes the same repository from that URI
+        (local folder, ``mlflow-artifacts:`` through the server, S3, ...)."""
+        try:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
+        except Exception:  # noqa: BLE001 - MLflow moved it, or a URI only the client resolves
+            self.client.log_artifacts(self.run_id, folder)
+            return
+        repo.log_artifacts(folder)
 
     def _log_input(self, data) -> None:
         """``log_inputs``, tolerating a concurrent first insert of the same data set: MLflow's SQL
