@@ -91,6 +91,51 @@ def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose):
         register_best(uri, parent)
 
 
+def test_the_best_run_read_page_by_page_is_the_newest_finished_per_cell_lowest_loss(
+        tmp_path, monkeypatch):
+    """``best_run`` reads a sweep's children a page at a time (``tracking.runs.PAGE``, 2 here):
+    its choice equals one made here over every run at once. A cell run twice counts by its
+    newest FINISHED run; a newer FAILED run of a cell does not hide its FINISHED one; a run that
+    did not train, or belongs to another parent, is never chosen."""
+    import slnn.tracking.runs
+    from slnn.tracking.model_registry import best_run
+    from slnn.tracking.runs import iter_runs
+
+    monkeypatch.setattr(slnn.tracking.runs, "PAGE", 2)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("pages", artifact_location=(tmp_path / "a").as_uri())
+    parent = client.create_run(exp).info.run_id
+    other = client.create_run(exp).info.run_id
+    # (cell, start ms, status, outcome, val_loss, parent)
+    spec = [("a", 1, "FINISHED", "max_epochs", 0.50, parent),
+            ("a", 5, "FINISHED", "converged", 0.90, parent),      # a's newest: 0.90, not 0.50
+            ("b", 2, "FINISHED", "max_epochs", 0.70, parent),
+            ("b", 6, "FAILED", "failed", 0.01, parent),           # newer, but not FINISHED
+            ("c", 3, "FINISHED", "diverged", 0.05, parent),       # did not train to a result
+            ("d", 4, "FINISHED", "early_stopped", 0.65, parent),
+            ("e", 7, "FINISHED", "max_epochs", 0.10, other)]      # another sweep's
+    ids = []
+    for cell, start, status, outcome, loss, p in spec:
+        run = client.create_run(exp, start_time=start, tags={
+            "mlflow.parentRunId": p, "slnn.config_hash": cell, "slnn.outcome": outcome})
+        client.log_batch(run.info.run_id, metrics=[Metric("val_loss", loss, 0, 0),
+                                                   Metric("val_error", loss / 2, 0, 0)])
+        client.set_terminated(run.info.run_id, status)
+        ids.append(run.info.run_id)
+    read = [r.info.run_id for r in iter_runs(client, [exp])]
+    assert sorted(read) == sorted(ids + [parent, other])  # every run once, over 5 pages
+    trained = {"max_epochs", "converged", "early_stopped"}
+    newest = {}
+    for run_id, (cell, start, status, outcome, loss, p) in zip(ids, spec):
+        if p == parent and status == "FINISHED" and (cell not in newest or start > newest[cell][0]):
+            newest[cell] = (start, outcome, loss, run_id)
+    expected = min((loss, run_id) for _, outcome, loss, run_id in newest.values()
+                   if outcome in trained)[1]
+    assert expected == ids[5]  # d (0.65): a counts as 0.90, b as 0.70, c diverged, e is not ours
+    best, got_parent = best_run(client, parent)
+    assert (best.info.run_id, got_parent.info.run_id) == (expected, parent)
+
+
 @pytest.mark.slow
 def test_slnn_report_register_flag(sweep_store, slnn_train, tmp_path):
     import subprocess

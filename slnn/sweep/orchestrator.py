@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -283,45 +284,54 @@ class Orchestrator:
         return 1 if unexpected else 0
 
     def _log_summary_metrics(self) -> None:
-        """The parent's own numbers, for the UI: cells, outcomes, best validation error per rule."""
+        """The parent's own numbers, for the UI: cells, outcomes, best validation error per rule.
+        The same pass over the children, a page at a time, finds the sweep's best run
+        (``model_registry.choose_best``), so a big sweep's close reads them once, in bounded
+        memory."""
         from mlflow.entities import Metric
 
         from slnn.core.outcomes import TRAINED
+        from slnn.tracking.model_registry import Cell, keep_newest
+        from slnn.tracking.runs import iter_runs
 
         st = self.state
-        children = self.client.search_runs(
-            [st["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{st['parent_run_id']}'",
-            max_results=50000)
-        newest: dict[str, object] = {}
-        for r in children:  # a rerun cell counts once, by its newest run
-            h = r.data.tags.get("slnn.config_hash", r.info.run_id)
-            if h not in newest or r.info.start_time > newest[h].info.start_time:
-                newest[h] = r
-        outcomes = Counter(r.data.tags.get("slnn.outcome") for r in newest.values())
+        newest: dict[str, Cell] = {}  # by config hash, whatever its status
+        newest_finished: dict[str, Cell] = {}
+        for r in iter_runs(self.client, [st["experiment_id"]],
+                           f"tags.mlflow.parentRunId = '{st['parent_run_id']}'"):
+            cell = Cell.of(r)
+            keep_newest(newest, cell)
+            if cell.finished:
+                keep_newest(newest_finished, cell)
+        self._newest_finished = list(newest_finished.values())
+        outcomes = Counter(c.outcome for c in newest.values())
         now = int(time.time() * 1000)
         values = {"cells": st["total"], "finished": sum(outcomes[o] for o in TRAINED)}
         for o in (Outcome.DIVERGED, Outcome.SHAPE_MISMATCH, Outcome.FAILED, Outcome.KILLED):
             values[str(o)] = outcomes[o]
         best: dict[str, float] = {}
-        for r in newest.values():
-            v = r.data.metrics.get("val_error")
-            rule = r.data.tags.get("slnn.update")
-            if r.data.tags.get("slnn.outcome") in TRAINED and v is not None and rule:
-                best[rule] = min(v, best.get(rule, v))
+        for c in newest.values():
+            if c.outcome in TRAINED and not math.isnan(c.val_error) and c.update:
+                best[c.update] = min(c.val_error, best.get(c.update, c.val_error))
         values.update({f"best_val_error.{rule}": v for rule, v in best.items()})
         self.client.log_batch(st["parent_run_id"],
                               metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
 
     def _log_best_model(self) -> str:
         """A sweep's runs log no model by default: its best run (by validation) gets one."""
-        from slnn.tracking.model_registry import RegistryError, best_run, ensure_logged_model
+        from slnn.tracking.model_registry import (RegistryError, best_run, choose_best,
+                                                  ensure_logged_model, the_run)
 
+        parent = self.state["parent_run_id"]
         try:
-            run, _ = best_run(self.client, self.state["parent_run_id"])
+            if getattr(self, "_newest_finished", None) is not None:  # read when the sweep closed
+                run = the_run(self.client, choose_best(self._newest_finished, parent))
+            else:
+                run, _ = best_run(self.client, parent)
             model_id = ensure_logged_model(self.client, run)
         except RegistryError as e:
             return f"; no model logged ({e})"
-        self.client.set_tag(self.state["parent_run_id"], "slnn.best_run", run.info.run_id)
+        self.client.set_tag(parent, "slnn.best_run", run.info.run_id)
         return f"; best run {run.info.run_id} logged as model {model_id}"
 
     def interrupted(self, e: BaseException | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,34 +24,65 @@ class RegistryError(RuntimeError):
     """Nothing can be registered; the message says why and what to do."""
 
 
-def best_run(client, parent_run_id: str):
-    """The sweep's best trained run (lowest final validation loss, then validation error; never
-    chosen on test figures), newest per config; a link run stands for the run it links to."""
-    parent = client.get_run(parent_run_id)
-    runs = client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
-                                            "and attributes.status = 'FINISHED'",
-                              max_results=50000)
-    newest: dict[str, object] = {}
-    for r in runs:
-        h = r.data.tags.get("slnn.config_hash", r.info.run_id)
-        if h not in newest or r.info.start_time > newest[h].info.start_time:
-            newest[h] = r
+@dataclass(frozen=True)
+class Cell:
+    """What choosing a sweep's best run needs of a child run: a few fields, not the whole run."""
 
-    def key(r):
-        val = r.data.metrics.get("val_loss", math.nan)
-        err = r.data.metrics.get("val_error", math.nan)
-        return (val if math.isfinite(val) else math.inf, err if math.isfinite(err) else math.inf)
+    run_id: str
+    config_hash: str
+    start_time: int
+    finished: bool
+    outcome: str | None
+    update: str | None
+    val_loss: float
+    val_error: float
+    link_to: str | None
 
-    trained = [r for r in newest.values() if r.data.tags.get("slnn.outcome") in TRAINED
-               and math.isfinite(r.data.metrics.get("val_loss", math.nan))]
+    @classmethod
+    def of(cls, run) -> "Cell":
+        t, m = run.data.tags, run.data.metrics
+        return cls(run.info.run_id, t.get("slnn.config_hash", run.info.run_id),
+                   run.info.start_time, run.info.status == "FINISHED", t.get("slnn.outcome"),
+                   t.get("slnn.update"), m.get("val_loss", math.nan), m.get("val_error", math.nan),
+                   t.get("slnn.link_to"))
+
+
+def keep_newest(newest: dict[str, Cell], cell: Cell) -> None:
+    """A rerun cell counts once, by its newest run."""
+    old = newest.get(cell.config_hash)
+    if old is None or cell.start_time > old.start_time:
+        newest[cell.config_hash] = cell
+
+
+def choose_best(newest_finished, parent_run_id: str) -> Cell:
+    """The best of the newest FINISHED run per config: lowest final validation loss, then
+    validation error (never test figures), among runs that trained to a result."""
+    def key(c: Cell):
+        return (c.val_loss if math.isfinite(c.val_loss) else math.inf,
+                c.val_error if math.isfinite(c.val_error) else math.inf)
+
+    trained = [c for c in newest_finished if c.outcome in TRAINED and math.isfinite(c.val_loss)]
     if not trained:
         raise RegistryError(f"sweep {parent_run_id} has no run that trained to a result with a "
                             "validation loss (all shape_mismatch, diverged or failed?)")
-    best = min(trained, key=key)
-    if "slnn.link_to" in best.data.tags:
-        best = client.get_run(best.data.tags["slnn.link_to"])
-    return best, parent
+    return min(trained, key=key)
+
+
+def the_run(client, best: Cell):
+    """The full run ``best`` stands for (a link run stands for the run it links to)."""
+    return client.get_run(best.link_to or best.run_id)
+
+
+def best_run(client, parent_run_id: str):
+    """The sweep's best trained run (``choose_best``) and its parent, read page by page."""
+    from slnn.tracking.runs import iter_runs
+
+    parent = client.get_run(parent_run_id)
+    newest: dict[str, Cell] = {}
+    for r in iter_runs(client, [parent.info.experiment_id],
+                       f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'"):
+        keep_newest(newest, Cell.of(r))
+    return the_run(client, choose_best(newest.values(), parent_run_id)), parent
 
 
 def ensure_logged_model(client, run) -> str:

@@ -10,6 +10,22 @@ from slnn.core.outcomes import Outcome
 from slnn.tracking.liveness import is_alive
 
 
+PAGE = 1000  # runs per search_runs page: a sweep of any size is read in pages of this many
+
+
+def iter_runs(client, experiment_ids: list[str], filter_string: str = "", page: int | None = None):
+    """Every run ``search_runs`` finds, page by page: only one page of full ``Run``s is in memory
+    at a time (a 10,000-cell sweep read in one call held a gigabyte)."""
+    token = None
+    while True:
+        runs = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  max_results=page or PAGE, page_token=token)
+        yield from runs
+        token = runs.token
+        if not token:
+            return
+
+
 def mark_killed(client, run, why: str) -> None:
     """Close a run whose process is gone as KILLED, saying why."""
     from mlflow.entities import RunTag
@@ -58,20 +74,13 @@ class FinishedRun:
 def finished_runs(client, experiment_id: str) -> dict[str, list[FinishedRun]]:
     """Every FINISHED slnn run of the experiment by config hash, newest first (paged search)."""
     out: dict[str, list[FinishedRun]] = {}
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
-                                  max_results=50000, page_token=token)
-        for r in page:
-            t = r.data.tags
-            if "slnn.config_hash" in t and "slnn.link_to" not in t:
-                out.setdefault(t["slnn.config_hash"], []).append(FinishedRun(
-                    r.info.run_id, t["slnn.config_hash"], t.get("slnn.code_hash"),
-                    t.get("slnn.data_digest"), t.get("mlflow.parentRunId"), r.info.start_time,
-                    t.get("slnn.rule_digest")))
-        token = page.token
-        if not token:
-            break
+    for r in iter_runs(client, [experiment_id], "attributes.status = 'FINISHED'"):
+        t = r.data.tags
+        if "slnn.config_hash" in t and "slnn.link_to" not in t:
+            out.setdefault(t["slnn.config_hash"], []).append(FinishedRun(
+                r.info.run_id, t["slnn.config_hash"], t.get("slnn.code_hash"),
+                t.get("slnn.data_digest"), t.get("mlflow.parentRunId"), r.info.start_time,
+                t.get("slnn.rule_digest")))
     for runs in out.values():
         runs.sort(key=lambda r: r.start_time, reverse=True)
     return out
