@@ -394,8 +394,17 @@ def test_two_identical_sweeps_at_once_train_every_cell_once(store, tmp_path):
     assert "another sweep of the same grid is running" in b["note"] + a["note"]
     cells, parents = cells_and_parents(store)
     assert len(parents) == 2
-    per_cell = Counter(r.data.tags["slnn.config_hash"] for r in cells if r.info.status == "FINISHED")
+    # a cell the first sweep had finished before the second one planned is reused by the second
+    # as a link run (slnn.link_to, no training of its own): only the other runs trained
+    trained = [r for r in cells if r.info.status == "FINISHED" and "slnn.link_to" not in r.data.tags]
+    per_cell = Counter(r.data.tags["slnn.config_hash"] for r in trained)
     assert len(per_cell) == 12 and set(per_cell.values()) == {1}  # every cell trained once
+    by_id = {r.info.run_id: r for r in trained}
+    for link in (r for r in cells if "slnn.link_to" in r.data.tags):
+        assert link.data.tags["mlflow.parentRunId"] != by_id[link.data.tags["slnn.link_to"]].data.tags[
+            "mlflow.parentRunId"]  # a link stands, under one sweep, for the other sweep's run
+        assert link.data.tags["slnn.config_hash"] == by_id[link.data.tags["slnn.link_to"]].data.tags[
+            "slnn.config_hash"]
     assert not [r for r in cells if r.info.status == "RUNNING"]
     # two reports, neither written over the other, each counting all 12 cells
     reports = sorted((tmp_path / "reports").glob("guide_reproduction*/report.md"))

@@ -41,11 +41,14 @@ class Warmup:
         self.settings, self.n_jobs = settings, n_jobs
         self.pids: list[int] = []
         self.error: BaseException | None = None
+        self.discarded = False
         self.thread = threading.Thread(target=self._run, name="slnn-warm-workers", daemon=True)
 
     def _run(self) -> None:
         from joblib import Parallel, delayed
 
+        if self.discarded:  # the grid failed its checks before the workers were asked for
+            return
         try:
             self.pids = Parallel(**self.settings)(
                 delayed(_import_for_a_cell)() for _ in range(self.n_jobs))
@@ -59,10 +62,12 @@ class Warmup:
     def discard(self) -> None:
         """Nothing to run after all (every cell done, or the grid failed its checks): stop the
         warm workers now, even halfway through their imports, instead of at their idle timeout."""
+        self.discarded = True
         try:
             from joblib.externals.loky import get_reusable_executor
 
-            get_reusable_executor().shutdown(wait=False, kill_workers=True)
+            # reuse=True: the executor joblib made for the warm-up, whatever its settings
+            get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=True)
         except Exception:  # noqa: BLE001 - they exit on their own at the idle timeout
             pass
 

@@ -126,8 +126,9 @@ def run_chunk(state_path: str, chunk: int) -> int:
 
     signals.install()  # a worker sent SIGTERM closes its open run as KILLED
     state = json.loads(Path(state_path).read_text())
-    # a worker started before the sweep opened its store (``warm``) has not inherited this
-    os.environ["MLFLOW_TRACKING_URI"] = state["uri"]
+    # a worker started before the sweep opened its store (``warm``) has not inherited this; a job
+    # whose environment names the store (a SLURM node's setup, say) keeps its own
+    os.environ.setdefault("MLFLOW_TRACKING_URI", state["uri"])
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
     with threadpool_limits(limits=1):
