@@ -108,6 +108,66 @@ def make_store(root: Path, n_runs: int, epochs: int) -> tuple[str, str]:
     return uri, parent.info.run_id
 
 
+def bench_close(uri: str, parent: str, rounds: int = 3) -> None:
+    """What a sweep's close reads of its children (summary metrics and the best run): the two
+    whole ``search_runs`` reads it made before (every child, then every FINISHED child, each in
+    one call) against the one paged pass it makes now (``tracking.runs.iter_runs``, a few fields
+    per cell, then the best run fetched alone). Interleaved rounds; wall time and the peak of
+    Python's allocations (tracemalloc) during each."""
+    import statistics
+    import tracemalloc
+
+    from slnn.tracking.model_registry import Cell, choose_best, keep_newest, the_run
+    from slnn.tracking.runs import iter_runs
+    from slnn.tracking.store import client_for
+
+    client = client_for(uri)
+    exp = client.get_run(parent).info.experiment_id
+    children = f"tags.mlflow.parentRunId = '{parent}'"
+
+    def before():
+        every = client.search_runs([exp], filter_string=children, max_results=50000)
+        finished = client.search_runs([exp], filter_string=children + " and attributes.status = "
+                                      "'FINISHED'", max_results=50000)
+        newest = {}
+        for r in finished:
+            keep_newest(newest, Cell.of(r))
+        return len(every), choose_best(newest.values(), parent).run_id
+
+    def now():
+        newest, finished = {}, {}
+        n = 0
+        for r in iter_runs(client, [exp], children):
+            cell = Cell.of(r)
+            keep_newest(newest, cell)
+            if cell.finished:
+                keep_newest(finished, cell)
+            n += 1
+        return n, the_run(client, choose_best(finished.values(), parent)).info.run_id
+
+    found = {"before": [], "now": []}
+    answers = set()
+    for _ in range(rounds):
+        for label, fn in (("before", before), ("now", now)):
+            tracemalloc.start()
+            t0 = time.perf_counter()
+            answers.add(fn())
+            seconds = time.perf_counter() - t0
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            found[label].append((seconds, peak))
+    assert len(answers) == 1, f"the two reads disagree: {answers}"
+    med = {k: (statistics.median(s for s, _ in v), statistics.median(m for _, m in v))
+           for k, v in found.items()}
+    n, best = answers.pop()
+    print(f"closing the sweep: reading {n} children for its summary and best run ({best[:8]}), "
+          f"median of {rounds} interleaved rounds")
+    print(f"  two whole reads (before)  {med['before'][0]:6.2f} s  peak {med['before'][1]:7.1f} MB")
+    print(f"  one paged pass (now)      {med['now'][0]:6.2f} s  peak {med['now'][1]:7.1f} MB")
+    print(f"  now / before: {med['now'][0] / med['before'][0]:.2f}x the time, "
+          f"{med['now'][1] / med['before'][1]:.2f}x the memory")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -115,6 +175,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build the store here and keep it")
     ap.add_argument("--reuse", action="store_true",
                     help="with --keep: report the store already there instead of building one")
+    ap.add_argument("--close", action="store_true",
+                    help="time what a sweep's close reads of the runs (not the report)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -140,6 +202,9 @@ def main() -> None:
             uri, parent = make_store(root, args.runs, args.epochs)
             print(f"setup: {args.runs} runs x {args.epochs} epochs logged in "
                   f"{time.perf_counter() - t0:.1f} s ({uri})")
+        if args.close:
+            bench_close(uri, parent)
+            return
         from slnn.report import report_for_parent
 
         t: dict = {}

@@ -143,6 +143,18 @@ def first_cell_probe(cmd: list[str], folder: Path, env: dict, timeout: float = 3
     return {"before": first["time"] - first["seconds"] - t0, "seen": seen, "load": load}
 
 
+# what any process that records into an MLflow SQLite store from slnn's command line pays before
+# it can touch the store: Python, slnn's CLI (Hydra, OmegaConf, NumPy, pandas), MLflow and its SQL
+# store; the floor under "before the first cell", measured in the same rounds
+IMPORT_FLOOR = "import slnn.app.cli, mlflow, mlflow.store.tracking.sqlalchemy_store"
+
+
+def import_floor(env: dict) -> float:
+    t0 = time.time()
+    subprocess.run([sys.executable, "-c", IMPORT_FLOOR], env=env, check=True)
+    return time.time() - t0
+
+
 def bench_startup(slnn_cmd, fresh, env: dict, cells: int, rounds: int) -> dict:
     """Seconds before the first cell starts: 1 and 2 workers, on a fresh store and on an existing
     one (a copy of an empty migrated store with the experiment), interleaved rounds."""
@@ -157,9 +169,11 @@ def bench_startup(slnn_cmd, fresh, env: dict, cells: int, rounds: int) -> dict:
               ("2 workers, fresh store", "fresh", joblib + ["hydra.launcher.n_jobs=2"]),
               ("2 workers, existing store", "existing", joblib + ["hydra.launcher.n_jobs=2"])]
     found: dict[str, list[dict]] = {p[0]: [] for p in probes}
+    floor: list[float] = []
     print(f"before the first cell ({cells} cells; each sweep interrupted once its first cell is "
           f"in the ledger), {rounds} round(s), load {loadavg()} ...", flush=True)
     for r in range(rounds):
+        floor.append(import_floor(env))
         for label, store, launcher in probes:
             folder = fresh(f"probe-{r}-{label.replace(' ', '_').replace(',', '')}")
             if store == "existing":
@@ -170,10 +184,13 @@ def bench_startup(slnn_cmd, fresh, env: dict, cells: int, rounds: int) -> dict:
     for label, v in found.items():
         each = " ".join(f"{x['before']:.1f}" for x in v)
         print(f"{label:<28} {med[label]:>22.1f} {each:>20} {statistics.median(x['load'] for x in v):>6.2f}")
+    low = statistics.median(floor)
+    print(f"{'the import floor [info]':<28} {low:>22.1f} {' '.join(f'{x:.1f}' for x in floor):>20}"
+          f"   (a process doing only: {IMPORT_FLOOR})")
     for store, goal in GOAL_BEFORE.items():
         got = med[f"2 workers, {store} store"]
         print(f"  2 workers, {store} store: {got:.1f} s   goal <= {goal:g} s   "
-              f"{verdict(goal, got)}")
+              f"{verdict(goal, got)}   ({got / low:.1f}x the import floor)")
     return med
 
 
