@@ -36,14 +36,6 @@ def schedule_unit(nodeid: str, shared: dict[str, bool]) -> str:
     return path if shared[path] else nodeid
 
 
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker more than the CPUs. Many tests spend much of their time waiting (a
-    SLURM job reaching its time limit, a server outage being ridden out, a killed sweep's
-    reruns), and a worker beyond the CPUs runs another test meanwhile; ``--maxprocesses`` caps
-    it."""
-    return (os.cpu_count() or 1) + 1
-
-
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") not in ("loadscope", "loadgroup"):
         return None  # another --dist, asked for on the command line
