@@ -156,6 +156,9 @@ def cli() -> None:
         if not signals.reported:
             print(f"slnn-train: {signals.what(e)}; a run it had open is recorded as KILLED",
                   file=sys.stderr, flush=True)
+        # an interrupt in the middle of Numba compiling leaves half-made llvmlite objects, whose
+        # finalizers complain at exit ("Exception ignored in ..."): the line above is the story
+        sys.unraisablehook = lambda unraisable: None
         sys.exit(signals.exit_code(e))
 
 
