@@ -19,11 +19,9 @@ from __future__ import annotations
 import threading
 
 
-def _import_for_a_cell() -> int:
+def _import_for_a_cell() -> None:
     """What a worker imports before its first cell, so the import is paid while the launching
     process prepares (unpickling this function has already imported slnn and joblib)."""
-    import os
-
     import mlflow.tracking  # noqa: F401
     from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
 
@@ -33,14 +31,10 @@ def _import_for_a_cell() -> int:
     import slnn.sweep.worker  # noqa: F401
     import slnn.tracking.recorder  # noqa: F401
 
-    return os.getpid()
-
 
 class Warmup:
     def __init__(self, settings: dict, n_jobs: int):
         self.settings, self.n_jobs = settings, n_jobs
-        self.pids: list[int] = []
-        self.error: BaseException | None = None
         self.discarded = False
         self.thread = threading.Thread(target=self._run, name="slnn-warm-workers", daemon=True)
 
@@ -50,10 +44,9 @@ class Warmup:
         if self.discarded:  # the grid failed its checks before the workers were asked for
             return
         try:
-            self.pids = Parallel(**self.settings)(
-                delayed(_import_for_a_cell)() for _ in range(self.n_jobs))
-        except BaseException as e:  # noqa: BLE001 - the launcher will say it if it matters
-            self.error = e
+            Parallel(**self.settings)(delayed(_import_for_a_cell)() for _ in range(self.n_jobs))
+        except BaseException:  # noqa: BLE001 - the launcher meets the same fault and says it
+            pass
 
     def wait(self, timeout: float = 120.0) -> None:
         """Let the warm-up tasks end before the launcher submits the real jobs."""
@@ -76,20 +69,16 @@ def joblib_settings(launcher) -> dict | None:
     """The ``joblib.Parallel`` arguments Hydra's joblib launcher will use, or None when
     ``launcher`` is not that launcher."""
     try:
+        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
         from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
     except ImportError:
         return None
     if not isinstance(launcher, JoblibLauncher) or launcher.joblib is None:
         return None
+    # the launcher's own steps, so that the settings match and joblib reuses the workers
     settings = dict(launcher.joblib)
-    settings["backend"] = "loky"  # what the launcher does: its backend is always loky
-    for key in ("pre_dispatch", "batch_size", "max_nbytes"):  # ... and its string settings
-        value = settings.get(key)
-        if value:
-            try:
-                settings[key] = int(value)
-            except ValueError:
-                pass
+    settings["backend"] = "loky"
+    process_joblib_cfg(settings)
     return settings
 
 
