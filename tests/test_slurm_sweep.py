@@ -217,33 +217,43 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path, before)
-                              if ln.split("|")[0].endswith("_0")], 90, "a running sweep job")
-        job = line[0].split("|")[0]
+        lines = _wait(lambda: [ln for ln in _sweep_jobs(slurm_cluster, tmp_path, before)
+                               if ln.split("|")[0].endswith(("_0", "_1"))], 90, "the sweep's jobs")
+        jobs = sorted(ln.split("|")[0] for ln in lines)
 
-        def training_in_the_job():  # the job's first cell has its run open (not still importing)
+        def training_in_the_jobs():  # each job's first cell has its run open (not importing)
             try:
-                return [r for r in runs_of(mlflow_pg_server.url, exp)[2]
-                        if r.data.tags.get("slnn.slurm_job_id") == job
-                        and r.info.status == "RUNNING"]
+                open_runs = {r.data.tags.get("slnn.slurm_job_id")
+                             for r in runs_of(mlflow_pg_server.url, exp)[2]
+                             if r.info.status == "RUNNING"}
             except Exception:  # noqa: BLE001 - the experiment may not exist yet
-                return []
+                return False
+            return set(jobs) <= open_runs
 
-        _wait(training_in_the_job, 120, f"a run of job {job} training")
-        # a time limit already passed: slurmctld kills the job at its next check (TIMEOUT)
-        slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:01")
-        out, err = proc.communicate(timeout=180)
+        _wait(training_in_the_jobs, 120, f"a run of each of the jobs {jobs} training")
+        # a time limit already passed: slurmctld signals each job at its next check; every job of
+        # the sweep, so that none runs its endless cells to the end
+        for job in jobs:
+            slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:01")
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+        print(f"the sweep ended {time.monotonic() - t0:.0f} s after the time limits were set")
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1 and "Traceback" not in err, out[-2000:] + err[-3000:]
-    # the job ended: SLURM stopped it (TIMEOUT), or at the time-limit signal the job ended itself,
-    # closing its open run as KILLED on the way out (FAILED, or COMPLETED when submitit's handler
-    # exits cleanly); that its cells were cut off is what the runs show below
-    assert sacct_ids(slurm_cluster).get(job, "").split()[0] in ("TIMEOUT", "FAILED", "COMPLETED"), \
-        sacct_ids(slurm_cluster)
+    # each job ended: SLURM stopped it (TIMEOUT), or at the time-limit signal the job ended
+    # itself, closing its open run as KILLED on the way out (FAILED, or COMPLETED when submitit's
+    # handler exits cleanly; the sweep may read a job's result before SLURM has recorded its
+    # end); that its cells were cut off is what the runs show below
+    ended = ("TIMEOUT", "FAILED", "COMPLETED")
+    _wait(lambda: all(sacct_ids(slurm_cluster).get(job, "").split()[:1] != ["RUNNING"]
+                      for job in jobs), 60, f"SLURM recording the end of {jobs}")
+    states = sacct_ids(slurm_cluster)
+    assert all(states.get(job, "").split()[0] in ended for job in jobs), states
     _, parents, cells = runs_of(mlflow_pg_server.url, exp)
     assert parents[0].info.status == "FAILED"
     assert "RUNNING" not in {r.info.status for r in cells}
-    killed = [r for r in cells if r.data.tags.get("slnn.slurm_job_id") == job]
-    assert killed and all(r.info.status == "KILLED" for r in killed), killed
+    for job in jobs:
+        killed = [r for r in cells if r.data.tags.get("slnn.slurm_job_id") == job]
+        assert killed and all(r.info.status == "KILLED" for r in killed), killed

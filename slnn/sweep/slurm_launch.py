@@ -25,13 +25,24 @@ def name_slurm_jobs(config: DictConfig) -> str | None:
     return name
 
 
+# how often, at most, the launching process asks SLURM (sacct) for its jobs' states. submitit's
+# own pace doubles from 2 s up to 10 minutes, so a job that SLURM ended (time limit, node failure,
+# scancel) could go unnoticed for minutes while the sweep's other jobs kept writing.
+SACCT_EVERY_S = 15
+
+
 @contextlib.contextmanager
 def cancel_on_interrupt(job_name: str | None):
     """Around ``launcher.launch``: on KeyboardInterrupt (or SIGTERM, turned into one) cancel the
-    sweep's SLURM jobs, then let the interrupt go on."""
+    sweep's SLURM jobs, then let the interrupt go on. While it lasts, the jobs' states are read
+    from SLURM at least every ``SACCT_EVERY_S`` seconds, so a dead job ends the wait promptly."""
     if not job_name:
         yield
         return
+    from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+
+    watcher = SlurmJob.watcher  # the jobs of this launch register with a watcher of our pace
+    SlurmJob.watcher = SlurmInfoWatcher(delay_s=SACCT_EVERY_S)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -47,6 +58,7 @@ def cancel_on_interrupt(job_name: str | None):
               f"jobs (scancel --name={job_name})", file=sys.stderr, flush=True)
         raise
     finally:
+        SlurmJob.watcher = watcher
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
