@@ -315,27 +315,59 @@ def test_chance_error_is_the_majority_class_error_of_the_test_split(petal, iris)
     assert r.outcome == "shape_mismatch" and r.final_epoch == -1  # iris: still known
 
 
-def test_large_target_val_loss_converges_at_epoch_1(petal):
+@pytest.mark.parametrize("backend", ["numpy", "compiled"])
+def test_large_target_val_loss_converges_at_epoch_1(petal, backend):
     # outputs lie in (0, 1) and targets in {0, 1}, so the loss is below 1 < 10 after any epoch
-    r = train(petal, activation="sigmoid", target_val_loss=10.0, epochs=20, backend="numpy",
+    r = train(petal, activation="sigmoid", target_val_loss=10.0, epochs=20, backend=backend,
               rng=_rng(0))
     assert r.outcome == "converged"
     assert r.epochs_run == 1 and len(r.history["epoch"]) == 2
     assert "10" in r.reason
 
 
+@pytest.mark.parametrize("backend", ["numpy", "compiled"])
 @pytest.mark.parametrize("patience", [1, 3])
-def test_no_learning_stops_after_patience_epochs(petal, patience):
+def test_no_learning_stops_after_patience_epochs(petal, patience, backend):
     # lr = 0: W never moves, so every epoch's val loss equals epoch 1's. The best starts at epoch 1
     # (epoch 0 is recorded but does not seed the best), and each later epoch is one without a new
     # best, so the run stops at epoch 1 + patience.
-    r = train(petal, activation="sigmoid", lr=1e-300, patience=patience, epochs=20, backend="numpy",
+    r = train(petal, activation="sigmoid", lr=1e-300, patience=patience, epochs=20, backend=backend,
               rng=_rng(0))
     assert r.outcome == "early_stopped"
     assert r.epochs_run == 1 + patience
     np.testing.assert_array_equal(r.W_final, r.W_initial)
     assert np.all(r.history["val_loss"] == r.history["val_loss"][0])
     assert str(patience) in r.reason
+
+
+@pytest.mark.parametrize("backend", ["numpy", "compiled"])
+@pytest.mark.parametrize("ending", ["max_epochs", "early_stopped", "converged", "diverged"])
+def test_epochs_in_chunks_give_the_run_of_one_epoch_at_a_time(petal, monkeypatch, backend, ending):
+    """train() runs epochs in chunks (one backend call each, ending at each snapshot's epoch):
+    the run is bit for bit the one made a single epoch per call, wherever the run ends, in the
+    middle of a chunk or at its end, and the snapshots are the weights of their epochs."""
+    import slnn.core.trainer as trainer
+
+    options = {"max_epochs": {}, "early_stopped": {"patience": 3, "lr": 2.0},
+               "converged": {"target_val_loss": 0.095},
+               "diverged": {"activation": "linear", "lr": 3.0}}[ending]
+    args = dict(activation="sigmoid", lr=0.5, epochs=40, snapshots=3, backend=backend) | options
+    runs = {}
+    for chunk_epochs in (1, 7, 1000):  # one epoch per call, uneven chunks, the whole run
+        monkeypatch.setattr(trainer, "CHUNK_UPDATES", chunk_epochs * petal.n_train)
+        runs[chunk_epochs] = train(petal, rng=_rng(3), **args)
+    one = runs[1]
+    assert one.outcome == ending, (one.outcome, one.reason)
+    assert ending == "max_epochs" or one.epochs_run < 40  # it ended inside the run
+    for r in (runs[7], runs[1000]):
+        assert (r.outcome, r.reason, r.epochs_run, r.steps_run, r.final_epoch) == \
+            (one.outcome, one.reason, one.epochs_run, one.steps_run, one.final_epoch)
+        np.testing.assert_array_equal(r.W_final, one.W_final)
+        for c in HISTORY_COLUMNS:
+            np.testing.assert_array_equal(r.history[c], one.history[c], err_msg=c)
+        assert r.snapshots.keys() == one.snapshots.keys()
+        for e in one.snapshots:
+            np.testing.assert_array_equal(r.snapshots[e], one.snapshots[e])
 
 
 def test_plain_run_ends_at_max_epochs(petal):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from slnn.core.activations import Activation
-from slnn.core.reference import epoch_numpy, evaluate_numpy
+from slnn.core.reference import epoch_numpy, epochs_numpy, evaluate_numpy
 from slnn.core.rules import UpdateRule
 
 _compiled: dict = {}
@@ -16,11 +16,12 @@ _NO_UPDATES = np.empty(0, dtype=np.int64)
 class Backend:
     """The epoch and evaluation functions of one (activation, rule) pair on one path.
 
-    On the compiled path every method calls one of two compiled functions (see ``_LOOPS``): the
-    online kernel when the rule is the gradient rule and ``batch_size`` is 1, else the batch
-    kernel. ``evaluate`` and ``evaluate_all`` run the online kernel (the batch one for another
-    rule) on no updates; ``train`` evaluates its epoch 0 through ``epoch_evaluate`` instead, so
-    that a run compiles one kernel only.
+    On the compiled path every method calls one compiled function of the generated module
+    (``codegen.Kernels``): the online one when the rule is the gradient rule and ``batch_size``
+    is 1, else the batch one. ``epochs`` runs a chunk of epochs, checks included, in one call
+    (``train`` uses only it, its epoch 0 too, so that a run compiles one entry point);
+    ``epoch``, ``epoch_evaluate``, ``evaluate`` and ``evaluate_all`` run one epoch or none
+    (the tests and the benchmarks hold them to the reference one at a time).
     """
 
     def __init__(self, act: Activation, rule: UpdateRule, compiled: bool):
@@ -33,12 +34,30 @@ class Backend:
                 from slnn.core.compiled.codegen import build  # numba only when compiling
 
                 _compiled[key] = build(act, rule)
-            online, self._batch = _compiled[key]
-            self._online = online if rule.fast is input_fast else None  # the input rule's alone
+            kernels = _compiled[key]
+            self._batch, self._batch_epochs = kernels.batch, kernels.batch_epochs
+            gradient = rule.fast is input_fast  # the online kernels are the input rule's alone
+            self._online = kernels.online if gradient else None
+            self._online_epochs = kernels.online_epochs if gradient else None
             self._evaluator = self._online or self._batch
 
     def _kernel(self, batch_size):
         return self._online if batch_size == 1 and self._online is not None else self._batch
+
+    def epochs(self, W, x_a, t_a, idx, n_epochs, batch_size, eta, x_b, t_b, x_c, t_c,
+               divergence_loss, target_val_loss, patience, best_bad, out):
+        """Up to ``n_epochs`` epochs of ``epoch_evaluate``, each on its equal share of ``idx``,
+        with the checks that can end a run after each (``reference.epochs_numpy`` says what is
+        computed): one compiled call on the compiled path. ``(epochs run, why it ended)``."""
+        if self.compiled:
+            online = batch_size == 1 and self._online_epochs is not None
+            run = self._online_epochs if online else self._batch_epochs
+            return run(W, x_a, t_a, idx, n_epochs, batch_size, float(eta), x_a, t_a, x_b, t_b,
+                       x_c, t_c, float(divergence_loss), float(target_val_loss), int(patience),
+                       best_bad, out)
+        return epochs_numpy(W, x_a, t_a, idx, n_epochs, batch_size, eta,
+                            ((x_a, t_a), (x_b, t_b), (x_c, t_c)), self.act, self.rule,
+                            divergence_loss, target_val_loss, patience, best_bad, out)
 
     def epoch(self, W, x1, t, idx, batch_size, eta):
         """One epoch of updates, ``W`` in place: ``(cos_sum, cos_count, finite)``."""

@@ -64,3 +64,40 @@ def evaluate_numpy(W, x1, t, act: Activation):
     loss = float(np.mean((t - z) ** 2))
     error = float(np.mean(np.argmax(z, axis=1) != np.argmax(t, axis=1)))
     return loss, error
+
+
+def epochs_numpy(W, x1, t, idx, n_epochs, batch_size, eta, sets, act: Activation,
+                 rule: UpdateRule, divergence_loss, target_val_loss, patience, best_bad, out):
+    """Up to ``n_epochs`` epochs, each its equal share of ``idx``, each followed by the
+    evaluation of ``W`` on ``sets`` (three ``(x1, t)`` pairs) and the checks that can end a run;
+    what ``slnn.core.compiled.templates._epochs_KERNEL`` computes, on the reference path.
+
+    Epoch ``e``'s figures go to ``out[e]``: (cosine, la, lb, lc, ea, eb, ec, norm, 1.0 if every
+    weight is finite else 0.0). ``target_val_loss`` is nan for none, ``patience`` -1 for none;
+    ``best_bad`` holds (best validation loss, epochs since it) from one call to the next.
+    Returns (epochs run, why the last one ended the run: a ``templates`` code, 0 if none).
+    """
+    from slnn.core.compiled.templates import (GOES_ON, LOSS_BLEW_UP, NO_PROGRESS, NOT_FINITE,
+                                              TARGET_REACHED)
+
+    per = len(idx) // n_epochs
+    for e in range(n_epochs):
+        cos_sum, cos_count, finite = epoch_numpy(W, x1, t, idx[e * per:(e + 1) * per],
+                                                 batch_size, eta, act, rule)
+        (la, ea), (lb, eb), (lc, ec) = (evaluate_numpy(W, x, tt, act) for x, tt in sets)
+        out[e] = (cos_sum / cos_count if cos_count else math.nan, la, lb, lc, ea, eb, ec,
+                  float(np.linalg.norm(W)), float(np.isfinite(W).all()))
+        if not finite:
+            return e + 1, NOT_FINITE
+        if not math.isfinite(la) or la > divergence_loss:
+            return e + 1, LOSS_BLEW_UP
+        if lb < target_val_loss:  # false for nan: no target
+            return e + 1, TARGET_REACHED
+        if patience >= 0:
+            if lb < best_bad[0]:
+                best_bad[0], best_bad[1] = lb, 0.0
+            else:
+                best_bad[1] += 1.0
+                if best_bad[1] >= patience:
+                    return e + 1, NO_PROGRESS
+    return n_epochs, GOES_ON

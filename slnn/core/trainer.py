@@ -26,6 +26,8 @@ import numpy as np
 
 from slnn.core.activations import ACTIVATIONS, get_activation
 from slnn.core.backend import Backend
+from slnn.core.compiled.templates import (GOES_ON, LOSS_BLEW_UP, NO_PROGRESS, NOT_FINITE,
+                                          TARGET_REACHED)
 from slnn.core.errors import ConfigError
 from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
 from slnn.core.errors import check_positive as _positive
@@ -34,6 +36,9 @@ from slnn.core.rules import (CUSTOM, UPDATE_RULES, ShapeMismatch, check_shape, r
                              rule_choices)
 
 SAMPLINGS = ("shuffle", "random", "sequential")
+# updates per backend call at most (whole epochs; one epoch if an epoch is longer): Python's
+# cost per call is paid once per chunk, and the chunk's sample indices stay small (1 MB)
+CHUNK_UPDATES = 1 << 17
 INITS = ("uniform", "glorot")
 BACKENDS = ("auto", "compiled", "numpy")
 HISTORY_COLUMNS = (
@@ -296,9 +301,9 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     sized = [n > 0 for n in (x_tr.shape[0], x_va.shape[0], x_te.shape[0])]
     final_epoch = -1
 
-    def record(epoch, step, cos, figures):
+    def record(epoch, step, cos, figures, w_finite):
         nonlocal final_epoch
-        if not np.isfinite(W).all():  # figures of non-finite weights would be artefacts: none
+        if not w_finite:  # figures of non-finite weights would be artefacts: none
             row = (epoch, step) + (math.nan,) * (len(HISTORY_COLUMNS) - 2)
         else:
             l_tr, l_va, l_te, e_tr, e_va, e_te, norm = figures
@@ -310,43 +315,55 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
             on_epoch(dict(zip(HISTORY_COLUMNS, row)))
         return row
 
-    outcome, reason = Outcome.MAX_EPOCHS, f"ran all {epochs} epochs"
-    best, bad = math.inf, 0
-    steps = 0
+    # the checks after each epoch, as the backends take them: nan / -1 for none
+    target = t.target_val_loss if use_val and t.target_val_loss is not None else math.nan
+    patience = t.patience if use_val and t.patience is not None else -1
+    best_bad = np.array([math.inf, 0.0])  # best validation loss, epochs since
+    per_epoch = n_steps * batch_size
+    # epochs run in chunks, one backend call each (the compiled path: Python once per chunk); a
+    # chunk ends at each snapshot's epoch, so that the snapshot is W as that epoch left it
+    chunk = max(1, CHUNK_UPDATES // per_epoch)
+    snap_order = sorted(snap_at)
+    why = GOES_ON
+    epoch = steps = 0
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        # each epoch's updates, then every split evaluated on its weights, in one call (epoch 0:
-        # no updates, through the same compiled kernel as the others)
-        no_updates = np.empty(0, dtype=np.int64)
-        record(0, 0, math.nan, be.epoch_evaluate(W, x_tr, t_tr, no_updates, batch_size, lr,
-                                                 x_va, t_va, x_te, t_te)[1])
-        for epoch in range(1, epochs + 1):
-            idx = stream.take(n_steps * batch_size)
-            (cos_sum, cos_n, finite), figures = be.epoch_evaluate(W, x_tr, t_tr, idx, batch_size,
-                                                                  lr, x_va, t_va, x_te, t_te)
-            steps += n_steps
-            row = record(epoch, steps, cos_sum / cos_n if cos_n else math.nan, figures)
+        # epoch 0: every split evaluated on the initial weights, through the same compiled
+        # function as the others (so a run compiles one), with no updates and no checks
+        out = np.empty((1, 9))
+        be.epochs(W, x_tr, t_tr, np.empty(0, dtype=np.int64), 1, batch_size, lr, x_va, t_va,
+                  x_te, t_te, math.inf, math.nan, -1, np.array([math.inf, 0.0]), out)
+        record(0, 0, math.nan, tuple(out[0, 1:8]), True)
+        while epoch < epochs and why == GOES_ON:
+            n = min(epochs - epoch, chunk)
+            upcoming = [e for e in snap_order if e > epoch]
+            if upcoming:
+                n = min(n, upcoming[0] - epoch)
+            # the same draws, in the same order, as one epoch at a time
+            idx = np.concatenate([stream.take(per_epoch) for _ in range(n)])
+            out = np.empty((n, 9))
+            done, why = be.epochs(W, x_tr, t_tr, idx, n, batch_size, lr, x_va, t_va, x_te, t_te,
+                                  t.divergence_loss, target, patience, best_bad, out)
+            for e in range(done):
+                epoch += 1
+                steps += n_steps
+                record(epoch, steps, out[e, 0], tuple(out[e, 1:8]), out[e, 8] == 1.0)
             if epoch in snap_at:
                 snaps[epoch] = W.copy()
-            train_loss, val_loss = row[2], row[3]
-            if not finite or not math.isfinite(train_loss) or train_loss > t.divergence_loss:
-                outcome = Outcome.DIVERGED
-                reason = (f"weights became non-finite in epoch {epoch}" if not finite else
-                          f"training loss {train_loss:.4g} exceeded {t.divergence_loss:g} in epoch {epoch}")
-                break
-            if use_val and t.target_val_loss is not None and val_loss < t.target_val_loss:
-                outcome = Outcome.CONVERGED
-                reason = f"validation loss {val_loss:.4g} < {t.target_val_loss:g} in epoch {epoch}"
-                break
-            if use_val and t.patience is not None:
-                if val_loss < best:
-                    best, bad = val_loss, 0
-                else:
-                    bad += 1
-                    if bad >= t.patience:
-                        outcome = Outcome.EARLY_STOPPED
-                        reason = f"no new best validation loss for {t.patience} epochs (best {best:.4g})"
-                        break
+    if why == NOT_FINITE:
+        outcome, reason = Outcome.DIVERGED, f"weights became non-finite in epoch {epoch}"
+    elif why == LOSS_BLEW_UP:
+        outcome = Outcome.DIVERGED
+        reason = (f"training loss {rows[-1][2]:.4g} exceeded {t.divergence_loss:g} in epoch "
+                  f"{epoch}")
+    elif why == TARGET_REACHED:
+        outcome = Outcome.CONVERGED
+        reason = f"validation loss {rows[-1][3]:.4g} < {t.target_val_loss:g} in epoch {epoch}"
+    elif why == NO_PROGRESS:
+        outcome = Outcome.EARLY_STOPPED
+        reason = f"no new best validation loss for {t.patience} epochs (best {best_bad[0]:.4g})"
+    else:
+        outcome, reason = Outcome.MAX_EPOCHS, f"ran all {epochs} epochs"
     seconds = time.perf_counter() - start
     history = {c: np.array([r[i] for r in rows], dtype=np.float64) for i, c in enumerate(HISTORY_COLUMNS)}
     return TrainResult(outcome, reason, W0, W.copy(), history, snaps, epochs_run=len(rows) - 1,

@@ -4,16 +4,18 @@ What is generated from what:
 - the module's text is ``_MODULE``, filled in with the import paths of the activation's ``f``
   and ``df`` (``slnn.core.activations`` or wherever they are defined), the rule's ``fast`` form
   (``slnn.core.rules``), ``slnn.core.rules.input_fast`` as the gradient, ``SAME_RULE`` (whether
-  the rule's fast form is the gradient's), and the source of the three template loops of
-  ``slnn.core.compiled.templates`` (``templates._LOOPS``) copied in verbatim;
+  the rule's fast form is the gradient's), the source of the template loops of
+  ``slnn.core.compiled.templates`` (``templates._LOOPS``) copied in verbatim, and two copies of
+  its ``_epochs_KERNEL``, one per kernel (``templates._EPOCHS``);
 - its file name carries a digest of that text, of Numba's version and of the source of ``f``,
   ``df`` and ``fast``, so an edit to any of them makes a new module (and a new compilation);
 - it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn) and
   imported from there; every function in it is ``njit(cache=True)``, so Numba keeps the machine
   code next to it and later processes load it in milliseconds instead of compiling again.
 
-``build(act, rule)`` returns the module's two compiled entry points, ``(online, batch)``: the
-gradient rule one sample at a time, and any rule at any batch size (see the templates).
+``build(act, rule)`` returns the module's compiled entry points (``Kernels``): an epoch of the
+gradient rule one sample at a time, an epoch of any rule at any batch size, and each of those
+run over a chunk of epochs with the trainer's checks after each epoch (see the templates).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from slnn.core.activations import Activation
 from slnn.core.compiled import templates
@@ -39,6 +42,8 @@ import numpy as np
 from {f_mod} import {f_name} as _f, {df_name} as _df
 from {r_mod} import {r_name} as _rule_fast
 from slnn.core.rules import input_fast as _grad_fast
+from slnn.core.compiled.templates import (GOES_ON, NOT_FINITE, LOSS_BLEW_UP, TARGET_REACHED,
+                                          NO_PROGRESS)
 
 f = nb.njit(cache=True)(_f)
 df = nb.njit(cache=True)(_df)
@@ -56,6 +61,16 @@ for _name in {names!r}:
 """
 
 
+class Kernels(NamedTuple):
+    """A generated module's entry points: one epoch then the evaluation (``online``: the
+    gradient rule one sample at a time; ``batch``: any rule, any batch size), and the same for a
+    chunk of epochs with the trainer's checks after each (``online_epochs``, ``batch_epochs``)."""
+    online: Callable
+    batch: Callable
+    online_epochs: Callable
+    batch_epochs: Callable
+
+
 def cache_dir() -> Path:
     """Where generated kernels and Numba's cache live: ``SLNN_CACHE_DIR`` or ~/.cache/slnn."""
     root = os.environ.get("SLNN_CACHE_DIR") or os.path.join(
@@ -69,11 +84,14 @@ def build(act: Activation, rule: UpdateRule):
     for fn in (act.f, act.df, rule.fast):
         if "<" in fn.__qualname__:  # a lambda or a nested function cannot be imported
             raise ValueError(f"{fn.__qualname__} must be a module-level function to be compiled")
-    loops = "\n\n".join(inspect.getsource(fn) for fn in templates._LOOPS)
+    loops = "\n\n".join([inspect.getsource(fn) for fn in templates._LOOPS] + [
+        inspect.getsource(templates._epochs_KERNEL).replace("_epochs_KERNEL", name)
+        .replace("_KERNEL(", f"{kernel}(") for name, kernel in templates._EPOCHS])
     src = _MODULE.format(
         act=act.name, rule=rule.name, f_mod=act.f.__module__, f_name=act.f.__name__,
         df_name=act.df.__name__, r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
-        same=rule.fast is input_fast, loops=loops, names=[fn.__name__ for fn in templates._LOOPS])
+        same=rule.fast is input_fast, loops=loops,
+        names=[fn.__name__ for fn in templates._LOOPS] + [name for name, _ in templates._EPOCHS])
     if act.df.__module__ != act.f.__module__:
         src = src.replace(f"{act.df.__name__} as _df\n", f"{act.f.__name__} as _f_unused\n"
                           f"from {act.df.__module__} import {act.df.__name__} as _df\n")
@@ -96,4 +114,5 @@ def build(act: Activation, rule: UpdateRule):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module._online_kernel, module._batch_kernel
+    return Kernels(module._online_kernel, module._batch_kernel, module._online_epochs,
+                   module._batch_epochs)

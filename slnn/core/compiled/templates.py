@@ -260,5 +260,52 @@ def _batch_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
     return (cos_sum, cos_count, finite), _store_and_evaluate(W, WT, x_a, t_a, x_b, t_b, x_c, t_c)
 
 
+# How an epoch can end a run, as ``_epochs_KERNEL`` returns it (``slnn.core.trainer`` words it)
+GOES_ON, NOT_FINITE, LOSS_BLEW_UP, TARGET_REACHED, NO_PROGRESS = 0, 1, 2, 3, 4
+
+
+def _epochs_KERNEL(W, x1, t, idx, n_epochs, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c,
+                   divergence_loss, target_val_loss, patience, best_bad, out):
+    # Up to n_epochs epochs, each its share of idx through KERNEL (codegen makes one copy of
+    # this function per kernel: _online_epochs, _batch_epochs) and then the evaluation, with the
+    # checks slnn.core.trainer.train makes after each epoch, so that Python runs once per chunk
+    # of epochs instead of once per epoch. Epoch e's figures go to out[e]: (cosine, la, lb, lc,
+    # ea, eb, ec, norm, 1.0 if every weight is finite else 0.0). target_val_loss is nan for none
+    # and patience -1 for none; best_bad holds (best validation loss, epochs since it), carried
+    # from one chunk to the next. Returns (epochs run, why the last one ended the run or 0).
+    per = len(idx) // n_epochs
+    n_in, k = W.shape
+    for e in range(n_epochs):
+        (cos_sum, cos_count, finite), fig = _KERNEL(  # noqa: F821 (the copy's kernel)
+            W, x1, t, idx[e * per:(e + 1) * per], batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c)
+        out[e, 0] = cos_sum / cos_count if cos_count > 0 else math.nan
+        for c in range(7):
+            out[e, 1 + c] = fig[c]
+        bad = 0.0
+        for i in range(n_in):
+            for j in range(k):
+                bad += W[i, j] * 0.0  # 0 while every weight is finite, nan once one is not
+        out[e, 8] = 1.0 if bad == 0.0 else 0.0
+        if not finite:
+            return e + 1, NOT_FINITE
+        train_loss = fig[0]
+        if not (abs(train_loss) < math.inf) or train_loss > divergence_loss:
+            return e + 1, LOSS_BLEW_UP
+        val_loss = fig[1]
+        if val_loss < target_val_loss:  # false for nan: no target
+            return e + 1, TARGET_REACHED
+        if patience >= 0:
+            if val_loss < best_bad[0]:
+                best_bad[0] = val_loss
+                best_bad[1] = 0.0
+            else:
+                best_bad[1] += 1.0
+                if best_bad[1] >= patience:
+                    return e + 1, NO_PROGRESS
+    return n_epochs, GOES_ON
+
+
 _LOOPS = (_forward, _forward_two, _evaluate_loop, _transposed, _store_and_evaluate,
           _online_kernel, _batch_kernel)
+# _epochs_KERNEL's copies: (name, kernel it calls)
+_EPOCHS = (("_online_epochs", "_online_kernel"), ("_batch_epochs", "_batch_kernel"))
