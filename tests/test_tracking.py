@@ -424,3 +424,30 @@ def test_cli_end_to_end(slnn_train, store, tmp_path):
     assert run.data.params["train.epochs"] == "5" and run.data.params["data.name"] == "iris_petal"
     assert [r.info.run_id for r in _runs(store, "cli")] == [run_id]
     assert run.data.metrics["epochs_run"] == 5
+
+
+def test_slnn_opens_sqlite_stores_in_wal_mode_with_commits_that_do_not_wait_for_the_disk(tmp_path):
+    """After ``client_for``, the store file is in WAL mode, and each SQLite connection opened in
+    the process, MLflow's own store's included, has ``synchronous=NORMAL`` (1), not SQLite's
+    default FULL (2); a connection made with the sqlite3 module directly keeps the default."""
+    import sqlite3
+
+    import sqlalchemy
+
+    from slnn.tracking.store import client_for
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = client_for(uri)
+    client.create_experiment("e")  # the store answered through its engine
+    engine = sqlalchemy.create_engine(uri)
+    with engine.connect() as con:
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+    # MLflow's own engine for the store (a private attribute: the test only reads it)
+    store_engine = client._tracking_client.store.engine
+    with store_engine.connect() as con:
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    plain = sqlite3.connect(tmp_path / "mlflow.db")
+    assert plain.execute("PRAGMA synchronous").fetchone()[0] == 2
+    plain.close()

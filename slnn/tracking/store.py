@@ -140,6 +140,35 @@ def _use_wal(uri: str) -> None:
         con.close()
 
 
+_fast_commits = False
+
+
+def commit_without_waiting_for_the_disk() -> None:
+    """Every SQLite connection this process opens from now on (MLflow's included: a listener on
+    SQLAlchemy's ``Engine`` class sees each new DBAPI connection) commits with
+    ``PRAGMA synchronous=NORMAL``: in WAL mode a commit then writes the log without waiting for
+    the disk to confirm it (2.2 ms against 0.09 ms per commit on this project's VM; a run's
+    record makes about ten). The store stays consistent whatever happens; what a power cut or an
+    operating-system crash (not a killed process) can undo is the last commits before it, and a
+    resumed sweep reruns the cells whose runs they held."""
+    global _fast_commits
+    if _fast_commits:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def on_connect(dbapi_connection, connection_record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    event.listen(Engine, "connect", on_connect)
+    _fast_commits = True
+
+
 def client_for(uri: str, *, write: bool = True):
     """An ``MlflowClient`` for ``uri``, after the store has been checked (a server must answer
     healthily; a SQLite file must be a sound, fully migrated database, writable if ``write``)
@@ -150,6 +179,7 @@ def client_for(uri: str, *, write: bool = True):
 
     bound_http_waits()
     quiet_store_errors()
+    commit_without_waiting_for_the_disk()
     if uri in _ready:
         return MlflowClient(tracking_uri=uri)
     try:
