@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,14 @@ import slnn.app.cli  # noqa: F401 - registers slnn's configs in Hydra's ConfigSt
 import slnn.app.schema
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
+
+# The tests press Ctrl-C (SIGINT) as a user at a terminal would. A shell without job control
+# starts a command run with ``&`` with SIGINT ignored, and an ignored signal stays ignored in every
+# process started from it, slnn-train included (Python then installs no KeyboardInterrupt): so
+# a test suite started in the background would see Ctrl-C do nothing. Handled again here, the
+# signal is back to its default in every process the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # pytest-xdist (``-n`` in pyproject's addopts) sends tests to workers in units. The SLURM tests
 # share one cluster (scripts/slurm/up is not re-entrant): one unit. A module with a module-scoped

@@ -61,11 +61,13 @@ class Progress:
 
     def __init__(self, name: str, epochs: int, every: float = 3.0):
         self.name, self.epochs, self.every = name, epochs, every
-        self.next = time.monotonic() + every
+        self.next = None  # the clock starts at epoch 0: compiling the kernel first is not training
 
     def __call__(self, row: dict) -> None:
         now = time.monotonic()
-        if now >= self.next:
+        if self.next is None:
+            self.next = now + self.every
+        elif now >= self.next:
             self.next = now + self.every
             print(f"slnn: {self.name}: epoch {int(row['epoch'])}/{self.epochs}, train_loss "
                   f"{row['train_loss']:.4g}, val_loss {row['val_loss']:.4g}", file=sys.stderr,
