@@ -526,3 +526,20 @@ def test_a_dataset_built_by_hand_trains():
     assert r.outcome == "max_epochs" and r.epochs_run == 50
     assert np.isnan(r.history["val_loss"]).all()
     assert r.final["test_error"] == 0.0
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+@pytest.mark.parametrize("n, count", [(75, 75), (10, 4), (7, 16), (1, 1)])
+def test_a_chunks_draws_are_those_of_one_epoch_at_a_time(sampling, n, count):
+    """train() draws a chunk's sample indices in one call where it can; they must be the
+    indices, and leave the generator in the state, of ``take`` called once per epoch (which is
+    what NumPy's ``permuted`` and ``integers`` do today; this holds them to it)."""
+    from slnn.core.trainer import _IndexStream
+
+    one, many = _IndexStream(n, sampling, _rng(11)), _IndexStream(n, sampling, _rng(11))
+    for epochs in (1, 5, 3):
+        expected = np.concatenate([one.take(count) for _ in range(epochs)])
+        got = many.take_epochs(epochs, count)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expected)
+    assert one.rng.integers(0, 2**62) == many.rng.integers(0, 2**62)

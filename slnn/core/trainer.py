@@ -244,6 +244,18 @@ class _IndexStream:
         out, self._buf = self._buf[:count], self._buf[count:]
         return out.astype(np.int64)
 
+    def take_epochs(self, epochs: int, count: int) -> np.ndarray:
+        """``epochs`` successive ``take(count)`` draws, concatenated: the same indices and the
+        same generator state after, in one call to the generator where the draws allow it
+        (NumPy's ``permuted`` row by row and ``integers`` draw as the single calls would; the
+        tests hold this to one ``take`` at a time)."""
+        if self.sampling == "random":
+            return self.rng.integers(0, self.n, size=epochs * count)
+        if count == self.n and len(self._buf) == 0:
+            rows = np.tile(np.arange(self.n, dtype=np.int64), (epochs, 1))
+            return (self.rng.permuted(rows, axis=1) if self.sampling == "shuffle" else rows).ravel()
+        return np.concatenate([self.take(count) for _ in range(epochs)])
+
 
 def _snapshot_epochs(epochs: int, n: int) -> set[int]:
     if n <= 0:
@@ -333,21 +345,21 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
         out = np.empty((1, 9))
         be.epochs(W, x_tr, t_tr, np.empty(0, dtype=np.int64), 1, batch_size, lr, x_va, t_va,
                   x_te, t_te, math.inf, math.nan, -1, np.array([math.inf, 0.0]), out)
-        record(0, 0, math.nan, tuple(out[0, 1:8]), True)
+        record(0, 0, math.nan, out[0, 1:8].tolist(), True)
         while epoch < epochs and why == GOES_ON:
             n = min(epochs - epoch, chunk)
             upcoming = [e for e in snap_order if e > epoch]
             if upcoming:
                 n = min(n, upcoming[0] - epoch)
             # the same draws, in the same order, as one epoch at a time
-            idx = np.concatenate([stream.take(per_epoch) for _ in range(n)])
+            idx = stream.take_epochs(n, per_epoch)
             out = np.empty((n, 9))
             done, why = be.epochs(W, x_tr, t_tr, idx, n, batch_size, lr, x_va, t_va, x_te, t_te,
                                   t.divergence_loss, target, patience, best_bad, out)
-            for e in range(done):
+            for row in out[:done].tolist():  # Python floats: cheaper to look at than NumPy's
                 epoch += 1
                 steps += n_steps
-                record(epoch, steps, out[e, 0], tuple(out[e, 1:8]), out[e, 8] == 1.0)
+                record(epoch, steps, row[0], row[1:8], row[8] == 1.0)
             if epoch in snap_at:
                 snaps[epoch] = W.copy()
     if why == NOT_FINITE:
