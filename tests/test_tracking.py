@@ -427,9 +427,10 @@ def test_cli_end_to_end(slnn_train, store, tmp_path):
 
 
 def test_slnn_opens_sqlite_stores_in_wal_mode_with_commits_that_do_not_wait_for_the_disk(tmp_path):
-    """After ``client_for``, the store file is in WAL mode, and each SQLite connection opened in
-    the process, MLflow's own store's included, has ``synchronous=NORMAL`` (1), not SQLite's
-    default FULL (2); a connection made with the sqlite3 module directly keeps the default."""
+    """After ``client_for``, the store file is in WAL mode, and each SQLite connection to it
+    opened in the process, MLflow's own store's included, has ``synchronous=NORMAL`` (1), not
+    SQLite's default FULL (2); a connection made with the sqlite3 module directly, and any
+    connection to a database not in WAL mode, keep the default."""
     import sqlite3
 
     import sqlalchemy
@@ -451,3 +452,10 @@ def test_slnn_opens_sqlite_stores_in_wal_mode_with_commits_that_do_not_wait_for_
     plain = sqlite3.connect(tmp_path / "mlflow.db")
     assert plain.execute("PRAGMA synchronous").fetchone()[0] == 2
     plain.close()
+    # another SQLite database of the process, not in WAL mode, keeps the default (FULL): NORMAL
+    # is only safe against a power cut in WAL mode
+    other = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/other.db")
+    with other.connect() as con:
+        assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    other.dispose()

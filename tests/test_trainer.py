@@ -543,3 +543,38 @@ def test_a_chunks_draws_are_those_of_one_epoch_at_a_time(sampling, n, count):
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, expected)
     assert one.rng.integers(0, 2**62) == many.rng.integers(0, 2**62)
+
+
+def test_a_chunk_counts_the_evaluation_so_one_call_stays_short(monkeypatch):
+    """With one update per epoch, an epoch is mostly the evaluation of three splits: a chunk's
+    size counts those rows too, so no backend call runs more than CHUNK_UPDATES updates plus
+    evaluated rows (a compiled call cannot be interrupted: Ctrl-C and progress wait for it)."""
+    import slnn.core.trainer as trainer
+    from slnn.core.backend import Backend
+    from slnn.core.data import load_dataset
+
+    digits = load_dataset("digits")
+    rows = digits.n_train + len(digits.x_val) + len(digits.x_test)
+    calls = []
+    real = Backend.epochs
+
+    def counting(self, W, x_a, t_a, idx, n_epochs, *args):
+        calls.append((n_epochs, len(idx)))
+        return real(self, W, x_a, t_a, idx, n_epochs, *args)
+
+    monkeypatch.setattr(Backend, "epochs", counting)
+    r = trainer.train(digits, activation="sigmoid", lr=0.1, epochs=300, steps_per_epoch=1,
+                      snapshots=0, rng=_rng(0))
+    assert r.epochs_run == 300
+    assert sum(n for n, _ in calls) == 301  # epoch 0, then every epoch once
+    assert all(n * (1 + rows) <= trainer.CHUNK_UPDATES or n == 1 for n, _ in calls), calls
+    assert max(n for n, _ in calls) == trainer.CHUNK_UPDATES // (1 + rows)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "compiled"])
+def test_an_empty_training_split_is_a_result_not_a_crash(petal, backend):
+    import dataclasses
+
+    empty = dataclasses.replace(petal, x_train=petal.x_train[:0], t_train=petal.t_train[:0])
+    r = train(empty, activation="sigmoid", epochs=5, backend=backend, rng=_rng(0))
+    assert r.outcome == "diverged" and "training loss nan" in r.reason and r.epochs_run == 1

@@ -36,8 +36,9 @@ from slnn.core.rules import (CUSTOM, UPDATE_RULES, ShapeMismatch, check_shape, r
                              rule_choices)
 
 SAMPLINGS = ("shuffle", "random", "sequential")
-# updates per backend call at most (whole epochs; one epoch if an epoch is longer): Python's
-# cost per call is paid once per chunk, and the chunk's sample indices stay small (1 MB)
+# updates plus evaluated rows per backend call at most (whole epochs; one epoch if an epoch is
+# longer): Python's cost per call is paid once per chunk, a call lasts well under a second, and
+# the chunk's sample indices stay small (1 MB)
 CHUNK_UPDATES = 1 << 17
 INITS = ("uniform", "glorot")
 BACKENDS = ("auto", "compiled", "numpy")
@@ -333,8 +334,11 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     best_bad = np.array([math.inf, 0.0])  # best validation loss, epochs since
     per_epoch = n_steps * batch_size
     # epochs run in chunks, one backend call each (the compiled path: Python once per chunk); a
-    # chunk ends at each snapshot's epoch, so that the snapshot is W as that epoch left it
-    chunk = max(1, CHUNK_UPDATES // per_epoch)
+    # chunk ends at each snapshot's epoch, so that the snapshot is W as that epoch left it. Its
+    # size counts each epoch's updates and evaluated rows, so that a call stays short (Ctrl-C
+    # and the progress line wait for it) however few updates an epoch makes
+    work = per_epoch + x_tr.shape[0] + x_va.shape[0] + x_te.shape[0]
+    chunk = max(1, CHUNK_UPDATES // max(1, work))
     snap_order = sorted(snap_at)
     why = GOES_ON
     epoch = steps = 0
