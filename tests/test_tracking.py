@@ -459,3 +459,25 @@ def test_slnn_opens_sqlite_stores_in_wal_mode_with_commits_that_do_not_wait_for_
         assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
         assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     other.dispose()
+
+
+def test_a_new_stores_file_alone_holds_the_migrated_store(tmp_path):
+    """A store is in WAL mode from its first connection, so its migration is written to the log
+    first; ``client_for`` checkpoints a store it created, so the .db file alone (copied while
+    this process still holds its connections) has MLflow's newest schema, as a backup would."""
+    import shutil
+    import sqlite3
+
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    from slnn.tracking.store import client_for
+
+    client = client_for(f"sqlite:///{tmp_path}/mlflow.db")
+    client.search_experiments()
+    shutil.copyfile(tmp_path / "mlflow.db", tmp_path / "copy.db")
+    con = sqlite3.connect(tmp_path / "copy.db")
+    try:
+        [(version,)] = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    finally:
+        con.close()
+    assert version == _get_latest_schema_revision()
