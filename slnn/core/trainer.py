@@ -37,8 +37,8 @@ from slnn.core.rules import (CUSTOM, UPDATE_RULES, ShapeMismatch, check_shape, r
 
 SAMPLINGS = ("shuffle", "random", "sequential")
 # updates plus evaluated rows per backend call at most (whole epochs; one epoch if an epoch is
-# longer): Python's cost per call is paid once per chunk, a call lasts well under a second, and
-# the chunk's sample indices stay small (1 MB)
+# longer): Python's cost per call is paid once per chunk, a call stays a fraction of a second on
+# the built-in data sets, and the chunk's sample indices stay small (1 MB)
 CHUNK_UPDATES = 1 << 17
 INITS = ("uniform", "glorot")
 BACKENDS = ("auto", "compiled", "numpy")
@@ -326,7 +326,6 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
         rows.append(row)
         if on_epoch is not None:
             on_epoch(dict(zip(HISTORY_COLUMNS, row)))
-        return row
 
     # the checks after each epoch, as the backends take them: nan / -1 for none
     target = t.target_val_loss if use_val and t.target_val_loss is not None else math.nan

@@ -135,12 +135,11 @@ def _use_wal(uri: str, created: bool = False) -> None:
     this process has just ``created`` (and migrated, in WAL mode already: see
     ``commit_without_waiting_for_the_disk``) has its log checkpointed into the file, so that the
     file alone holds the whole new store, as it did when stores were migrated without WAL."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+    path = _sqlite_path(uri)
+    if path is None:
         return
     import sqlite3
 
-    path = uri[len(prefix):]
     if not os.path.exists(path):
         return  # MLflow creates it on first use; the next client_for call switches it
     con = sqlite3.connect(path, timeout=30)
@@ -168,10 +167,10 @@ def commit_without_waiting_for_the_disk(uri: str) -> None:
     before it, and a resumed sweep reruns the cells whose runs they held. Other databases keep
     SQLite's defaults."""
     global _listening
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+    path = _sqlite_path(uri)
+    if path is None:
         return
-    _wal_stores.add(os.path.realpath(uri[len(prefix):]))
+    _wal_stores.add(os.path.realpath(path))
     if _listening:
         return
     import sqlite3
