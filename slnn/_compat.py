@@ -29,3 +29,14 @@ def dispose_store_connections(client) -> None:
     engine = getattr(store, "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+def is_basic_launcher(launcher) -> bool:
+    """Whether ``launcher`` is Hydra's basic launcher (jobs one after another, in this process).
+
+    Why private: Hydra's public API gives a sweeper its launcher instance but no way to ask which
+    plugin it is; the class lives in ``hydra._internal``. Checked with hydra-core 1.3.2.
+    """
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return isinstance(launcher, BasicLauncher)

@@ -325,8 +325,8 @@ def test_a_cell_that_fails_before_its_run_opens_still_leaves_a_failed_run(
     data.write_text("x1,x2,label\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(40)))
     real = Orchestrator.write_chunks
 
-    def write_chunks(self, todo, n):  # the CSV disappears after validation, before any cell
-        jobs = real(self, todo, n)
+    def write_chunks(self, *args):  # the CSV disappears after validation, before any cell
+        jobs = real(self, *args)
         data.unlink()
         return jobs
 

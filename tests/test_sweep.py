@@ -292,6 +292,15 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
     assert summary["skipped"] == 0 and summary["not_run"] is None
     assert parent.data.tags["slnn.summary"].startswith(f"{summary['finished']} finished")
 
+    # two launcher jobs, one per worker, that took the 8 cells from one shared list: one list
+    # file, one mark per cell, and each cell's folder was made by the job that took it
+    [sweep_dir] = {p.parent for p in (tmp_path / "multirun").rglob("slnn_sweep.json")}
+    assert [p.name for p in (sweep_dir / "jobs").glob("chunk_*.json")] == ["chunk_0000.json"]
+    assert len(json.loads((sweep_dir / "jobs" / "chunk_0000.json").read_text())) == 8
+    marks = sorted(int(p.name) for p in (sweep_dir / "jobs" / "taken").iterdir())
+    assert marks == list(range(8))
+    assert json.loads((sweep_dir / "slnn_sweep.json").read_text())["shared"] is True
+
 
 # --- 2. failures, expected and not ----------------------------------------------------------
 
@@ -389,18 +398,22 @@ def test_cells_a_failed_job_never_ran_make_the_sweep_fail(in_process, store, tmp
                                                           capsys):
     import slnn.sweep.worker
 
-    real = slnn.sweep.worker.run_chunk
+    real = slnn.sweep.worker.run_cell
+    calls = []
 
-    def run_chunk(state, chunk):  # a job that dies outside its cells, e.g. on an unreadable state
-        if chunk == 1:
-            raise RuntimeError("the chunk could not be read")
-        return real(state, chunk)
+    def run_cell(*args, **kwargs):  # the job dies outside a cell after two, e.g. out of memory
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the job could not go on")
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(slnn.sweep.worker, "run_chunk", run_chunk)
+    monkeypatch.setattr(slnn.sweep.worker, "run_cell", run_cell)
     code = in_process(*sweep_args(tmp_path, "seed=range(4)", "data=iris_petal", "train.epochs=3"))
-    summary = one(SUMMARY, capsys.readouterr().out)
+    out = capsys.readouterr()
+    summary = one(SUMMARY, out.out)
     parents, cells = split_runs(all_runs(store))
-    assert summary["not_run"] == 4 - len(cells) > 0  # the premise: some cells did not run
+    assert len(cells) == 2 and summary["not_run"] == 2  # the job's last two cells never ran
+    assert "slnn: a sweep job failed: RuntimeError: the job could not go on" in out.err
     assert code != 0
     assert parents[0].info.status == "FAILED"
 
@@ -823,3 +836,30 @@ def test_a_parallel_sweep_records_into_a_tracking_server(mlflow_server, tmp_path
     # everything went over HTTP: nothing was written next to the sweep
     assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
     assert len(list((tmp_path / "server" / "artifacts").rglob("final.npy"))) == 2
+
+
+def test_jobs_racing_over_a_shared_list_take_each_cell_exactly_once(tmp_path):
+    """``worker.take`` in three processes at once over 3000 cells: every cell taken by exactly one
+    of them, none missed (the mark is an O_EXCL file create; nothing else orders them)."""
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    go = tmp_path / "go"
+    code = ("import sys, time; from pathlib import Path; from slnn.sweep.worker import take\n"
+            "go, taken = Path(sys.argv[1]), Path(sys.argv[2])\n"
+            "while not go.exists(): time.sleep(0.001)\n"
+            "mine = []\n"
+            "for i in range(3000):\n"
+            "    if take(taken, i):\n"
+            "        mine.append(i)\n"
+            "        time.sleep(0.0002)  # a cell's work: the others catch up and race\n"
+            "print(' '.join(map(str, mine)))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(go), str(taken)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    time.sleep(1.0)  # each has imported and waits
+    go.touch()
+    got = [[int(i) for i in p.communicate(timeout=120)[0].split()] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    everyone = Counter(i for g in got for i in g)
+    assert sorted(everyone) == list(range(3000)) and set(everyone.values()) == {1}
+    assert sum(1 for g in got if g) >= 2, [len(g) for g in got]  # the premise: they raced
+    assert sorted(int(p.name) for p in taken.iterdir()) == list(range(3000))

@@ -1,12 +1,11 @@
 """The ``slnn`` sweeper: Hydra's grid semantics, plus validation up front, resume, a parent run
-per sweep, and cells batched into chunks so Hydra's per-job cost is paid per chunk.
+per sweep, and cells batched into a few launcher jobs so Hydra's per-job cost is paid per job.
 
 The logic lives in ``slnn.sweep.orchestrator``; this module only adapts it to Hydra's Sweeper API.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, List, Optional
 
@@ -39,7 +38,7 @@ class SlnnSweeper(Sweeper):
         from slnn.sweep.orchestrator import Orchestrator
         from slnn.sweep.slurm import is_launcher_failure
         from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
-        from slnn.sweep.warm import start as start_workers
+        from slnn.sweep.warm import jobs_for, start as start_workers
 
         run = Orchestrator(self.config, arguments)
         run.set_env()  # the workers' thread limits, before any worker exists
@@ -56,8 +55,8 @@ class SlnnSweeper(Sweeper):
         try:
             returns = []
             if todo:
-                n = self.chunks or 4 * (os.cpu_count() or 1)
-                jobs = run.write_chunks(todo, min(n, len(todo)))
+                n, shared = jobs_for(self.launcher, self.chunks)
+                jobs = run.write_chunks(todo, n, shared)
                 if warm is not None:
                     warm.wait()
                 with cancel_on_interrupt(self.slurm_job_name):

@@ -9,7 +9,7 @@ committed) it searches the experiment for the cell's other runs:
 - a FINISHED run made from the same data and code (with ``sweep.force``: one started after
   this sweep did): the cell is done by someone else. The worker deletes its own run and counts the cell as skipped;
 - a RUNNING run whose owner is alive: the cell is taken. The worker deletes its own run, moves
-  the cell to the end of its chunk, and then waits for that run to end: FINISHED counts as
+  the cell to the end of its job's cells, and then waits for that run to end: FINISHED counts as
   skipped, anything else (killed, failed) is claimed and run again;
 - a RUNNING run whose owner is dead (same machine and pid namespace: no process with its pid and
   start time; elsewhere: no heartbeat for ``LEASE_SECONDS``): the claim has expired; the worker

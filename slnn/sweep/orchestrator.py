@@ -28,6 +28,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -166,9 +167,15 @@ class Orchestrator:
                    f"run (parent run {parent}){note}{where}"), flush=True)
         return todo
 
-    def write_chunks(self, todo: list, n_chunks: int) -> list[list[str]]:
-        """Write the cells to run into chunk files (and keep them in memory for jobs that run in
-        this process); return one job's overrides per chunk."""
+    def write_chunks(self, todo: list, n_chunks: int, shared: bool = False) -> list[list[str]]:
+        """Write the cells to run for ``n_chunks`` launcher jobs (and keep them in memory for jobs
+        that run in this process); return one job's overrides per job.
+
+        ``shared=False``: the cells are dealt round-robin into one chunk file per job, and each
+        job trains its own chunk (a SLURM or submitit job: its share, and so its time limit,
+        is known when it is submitted). ``shared=True``: every job takes its next cell from one
+        list, the first job free takes the next cell not yet taken (``worker.take``), so jobs
+        that are always running (joblib's workers) finish together whatever each cell costs."""
         from slnn.app.schema import run_name
         from slnn.sweep.worker import PREPARED
 
@@ -177,22 +184,28 @@ class Orchestrator:
         folder.mkdir(exist_ok=True)
         for old in folder.glob("chunk_*.json"):
             old.unlink()
+        taken = folder / "taken"
+        if taken.exists():
+            shutil.rmtree(taken)
         for c in todo:  # each cell's folder is made by the job, when the cell's turn comes
             c.folder = f"{c.index:04d}-{run_name(c.config)}"
         state_path = Path(st["dir"]) / "slnn_sweep.json"
+        st["shared"] = bool(shared)
         state_path.write_text(json.dumps(st))
-        jobs = []
         self.todo_names = [run_name(c.config) for c in todo]
-        for k, chunk in enumerate(_chunks(todo, max(1, n_chunks))):
+        n_jobs = max(1, min(n_chunks, len(todo)))
+        chunks = [todo] if shared else _chunks(todo, n_jobs)
+        if shared:
+            taken.mkdir()
+        for k, chunk in enumerate(chunks):
             cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
                       "config": c.container} for c in chunk]
             (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
             PREPARED[(str(state_path), k)] = chunk  # grid.Cells: each makes its cfg when it runs
-            # a job is a chunk of cells: Hydra's folder per job (a .hydra/ of internal keys, an
-            # empty log) would mislabel them; each cell has its own folder under cells/ instead
-            jobs.append([f"sweep.state='{state_path}'", f"sweep.chunk={k}",
-                         "hydra.output_subdir=null", "hydra.sweep.subdir=."])
-        return jobs
+        # a job is a chunk of cells: Hydra's folder per job (a .hydra/ of internal keys, an empty
+        # log) would mislabel them; each cell has its own folder under cells/ instead
+        return [[f"sweep.state='{state_path}'", f"sweep.chunk={k}", "hydra.output_subdir=null",
+                 "hydra.sweep.subdir=."] for k in range(n_jobs if shared else len(chunks))]
 
     def _open_parent(self, client, exp_id, study, sweep_hash, force, n_cells,
                      question) -> tuple[str, str, object]:

@@ -16,6 +16,7 @@ warm-up can cost a little, never correctness. Any launcher other than joblib, or
 
 from __future__ import annotations
 
+import os
 import threading
 
 
@@ -82,19 +83,46 @@ def joblib_settings(launcher) -> dict | None:
     return settings
 
 
+def _workers(settings: dict) -> int:
+    """How many workers joblib will run for these settings (0 if it cannot say)."""
+    try:
+        from joblib import effective_n_jobs, parallel_backend
+
+        with parallel_backend("loky"):
+            return effective_n_jobs(settings.get("n_jobs"))
+    except Exception:  # noqa: BLE001 - an odd n_jobs: the launcher will say what is wrong
+        return 0
+
+
+def jobs_for(launcher, chunks: int | None) -> tuple[int, bool]:
+    """How many launcher jobs a sweep's cells go to (``hydra.sweeper.chunks`` if set), and
+    whether the jobs take their cells from one shared list:
+
+    - joblib with 2+ workers: one job per worker, each taking the next cell no job has taken,
+      so the workers end together and Hydra's per-job set-up (about a second) is paid once a
+      worker;
+    - Hydra's basic launcher, or joblib with one worker (the jobs run one after another in the
+      launching process): one job;
+    - any other launcher (submitit: local processes, SLURM): 4 jobs per CPU, each given its own
+      chunk, so that what a job will run, and so how long, is known when it is submitted."""
+    from slnn._compat import is_basic_launcher
+
+    settings = joblib_settings(launcher)
+    if settings is not None:
+        workers = _workers(settings)
+        return (chunks or workers, True) if workers >= 2 else (chunks or 1, False)
+    if is_basic_launcher(launcher):
+        return chunks or 1, False
+    return chunks or 4 * (os.cpu_count() or 1), False
+
+
 def start(launcher) -> Warmup | None:
     """Start the workers of ``launcher`` (Hydra's joblib launcher with 2+ jobs) in the background;
     None for any other launcher."""
     settings = joblib_settings(launcher)
     if settings is None:
         return None
-    try:
-        from joblib import effective_n_jobs, parallel_backend
-
-        with parallel_backend("loky"):
-            n_jobs = effective_n_jobs(settings.get("n_jobs"))
-    except Exception:  # noqa: BLE001 - an odd n_jobs: the launcher will say what is wrong
-        return None
+    n_jobs = _workers(settings)
     if n_jobs < 2:
         return None
     warm = Warmup(settings, n_jobs)

@@ -1,8 +1,11 @@
-"""The job side of a sweep: train every cell of one chunk, in order, and record each in the ledger.
+"""The job side of a sweep: train cells one after another, and record each in the ledger.
 
 A launcher job runs ``slnn-train sweep.state=<file> sweep.chunk=<k>``, which lands in
-``run_chunk``. With Hydra's basic launcher the job runs in the launching process, which has the
-validated cells in memory already (``PREPARED``); other launchers read them from the chunk file.
+``run_chunk``. The job trains either its own chunk of the cells (SLURM and submitit jobs, each
+given its share when submitted) or, with joblib's workers, the next cell of one shared list that
+no other job has taken yet (``take``), until none is left. With Hydra's basic launcher the job
+runs in the launching process, which has the validated cells in memory already (``PREPARED``);
+other launchers read them from the chunk file.
 """
 
 from __future__ import annotations
@@ -101,22 +104,44 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str]) -> None:
                   sort_keys=False, Dumper=get_omega_conf_dumper()))
 
 
-def _load_chunk(state_path: str, state: dict, chunk: int):
-    """The chunk's cells as ``(cfg, Config, hash, folder, overrides)``, each made when its turn
-    comes."""
-    prepared = PREPARED.pop((state_path, chunk), None)
-    if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
-        return ((cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides)
-                for cell in prepared)
-    from slnn.sweep.cells import cfg_of, config_of
+def take(taken: Path, index: int) -> bool:
+    """Take cell ``index`` of a shared list for this job: True for exactly one job of the sweep.
+    The mark is a file created with O_EXCL, atomic on a local disk and on NFS (v3 and later), so
+    it needs no lock and no server. The list and its marks are one sweep's (another sweep of the
+    same cells has its own; the claims, ``slnn.sweep.claims``, keep the two apart)."""
+    try:
+        os.close(os.open(taken / str(index), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    return True
 
-    cells = json.loads((Path(state["dir"]) / "jobs" / f"chunk_{chunk:04d}.json").read_text())
-    return ((cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
-             cell.get("folder", ""), cell["overrides"]) for cell in cells)
+
+def _load_chunk(state_path: str, state: dict, chunk: int):
+    """The job's cells as ``(cfg, Config, hash, folder, overrides)``, each made when its turn
+    comes: its own chunk, or (``state["shared"]``) the cells it takes from the one shared list."""
+    shared = state.get("shared", False)
+    jobs = Path(state["dir"]) / "jobs"
+    key = (state_path, 0 if shared else chunk)
+    prepared = PREPARED.get(key) if shared else PREPARED.pop(key, None)
+    if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
+        def made(cell):
+            return cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides
+        cells = prepared
+    else:
+        from slnn.sweep.cells import cfg_of, config_of
+
+        def made(cell):
+            return (cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
+                    cell.get("folder", ""), cell["overrides"])
+        cells = json.loads((jobs / f"chunk_{key[1]:04d}.json").read_text())
+    if shared:  # the next cell no job has taken yet, until none is left
+        return (made(cell) for i, cell in enumerate(cells) if take(jobs / "taken", i))
+    return (made(cell) for cell in cells)
 
 
 def run_chunk(state_path: str, chunk: int) -> int:
-    """A launcher job: train every cell of one chunk, in order. Returns how many failed."""
+    """A launcher job: train every cell of its chunk, in order, or of the shared list every cell
+    no other job has taken. Returns how many failed."""
     # one BLAS thread per worker: the parallelism is across jobs (numpy may already be loaded,
     # so the environment variables set by the sweep are not enough on their own)
     from threadpoolctl import threadpool_limits
