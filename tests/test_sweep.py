@@ -297,8 +297,9 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
     [sweep_dir] = {p.parent for p in (tmp_path / "multirun").rglob("slnn_sweep.json")}
     assert [p.name for p in (sweep_dir / "jobs").glob("chunk_*.json")] == ["chunk_0000.json"]
     assert len(json.loads((sweep_dir / "jobs" / "chunk_0000.json").read_text())) == 8
-    marks = sorted(int(p.name) for p in (sweep_dir / "jobs" / "taken").iterdir())
-    assert marks == list(range(8))
+    marks = sorted(p.name for p in (sweep_dir / "jobs" / "taken").iterdir())
+    assert marks == sorted(p.name for p in (sweep_dir / "cells").iterdir())
+    assert len(marks) == 8
     assert json.loads((sweep_dir / "slnn_sweep.json").read_text())["shared"] is True
 
 
@@ -849,7 +850,7 @@ def test_jobs_racing_over_a_shared_list_take_each_cell_exactly_once(tmp_path):
             "while not go.exists(): time.sleep(0.001)\n"
             "mine = []\n"
             "for i in range(3000):\n"
-            "    if take(taken, i):\n"
+            "    if take(taken, f'{i:04d}-cell'):\n"
             "        mine.append(i)\n"
             "        time.sleep(0.0002)  # a cell's work: the others catch up and race\n"
             "print(' '.join(map(str, mine)))\n")
@@ -862,4 +863,4 @@ def test_jobs_racing_over_a_shared_list_take_each_cell_exactly_once(tmp_path):
     everyone = Counter(i for g in got for i in g)
     assert sorted(everyone) == list(range(3000)) and set(everyone.values()) == {1}
     assert sum(1 for g in got if g) >= 2, [len(g) for g in got]  # the premise: they raced
-    assert sorted(int(p.name) for p in taken.iterdir()) == list(range(3000))
+    assert sorted(p.name for p in taken.iterdir()) == [f"{i:04d}-cell" for i in range(3000)]

@@ -104,13 +104,14 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str]) -> None:
                   sort_keys=False, Dumper=get_omega_conf_dumper()))
 
 
-def take(taken: Path, index: int) -> bool:
-    """Take cell ``index`` of a shared list for this job: True for exactly one job of the sweep.
-    The mark is a file created with O_EXCL, atomic on a local disk and on NFS (v3 and later), so
-    it needs no lock and no server. The list and its marks are one sweep's (another sweep of the
-    same cells has its own; the claims, ``slnn.sweep.claims``, keep the two apart)."""
+def take(taken: Path, cell: str) -> bool:
+    """Take ``cell`` (its folder name: its place in the grid and its name) of a shared list for
+    this job: True for exactly one job of the sweep. The mark is a file created with O_EXCL,
+    atomic on a local disk and on NFS (v3 and later), so it needs no lock and no server. The
+    marks are one sweep's (another sweep of the same cells has its own; the claims,
+    ``slnn.sweep.claims``, keep the two apart)."""
     try:
-        os.close(os.open(taken / str(index), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.close(os.open(taken / cell, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
         return False
     return True
@@ -126,6 +127,9 @@ def _load_chunk(state_path: str, state: dict, chunk: int):
     if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
         def made(cell):
             return cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides
+
+        def folder(cell):
+            return cell.folder
         cells = prepared
     else:
         from slnn.sweep.cells import cfg_of, config_of
@@ -133,9 +137,12 @@ def _load_chunk(state_path: str, state: dict, chunk: int):
         def made(cell):
             return (cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
                     cell.get("folder", ""), cell["overrides"])
+
+        def folder(cell):
+            return cell["folder"]
         cells = json.loads((jobs / f"chunk_{key[1]:04d}.json").read_text())
     if shared:  # the next cell no job has taken yet, until none is left
-        return (made(cell) for i, cell in enumerate(cells) if take(jobs / "taken", i))
+        return (made(cell) for cell in cells if take(jobs / "taken", folder(cell)))
     return (made(cell) for cell in cells)
 
 
