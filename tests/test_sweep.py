@@ -297,10 +297,12 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
     [sweep_dir] = {p.parent for p in (tmp_path / "multirun").rglob("slnn_sweep.json")}
     assert [p.name for p in (sweep_dir / "jobs").glob("chunk_*.json")] == ["chunk_0000.json"]
     assert len(json.loads((sweep_dir / "jobs" / "chunk_0000.json").read_text())) == 8
-    marks = sorted(p.name for p in (sweep_dir / "jobs" / "taken").iterdir())
+    state = json.loads((sweep_dir / "slnn_sweep.json").read_text())
+    assert state["shared"] is True and state["taken"].startswith("taken-")
+    assert [p.name for p in (sweep_dir / "jobs").glob("taken*")] == [state["taken"]]
+    marks = sorted(p.name for p in (sweep_dir / "jobs" / state["taken"]).iterdir())
     assert marks == sorted(p.name for p in (sweep_dir / "cells").iterdir())
     assert len(marks) == 8
-    assert json.loads((sweep_dir / "slnn_sweep.json").read_text())["shared"] is True
 
 
 # --- 2. failures, expected and not ----------------------------------------------------------
@@ -864,3 +866,34 @@ def test_jobs_racing_over_a_shared_list_take_each_cell_exactly_once(tmp_path):
     assert sorted(everyone) == list(range(3000)) and set(everyone.values()) == {1}
     assert sum(1 for g in got if g) >= 2, [len(g) for g in got]  # the premise: they raced
     assert sorted(p.name for p in taken.iterdir()) == [f"{i:04d}-cell" for i in range(3000)]
+
+
+def test_a_job_left_from_an_earlier_session_stops_taking_once_its_marks_are_gone(tmp_path):
+    """A joblib worker goes on after its launcher is killed with kill -9 (loky does not watch its
+    parent). When the sweep is run again, it writes a new mark folder and removes the old one:
+    the old job's next take finds its folder gone and it stops, so it takes none of the new
+    session's cells (the cell it was running is covered by that cell's claim)."""
+    from slnn.sweep.worker import _taken_by_this_job
+
+    old, new = tmp_path / "taken-old", tmp_path / "taken-new"
+    old.mkdir()
+    cells = [f"{i:04d}-cell" for i in range(6)]
+    job = _taken_by_this_job(cells, old, made=lambda c: c, folder=lambda c: c)
+    assert next(job) == "0000-cell"  # the old session's job is running its first cell
+    shutil.rmtree(old)  # the new session replaces the marks ...
+    new.mkdir()
+    assert list(job) == []  # ... and the old job takes nothing more
+    assert list(new.iterdir()) == []
+    again = _taken_by_this_job(cells, new, made=lambda c: c, folder=lambda c: c)
+    assert list(again) == cells  # while the new session's jobs take every cell
+
+
+@pytest.mark.parametrize("chunks", ["0", "-2"])
+def test_a_bad_number_of_jobs_is_one_line_before_anything_runs(tmp_path, slnn_train, chunks):
+    proc = slnn_train(["-m", "seed=0,1", "data=iris_petal", f"hydra.sweeper.chunks={chunks}",
+                       f"tracking.uri={sqlite_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path}/multirun"],
+                      cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hydra.sweeper.chunks" in lines[0] and "1 or more" in lines[0], lines
+    assert not (tmp_path / "mlflow.db").exists()

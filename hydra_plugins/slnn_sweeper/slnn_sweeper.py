@@ -40,6 +40,11 @@ class SlnnSweeper(Sweeper):
         from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
         from slnn.sweep.warm import jobs_for, start as start_workers
 
+        if self.chunks is not None and self.chunks < 1:  # Hydra's schema has made it an int
+            from slnn.sweep.grid import fail
+
+            fail(f"hydra.sweeper.chunks must be a whole number of jobs, 1 or more, not "
+                 f"{self.chunks!r}; leave it out for the default (one per joblib worker)")
         run = Orchestrator(self.config, arguments)
         run.set_env()  # the workers' thread limits, before any worker exists
         warm = start_workers(self.launcher)  # joblib's workers import while the grid is prepared

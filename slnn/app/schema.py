@@ -54,7 +54,7 @@ class SweepConfig:
     register: bool = False  # register the sweep's best run in the Model Registry (alias "best")
     # set by the slnn sweeper for its jobs, not by users:
     state: Optional[str] = None  # the sweep's state file
-    chunk: Optional[int] = None  # which chunk of cells this job trains
+    chunk: Optional[int] = None  # this job's number (its chunk of cells, unless they share one list)
 
 
 @dataclass

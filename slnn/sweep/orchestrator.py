@@ -13,9 +13,11 @@
   paged ``search_runs`` query) and leaves them out unless ``sweep.force=true``;
 - it opens (or, for the same grid, reopens) the sweep's parent run; while another live sweep
   runs the same grid it opens its own, with its own ledger and report folder (``claims``).
-The cells left are dealt into a few chunks; each chunk is one job for Hydra's launcher (basic,
-joblib, submitit), so Hydra's per-job cost is paid per chunk, not per cell
-(``slnn.sweep.worker`` runs a chunk; ``slnn.sweep.ledger`` records each cell).
+The cells left go to a few jobs for Hydra's launcher, so Hydra's per-job cost is paid per job,
+not per cell (``slnn.sweep.warm.jobs_for``): with joblib one job per worker, each taking the next
+cell no other job has taken from one shared list; with the basic launcher one job; with submitit
+(local or SLURM) static chunks, one job each (``slnn.sweep.worker`` runs a job;
+``slnn.sweep.ledger`` records each cell).
 ``Orchestrator.finish`` prints one summary line, closes the parent run and writes the report; an
 interrupted sweep closes it as KILLED, and running the same command again completes only what is
 missing.
@@ -31,6 +33,7 @@ import shlex
 import shutil
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -184,9 +187,12 @@ class Orchestrator:
         folder.mkdir(exist_ok=True)
         for old in folder.glob("chunk_*.json"):
             old.unlink()
-        taken = folder / "taken"
-        if taken.exists():
-            shutil.rmtree(taken)
+        # a shared list's marks live in a folder of this session's own: a joblib worker left
+        # running by an earlier session of this sweep (its launcher killed with kill -9) finds
+        # its folder gone at its next take and stops, instead of taking this session's cells
+        for old in folder.glob("taken*"):
+            shutil.rmtree(old, ignore_errors=True)
+        st["taken"] = f"taken-{uuid.uuid4().hex[:12]}" if shared else None
         for c in todo:  # each cell's folder is made by the job, when the cell's turn comes
             c.folder = f"{c.index:04d}-{run_name(c.config)}"
         state_path = Path(st["dir"]) / "slnn_sweep.json"
@@ -196,13 +202,13 @@ class Orchestrator:
         n_jobs = max(1, min(n_chunks, len(todo)))
         chunks = [todo] if shared else _chunks(todo, n_jobs)
         if shared:
-            taken.mkdir()
+            (folder / st["taken"]).mkdir()
         for k, chunk in enumerate(chunks):
             cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
                       "config": c.container} for c in chunk]
             (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
             PREPARED[(str(state_path), k)] = chunk  # grid.Cells: each makes its cfg when it runs
-        # a job is a chunk of cells: Hydra's folder per job (a .hydra/ of internal keys, an empty
+        # a job runs many cells: Hydra's folder per job (a .hydra/ of internal keys, an empty
         # log) would mislabel them; each cell has its own folder under cells/ instead
         return [[f"sweep.state='{state_path}'", f"sweep.chunk={k}", "hydra.output_subdir=null",
                  "hydra.sweep.subdir=."] for k in range(n_jobs if shared else len(chunks))]
@@ -237,8 +243,13 @@ class Orchestrator:
         from slnn.tracking.liveness import stop
         from slnn.tracking.runs import reap_dead_runs
 
+        from slnn.sweep.worker import PREPARED
+
         self._restore_env()
         st = self.state
+        state_path = str(Path(st["dir"]) / "slnn_sweep.json")
+        for key in [k for k in PREPARED if k[0] == state_path]:  # the cells, no longer needed
+            del PREPARED[key]
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
         entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
         counts, line = summarize(entries, st["total"])

@@ -141,9 +141,22 @@ def _load_chunk(state_path: str, state: dict, chunk: int):
         def folder(cell):
             return cell["folder"]
         cells = json.loads((jobs / f"chunk_{key[1]:04d}.json").read_text())
-    if shared:  # the next cell no job has taken yet, until none is left
-        return (made(cell) for cell in cells if take(jobs / "taken", folder(cell)))
+    if shared:
+        return _taken_by_this_job(cells, jobs / state["taken"], made, folder)
     return (made(cell) for cell in cells)
+
+
+def _taken_by_this_job(cells, taken: Path, made, folder):
+    """The next cell no job has taken yet, until none is left, or until a later session of the
+    sweep has replaced this session's marks (this job was left running when its launcher died):
+    the cell it is running then is the new session's to wait for, through its claim."""
+    for cell in cells:
+        try:
+            mine = take(taken, folder(cell))
+        except FileNotFoundError:
+            return
+        if mine:
+            yield made(cell)
 
 
 def run_chunk(state_path: str, chunk: int) -> int:
