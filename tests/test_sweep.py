@@ -897,3 +897,37 @@ def test_a_bad_number_of_jobs_is_one_line_before_anything_runs(tmp_path, slnn_tr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "hydra.sweeper.chunks" in lines[0] and "1 or more" in lines[0], lines
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_interrupt_mid_transaction_leaves_no_write_lock_once_released(tmp_path):
+    """Ctrl-C between a write and its commit leaves the connection, and its SQLite write lock,
+    alive in the traceback's frames; the sweep releases them (``release_interrupted``) before
+    it closes its parent run. Without the release the store stays locked."""
+    from slnn.sweep.orchestrator import release_interrupted
+
+    db = tmp_path / "s.db"
+    sqlite3.connect(db).execute("create table t(x)").connection.commit()
+
+    def cell():
+        con = sqlite3.connect(db)
+        con.execute("insert into t values (1)")  # opens the write transaction, not committed
+        raise KeyboardInterrupt
+
+    def can_write() -> bool:
+        con = sqlite3.connect(db, timeout=0.2)
+        try:
+            con.execute("insert into t values (2)")
+            con.commit()
+            return True
+        except sqlite3.OperationalError as e:
+            assert "locked" in str(e)
+            return False
+        finally:
+            con.close()
+
+    try:
+        cell()
+    except KeyboardInterrupt as e:
+        assert not can_write()  # the premise: the interrupted frame's connection holds the lock
+        release_interrupted(e)
+        assert can_write()

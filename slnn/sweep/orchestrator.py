@@ -63,6 +63,25 @@ def _chunks(items: list, n: int) -> list[list]:
     return [c for c in (items[i::n] for i in range(n)) if c]
 
 
+def release_interrupted(e: BaseException | None) -> None:
+    """Free what the code an interrupt stopped still holds through the exception's traceback.
+
+    Ctrl-C can land anywhere in a cell that runs in this process, also between a store write and
+    its commit or rollback; the frames of that code stay alive with the traceback, and with them
+    a SQLite connection whose open transaction holds the store's write lock, so the sweep could
+    not close its parent run. Clearing the finished frames' locals and collecting drops that
+    connection, which rolls its transaction back."""
+    import gc
+    import traceback
+
+    if e is not None and e.__traceback__ is not None:
+        traceback.clear_frames(e.__traceback__)
+        for linked in (e.__context__, e.__cause__):
+            if linked is not None and linked.__traceback__ is not None:
+                traceback.clear_frames(linked.__traceback__)
+    gc.collect()
+
+
 class Orchestrator:
     """One multirun, from validation to summary. Driven by ``hydra_plugins.slnn_sweeper``."""
 
@@ -281,6 +300,9 @@ class Orchestrator:
                 break
             except Exception as e:  # noqa: BLE001
                 error = e
+                import gc
+
+                gc.collect()  # a connection nobody references any more: closed, lock released
                 dispose_store_connections(self.client)
                 time.sleep(0.5 * (attempt + 1))
         if error is not None:  # the summary still reaches the user
@@ -361,6 +383,7 @@ class Orchestrator:
     def interrupted(self, e: BaseException | None = None) -> None:
         from slnn.app import signals
 
+        release_interrupted(e)
         _, line = self.close("KILLED")
         if isinstance(e, KeyboardInterrupt):
             how = signals.what(e)
