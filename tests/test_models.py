@@ -285,3 +285,88 @@ def test_mlflow_models_serve_answers_as_the_in_process_model(iris_run, store, tm
                                local.iloc[:, :-1].to_numpy(), rtol=1e-9, atol=1e-12)
     assert list(served["predicted"]) == list(local["predicted"])
     assert server.proc.poll() is not None  # stopped
+
+
+# --- the model template cache ---
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_model_from_the_disk_cache_is_the_one_mlflow_saves_with_its_own_identity(
+        tmp_path, monkeypatch):
+    """A new process (the in-memory templates emptied) writes its model from the template
+    another process left in the cache, without calling MLflow's save; the files are those of a
+    model MLflow saves for the same weights, but for the identity. Another split of the same data
+    (another input example) gets its own template."""
+    from slnn.core.data import load_dataset
+    from slnn.tracking import model as m
+
+    monkeypatch.setenv("SLNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(m, "_templates", {})
+    data = load_dataset("iris", seed=1)
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    m.write_model(tmp_path / "first", W1, "sigmoid", data, model_id="m-1", run_id="r1")
+    [entry] = [p for p in (tmp_path / "cache" / "models").iterdir()]
+    assert not entry.name.startswith(".") and (entry / "MLmodel").is_file()
+
+    direct = tmp_path / "direct"  # MLflow's own save of the second weights, for comparison
+    m._save_with_mlflow(direct, W2, "sigmoid", data)
+    monkeypatch.setattr(m, "_templates", {})  # a new process
+
+    def no_save(*a, **k):
+        raise AssertionError("saved with MLflow although the cache holds the template")
+
+    monkeypatch.setattr(m, "_save_with_mlflow", no_save)
+    m.write_model(tmp_path / "second", W2, "sigmoid", data, model_id="m-2", run_id="r2")
+    got, want = _files(tmp_path / "second"), _files(direct)
+    assert set(got) == set(want)
+    for rel in set(want) - {"MLmodel"}:
+        assert got[rel] == want[rel], rel
+    mine, theirs = _mlmodel(tmp_path / "second"), _mlmodel(direct)
+    for field in ("signature", "saved_input_example_info", "mlflow_version"):
+        assert mine[field] == theirs[field], field
+    assert mine["model_id"] == "m-2" and mine["run_id"] == "r2"
+    assert mine["model_uuid"] != _mlmodel(tmp_path / "first")["model_uuid"]
+    np.testing.assert_array_equal(np.load(tmp_path / "second" / "artifacts" / "weights.npy"), W2)
+
+    # another split: another input example, so MLflow saves again and a second template is kept
+    monkeypatch.undo()
+    monkeypatch.setenv("SLNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(m, "_templates", {})
+    other = load_dataset("iris", seed=2)
+    m.write_model(tmp_path / "third", W1, "sigmoid", other)
+    entries = sorted(p.name for p in (tmp_path / "cache" / "models").iterdir())
+    assert len(entries) == 2 and not any(e.startswith(".") for e in entries)
+    assert (_files(tmp_path / "third")["input_example.json"]
+            != _files(tmp_path / "first")["input_example.json"])
+    example = json.loads(_files(tmp_path / "third")["input_example.json"])
+    np.testing.assert_allclose(example["data"], other.raw(other.x_test[:5]), rtol=1e-15)
+
+
+def test_a_cache_that_cannot_be_written_or_holds_a_broken_entry_still_gives_the_model(
+        tmp_path, monkeypatch):
+    from slnn.core.data import load_dataset
+    from slnn.tracking import model as m
+
+    data = load_dataset("iris", seed=1)
+    W = np.ones((5, 3))
+    blocker = tmp_path / "a-file"  # the cache's folder cannot be made under a file
+    blocker.write_text("")
+    monkeypatch.setenv("SLNN_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(m, "_templates", {})
+    m.write_model(tmp_path / "a", W, "sigmoid", data)
+    assert (tmp_path / "a" / "MLmodel").is_file()
+
+    # an entry whose MLmodel is not YAML (a disk that lost it): saved afresh, the same files
+    monkeypatch.setenv("SLNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(m, "_templates", {})
+    m.write_model(tmp_path / "b", W, "sigmoid", data)
+    [entry] = (tmp_path / "cache" / "models").iterdir()
+    (entry / "MLmodel").write_text("{not yaml: [")
+    monkeypatch.setattr(m, "_templates", {})
+    m.write_model(tmp_path / "c", W, "sigmoid", data)
+    b, c = _files(tmp_path / "b"), _files(tmp_path / "c")
+    assert set(b) == set(c) and all(b[k] == c[k] for k in b if k != "MLmodel")
+    assert _mlmodel(tmp_path / "c")["signature"] == _mlmodel(tmp_path / "b")["signature"]

@@ -6,18 +6,25 @@
 READY. Load it with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or
 ``runs:/<run_id>/model``.
 
-``mlflow.pyfunc.save_model`` costs ~0.1 s (signature, environment files, the MLmodel). Within a
-process every model of the same data set and activation has the same signature, environment and
-code, so the first is saved by MLflow into a temporary folder, read into memory and the folder
-removed; each later one is written from memory with its own weights, preprocessing and identity
-(``model_id``, ``model_uuid``, run and creation time, set through MLflow's ``Model`` API).
+``mlflow.pyfunc.save_model`` costs about 2 s in a new process, most of it MLflow checking the
+pinned requirements against every installed distribution. Every model of the same data set,
+activation and input example, with the same versions of Python, mlflow, numpy, pandas, pip, setuptools,
+wheel and cloudpickle, and the same model code, has the same signature, environment files and code. So the first is saved by MLflow
+(the template), kept in memory and in ``cache_root()/models/<digest>/`` (the digest covers all of
+the above), and each later one, in this or any later process, is a copy of it with its own
+weights, preprocessing and identity (``model_id``, ``model_uuid``, run and creation time, set
+through MLflow's ``Model`` API). A template is written to a hidden folder and renamed into place,
+so parallel processes never read half of one; a cache that cannot be written or read is skipped.
 The model's code (``pyfunc_network.py``) needs only numpy, pandas and mlflow: no slnn.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import sys
 import tempfile
 import uuid
 from datetime import datetime, timezone
@@ -26,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 CODE = Path(__file__).with_name("pyfunc_network.py")
-# (activation, features, classes, W's shape) -> {relative path: bytes} of a saved model, and its MLmodel
-_templates: dict[tuple, tuple[dict[str, bytes], object]] = {}
+TEMPLATE_FORMAT = 1  # bump when what a template holds changes
+# _digest(...) -> {relative path: bytes} of a saved model, and its MLmodel
+_templates: dict[str, tuple[dict[str, bytes], object]] = {}
 
 
 def _meta(activation: str, data) -> dict:
@@ -40,6 +48,13 @@ def _meta(activation: str, data) -> dict:
     }
 
 
+def _example(data):
+    import pandas as pd
+
+    rows = data.x_test if data.n_test else data.x_train
+    return pd.DataFrame(data.raw(rows[:5]), columns=list(data.feature_names))
+
+
 def _save_with_mlflow(dest: Path, W: np.ndarray, activation: str, data) -> None:
     import mlflow
     import pandas as pd
@@ -49,8 +64,7 @@ def _save_with_mlflow(dest: Path, W: np.ndarray, activation: str, data) -> None:
     try:
         np.save(src / "weights.npy", W)
         (src / "meta.json").write_text(json.dumps(_meta(activation, data)))
-        rows = data.x_test if data.n_test else data.x_train
-        example = pd.DataFrame(data.raw(rows[:5]), columns=list(data.feature_names))
+        example = _example(data)
         from slnn.tracking.pyfunc_network import SlnnNetwork  # the same code the model runs
 
         net = SlnnNetwork()
@@ -68,16 +82,69 @@ def _save_with_mlflow(dest: Path, W: np.ndarray, activation: str, data) -> None:
         shutil.rmtree(src, ignore_errors=True)
 
 
-def _template(key: tuple, W: np.ndarray, activation: str, data):
-    if key not in _templates:
-        from mlflow.models import Model
+def _digest(key: tuple, data) -> str:
+    """What a template depends on, beyond ``key``: the input example, the versions that MLflow
+    writes into the environment files and the MLmodel, and the model's code and its path."""
+    import mlflow
+    import pandas as pd
 
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    h = hashlib.sha256()
+    for part in (TEMPLATE_FORMAT, key, sys.version, mlflow.__version__, np.__version__,
+                 pd.__version__, [installed(n) for n in ("pip", "setuptools", "wheel",
+                                                         "cloudpickle")], str(CODE),
+                 _example(data).to_json(orient="split", double_precision=15)):
+        h.update(repr(part).encode() + b"\0")
+    h.update(CODE.read_bytes())
+    return h.hexdigest()[:32]
+
+
+def _read(root: Path):
+    from mlflow.models import Model
+
+    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return files, Model.load(str(root / "MLmodel"))
+
+
+def _keep(root: Path, final: Path) -> None:
+    """Copy the saved template ``root`` to ``final`` in the cache, atomically; best effort."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            shutil.copytree(root, tmp, dirs_exist_ok=True)
+            os.rename(tmp, final)  # fails if another process put it there first: keep theirs
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass  # a read-only or full cache: the next process saves with MLflow again
+
+
+def _template(key: tuple, W: np.ndarray, activation: str, data):
+    digest = _digest(key, data)
+    if digest not in _templates:
+        from slnn.core.compiled.codegen import cache_root
+
+        cached = cache_root() / "models" / digest
+        try:
+            if (cached / "MLmodel").is_file():
+                _templates[digest] = _read(cached)
+                return _templates[digest]
+        except Exception:  # noqa: BLE001 - an unreadable cache entry: save afresh
+            pass
         with tempfile.TemporaryDirectory(prefix="slnn-model-") as tmp:
             root = Path(tmp) / "model"
             _save_with_mlflow(root, W, activation, data)
-            files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-            _templates[key] = (files, Model.load(str(root / "MLmodel")))
-    return _templates[key]
+            _templates[digest] = _read(root)
+            _keep(root, cached)
+    return _templates[digest]
 
 
 def write_model(dest: Path, W: np.ndarray, activation: str, data, **identity) -> None:

@@ -71,11 +71,16 @@ class Kernels(NamedTuple):
     batch_epochs: Callable
 
 
+def cache_root() -> Path:
+    """slnn's cache on this machine: ``SLNN_CACHE_DIR``, else $XDG_CACHE_HOME/slnn or
+    ~/.cache/slnn. Only derived files live there; deleting it costs time, never a result."""
+    return Path(os.environ.get("SLNN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "slnn"))
+
+
 def cache_dir() -> Path:
-    """Where generated kernels and Numba's cache live: ``SLNN_CACHE_DIR`` or ~/.cache/slnn."""
-    root = os.environ.get("SLNN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "slnn")
-    return Path(root) / "kernels"
+    """Where generated kernels and Numba's cache live: ``cache_root()/kernels``."""
+    return cache_root() / "kernels"
 
 
 def build(act: Activation, rule: UpdateRule):
