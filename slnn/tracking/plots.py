@@ -1,4 +1,10 @@
-"""The learning-curve PNG of one run (``learning_curves.png``)."""
+"""The learning-curve PNG of one run (``learning_curves.png``).
+
+Drawn on a ``matplotlib.figure.Figure`` with the Agg canvas, not through pyplot (no global figure
+state, and pyplot's import is skipped), with fixed margins: constrained layout measured every
+text twice and doubled the cost of a plot (0.35 s -> 0.18 s here), which every cell of a sweep
+pays when it plots.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,14 @@ from slnn.core.trainer import TrainResult
 
 def plot_curves(result: TrainResult, title: str, path: Path) -> None:
     """The guide's plot: loss and classification error on train, validation and test vs epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     h = result.history
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig = Figure(figsize=(10, 3.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.13, top=0.87, wspace=0.24)
     for ax, kind, label in ((axes[0], "loss", "regression error (mean (t - z)^2)"),
                             (axes[1], "error", "classification error")):
         for split, colour in (("train", "C0"), ("val", "C1"), ("test", "C2")):
@@ -30,4 +37,3 @@ def plot_curves(result: TrainResult, title: str, path: Path) -> None:
         ax.legend(loc="best", frameon=False)
     fig.suptitle(f"{title}: {result.outcome}")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
