@@ -131,7 +131,8 @@ def test_params_are_the_resolved_config_with_dotted_keys(main_run):
     assert {k: v for k, v in params.items() if not k.startswith("tracking.")} == expected
     # of where the run is recorded, only whether it plots is a param; nothing of sweep
     assert {k for k in params if k.startswith("tracking.")} == {"tracking.plot"}
-    assert params["tracking.plot"] == str(full["tracking"]["plot"])
+    # null (the default) comes to true for a single run: the param says what the run did
+    assert full["tracking"]["plot"] is None and params["tracking.plot"] == "True"
     assert not any(k.startswith("sweep.") for k in params)
     assert params["optim.lr"] == "0.5" and params["seed"] == "3"
     assert params["model.activation"] == "sigmoid" and params["data.name"] == "iris_petal"
@@ -481,3 +482,24 @@ def test_a_new_stores_file_alone_holds_the_migrated_store(tmp_path):
     finally:
         con.close()
     assert version == _get_latest_schema_revision()
+
+
+@pytest.mark.parametrize("plot, expected", [(None, False), (True, True), (False, False)])
+def test_a_sweeps_cell_plots_only_when_asked_and_its_param_says_what_it_did(
+        compose, store, tmp_path, plot, expected):
+    """In a sweep (a run with a parent), ``tracking.plot`` null means no PNG; the param records
+    what the run did, not the null."""
+    exp = store.client.get_experiment_by_name("test")
+    exp_id = exp.experiment_id if exp else store.client.create_experiment("test")
+    parent = store.client.create_run(exp_id).info.run_id
+    over = [] if plot is None else [f"tracking.plot={str(plot).lower()}"]
+    cfg = compose("data=iris_petal", "train.epochs=3", "tracking.log_model=false", *over,
+                  f"tracking.uri={store.uri}", "tracking.experiment=test")
+    result = slnn.app.run.run_one(cfg, quiet=True, parent_run_id=parent)
+    store.client.set_terminated(parent)
+    run = store.client.get_run(result.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.params["tracking.plot"] == str(expected)
+    art = _download(store, result.run_id, tmp_path / "art")
+    assert (art / "learning_curves.png").exists() == expected
+    assert (art / "history.csv").exists()

@@ -122,9 +122,10 @@ def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, st
 _DATA_KEYS = {"name", "split", "standardize", "guide_scaling", "seed"}
 
 
-def run_params(cfg: DictConfig, c: Config) -> dict[str, str]:
+def run_params(cfg: DictConfig, c: Config, plot: bool | None = None) -> dict[str, str]:
     """The params MLflow shows: the resolved config minus the data keys this data set ignores
-    (an iris run shows no ``data.gate``). The config hash and ``config.yaml`` stay complete."""
+    (an iris run shows no ``data.gate``), and whether the run plots (``plot``: what a null
+    ``tracking.plot`` came to). The config hash and ``config.yaml`` stay complete."""
     import inspect
 
     from slnn.core.data import DATASETS
@@ -132,7 +133,7 @@ def run_params(cfg: DictConfig, c: Config) -> dict[str, str]:
     used = _DATA_KEYS | set(inspect.signature(DATASETS[c.data.name]).parameters)
     ident = identity(cfg)
     ident["data"] = {k: v for k, v in ident["data"].items() if k in used}
-    return flatten(ident) | flatten({"tracking": {"plot": c.tracking.plot}})
+    return flatten(ident) | flatten({"tracking": {"plot": c.tracking.plot if plot is None else plot}})
 
 
 def _record_failure(rec, exc: BaseException, status: str, log: RunLog) -> None:
@@ -196,13 +197,15 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     if experiment_id is None:
         reap_orphans(client, exp_id)
     name = run_name(c)
-    rec = RunRecorder(client, exp_id, name, run_params(cfg, c), run_tags(c, chash, data),
+    # a plot and a model per single run; in a sweep only when asked (the sweep logs its best
+    # run's model, and its report plots every cell)
+    plot = c.tracking.plot if c.tracking.plot is not None else parent_run_id is None
+    log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
+    rec = RunRecorder(client, exp_id, name, run_params(cfg, c, plot), run_tags(c, chash, data),
                       parent_run_id)
     if on_open is not None:
         on_open(rec.run_id)
     log.line(f"slnn: {name}: run {rec.run_id} started on {socket.gethostname()}, pid {os.getpid()}")
-    # a model per single run; in a sweep only when asked (the sweep logs its best run's)
-    log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
     try:
         result = train(data, c, rng=np.random.default_rng(c.seed),
                        on_epoch=None if quiet else Progress(name, c.train.epochs))
@@ -211,7 +214,7 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
                 if result.outcome in TRAINED else result.reason)
         done = f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what}"
         log.line(done)
-        rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=c.tracking.plot,
+        rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=plot,
                    title=name, max_metric_points=c.tracking.max_metric_points, data=data,
                    model_activation=c.model.activation if log_model else None, log=log.text)
     except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: submitit ends a job SLURM stops

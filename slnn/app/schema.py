@@ -32,7 +32,9 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, if set, wins
     experiment: str = "slnn"
-    plot: bool = True  # a learning-curve PNG per run; turn off for big sweeps
+    # a learning-curve PNG (learning_curves.png); null: every single run, not a sweep's cells
+    # (MLflow charts their every epoch, and the sweep's report plots them side by side)
+    plot: Optional[bool] = None
     max_metric_points: int = 1000  # per metric in MLflow (more epochs: thinned, extremes kept)
     # the network as an MLflow LoggedModel; null: every single run, and a sweep's best run
     log_model: Optional[bool] = None
