@@ -51,3 +51,29 @@ def test_the_same_folders_next_sweep_starts_counting_again(tmp_path, capsys):
     report_progress(state2, "d", Outcome.MAX_EPOCHS, 0.1)
     assert places(capsys.readouterr().out) == ["[2/5]", "[3/5]", "[4/5]", "[2/5]"]
     assert [e["name"] for e in ledger.entries()] == ["d"]
+
+
+def test_a_cell_written_twice_counts_once_with_its_result_and_a_shared_name_does_not_merge(
+        tmp_path, capsys):
+    """A job left over from a killed session finishes a cell, and this session's job, which
+    waited for the claim, finds it done (skipped): one cell, its result. Two cells whose run
+    names are equal (a grid over a key the name does not show) stay two cells."""
+    from slnn.sweep.ledger import summarize
+
+    state = {"dir": str(tmp_path), "total": 4, "n_skipped": 0, "start": time.time()}
+    ledger = Ledger(tmp_path / "progress.jsonl")
+    report_progress(state, "x", Outcome.KILLED, 0.1, cell="0000-x")
+    report_progress(state, "x", Outcome.MAX_EPOCHS, 0.1, cell="0000-x")  # the leftover job
+    report_progress(state, "x", Outcome.SKIPPED, 0.1, cell="0000-x")     # this session's job
+    report_progress(state, "y", Outcome.DIVERGED, 0.1, cell="0001-y")
+    report_progress(state, "y", Outcome.MAX_EPOCHS, 0.1, cell="0002-y")  # same name, other cell
+    cells = ledger.per_cell()
+    assert sorted((e["cell"], e["outcome"]) for e in cells) == [
+        ("0000-x", "max_epochs"), ("0001-y", "diverged"), ("0002-y", "max_epochs")]
+    counts, line = summarize(cells, state["total"])
+    assert counts[Outcome.MAX_EPOCHS] == 2 and counts[Outcome.DIVERGED] == 1
+    assert line.endswith("1 not run (of 4 cells)") and "0 skipped" in line
+    # a cell that only ever had KILLED or SKIPPED lines keeps its last one
+    report_progress(state, "z", Outcome.SKIPPED, 0.1, cell="0003-z")
+    report_progress(state, "z", Outcome.KILLED, 0.1, cell="0003-z")
+    assert [e["outcome"] for e in ledger.per_cell() if e["cell"] == "0003-z"] == ["killed"]

@@ -16,6 +16,8 @@ from typing import Any
 
 from slnn.core.outcomes import EXPECTED, TRAINED, Outcome
 
+_NO_RESULT = {Outcome.SKIPPED, Outcome.KILLED}  # what a cell's other line may say instead
+
 
 class Ledger:
     """``progress.jsonl``: one JSON line per finished cell."""
@@ -35,6 +37,17 @@ class Ledger:
         if not self.path.exists():
             return []
         return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+
+    def per_cell(self) -> list[dict]:
+        """One entry per cell (its ``cell`` key: its folder; older lines: its name), so that a
+        cell written twice, e.g. finished by a job left over from a killed session and then
+        found done by this one, is counted once: its last result, else its last line."""
+        last: dict[str, dict] = {}
+        for e in self.entries():
+            key = e.get("cell") or e["name"]
+            if key not in last or e["outcome"] not in _NO_RESULT or last[key]["outcome"] in _NO_RESULT:
+                last[key] = e
+        return list(last.values())
 
 
 def fmt_eta(seconds: float) -> str:
@@ -73,13 +86,14 @@ def _place(path: Path, me: dict, sweep: object = None) -> tuple[int, int]:
 
 def report_progress(state: dict, name: str, outcome: str, seconds: float,
                     train_seconds: float = 0.0, *, val_error: float | None = None,
-                    warnings: int = 0, log: str | None = None) -> None:
-    """Record one finished cell in the ledger and print
+                    warnings: int = 0, log: str | None = None, cell: str = "") -> None:
+    """Record one finished cell (``cell``: its folder, unique in the sweep) in the ledger and print
     ``[done/total] name: outcome (val_error 0.123, 1.23 s); about H:MM:SS left``, with where the
     cell's log is when it holds warnings or an error."""
     ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
     val = float(val_error) if val_error is not None and math.isfinite(val_error) else None
-    me = {"name": name, "outcome": str(outcome), "seconds": round(seconds, 6),
+    me = {"name": name, **({"cell": cell} if cell else {}), "outcome": str(outcome),
+          "seconds": round(seconds, 6),
           "train_seconds": round(train_seconds, 6), "val_error": val, "warnings": warnings,
           "pid": os.getpid(), "time": time.time()}
     ledger.add(**me)

@@ -269,7 +269,7 @@ class Orchestrator:
         state_path = str(Path(st["dir"]) / "slnn_sweep.json")
         for key in [k for k in PREPARED if k[0] == state_path]:  # the cells, no longer needed
             del PREPARED[key]
-        entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
+        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell()
         entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
         counts, line = summarize(entries, st["total"])
         stop(st["parent_run_id"])
@@ -312,7 +312,7 @@ class Orchestrator:
     def finish(self) -> int:
         """Summarize, close the parent run, write the report; the exit code (1 if a cell failed)."""
         st = self.state
-        entries = Ledger(Path(st["dir"]) / "progress.jsonl").entries()
+        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell()
         # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
         not_run = st["total"] - st["n_skipped"] - len(entries)
         unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED) + max(not_run, 0)

@@ -47,11 +47,11 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
     except CellTaken as e:
         if not e.done:
             raise
-        report_progress(state, name, Outcome.SKIPPED, time.perf_counter() - start)
+        report_progress(state, name, Outcome.SKIPPED, time.perf_counter() - start, cell=folder)
         return True
     except KeyboardInterrupt:
         report_progress(state, name, Outcome.KILLED, time.perf_counter() - start,
-                        log=_save_log(state, folder, log))
+                        log=_save_log(state, folder, log), cell=folder)
         raise
     except Exception as e:  # noqa: BLE001 - recorded, counted, and the sweep goes on
         from slnn.sweep.slurm import is_launcher_failure
@@ -60,17 +60,20 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
             log.line("".join(traceback.format_exception(e)).rstrip())
         path = _save_log(state, folder, log)
         if is_launcher_failure(e):  # submitit at the job's time limit: the job ends here
-            report_progress(state, name, Outcome.KILLED, time.perf_counter() - start, log=path)
+            report_progress(state, name, Outcome.KILLED, time.perf_counter() - start, log=path,
+                            cell=folder)
             raise
         first = (str(e).splitlines() or [""])[0]
         where = f"; its log: {path}" if path else ""
         print(f"slnn: {name} failed: {type(e).__name__}: {first}{where}", file=sys.stderr,
               flush=True)
-        report_progress(state, name, Outcome.FAILED, time.perf_counter() - start, log=path)
+        report_progress(state, name, Outcome.FAILED, time.perf_counter() - start, log=path,
+                        cell=folder)
         return False
     path = _save_log(state, folder, log)
     report_progress(state, name, result.outcome, time.perf_counter() - start, result.train_seconds,
-                    val_error=result.final["val_error"], warnings=log.n_warnings, log=path)
+                    val_error=result.final["val_error"], warnings=log.n_warnings, log=path,
+                    cell=folder)
     return True
 
 
