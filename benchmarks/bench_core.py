@@ -20,7 +20,9 @@ is printed with PASS or MISS so a reader sees at once where slnn stands.
    which run at close to the core's vector FMA peak.
 2. Tracking: one empty MLflow run against everything slnn's ``RunRecorder`` adds to a 100-epoch
    iris run (called as ``slnn.app.run.run_one`` calls it, so with the model where the config logs
-   one), in a fresh SQLite store. Goal: tracking at most 5x an empty run.
+   one), in a fresh SQLite store. Goal: tracking at most 5x an empty run. Also, for
+   information: MLflow's own record written by one process and by two at once into the same
+   store, which bounds what two sweep workers can gain when a cell is mostly its record.
 
 Other processes may share the CPU and the disk: the methods are timed in interleaved rounds so
 that load hits them alike, and the median of the rounds is reported (with the minimum). The
@@ -286,6 +288,56 @@ def bare_sqlite_commit_ms(folder: Path, n: int = 15) -> float:
     return statistics.median(times)
 
 
+# one process writing MLflow's floor record ``n`` times into a shared store (see floor_scaling)
+_FLOOR_CHILD = """
+import pickle, sys, time
+from mlflow.tracking import MlflowClient
+from mlflow.entities import RunTag
+(uri, exp_id, name, tags, params, metrics, outcome, reason), n = (
+    pickle.load(open(sys.argv[1], "rb")), int(sys.argv[2]))
+client = MlflowClient(uri)
+client.search_experiments()  # the store is open before the start line
+print("ready", flush=True)
+sys.stdin.readline()  # the start line: both processes begin together
+t0 = time.perf_counter()
+for _ in range(n):
+    run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    client.log_batch(run_id, metrics=metrics, params=params,
+                     tags=[RunTag("slnn.outcome", outcome), RunTag("slnn.reason", reason)])
+    client.set_terminated(run_id)
+print(time.perf_counter() - t0, flush=True)
+"""
+
+
+def floor_scaling(payload: Path, n: int, rounds: int) -> tuple[float, float]:
+    """MLflow's floor record (as in ``bench_tracking``) written ``n`` times by one process, and
+    ``n`` times by each of two processes at once into the same SQLite store: (seconds for one,
+    seconds for both), medians of ``rounds``. Their ratio, 2 * one / both, is what two sweep
+    workers can gain at most on this store when a cell is mostly its record."""
+    def launch():
+        p = subprocess.Popen([sys.executable, "-c", _FLOOR_CHILD, str(payload), str(n)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        return p
+
+    def run(k: int) -> float:
+        procs = [launch() for _ in range(k)]
+        start = time.perf_counter()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            p.stdout.readline()
+            p.wait()
+        return time.perf_counter() - start
+
+    one, two = [], []
+    for _ in range(rounds):
+        one.append(run(1))
+        two.append(run(2))
+    return statistics.median(one), statistics.median(two)
+
+
 def bench_tracking(rounds: int) -> None:
     for logger in ("mlflow", "alembic"):
         logging.getLogger(logger).setLevel(logging.WARNING)
@@ -385,6 +437,14 @@ def bench_tracking(rounds: int) -> None:
             recorder(False)()
             n_tracking = commits[0]
         bare = bare_sqlite_commit_ms(tmp)
+        import pickle
+
+        payload = tmp / "floor.pickle"
+        payload.write_bytes(pickle.dumps((uri, exp_id, name, tags, floor_params,
+                                          floor_metrics["full"], str(result.outcome),
+                                          result.reason)))
+        n_scaling = 10 * rounds
+        one, both = floor_scaling(payload, n_scaling, max(2, rounds // 3))
 
     med = {k: statistics.median(v) for k, v in times.items()}
     n_metrics = len(floor_metrics["full"])
@@ -419,6 +479,11 @@ def bench_tracking(rounds: int) -> None:
     print(f"  tracking / empty run: {ratio:5.2f}x  (goal <= {GOAL_TRACKING:g}x)  "
           f"{verdict(ratio, GOAL_TRACKING, higher_is_better=False)}   "
           f"[min/min: {min(times['tracking']) / min(times['empty']):.2f}x]")
+    scaling = 2 * one / both
+    print(f"  MLflow's floor record x {n_scaling}, one process: {one:6.2f} s; two processes at once, "
+          f"{n_scaling} each: {both:6.2f} s")
+    print(f"  -> two processes write {scaling:4.2f}x the records of one: the most two sweep "
+          f"workers can gain on one SQLite store where a cell is mostly its record  [info]")
     for key, what in (("tracking", "plot=False"), ("tracking_plot", "plot=True")):
         share = med[key] / (med[key] + med["train"])
         print(f"  tracking's share of the whole run (train + tracking), {what}: {share:6.1%}")

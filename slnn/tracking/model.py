@@ -20,6 +20,7 @@ The model's code (``pyfunc_network.py``) needs only numpy, pandas and mlflow: no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -82,13 +83,14 @@ def _save_with_mlflow(dest: Path, W: np.ndarray, activation: str, data) -> None:
         shutil.rmtree(src, ignore_errors=True)
 
 
-def _digest(key: tuple, data) -> str:
-    """What a template depends on, beyond ``key``: the input example, the versions that MLflow
-    writes into the environment files and the MLmodel, and the model's code and its path."""
+@functools.lru_cache(maxsize=1)
+def _environment() -> bytes:
+    """The versions MLflow writes into a model's environment files and MLmodel, and the model's
+    code and its path: fixed for a process, so read once."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import mlflow
     import pandas as pd
-
-    from importlib.metadata import PackageNotFoundError, version
 
     def installed(name):
         try:
@@ -96,13 +98,17 @@ def _digest(key: tuple, data) -> str:
         except PackageNotFoundError:
             return None
 
-    h = hashlib.sha256()
-    for part in (TEMPLATE_FORMAT, key, sys.version, mlflow.__version__, np.__version__,
-                 pd.__version__, [installed(n) for n in ("pip", "setuptools", "wheel",
-                                                         "cloudpickle")], str(CODE),
-                 _example(data).to_json(orient="split", double_precision=15)):
-        h.update(repr(part).encode() + b"\0")
-    h.update(CODE.read_bytes())
+    parts = (TEMPLATE_FORMAT, sys.version, mlflow.__version__, np.__version__, pd.__version__,
+             [installed(n) for n in ("pip", "setuptools", "wheel", "cloudpickle")], str(CODE),
+             hashlib.sha256(CODE.read_bytes()).hexdigest())
+    return repr(parts).encode()
+
+
+def _digest(key: tuple, data) -> str:
+    """What a template depends on: ``key``, the input example and ``_environment()``."""
+    h = hashlib.sha256(_environment())
+    for part in (key, _example(data).to_json(orient="split", double_precision=15)):
+        h.update(b"\0" + repr(part).encode())
     return h.hexdigest()[:32]
 
 
