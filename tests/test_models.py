@@ -325,7 +325,7 @@ def test_a_model_from_the_disk_cache_is_the_one_mlflow_saves_with_its_own_identi
     for rel in set(want) - {"MLmodel"}:
         assert got[rel] == want[rel], rel
     mine, theirs = _mlmodel(tmp_path / "second"), _mlmodel(direct)
-    for field in ("signature", "saved_input_example_info", "mlflow_version"):
+    for field in ("signature", "saved_input_example_info", "mlflow_version", "model_size_bytes"):
         assert mine[field] == theirs[field], field
     assert mine["model_id"] == "m-2" and mine["run_id"] == "r2"
     assert mine["model_uuid"] != _mlmodel(tmp_path / "first")["model_uuid"]
@@ -345,6 +345,45 @@ def test_a_model_from_the_disk_cache_is_the_one_mlflow_saves_with_its_own_identi
     np.testing.assert_allclose(example["data"], other.raw(other.x_test[:5]), rtol=1e-15)
 
 
+def test_what_mlflow_would_save_differently_gets_its_own_template(tmp_path, monkeypatch):
+    """Inputs MLflow's save depends on beyond the data set's names: the example's exact values
+    (standardized or not: equal to 15 decimals, not in their last bits), the preprocessing
+    (another size of meta.json: ``model_size_bytes``), and a uv project in the working
+    directory, whose files MLflow copies into the model. Each model equals MLflow's own save."""
+    from slnn.core.data import load_dataset
+    from slnn.tracking import model as m
+
+    monkeypatch.setenv("SLNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(m, "_templates", {})
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    W = np.random.default_rng(1).normal(size=(5, 3))
+    cases = {"standardized": load_dataset("iris", seed=1),
+             "raw": load_dataset("iris", seed=1, standardize=False)}
+
+    def check(label, data):
+        m.write_model(tmp_path / label, W, "sigmoid", data)
+        direct = tmp_path / f"{label}-direct"
+        m._save_with_mlflow(direct, W, "sigmoid", data)
+        got, want = _files(tmp_path / label), _files(direct)
+        assert set(got) == set(want), label
+        assert all(got[k] == want[k] for k in want if k != "MLmodel"), label
+        assert (_mlmodel(tmp_path / label)["model_size_bytes"]
+                == _mlmodel(direct)["model_size_bytes"]), label
+        return got
+
+    for label, data in cases.items():
+        check(label, data)
+    (work / "pyproject.toml").write_text("[project]\nname = 'mine'\nversion = '1'\n")
+    (work / "uv.lock").write_text("version = 1\n")
+    got = check("uv", cases["raw"])
+    assert got["uv.lock"] == b"version = 1\n" and "pyproject.toml" in got
+    (work / "uv.lock").write_text("version = 1\nrevision = 2\n")  # the lock changes: saved afresh
+    assert check("uv2", cases["raw"])["uv.lock"].endswith(b"revision = 2\n")
+    assert len(list((tmp_path / "cache" / "models").iterdir())) == 4
+
+
 def test_a_cache_that_cannot_be_written_or_holds_a_broken_entry_still_gives_the_model(
         tmp_path, monkeypatch):
     from slnn.core.data import load_dataset
@@ -359,14 +398,26 @@ def test_a_cache_that_cannot_be_written_or_holds_a_broken_entry_still_gives_the_
     m.write_model(tmp_path / "a", W, "sigmoid", data)
     assert (tmp_path / "a" / "MLmodel").is_file()
 
-    # an entry whose MLmodel is not YAML (a disk that lost it): saved afresh, the same files
+    # an entry a crash or a full disk damaged (an emptied file, a broken MLmodel, a lost file):
+    # saved afresh, the same files, and the entry replaced, so the next process reads it
     monkeypatch.setenv("SLNN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(m, "_templates", {})
     m.write_model(tmp_path / "b", W, "sigmoid", data)
     [entry] = (tmp_path / "cache" / "models").iterdir()
-    (entry / "MLmodel").write_text("{not yaml: [")
-    monkeypatch.setattr(m, "_templates", {})
-    m.write_model(tmp_path / "c", W, "sigmoid", data)
-    b, c = _files(tmp_path / "b"), _files(tmp_path / "c")
-    assert set(b) == set(c) and all(b[k] == c[k] for k in b if k != "MLmodel")
-    assert _mlmodel(tmp_path / "c")["signature"] == _mlmodel(tmp_path / "b")["signature"]
+    saved = m._save_with_mlflow
+    for i, damage in enumerate([lambda e: (e / "conda.yaml").write_text(""),
+                                lambda e: (e / "MLmodel").write_text("{not yaml: ["),
+                                lambda e: (e / "requirements.txt").unlink()]):
+        damage(entry)
+        calls = []
+        monkeypatch.setattr(m, "_save_with_mlflow", lambda *a, **k: (calls.append(1), saved(*a, **k)))
+        monkeypatch.setattr(m, "_templates", {})
+        m.write_model(tmp_path / f"c{i}", W, "sigmoid", data)
+        assert calls == [1], i  # saved by MLflow again
+        b, c = _files(tmp_path / "b"), _files(tmp_path / f"c{i}")
+        assert set(b) == set(c) and all(b[k] == c[k] for k in b if k != "MLmodel"), i
+        monkeypatch.setattr(m, "_templates", {})
+        calls.clear()
+        m.write_model(tmp_path / f"d{i}", W, "sigmoid", data)
+        assert calls == [], i  # the replaced entry is read
+    assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == [entry.name]

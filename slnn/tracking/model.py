@@ -8,18 +8,23 @@ READY. Load it with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or
 
 ``mlflow.pyfunc.save_model`` costs about 2 s in a new process, most of it MLflow checking the
 pinned requirements against every installed distribution. Every model of the same data set,
-activation and input example, with the same versions of Python, mlflow, numpy, pandas, pip, setuptools,
-wheel and cloudpickle, and the same model code, has the same signature, environment files and code. So the first is saved by MLflow
-(the template), kept in memory and in ``cache_root()/models/<digest>/`` (the digest covers all of
-the above), and each later one, in this or any later process, is a copy of it with its own
-weights, preprocessing and identity (``model_id``, ``model_uuid``, run and creation time, set
-through MLflow's ``Model`` API). A template is written to a hidden folder and renamed into place,
-so parallel processes never read half of one; a cache that cannot be written or read is skipped.
+activation and input example (its exact values), saved from the same uv project or none (MLflow
+copies ``uv.lock``, ``pyproject.toml`` and ``.python-version`` from the working directory), with
+the same versions of Python, mlflow, numpy, pandas, pip, setuptools, wheel and cloudpickle and
+the same model code, has the same signature, environment files and code. So the first is saved
+by MLflow (the template) and kept, whole, in memory and in ``cache_root()/models/<digest>/``
+(the digest covers all of the above); each later one, in this or any later process, is a copy
+of it with its own weights, preprocessing, identity (``model_id``, ``model_uuid``, run and
+creation time, set through MLflow's ``Model`` API) and ``model_size_bytes``. An entry is written
+to a hidden folder with a manifest of its files' hashes and renamed into place, so parallel
+processes never read half of one; an entry that does not match its manifest (a crash, a full
+disk) is saved afresh and replaced, and a cache that cannot be written is skipped.
 The model's code (``pyfunc_network.py``) needs only numpy, pandas and mlflow: no slnn.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -27,6 +32,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 CODE = Path(__file__).with_name("pyfunc_network.py")
-TEMPLATE_FORMAT = 1  # bump when what a template holds changes
+TEMPLATE_FORMAT = 2  # bump when what a template holds changes
 # _digest(...) -> {relative path: bytes} of a saved model, and its MLmodel
 _templates: dict[str, tuple[dict[str, bytes], object]] = {}
 
@@ -104,29 +110,73 @@ def _environment() -> bytes:
     return repr(parts).encode()
 
 
+UV_FILES = ("uv.lock", "pyproject.toml", ".python-version")  # what MLflow copies from a uv project
+MANIFEST = "slnn-template.json"  # a cache entry's own list of its files and their hashes
+
+
+def _uv_project() -> bytes:
+    """What MLflow's save copies from the working directory: with both ``uv.lock`` and
+    ``pyproject.toml`` there (and ``MLFLOW_UV_AUTO_DETECT``, ``MLFLOW_LOG_UV_FILES`` not off), those
+    files and ``.python-version``. Their contents and the two switches go into the key."""
+    parts = [os.environ.get(v) for v in ("MLFLOW_UV_AUTO_DETECT", "MLFLOW_LOG_UV_FILES")]
+    cwd = Path.cwd()
+    if all((cwd / f).is_file() for f in UV_FILES[:2]):
+        parts += [hashlib.sha256((cwd / f).read_bytes()).hexdigest() if (cwd / f).is_file()
+                  else None for f in UV_FILES]
+    return repr(parts).encode()
+
+
 def _digest(key: tuple, data) -> str:
-    """What a template depends on: ``key``, the input example and ``_environment()``."""
+    """What a template depends on: ``key``, the input example (its exact values), the uv
+    project MLflow would copy and ``_environment()``."""
+    example = _example(data)
     h = hashlib.sha256(_environment())
-    for part in (key, _example(data).to_json(orient="split", double_precision=15)):
-        h.update(b"\0" + repr(part).encode())
+    for part in (repr(key).encode(), repr(list(example.columns)).encode(),
+                 repr([str(t) for t in example.dtypes]).encode(),
+                 np.ascontiguousarray(example.to_numpy()).tobytes(), _uv_project()):
+        h.update(b"\0" + part)
     return h.hexdigest()[:32]
 
 
-def _read(root: Path):
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _read(root: Path, cached: bool = False):
+    """A saved model's files and MLmodel; a cache entry is checked against its manifest (a file
+    missing, added or changed, as a crash or a full disk can leave it, raises)."""
     from mlflow.models import Model
 
-    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    files = _files(root)
+    if cached:
+        manifest = json.loads(files.pop(MANIFEST))
+        if manifest != {rel: hashlib.sha256(b).hexdigest() for rel, b in files.items()}:
+            raise ValueError(f"{root} does not match its manifest")
     return files, Model.load(str(root / "MLmodel"))
 
 
 def _keep(root: Path, final: Path) -> None:
-    """Copy the saved template ``root`` to ``final`` in the cache, atomically; best effort."""
+    """Copy the saved template ``root`` to ``final`` in the cache, atomically, with a manifest of
+    its files; a broken entry in the way is replaced, and hidden folders a killed process left
+    over an hour ago are removed. Best effort: a cache that cannot be written is skipped."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        for old in final.parent.glob(".*"):
+            try:
+                if time.time() - old.stat().st_mtime > 3600:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             shutil.copytree(root, tmp, dirs_exist_ok=True)
-            os.rename(tmp, final)  # fails if another process put it there first: keep theirs
+            (tmp / MANIFEST).write_text(json.dumps(
+                {rel: hashlib.sha256(b).hexdigest() for rel, b in _files(root).items()}))
+            if final.exists():  # broken (it was read and failed): move it aside, then drop it
+                aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.broken.", dir=final.parent))
+                os.rename(final, aside / "entry")
+                shutil.rmtree(aside, ignore_errors=True)
+            os.rename(tmp, final)  # fails if another process put one there first: keep theirs
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError:
@@ -140,10 +190,9 @@ def _template(key: tuple, W: np.ndarray, activation: str, data):
 
         cached = cache_root() / "models" / digest
         try:
-            if (cached / "MLmodel").is_file():
-                _templates[digest] = _read(cached)
-                return _templates[digest]
-        except Exception:  # noqa: BLE001 - an unreadable cache entry: save afresh
+            _templates[digest] = _read(cached, cached=True)
+            return _templates[digest]
+        except Exception:  # noqa: BLE001 - no entry, or a broken one: save afresh
             pass
         with tempfile.TemporaryDirectory(prefix="slnn-model-") as tmp:
             root = Path(tmp) / "model"
@@ -161,14 +210,22 @@ def write_model(dest: Path, W: np.ndarray, activation: str, data, **identity) ->
     for rel, blob in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(blob)
-    np.save(dest / "artifacts" / "weights.npy", np.asarray(W, dtype=np.float64))
-    (dest / "artifacts" / "meta.json").write_text(json.dumps(_meta(activation, data)))
-    # the copy's own identity, through MLflow's Model API
-    mlmodel.model_uuid = uuid.uuid4().hex
-    mlmodel.utc_time_created = str(datetime.now(timezone.utc).replace(tzinfo=None))
+    weights, meta = dest / "artifacts" / "weights.npy", dest / "artifacts" / "meta.json"
+    np.save(weights, np.asarray(W, dtype=np.float64))
+    meta.write_text(json.dumps(_meta(activation, data)))
+    # the copy's own identity, through MLflow's Model API; its size as MLflow counts it (the
+    # files before the MLmodel and environment files), which differs from the template's only
+    # by what this model's weights and preprocessing take
+    template = copy.copy(mlmodel)
+    template.model_uuid = uuid.uuid4().hex
+    template.utc_time_created = str(datetime.now(timezone.utc).replace(tzinfo=None))
+    if mlmodel.model_size_bytes is not None:
+        template.model_size_bytes = (mlmodel.model_size_bytes
+                                     + weights.stat().st_size - len(files["artifacts/weights.npy"])
+                                     + meta.stat().st_size - len(files["artifacts/meta.json"]))
     for field, value in identity.items():
-        setattr(mlmodel, field, value)
-    mlmodel.save(str(dest / "MLmodel"))
+        setattr(template, field, value)
+    template.save(str(dest / "MLmodel"))
 
 
 def can_log(activation: str) -> bool:
