@@ -77,3 +77,25 @@ def test_a_cell_written_twice_counts_once_with_its_result_and_a_shared_name_does
     report_progress(state, "z", Outcome.SKIPPED, 0.1, cell="0003-z")
     report_progress(state, "z", Outcome.KILLED, 0.1, cell="0003-z")
     assert [e["outcome"] for e in ledger.per_cell() if e["cell"] == "0003-z"] == ["killed"]
+
+
+def test_the_progress_count_and_the_lost_cells_go_by_cell_not_by_line_or_name(tmp_path, capsys):
+    from slnn.sweep.lost import lost_cells, lost_cells_line
+
+    state = {"dir": str(tmp_path), "total": 3, "n_skipped": 0, "start": time.time()}
+    report_progress(state, "x", Outcome.MAX_EPOCHS, 0.1, cell="0000-x")  # a leftover job's line
+    report_progress(state, "x", Outcome.SKIPPED, 0.1, cell="0000-x")     # this session's
+    report_progress(state, "y", Outcome.MAX_EPOCHS, 0.1, cell="0001-y")
+    assert places(capsys.readouterr().out) == ["[1/3]", "[1/3]", "[2/3]"]
+    ledger = Ledger(tmp_path / "progress.jsonl")
+    # cell 0002-y shares its run name with 0001-y and never ran: it is the one lost
+    todo = ["0000-x", "0001-y", "0002-y"]
+    assert lost_cells(todo, ledger.per_cell(set(todo))) == ["0002-y"]
+    line = lost_cells_line("grid", RuntimeError("job 7 cancelled"), todo, ledger.per_cell(set(todo)),
+                           "2 finished (of 3 cells)")
+    assert line.startswith("slnn: sweep grid lost 1 cell(s) when a job died (RuntimeError: job 7 "
+                           "cancelled): 0002-y; 2 finished")
+    # a line for a cell this session did not plan (a leftover job of another grid) is left out
+    report_progress(state, "z", Outcome.MAX_EPOCHS, 0.1, cell="0009-z")
+    assert {e["cell"] for e in ledger.per_cell(set(todo))} == {"0000-x", "0001-y"}
+    assert len(ledger.per_cell()) == 3

@@ -19,6 +19,12 @@ from slnn.core.outcomes import EXPECTED, TRAINED, Outcome
 _NO_RESULT = {Outcome.SKIPPED, Outcome.KILLED}  # what a cell's other line may say instead
 
 
+def cell_key(entry: dict) -> str:
+    """Which cell a ledger line is about: its folder (unique in the sweep), or, in lines written
+    before lines named their folder, its run name."""
+    return entry.get("cell") or entry["name"]
+
+
 class Ledger:
     """``progress.jsonl``: one JSON line per finished cell."""
 
@@ -38,13 +44,16 @@ class Ledger:
             return []
         return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
 
-    def per_cell(self) -> list[dict]:
+    def per_cell(self, cells: set[str] | None = None) -> list[dict]:
         """One entry per cell (its ``cell`` key: its folder; older lines: its name), so that a
         cell written twice, e.g. finished by a job left over from a killed session and then
-        found done by this one, is counted once: its last result, else its last line."""
+        found done by this one, is counted once: its last result, else its last line. Given
+        ``cells`` (this session's folders), lines of any other cell are left out."""
         last: dict[str, dict] = {}
         for e in self.entries():
-            key = e.get("cell") or e["name"]
+            key = cell_key(e)
+            if cells is not None and key not in cells:
+                continue
             if key not in last or e["outcome"] not in _NO_RESULT or last[key]["outcome"] in _NO_RESULT:
                 last[key] = e
         return list(last.values())
@@ -55,21 +64,22 @@ def fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-# per process, sweep and ledger: (inode, bytes read, lines counted), so that each cell reads only
+# per process, sweep and ledger: (inode, bytes read, cells seen), so that each cell reads only
 # what was appended since this process's previous cell: constant cost per cell, where reading the
 # whole file per cell made a sweep's cost grow with the square of its size
-_READ: dict[tuple, tuple[int, int, int]] = {}
+_READ: dict[tuple, tuple[int, int, set]] = {}
 
 
 def _place(path: Path, me: dict, sweep: object = None) -> tuple[int, int]:
-    """(1-based line number of ``me``, lines in the ledger so far) in the ledger at ``path`` of the
-    sweep ``sweep`` (its start time: the same folder's next sweep starts a new ledger)."""
+    """(how many cells have a line up to ``me``'s, how many cells have one so far) in the ledger at
+    ``path`` of the sweep ``sweep`` (its start time: the same folder's next sweep starts a new
+    ledger). Cells, not lines: a cell written twice counts once."""
     key = (str(path), sweep)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        ino, offset, count = _READ.get(key, (st.st_ino, 0, 0))
+        ino, offset, seen = _READ.get(key, (st.st_ino, 0, set()))
         if ino != st.st_ino or offset > st.st_size:  # a new ledger in the same place
-            offset, count = 0, 0
+            offset, seen = 0, set()
         f.seek(offset)
         new = f.read()
     end = new.rfind(b"\n") + 1  # a line another worker is still writing is read next time
@@ -77,11 +87,12 @@ def _place(path: Path, me: dict, sweep: object = None) -> tuple[int, int]:
     for ln in new[:end].splitlines():
         if not ln.strip():
             continue
-        count += 1
-        if place is None and json.loads(ln) == me:
-            place = count
-    _READ[key] = (st.st_ino, offset + end, count)
-    return (place if place is not None else count), count
+        entry = json.loads(ln)
+        seen.add(cell_key(entry))
+        if place is None and entry == me:
+            place = len(seen)
+    _READ[key] = (st.st_ino, offset + end, seen)
+    return (place if place is not None else len(seen)), len(seen)
 
 
 def report_progress(state: dict, name: str, outcome: str, seconds: float,

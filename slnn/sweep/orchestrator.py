@@ -217,7 +217,7 @@ class Orchestrator:
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         st["shared"] = bool(shared)
         state_path.write_text(json.dumps(st))
-        self.todo_names = [run_name(c.config) for c in todo]
+        self.todo_folders = [c.folder for c in todo]
         n_jobs = max(1, min(n_chunks, len(todo)))
         chunks = [todo] if shared else _chunks(todo, n_jobs)
         if shared:
@@ -269,7 +269,7 @@ class Orchestrator:
         state_path = str(Path(st["dir"]) / "slnn_sweep.json")
         for key in [k for k in PREPARED if k[0] == state_path]:  # the cells, no longer needed
             del PREPARED[key]
-        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell()
+        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell(self._cells())
         entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
         counts, line = summarize(entries, st["total"])
         stop(st["parent_run_id"])
@@ -312,7 +312,7 @@ class Orchestrator:
     def finish(self) -> int:
         """Summarize, close the parent run, write the report; the exit code (1 if a cell failed)."""
         st = self.state
-        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell()
+        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell(self._cells())
         # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
         not_run = st["total"] - st["n_skipped"] - len(entries)
         unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED) + max(not_run, 0)
@@ -395,14 +395,21 @@ class Orchestrator:
               file=sys.stderr, flush=True)
         signals.reported = True
 
+    def _cells(self) -> set[str] | None:
+        """This session's cells (their folders), once they are dealt to jobs: the ledger is
+        counted over them only, so a line a leftover job of an earlier session writes for a
+        cell this session did not plan cannot stand in for one it did."""
+        folders = getattr(self, "todo_folders", None)
+        return None if folders is None else set(folders)
+
     def launcher_failed(self, exc: BaseException) -> int:
         """A job died outside its cells (cancelled, killed at its time limit): close the parent as
         FAILED, name the lost cells in one line, say how to resume; the exit code (1)."""
         from slnn.sweep.lost import lost_cells_line
 
         _, line = self.close("FAILED")
-        entries = Ledger(Path(self.state["dir"]) / "progress.jsonl").entries()
-        print(lost_cells_line(self.state["study"], exc, getattr(self, "todo_names", []), entries,
+        entries = Ledger(Path(self.state["dir"]) / "progress.jsonl").per_cell(self._cells())
+        print(lost_cells_line(self.state["study"], exc, getattr(self, "todo_folders", []), entries,
                               line), file=sys.stderr, flush=True)
         return 1
 
