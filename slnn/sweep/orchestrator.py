@@ -26,6 +26,7 @@ missing.
 from __future__ import annotations
 
 import hashlib
+import gc
 import json
 import math
 import os
@@ -71,7 +72,6 @@ def release_interrupted(e: BaseException | None) -> None:
     a SQLite connection whose open transaction holds the store's write lock, so the sweep could
     not close its parent run. Clearing the finished frames' locals and collecting drops that
     connection, which rolls its transaction back."""
-    import gc
     import traceback
 
     if e is not None and e.__traceback__ is not None:
@@ -300,8 +300,6 @@ class Orchestrator:
                 break
             except Exception as e:  # noqa: BLE001
                 error = e
-                import gc
-
                 gc.collect()  # a connection nobody references any more: closed, lock released
                 dispose_store_connections(self.client)
                 time.sleep(0.5 * (attempt + 1))

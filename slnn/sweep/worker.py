@@ -120,36 +120,37 @@ def take(taken: Path, cell: str) -> bool:
     return True
 
 
+def _made(cell):
+    """``(cfg, Config, hash, folder, overrides)`` of a cell: a ``grid.Cell`` the launching process
+    prepared, or a chunk file's entry (its config made here, when its turn comes)."""
+    if isinstance(cell, dict):
+        from slnn.sweep.cells import cfg_of, config_of
+
+        return (cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"], _folder(cell),
+                cell["overrides"])
+    return cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides
+
+
+def _folder(cell) -> str:
+    return cell.get("folder", "") if isinstance(cell, dict) else cell.folder
+
+
 def _load_chunk(state_path: str, state: dict, chunk: int):
     """The job's cells as ``(cfg, Config, hash, folder, overrides)``, each made when its turn
     comes: its own chunk, or (``state["shared"]``) the cells it takes from the one shared list."""
     shared = state.get("shared", False)
     jobs = Path(state["dir"]) / "jobs"
     key = (state_path, 0 if shared else chunk)
-    prepared = PREPARED.get(key) if shared else PREPARED.pop(key, None)
-    if prepared is not None:  # grid.Cells: each cell's cfg is made when it runs, not all first
-        def made(cell):
-            return cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides
-
-        def folder(cell):
-            return cell.folder
-        cells = prepared
-    else:
-        from slnn.sweep.cells import cfg_of, config_of
-
-        def made(cell):
-            return (cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"],
-                    cell.get("folder", ""), cell["overrides"])
-
-        def folder(cell):
-            return cell["folder"]
+    # grid.Cells when the job runs in the launching process, else the chunk file's entries
+    cells = PREPARED.get(key) if shared else PREPARED.pop(key, None)
+    if cells is None:
         cells = json.loads((jobs / f"chunk_{key[1]:04d}.json").read_text())
     if shared:
-        return _taken_by_this_job(cells, jobs / state["taken"], made, folder)
-    return (made(cell) for cell in cells)
+        return _taken_by_this_job(cells, jobs / state["taken"])
+    return (_made(cell) for cell in cells)
 
 
-def _taken_by_this_job(cells, taken: Path, made, folder):
+def _taken_by_this_job(cells, taken: Path, made=_made, folder=_folder):
     """The next cell no job has taken yet, until none is left, or until a later session of the
     sweep has replaced this session's marks (this job was left running when its launcher died):
     the cell it is running then is the new session's to wait for, through its claim."""

@@ -155,9 +155,9 @@ def _read(root: Path, cached: bool = False):
     return files, Model.load(str(root / "MLmodel"))
 
 
-def _keep(root: Path, final: Path) -> None:
-    """Copy the saved template ``root`` to ``final`` in the cache, atomically, with a manifest of
-    its files; a broken entry in the way is replaced, and hidden folders a killed process left
+def _keep(files: dict[str, bytes], final: Path) -> None:
+    """Write a saved template's ``files`` to ``final`` in the cache, atomically, with a manifest
+    of their hashes; a broken entry in the way is replaced, and hidden folders a killed process left
     over an hour ago are removed. Best effort: a cache that cannot be written is skipped."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -169,9 +169,11 @@ def _keep(root: Path, final: Path) -> None:
                 pass
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
-            shutil.copytree(root, tmp, dirs_exist_ok=True)
+            for rel, blob in files.items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(blob)
             (tmp / MANIFEST).write_text(json.dumps(
-                {rel: hashlib.sha256(b).hexdigest() for rel, b in _files(root).items()}))
+                {rel: hashlib.sha256(b).hexdigest() for rel, b in files.items()}))
             if final.exists():  # broken (it was read and failed): move it aside, then drop it
                 aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.broken.", dir=final.parent))
                 os.rename(final, aside / "entry")
@@ -198,7 +200,7 @@ def _template(key: tuple, W: np.ndarray, activation: str, data):
             root = Path(tmp) / "model"
             _save_with_mlflow(root, W, activation, data)
             _templates[digest] = _read(root)
-            _keep(root, cached)
+        _keep(_templates[digest][0], cached)
     return _templates[digest]
 
 
