@@ -129,6 +129,30 @@ def test_compiled_evaluate_matches_numpy_on_nan_outputs():
     assert fast[1] == ref[1]
 
 
+def test_compiled_error_takes_the_first_maximum_and_the_first_nan_as_argmax_does():
+    # every row of 4 outputs drawn from {0, 1, nan, inf, -inf}, against one-hot targets and
+    # targets with ties: the compiled error of each row alone is np.argmax's verdict. A bias-only
+    # W is the output itself (1 x w, no 0 x inf), so any output can be set exactly.
+    import itertools
+
+    act, rule = ACTIVATIONS["linear"], UPDATE_RULES["input"]
+    fast = Backend(act, rule, compiled=True)
+    values = (0.0, 1.0, np.nan, np.inf, -np.inf)
+    targets = [np.eye(4)[j] for j in range(4)] + [
+        np.array(v) for v in ([1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.5] * 4)]
+    x1 = np.ones((1, 1))
+    checked = wrong = 0
+    with np.errstate(invalid="ignore"):
+        for z in itertools.product(values, repeat=4):
+            W = np.array([z])
+            for t in targets:
+                expected = float(np.argmax(np.array(z)) != np.argmax(t))
+                assert fast.evaluate(W, x1, t[None, :])[1] == expected, (z, t)
+                checked += 1
+                wrong += expected
+    assert checked == 625 * 7 and 0 < wrong < checked
+
+
 @pytest.mark.parametrize("lr", [1.0, 30.0])
 def test_compiled_epoch_stops_at_the_update_that_made_a_weight_non_finite(blobs, lr):
     # linear x input at a learning rate that makes the weights overflow after a few hundred

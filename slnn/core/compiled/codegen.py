@@ -2,13 +2,17 @@
 
 What is generated from what:
 - the module's text is ``_MODULE``, filled in with the import paths of the activation's ``f``
-  and ``df`` (``slnn.core.activations`` or wherever they are defined), the rule's ``fast`` form
+  and ``df`` (``slnn.core.activations`` or wherever they are defined; for the registry's
+  sigmoid, the same formulas in ``fastexp``, whose ``exp`` LLVM vectorizes) and ``fdf`` (both
+  from one evaluation: ``fastexp.sigmoid_and_prime``, else ``f`` and ``df`` side by side), the
+  rule's ``fast`` form
   (``slnn.core.rules``), ``slnn.core.rules.input_fast`` as the gradient, ``SAME_RULE`` (whether
   the rule's fast form is the gradient's), the source of the template loops of
   ``slnn.core.compiled.templates`` (``templates._LOOPS``) copied in verbatim, and two copies of
   its ``_epochs_KERNEL``, one per kernel (``templates._EPOCHS``);
-- its file name carries a digest of that text, of Numba's version and of the source of ``f``,
-  ``df`` and ``fast``, so an edit to any of them makes a new module (and a new compilation);
+- its file name carries a digest of that text, of Numba's version, of ``fastexp``'s source and
+  of the source of ``f``, ``df``, ``fdf`` and ``fast``, so an edit to any of them makes a new
+  module (and a new compilation);
 - it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn) and
   imported from there; every function in it is ``njit(cache=True)``, so Numba keeps the machine
   code next to it and later processes load it in milliseconds instead of compiling again.
@@ -40,22 +44,25 @@ import numba as nb
 import numpy as np
 
 from {f_mod} import {f_name} as _f, {df_name} as _df
-from {r_mod} import {r_name} as _rule_fast
+{fdf_import}from {r_mod} import {r_name} as _rule_fast
 from slnn.core.rules import input_fast as _grad_fast
 from slnn.core.compiled.templates import (GOES_ON, NOT_FINITE, LOSS_BLEW_UP, TARGET_REACHED,
                                           NO_PROGRESS)
 
-f = nb.njit(cache=True)(_f)
-df = nb.njit(cache=True)(_df)
-rule_fast = nb.njit(cache=True)(_rule_fast)
-grad_fast = nb.njit(cache=True)(_grad_fast)
+# error_model="numpy": a division by zero gives inf or nan, as on the NumPy path, instead of a
+# check and a raise that would keep LLVM from vectorizing a loop over the outputs
+f = nb.njit(cache=True, error_model="numpy")(_f)
+df = nb.njit(cache=True, error_model="numpy")(_df)
+rule_fast = nb.njit(cache=True, error_model="numpy")(_rule_fast)
+grad_fast = nb.njit(cache=True, error_model="numpy")(_grad_fast)
+{fdf_def}
 SAME_RULE = {same}
 
 {loops}
 
 # reassociation lets LLVM vectorize the sums; contraction fuses multiply-adds (no nnan/ninf:
 # nan and inf still propagate and count)
-_fast = nb.njit(cache=True, nogil=True, fastmath={{"reassoc", "contract"}})
+_fast = nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={{"reassoc", "contract"}})
 for _name in {names!r}:
     globals()[_name] = _fast(globals()[_name])
 """
@@ -83,24 +90,52 @@ def cache_dir() -> Path:
     return cache_root() / "kernels"
 
 
+# the generated module's ``fdf(x)``, (f(x), f'(x)): both from one function where there is one
+# (``_compiled_forms``), else the two calls, which LLVM merges where they share a library call
+_FDF_OF_TWO = """@nb.njit(cache=True, error_model="numpy")
+def fdf(x):
+    return f(x), df(x)
+"""
+_FDF_OF_ONE = 'fdf = nb.njit(cache=True, error_model="numpy")(_fdf)\n'
+
+
+def _compiled_forms(act: Activation) -> tuple[Callable, Callable, Callable | None]:
+    """The ``f``, ``df`` and ``fdf`` (both from one evaluation, or None) the compiled path uses
+    for ``act``: its own, or for the sigmoid the same formulas with ``fastexp.exp``, which LLVM
+    vectorizes where the C library's is a call."""
+    from slnn.core import activations
+    from slnn.core.compiled import fastexp
+
+    if (act.f, act.df) == (activations.sigmoid, activations.sigmoid_prime):
+        return fastexp.sigmoid, fastexp.sigmoid_prime, fastexp.sigmoid_and_prime
+    return act.f, act.df, None
+
+
 def build(act: Activation, rule: UpdateRule):
     import numba  # imported lazily so the NumPy path compiles nothing
 
-    for fn in (act.f, act.df, rule.fast):
+    from slnn.core.compiled import fastexp
+
+    f, df, fdf = _compiled_forms(act)
+    for fn in (f, df, rule.fast):
         if "<" in fn.__qualname__:  # a lambda or a nested function cannot be imported
             raise ValueError(f"{fn.__qualname__} must be a module-level function to be compiled")
     loops = "\n\n".join([inspect.getsource(fn) for fn in templates._LOOPS] + [
         inspect.getsource(templates._epochs_KERNEL).replace("_epochs_KERNEL", name)
         .replace("_KERNEL(", f"{kernel}(") for name, kernel in templates._EPOCHS])
     src = _MODULE.format(
-        act=act.name, rule=rule.name, f_mod=act.f.__module__, f_name=act.f.__name__,
-        df_name=act.df.__name__, r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
+        act=act.name, rule=rule.name, f_mod=f.__module__, f_name=f.__name__,
+        df_name=df.__name__,
+        fdf_import=f"from {fdf.__module__} import {fdf.__name__} as _fdf\n" if fdf else "",
+        fdf_def=_FDF_OF_ONE if fdf else _FDF_OF_TWO, r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
         same=rule.fast is input_fast, loops=loops,
         names=[fn.__name__ for fn in templates._LOOPS] + [name for name, _ in templates._EPOCHS])
-    if act.df.__module__ != act.f.__module__:
-        src = src.replace(f"{act.df.__name__} as _df\n", f"{act.f.__name__} as _f_unused\n"
-                          f"from {act.df.__module__} import {act.df.__name__} as _df\n")
-    parts = [src, numba.__version__] + [inspect.getsource(fn) for fn in (act.f, act.df, rule.fast)]
+    if df.__module__ != f.__module__:
+        src = src.replace(f"{df.__name__} as _df\n", f"{f.__name__} as _f_unused\n"
+                          f"from {df.__module__} import {df.__name__} as _df\n")
+    # the digest covers fastexp's whole source: f and df may call its exp
+    parts = [src, numba.__version__, inspect.getsource(fastexp)] + [
+        inspect.getsource(fn) for fn in (f, df, rule.fast) + ((fdf,) if fdf else ())]
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
     name = f"slnn_kernel_{act.name}_{rule.name}_{digest}"
     folder = cache_dir()

@@ -2,7 +2,7 @@
 
 These functions are not called as they are. ``slnn.core.compiled.codegen`` copies their source
 into a small module generated per (activation, rule) pair, next to module-level globals ``f``,
-``df`` (the activation and its derivative), ``rule_fast`` (the rule's one-sample form),
+``df`` (the activation and its derivative), ``fdf`` (both from one evaluation), ``rule_fast`` (the rule's one-sample form),
 ``grad_fast`` (the gradient's one-sample form, for the cosine) and ``SAME_RULE`` (the rule is the
 gradient). Numba treats those globals as compile-time constants, so their calls are inlined.
 They compute what ``slnn.core.reference`` computes, to a relative 1e-12 (the tests hold them to
@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 # The loops below are templates: their source is copied into a small generated module per
-# (activation, rule) pair, next to module-level globals ``f``, ``df``, ``rule_fast``,
+# (activation, rule) pair, next to module-level globals ``f``, ``df``, ``fdf``, ``rule_fast``,
 # ``grad_fast`` and ``SAME_RULE``. Numba then treats those as compile-time constants (calls are
 # inlined and cheap) and can cache the machine code on disk, so a sweep's workers compile each
 # pair once per machine instead of several seconds per pair per process. There are two entry
@@ -28,8 +28,12 @@ import numpy as np
 # each sum into independent SIMD partial sums and fuse multiply-adds. The results then differ
 # from the NumPy reference in the last bits (the tests hold them to rtol 1e-12), but the
 # summation order is fixed by the shapes, so each backend is bit-reproducible with itself. The
-# activation's own arithmetic is compiled without fastmath. Calls to ``f`` and ``df`` (sigmoid:
-# one exp, a library call that clobbers the vector registers) stay out of the vector loops.
+# activation's own arithmetic is compiled without fastmath (LLVM inlines it with its own flags).
+# ``f`` and ``fdf`` (f and f' from one evaluation) are called in loops over a row of outputs
+# that hold nothing else, no branch and no early exit: where the activation is plain arithmetic
+# (the sigmoid, whose compiled form uses ``fastexp.exp``) LLVM computes four outputs at a time;
+# where it calls the C library (tanh) the loop stays scalar. All of it is compiled with
+# ``error_model="numpy"``: no division check, which would also keep a loop scalar.
 # Arrays are indexed as x1[r, i], not through row views, which would cost reference counting.
 
 def _forward(WT, x1, r, net):
@@ -97,27 +101,39 @@ def _evaluate_loop(WT, x1, t):
     if n == 0:
         return math.nan, math.nan
     net2 = np.empty((2, k))
+    z2 = np.empty((2, k))
+    net2f = net2.reshape(2 * k)  # views of the same memory
+    z2f = z2.reshape(2 * k)
     sq = 0.0
     wrong = 0
     for p in range((n + 1) // 2):
         # forward, two rows at a time (the last one twice if n is odd)
         r = 2 * p
         _forward_two(WT, x1, r, min(r + 1, n - 1), net2)
+        # the outputs of both rows in a loop of their own, with nothing else in it: where f is
+        # plain arithmetic (the sigmoid's fastexp) LLVM computes four at a time
+        for s in range(2 * k):  # both rows as one row of 2k outputs
+            z2f[s] = f(net2f[s])  # noqa: F821 (a global of the generated module)
         for s in range(min(2, n - r)):
-            best_z = 0.0
-            best_j = 0
+            # the target: the first maximum of t's row
             target_j = 0
+            best_t = t[r + s, 0]
+            for j in range(1, k):
+                tj = t[r + s, j]
+                if tj > best_t:
+                    best_t = tj
+                    target_j = j
+            # wrong unless z's first maximum, or its first nan (as np.argmax takes), is at the
+            # target: count the outputs that would come before it, with no branch per output
+            zt = z2[s, target_j]
+            ahead = 0
             for j in range(k):
-                zj = f(net2[s, j])  # noqa: F821 (a global of the generated module)
+                zj = z2[s, j]
                 d = t[r + s, j] - zj
                 sq += d * d
-                # the first maximum, or the first nan, as np.argmax takes
-                if j == 0 or zj > best_z or (zj != zj and best_z == best_z):
-                    best_z = zj
-                    best_j = j
-                if t[r + s, j] > t[r + s, target_j]:
-                    target_j = j
-            if best_j != target_j:
+                before = j < target_j
+                ahead += (zj > zt) | ((zj == zt) & before) | ((zj != zj) & ((zt == zt) | before))
+            if ahead > 0:
                 wrong += 1
     return sq / (n * k), wrong / n
 
@@ -165,12 +181,16 @@ def _online_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c)
         _forward(WT, x1, idx[0], net)
     for u in range(n_updates):
         row = idx[u]
-        # error, backward: delta_j = (t_j - z_j) * f'(net_j)
-        any_delta = False
+        # error, backward: delta_j = (t_j - z_j) * f'(net_j), in a loop without branches so that
+        # LLVM can vectorize it (see _evaluate_loop); |delta| sums to 0 only if every delta is 0
+        # (nan: not 0)
+        size = 0.0
         for j in range(k):
-            delta[j] = (t[row, j] - f(net[j])) * df(net[j])  # noqa: F821
-            any_delta = any_delta or delta[j] != 0.0
-        if any_delta:
+            zj, dzj = fdf(net[j])  # noqa: F821
+            dj = (t[row, j] - zj) * dzj
+            delta[j] = dj
+            size += abs(dj)
+        if size != 0.0:
             cos_sum += 1.0
             cos_count += 1
         # update: WT[j] += eta (x delta_j), one axpy per row of WT (written as the reference
@@ -224,9 +244,10 @@ def _batch_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
             row = idx[u * batch_size + s]
             _forward(WT, x1, row, net)
             for j in range(k):
-                z[j] = f(net[j])  # noqa: F821
+                zj, dzj = fdf(net[j])  # noqa: F821
+                z[j] = zj
                 # error, backward: delta_j = (t_j - z_j) * f'(net_j)
-                delta[j] = (t[row, j] - z[j]) * df(net[j])  # noqa: F821
+                delta[j] = (t[row, j] - zj) * dzj
             x = x1[row]
             rule_fast(step, x, net, z, t[row], delta)  # noqa: F821
             if not SAME_RULE:  # noqa: F821
