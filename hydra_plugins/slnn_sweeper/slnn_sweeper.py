@@ -66,6 +66,8 @@ class SlnnSweeper(Sweeper):
                     warm.wait()
                 with cancel_on_interrupt(self.slurm_job_name):
                     returns = self.launcher.launch(jobs, initial_job_idx=0)
+                if warm is not None:  # every job has returned: the workers may go
+                    warm.release()
                 for r in returns:  # a job that raised outside a cell (rare): counted, not raised
                     if r.status.name == "FAILED":
                         try:

@@ -57,13 +57,25 @@ class Warmup:
         """Nothing to run after all (every cell done, or the grid failed its checks): stop the
         warm workers now, even halfway through their imports, instead of at their idle timeout."""
         self.discarded = True
-        try:
-            from joblib.externals.loky import get_reusable_executor
+        _shut_down(kill=True)
 
-            # reuse=True: the executor joblib made for the warm-up, whatever its settings
-            get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=True)
-        except Exception:  # noqa: BLE001 - they exit on their own at the idle timeout
-            pass
+    def release(self) -> None:
+        """The launcher's jobs have all returned: stop the workers now, while the launching
+        process closes the sweep, instead of at its exit, where loky's graceful shutdown waited
+        1.4-1.8 s for them (measured on a 16-cell sweep). They are idle: every job has
+        returned its result, and each job flushes its output as it ends (``worker``), so
+        stopping them loses nothing."""
+        _shut_down(kill=True)
+
+
+def _shut_down(kill: bool) -> None:
+    try:
+        from joblib.externals.loky import get_reusable_executor
+
+        # reuse=True: the executor joblib made for the warm-up and the jobs, whatever its settings
+        get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=kill)
+    except Exception:  # noqa: BLE001 - they exit on their own at the idle timeout
+        pass
 
 
 def joblib_settings(launcher) -> dict | None:

@@ -180,15 +180,21 @@ def run_chunk(state_path: str, chunk: int) -> int:
     os.environ.setdefault("MLFLOW_TRACKING_URI", state["uri"])
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
-    with threadpool_limits(limits=1):
-        for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
-            write_cell_folder(state, folder, overrides)
-            try:
-                failed += not run_cell(cfg, c, chash, state, folder)
-            except CellTaken as e:
-                taken.append((cfg, c, chash, folder, e.holder))
-        if taken:
-            from slnn.sweep.claims import run_when_released
+    try:
+        with threadpool_limits(limits=1):
+            for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
+                write_cell_folder(state, folder, overrides)
+                try:
+                    failed += not run_cell(cfg, c, chash, state, folder)
+                except CellTaken as e:
+                    taken.append((cfg, c, chash, folder, e.holder))
+            if taken:
+                from slnn.sweep.claims import run_when_released
 
-            failed += run_when_released(taken, state, run_cell)
+                failed += run_when_released(taken, state, run_cell)
+    finally:
+        # the launcher stops idle joblib workers outright once every job has returned
+        # (``warm.release``): nothing of this job's output may wait in a buffer
+        sys.stdout.flush()
+        sys.stderr.flush()
     return failed
