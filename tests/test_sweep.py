@@ -26,6 +26,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from collections import Counter
@@ -474,6 +475,44 @@ def test_a_bad_grid_under_joblib_leaves_no_worker_behind(tmp_path, slnn_train, m
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_with(marker) == [], f"workers left {took:.1f} s after the start"
+
+
+@pytest.mark.slow
+def test_joblib_workers_stop_when_the_jobs_return_and_nothing_they_wrote_is_lost(
+        tmp_path, slnn_train, monkeypatch):
+    # once every job has returned, the launcher stops joblib's idle workers outright
+    # (slnn.sweep.warm.release) and exits without the interpreter's last collections
+    # (slnn.app.shutdown): what the cells said must be in their logs, the workers must be gone
+    # when the command ends, and the store must be whole in its file (no write-ahead log left
+    # beside it)
+    marker = f"SLNN_TEST_MARKER_{os.getpid()}_{time.monotonic_ns()}"
+    monkeypatch.setenv(marker, "1")
+    (tmp_path / "talky.py").write_text(textwrap.dedent("""\
+        import os
+        import sys
+
+        def step(x, net, z, t, delta):  # the gradient; says once per process who ran it
+            if not getattr(step, "said", False):
+                step.said = True
+                sys.stdout.write(f"talky-rule-in-pid-{os.getpid()}\\n")  # no flush
+            return x.T @ delta / len(x)
+        """))
+    proc = check(slnn_train(sweep_args(
+        tmp_path, "update=custom", "update.fn=talky.py:step", "seed=0,1,2,3", "data=iris_petal",
+        "train.epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), cwd=tmp_path))
+    ledger = [json.loads(line) for line in
+              next((tmp_path / "multirun").rglob("progress.jsonl")).read_text().splitlines()]
+    cell_pids = {e["pid"] for e in ledger if e.get("outcome") == "max_epochs"}
+    assert len(ledger) == 4 and 1 <= len(cell_pids) <= 2 and os.getpid() not in cell_pids
+    # what the rule printed went, as all a cell says, to the cell's log, written before its job
+    # returned
+    logs = "".join(p.read_text() for p in (tmp_path / "multirun").rglob("cells/*/run.log"))
+    said = {int(p) for p in re.findall(r"talky-rule-in-pid-(\d+)", logs)}
+    assert cell_pids <= said, (cell_pids, logs[-2000:])
+    assert processes_with(marker) == []  # no worker outlived the command
+    assert not (tmp_path / "mlflow.db-wal").exists()
+    assert integrity(tmp_path / "mlflow.db") == "ok"
+    assert {r.info.status for r in all_runs(sqlite_uri(tmp_path))} == {"FINISHED"}
 
 
 @pytest.mark.slow

@@ -138,9 +138,10 @@ def die(msg: str) -> None:
 
 def cli() -> None:
     """The ``slnn-train`` console script."""
-    from slnn.app import signals
+    from slnn.app import shutdown, signals
 
     signals.install()  # SIGTERM closes the open runs as KILLED, as Ctrl-C does
+    shutdown.install()  # skip the seconds of garbage collection at the interpreter's exit
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
     try:

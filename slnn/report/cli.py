@@ -104,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     import warnings
 
+    from slnn.app import shutdown
     from slnn.app.signals import install
 
     install()  # SIGTERM ends it like Ctrl-C: one line
+    shutdown.install()  # skip the seconds of garbage collection at the interpreter's exit
 
     warnings.filterwarnings("ignore")
     from slnn.report import ReportError, newest_sweep, report_for_parent

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 from slnn.tracking.faults import TrackingError, describe, mask, quiet_store_errors
@@ -154,6 +155,7 @@ def _use_wal(uri: str, created: bool = False) -> None:
 
 _wal_stores: set[str] = set()  # real paths of the SQLite stores this process writes to
 _listening = False
+_store_engines: weakref.WeakSet | None = None  # SQLite engines in use (close_sqlite_stores)
 
 
 def commit_without_waiting_for_the_disk(uri: str) -> None:
@@ -194,8 +196,30 @@ def commit_without_waiting_for_the_disk(uri: str) -> None:
         finally:
             cursor.close()
 
+    def on_engine_connect(conn, *args):
+        # every SQLite engine: disposing one that is not a store of ours costs nothing
+        engine = conn.engine
+        if engine not in _store_engines and engine.url.get_backend_name() == "sqlite":
+            _store_engines.add(engine)
+
+    global _store_engines
+    _store_engines = weakref.WeakSet()
     event.listen(Engine, "connect", on_connect)
+    event.listen(Engine, "engine_connect", on_engine_connect)
     _listening = True
+
+
+def close_sqlite_stores() -> None:
+    """Close the pooled connections of the SQLite stores this process opened
+    (``Engine.dispose``: a later use would open new ones). The last connection to a WAL store
+    folds the log back into the database file and removes it, so the file alone is the whole
+    store again. The interpreter did that as it tore down; ``slnn.app.shutdown`` skips most of
+    that teardown, so it calls this first."""
+    for engine in list(_store_engines or ()):
+        try:
+            engine.dispose()
+        except Exception:  # noqa: BLE001 - at exit: the log stays, and is read back next time
+            pass
 
 
 def client_for(uri: str, *, write: bool = True):
