@@ -147,3 +147,33 @@ def test_a_change_to_fastexp_makes_a_new_kernel_module(tmp_path, monkeypatch):
     monkeypatch.setattr(codegen.inspect, "getsource", edited)
     second = module_files()
     assert len(second) == 2 and first[0] in second
+
+
+def test_exp_keeps_its_own_flags_when_a_fastmath_loop_compiles_it_first():
+    # Numba compiles a function that leaves fastmath unset with the flags of the caller that
+    # compiles it first, and the kernels' loops have reassoc and contract. In a fresh process a
+    # fastmath loop compiles exp first: exp's own code must carry its own flags (contract: fused
+    # multiply-adds; never reassoc, which could undo the range reduction), and give the bits exp
+    # gives when compiled on its own
+    import subprocess
+    import sys
+
+    src = (
+        "import re, numba, numpy as np\n"
+        "from slnn.core.compiled import fastexp\n"
+        "@numba.njit(fastmath={'reassoc', 'contract'})\n"
+        "def fast(x, out):\n"
+        "    for i in range(x.shape[0]):\n"
+        "        out[i] = fastexp.exp(x[i])\n"
+        "x = np.random.default_rng(5).uniform(-745.0, 709.0, 2000)\n"
+        "a = np.empty_like(x)\n"
+        "fast(x, a)\n"
+        "ir = '\\n'.join(fastexp.exp.inspect_llvm().values())\n"
+        "flags = set(re.findall(r'\\bf(?:add|sub|mul)\\s+((?:[a-z]+\\s+)*)double', ir))\n"
+        "print(sorted(f.strip() for f in flags))\n"
+        "print(a.tobytes() == np.array([fastexp.exp(v) for v in x]).tobytes())\n")
+    proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    flags, same = proc.stdout.strip().splitlines()
+    assert flags == "['contract']", flags  # every fadd/fsub/fmul: contract, and only that
+    assert same == "True"

@@ -56,3 +56,21 @@ def test_a_sqlite_store_is_whole_in_its_file_after_the_quick_exit(tmp_path):
         assert con.execute("select key, value from metrics").fetchall() == [("m", 1.5)]
     finally:
         con.close()
+
+
+def test_a_store_only_read_is_closed_too(tmp_path):
+    # slnn-report opens its store read-only (client_for(write=False)): its connections are
+    # closed at exit like a writer's, so no log or shared-memory file is left beside the store
+    assert _run(tmp_path).returncode == 0
+    reader = textwrap.dedent(f"""\
+        from slnn.app import shutdown
+        shutdown.install()
+        from slnn.tracking.store import client_for
+        client = client_for({f"sqlite:///{tmp_path}/mlflow.db"!r}, write=False)
+        print(len(client.search_runs([e.experiment_id for e in client.search_experiments()])))
+        """)
+    proc = subprocess.run([sys.executable, "-c", reader], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "1"
+    assert sorted(p.name for p in tmp_path.glob("mlflow.db*")) == ["mlflow.db", "mlflow.db.lock"]

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     from slnn.app.signals import install
 
     install()  # SIGTERM ends it like Ctrl-C: one line
-    shutdown.install()  # skip the seconds of garbage collection at the interpreter's exit
+    if argv is None:  # the console script, not a call from Python (a test) that goes on after
+        shutdown.install()  # skip the seconds of garbage collection at the interpreter's exit
 
     warnings.filterwarnings("ignore")
     from slnn.report import ReportError, newest_sweep, report_for_parent

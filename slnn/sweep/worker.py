@@ -195,6 +195,9 @@ def run_chunk(state_path: str, chunk: int) -> int:
     finally:
         # the launcher stops idle joblib workers outright once every job has returned
         # (``warm.release``): nothing of this job's output may wait in a buffer
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (| head): the job's own end stands
+                pass
     return failed

@@ -196,25 +196,36 @@ def commit_without_waiting_for_the_disk(uri: str) -> None:
         finally:
             cursor.close()
 
+    event.listen(Engine, "connect", on_connect)
+    _listening = True
+
+
+def track_sqlite_engines() -> None:
+    """From now on, note every SQLite engine this process connects with (MLflow's included,
+    read-only ones too), for ``close_sqlite_stores``. Idempotent; ``client_for`` calls it."""
+    global _store_engines
+    if _store_engines is not None:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
     def on_engine_connect(conn, *args):
         # every SQLite engine: disposing one that is not a store of ours costs nothing
         engine = conn.engine
         if engine not in _store_engines and engine.url.get_backend_name() == "sqlite":
             _store_engines.add(engine)
 
-    global _store_engines
     _store_engines = weakref.WeakSet()
-    event.listen(Engine, "connect", on_connect)
     event.listen(Engine, "engine_connect", on_engine_connect)
-    _listening = True
 
 
 def close_sqlite_stores() -> None:
     """Close the pooled connections of the SQLite stores this process opened
     (``Engine.dispose``: a later use would open new ones). The last connection to a WAL store
     folds the log back into the database file and removes it, so the file alone is the whole
-    store again. The interpreter did that as it tore down; ``slnn.app.shutdown`` skips most of
-    that teardown, so it calls this first."""
+    store again. The interpreter did that in its last garbage collection (MLflow keeps its
+    engines in a class attribute, which only the collector frees); ``slnn.app.shutdown`` skips
+    that collection, so it calls this first."""
     for engine in list(_store_engines or ()):
         try:
             engine.dispose()
@@ -232,6 +243,7 @@ def client_for(uri: str, *, write: bool = True):
 
     bound_http_waits()
     quiet_store_errors()
+    track_sqlite_engines()  # read-only clients too: their connections are closed at exit
     if write:
         commit_without_waiting_for_the_disk(uri)
     if uri in _ready:

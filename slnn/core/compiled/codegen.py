@@ -50,9 +50,11 @@ from slnn.core.compiled.templates import (GOES_ON, NOT_FINITE, LOSS_BLEW_UP, TAR
                                           NO_PROGRESS)
 
 # error_model="numpy": a division by zero gives inf or nan, as on the NumPy path, instead of a
-# check and a raise that would keep LLVM from vectorizing a loop over the outputs
-f = nb.njit(cache=True, error_model="numpy")(_f)
-df = nb.njit(cache=True, error_model="numpy")(_df)
+# check and a raise that would keep LLVM from vectorizing a loop over the outputs. The
+# activation is compiled with fastmath=False, said explicitly: left unset, it would take the
+# flags of the fastmath loops that call it (Numba's flag inheritance)
+f = nb.njit(cache=True, error_model="numpy", fastmath=False)(_f)
+df = nb.njit(cache=True, error_model="numpy", fastmath=False)(_df)
 rule_fast = nb.njit(cache=True, error_model="numpy")(_rule_fast)
 grad_fast = nb.njit(cache=True, error_model="numpy")(_grad_fast)
 {fdf_def}
@@ -92,11 +94,11 @@ def cache_dir() -> Path:
 
 # the generated module's ``fdf(x)``, (f(x), f'(x)): both from one function where there is one
 # (``_compiled_forms``), else the two calls, which LLVM merges where they share a library call
-_FDF_OF_TWO = """@nb.njit(cache=True, error_model="numpy")
+_FDF_OF_TWO = """@nb.njit(cache=True, error_model="numpy", fastmath=False)
 def fdf(x):
     return f(x), df(x)
 """
-_FDF_OF_ONE = 'fdf = nb.njit(cache=True, error_model="numpy")(_fdf)\n'
+_FDF_OF_ONE = 'fdf = nb.njit(cache=True, error_model="numpy", fastmath=False)(_fdf)\n'
 
 
 def _compiled_forms(act: Activation) -> tuple[Callable, Callable, Callable | None]:
@@ -127,7 +129,8 @@ def build(act: Activation, rule: UpdateRule):
         act=act.name, rule=rule.name, f_mod=f.__module__, f_name=f.__name__,
         df_name=df.__name__,
         fdf_import=f"from {fdf.__module__} import {fdf.__name__} as _fdf\n" if fdf else "",
-        fdf_def=_FDF_OF_ONE if fdf else _FDF_OF_TWO, r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
+        fdf_def=_FDF_OF_ONE if fdf else _FDF_OF_TWO,
+        r_mod=rule.fast.__module__, r_name=rule.fast.__name__,
         same=rule.fast is input_fast, loops=loops,
         names=[fn.__name__ for fn in templates._LOOPS] + [name for name, _ in templates._EPOCHS])
     if df.__module__ != f.__module__:

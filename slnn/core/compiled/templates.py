@@ -2,9 +2,9 @@
 
 These functions are not called as they are. ``slnn.core.compiled.codegen`` copies their source
 into a small module generated per (activation, rule) pair, next to module-level globals ``f``,
-``df`` (the activation and its derivative), ``fdf`` (both from one evaluation), ``rule_fast`` (the rule's one-sample form),
-``grad_fast`` (the gradient's one-sample form, for the cosine) and ``SAME_RULE`` (the rule is the
-gradient). Numba treats those globals as compile-time constants, so their calls are inlined.
+``df`` (the activation and its derivative), ``fdf`` (both from one evaluation), ``rule_fast``
+(the rule's one-sample form), ``grad_fast`` (the gradient's one-sample form, for the cosine)
+and ``SAME_RULE`` (the rule is the gradient). Numba treats those globals as compile-time constants, so their calls are inlined.
 They compute what ``slnn.core.reference`` computes, to a relative 1e-12 (the tests hold them to
 it), and each is bit-reproducible with itself.
 """
@@ -28,7 +28,8 @@ import numpy as np
 # each sum into independent SIMD partial sums and fuse multiply-adds. The results then differ
 # from the NumPy reference in the last bits (the tests hold them to rtol 1e-12), but the
 # summation order is fixed by the shapes, so each backend is bit-reproducible with itself. The
-# activation's own arithmetic is compiled without fastmath (LLVM inlines it with its own flags).
+# activation's own arithmetic is compiled with fastmath=False, said explicitly (LLVM inlines it,
+# each instruction keeping its own flags).
 # ``f`` and ``fdf`` (f and f' from one evaluation) are called in loops over a row of outputs
 # that hold nothing else, no branch and no early exit: where the activation is plain arithmetic
 # (the sigmoid, whose compiled form uses ``fastexp.exp``) LLVM computes four outputs at a time;
