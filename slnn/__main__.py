@@ -1,5 +1,5 @@
 """``python -m slnn ...`` is ``slnn-train ...``."""
 
-from slnn.app.cli import cli
+from slnn.app.entry import slnn_train
 
-cli()
+slnn_train()

@@ -74,3 +74,56 @@ def test_a_store_only_read_is_closed_too(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "1"
     assert sorted(p.name for p in tmp_path.glob("mlflow.db*")) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def _python(src: str, tmp_path) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(src)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split()
+
+
+def test_the_collector_is_paused_for_the_imports_and_resumed_once_mlflow_is_in(tmp_path):
+    # slnn.app.gcpause: off from the console script's start until quiet_libraries has imported
+    # MLflow, then on again, with everything imported so far frozen
+    out = _python("""\
+        import gc, sys
+        from slnn.app import gcpause
+        gcpause.pause()
+        print(gc.isenabled(), "mlflow" in sys.modules)
+        from slnn.app.run import quiet_libraries
+        quiet_libraries()
+        print(gc.isenabled(), "mlflow" in sys.modules, gc.get_freeze_count() > 100_000)
+        gcpause.resume()  # a second resume changes nothing
+        print(gc.isenabled())
+        """, tmp_path)
+    assert out == ["False", "False", "True", "True", "True", "True"]
+
+
+def test_a_collector_the_program_turned_off_stays_off(tmp_path):
+    out = _python("""\
+        import gc
+        from slnn.app import gcpause
+        gc.disable()
+        gcpause.pause()
+        gcpause.resume()
+        print(gc.isenabled(), gc.get_freeze_count())
+        """, tmp_path)
+    assert out == ["False", "0"]
+
+
+def test_the_console_script_starts_with_the_collector_paused(tmp_path):
+    # the entry point pauses before slnn.app.cli (Hydra, OmegaConf, the schema) is imported
+    out = _python("""\
+        import gc, sys
+        import slnn.app.cli as cli_module
+        calls = []
+        cli_module.cli = lambda: calls.append((gc.isenabled(), "hydra" in sys.modules))
+        del sys.modules["slnn.app.cli"]  # the entry imports it afresh: see what it sees
+        sys.modules["slnn.app.cli"] = cli_module
+        gc.enable()
+        from slnn.app.entry import slnn_train
+        slnn_train()
+        print(*calls[0])
+        """, tmp_path)
+    assert out == ["False", "True"]

@@ -137,8 +137,10 @@ def die(msg: str) -> None:
 
 
 def cli() -> None:
-    """The ``slnn-train`` console script."""
-    from slnn.app import shutdown, signals
+    """``slnn-train``'s command (the console script, ``slnn.app.entry``, calls it)."""
+    from slnn.app import gcpause, shutdown, signals
+
+    gcpause.pause()  # until MLflow is imported (quiet_libraries); entry paused it already
 
     signals.install()  # SIGTERM closes the open runs as KILLED, as Ctrl-C does
     shutdown.install()  # skip the seconds of garbage collection at the interpreter's exit

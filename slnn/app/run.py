@@ -51,9 +51,11 @@ def quiet_libraries() -> None:
     """MLflow's and Alembic's INFO lines (table creation, signature checks) and MLflow's artifact
     progress bars are noise here: the run prints one line of its own that says where everything
     is."""
+    from slnn.app import gcpause
     from slnn.tracking.console import quiet_mlflow
 
-    quiet_mlflow()
+    quiet_mlflow()  # imports MLflow: the last of the big imports
+    gcpause.resume()
 
 
 class Progress:

@@ -22,15 +22,22 @@ import threading
 
 def _import_for_a_cell() -> None:
     """What a worker imports before its first cell, so the import is paid while the launching
-    process prepares (unpickling this function has already imported slnn and joblib)."""
-    import mlflow.tracking  # noqa: F401
-    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
+    process prepares (unpickling this function has already imported slnn and joblib), with the
+    garbage collector paused meanwhile (``slnn.app.gcpause``)."""
+    from slnn.app import gcpause
 
-    import slnn.app.cli  # noqa: F401 - Hydra, OmegaConf and the config schema
-    import slnn.app.run  # noqa: F401
-    import slnn.core.compiled.codegen  # noqa: F401 - Numba
-    import slnn.sweep.worker  # noqa: F401
-    import slnn.tracking.recorder  # noqa: F401
+    gcpause.pause()
+    try:
+        import mlflow.tracking  # noqa: F401
+        from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
+
+        import slnn.app.cli  # noqa: F401 - Hydra, OmegaConf and the config schema
+        import slnn.app.run  # noqa: F401
+        import slnn.core.compiled.codegen  # noqa: F401 - Numba
+        import slnn.sweep.worker  # noqa: F401
+        import slnn.tracking.recorder  # noqa: F401
+    finally:
+        gcpause.resume()
 
 
 class Warmup:
