@@ -24,15 +24,20 @@ import gc
 import sys
 
 
+def flush_std_streams() -> None:
+    """Flush stdout and stderr; a closed pipe (``slnn-train ... | head``) is not an error."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def _before_teardown() -> None:
     store = sys.modules.get("slnn.tracking.store")  # not imported: nothing was opened
     if store is not None:
         store.close_sqlite_stores()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 - a closed pipe (slnn-train ... | head)
-            pass
+    flush_std_streams()
     gc.freeze()
 
 

@@ -195,9 +195,7 @@ def run_chunk(state_path: str, chunk: int) -> int:
     finally:
         # the launcher stops idle joblib workers outright once every job has returned
         # (``warm.release``): nothing of this job's output may wait in a buffer
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe (| head): the job's own end stands
-                pass
+        from slnn.app.shutdown import flush_std_streams
+
+        flush_std_streams()
     return failed

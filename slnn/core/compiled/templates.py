@@ -4,9 +4,9 @@ These functions are not called as they are. ``slnn.core.compiled.codegen`` copie
 into a small module generated per (activation, rule) pair, next to module-level globals ``f``,
 ``df`` (the activation and its derivative), ``fdf`` (both from one evaluation), ``rule_fast``
 (the rule's one-sample form), ``grad_fast`` (the gradient's one-sample form, for the cosine)
-and ``SAME_RULE`` (the rule is the gradient). Numba treats those globals as compile-time constants, so their calls are inlined.
-They compute what ``slnn.core.reference`` computes, to a relative 1e-12 (the tests hold them to
-it), and each is bit-reproducible with itself.
+and ``SAME_RULE`` (the rule is the gradient). Numba treats those globals as compile-time
+constants, so their calls are inlined. They compute what ``slnn.core.reference`` computes, to
+a relative 1e-12 (the tests hold them to it), and each is bit-reproducible with itself.
 """
 
 import math
