@@ -3,6 +3,7 @@ reads only what was appended since this process's previous cell."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from slnn.core.outcomes import Outcome
@@ -99,3 +100,41 @@ def test_the_progress_count_and_the_lost_cells_go_by_cell_not_by_line_or_name(tm
     report_progress(state, "z", Outcome.MAX_EPOCHS, 0.1, cell="0009-z")
     assert {e["cell"] for e in ledger.per_cell(set(todo))} == {"0000-x", "0001-y"}
     assert len(ledger.per_cell()) == 3
+
+
+_WRITER = """
+import sys, time
+from slnn.core.outcomes import Outcome
+from slnn.sweep.ledger import report_progress
+state = {"dir": sys.argv[1], "start": float(sys.argv[2]), "total": 2 * int(sys.argv[3]),
+         "n_skipped": 0}
+for i in range(int(sys.argv[3])):
+    report_progress(state, f"w{sys.argv[4]}-{i}", Outcome.MAX_EPOCHS, 0.31, val_error=0.162)
+"""
+
+
+def test_two_unbuffered_workers_on_one_pipe_never_merge_their_progress_lines(tmp_path):
+    """joblib's workers run with unbuffered standard streams (each ``write`` is a write to the pipe
+    they share with the launcher), as ``python -u`` does: two of them printing at once must still
+    give whole lines, each once. ``print(..., flush=True)`` failed this (CI saw ``[48/80] ...
+    left[49/80] ... left``)."""
+    import subprocess
+    import sys
+
+    from test_cli import PROGRESS
+
+    n = 250
+    start = time.time()
+    argv = [sys.executable, "-u", "-c", _WRITER, str(tmp_path), repr(start), str(n)]
+    read, write = os.pipe()
+    procs = [subprocess.Popen([*argv, str(k)], stdout=write) for k in (0, 1)]
+    os.close(write)
+    with open(read, "rb") as f:
+        out = f.read().decode()
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    lines = out.split("\n")
+    assert lines[-1] == ""
+    bad = [ln for ln in lines[:-1] if not PROGRESS.match(ln)]
+    assert not bad, bad[:3]
+    names = sorted(PROGRESS.match(ln)["name"] for ln in lines[:-1])
+    assert names == sorted(f"w{k}-{i}" for k in (0, 1) for i in range(n))

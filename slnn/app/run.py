@@ -157,6 +157,7 @@ def _record_failure(rec, exc: BaseException, status: str, log: RunLog) -> None:
 def reap_orphans(client, exp_id: str) -> None:
     """Close runs whose process died (kill -9, a crash) as KILLED: every command that opens a
     store does it, so no run stays RUNNING for ever."""
+    from slnn.tracking.console import say
     from slnn.tracking.runs import reap_dead_runs
 
     try:
@@ -164,7 +165,7 @@ def reap_orphans(client, exp_id: str) -> None:
     except Exception:  # noqa: BLE001 - a store too busy to reap now is reaped by the next command
         return
     if n:
-        print(f"slnn: marked {n} run(s) of dead processes KILLED", file=sys.stderr, flush=True)
+        say(f"slnn: marked {n} run(s) of dead processes KILLED", sys.stderr)
 
 
 def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = None,

@@ -37,6 +37,7 @@ import random
 import time
 
 from slnn.tracking.liveness import beat, is_alive, owner_tags, stop
+from slnn.tracking.console import say
 from slnn.tracking.runs import mark_killed, why_dead
 
 
@@ -117,8 +118,8 @@ def run_when_released(cells: list, state: dict, run_cell) -> int:
     from slnn.tracking.store import client_for
 
     client = client_for(state["uri"])
-    print(f"slnn: {len(cells)} cell(s) of this job are being run by another process; waiting "
-          "for them", flush=True)
+    say(f"slnn: {len(cells)} cell(s) of this job are being run by another process; waiting "
+        "for them")
     failed = 0
     for cfg, c, chash, folder, holder in cells:
         while True:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slnn.core.outcomes import EXPECTED, TRAINED, Outcome
+from slnn.tracking.console import say
 
 _NO_RESULT = {Outcome.SKIPPED, Outcome.KILLED}  # what a cell's other line may say instead
 
@@ -119,7 +120,7 @@ def report_progress(state: dict, name: str, outcome: str, seconds: float,
     if log and (warnings or outcome not in EXPECTED):
         said = f"{warnings} warning{'s' if warnings != 1 else ''}" if warnings else "log"
         parts.append(f"{said}: {log}")
-    print(f"[{done}/{total}] {name}: {outcome} ({', '.join(parts)}); about {eta} left", flush=True)
+    say(f"[{done}/{total}] {name}: {outcome} ({', '.join(parts)}); about {eta} left")
 
 
 def summarize(entries: list[dict], total: int) -> tuple[Counter, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
+from slnn.tracking.console import say
 
 # (state file, chunk) -> [grid.Cell], filled by the orchestrator in its own process
 PREPARED: dict[tuple[str, int], list] = {}
@@ -65,8 +66,7 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
             raise
         first = (str(e).splitlines() or [""])[0]
         where = f"; its log: {path}" if path else ""
-        print(f"slnn: {name} failed: {type(e).__name__}: {first}{where}", file=sys.stderr,
-              flush=True)
+        say(f"slnn: {name} failed: {type(e).__name__}: {first}{where}", sys.stderr)
         report_progress(state, name, Outcome.FAILED, time.perf_counter() - start, log=path,
                         cell=folder)
         return False

@@ -20,6 +20,19 @@ PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
+def say(text: str, stream=None) -> None:
+    """``text`` and its newline as one write to ``stream`` (stdout unless given), then flushed.
+
+    ``print`` writes the text and the newline separately. joblib's workers run with unbuffered
+    standard streams, so each of those is its own write to the pipe they share with the
+    launcher, and two workers ending cells together printed ``[48/80] ... left[49/80] ... left``
+    and then two newlines. One write of a line shorter than the pipe's buffer (4096 bytes on
+    Linux) is never split."""
+    stream = sys.stdout if stream is None else stream
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def quiet_mlflow(level: int = logging.WARNING) -> None:
     """No artifact progress bars (unless the user asked for them in the environment), and no
     INFO lines from MLflow or Alembic (table creation, signature checks)."""

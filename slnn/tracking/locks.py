@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from slnn.tracking.faults import TrackingError, describe
+from slnn.tracking.console import say
 
 LOCK_TIMEOUT = float(os.environ.get("SLNN_STORE_LOCK_TIMEOUT", "600"))
 
@@ -49,8 +50,8 @@ def store_lock(uri: str, timeout: float = LOCK_TIMEOUT):
         try:
             lock.acquire(timeout=10)
         except Timeout:
-            print(f"slnn: waiting for another process to finish creating or upgrading {path} "
-                  f"(at most {timeout:.0f} s)", file=sys.stderr, flush=True)
+            say(f"slnn: waiting for another process to finish creating or upgrading {path} "
+                f"(at most {timeout:.0f} s)", sys.stderr)
             lock.acquire(timeout=timeout)
     except Timeout:
         raise TrackingError(f"another process has held {path}.lock for {timeout:.0f} s while "
