@@ -126,12 +126,21 @@ def test_only_the_registry_sigmoid_gets_the_fast_forms():
     assert codegen._compiled_forms(own) == (own.f, own.df, None)
 
 
-def test_a_change_to_fastexp_makes_a_new_kernel_module(tmp_path, monkeypatch):
-    # the generated module's name carries a digest of every source it depends on: an edit to
-    # fastexp (whose exp the sigmoid's f calls, but whose text is not in the module) must
-    # change it, or Numba's cache would keep the old machine code
+@pytest.mark.parametrize("source", ["fastexp", "templates", "input_fast"])
+def test_a_change_to_a_source_the_module_does_not_hold_makes_a_new_kernel_module(
+        tmp_path, monkeypatch, source):
+    # the generated module's name carries a digest of every source it depends on. fastexp (whose
+    # exp the sigmoid's f calls), the templates' module (whose outcome constants the loops
+    # compare with) and input_fast (imported by every module, here one for the guide's kronecker
+    # rule) are not in the module's text: an edit to any must change the name, or Numba's cache
+    # would keep the old machine code
+    from slnn.core.compiled import templates
+    from slnn.core.rules import input_fast
+
     monkeypatch.setenv("SLNN_CACHE_DIR", str(tmp_path))
-    act, rule = ACTIVATIONS["sigmoid"], UPDATE_RULES["input"]
+    act, rule = ACTIVATIONS["sigmoid"], UPDATE_RULES["kronecker"]
+    assert rule.fast is not input_fast
+    target = {"fastexp": fastexp, "templates": templates, "input_fast": input_fast}[source]
 
     def module_files():
         codegen.build(act, rule)  # writes and imports the module; Numba compiles on first call
@@ -142,7 +151,7 @@ def test_a_change_to_fastexp_makes_a_new_kernel_module(tmp_path, monkeypatch):
     real = codegen.inspect.getsource
 
     def edited(obj):
-        return real(obj) + ("\n# edited\n" if obj is fastexp else "")
+        return real(obj) + ("\n# edited\n" if obj is target else "")
 
     monkeypatch.setattr(codegen.inspect, "getsource", edited)
     second = module_files()

@@ -5,14 +5,14 @@ What is generated from what:
   and ``df`` (``slnn.core.activations`` or wherever they are defined; for the registry's
   sigmoid, the same formulas in ``fastexp``, whose ``exp`` LLVM vectorizes) and ``fdf`` (both
   from one evaluation: ``fastexp.sigmoid_and_prime``, else ``f`` and ``df`` side by side), the
-  rule's ``fast`` form
-  (``slnn.core.rules``), ``slnn.core.rules.input_fast`` as the gradient, ``SAME_RULE`` (whether
+  rule's ``fast`` form (``slnn.core.rules``), ``slnn.core.rules.input_fast`` as the gradient,
+  the outcome constants of the templates' module, ``SAME_RULE`` (whether
   the rule's fast form is the gradient's), the source of the template loops of
   ``slnn.core.compiled.templates`` (``templates._LOOPS``) copied in verbatim, and two copies of
   its ``_epochs_KERNEL``, one per kernel (``templates._EPOCHS``);
-- its file name carries a digest of that text, of Numba's version, of ``fastexp``'s source and
-  of the source of ``f``, ``df``, ``fdf`` and ``fast``, so an edit to any of them makes a new
-  module (and a new compilation);
+- its file name carries a digest of that text, of Numba's version, of the whole source of
+  ``fastexp`` and of the templates' module, and of the source of ``f``, ``df``, ``fdf``, ``fast``
+  and ``input_fast``, so an edit to any of them makes a new module (and a new compilation);
 - it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn) and
   imported from there; every function in it is ``njit(cache=True)``, so Numba keeps the machine
   code next to it and later processes load it in milliseconds instead of compiling again.
@@ -136,8 +136,12 @@ def build(act: Activation, rule: UpdateRule):
     if df.__module__ != f.__module__:
         src = src.replace(f"{df.__name__} as _df\n", f"{f.__name__} as _f_unused\n"
                           f"from {df.__module__} import {df.__name__} as _df\n")
-    # the digest covers fastexp's whole source: f and df may call its exp
-    parts = [src, numba.__version__, inspect.getsource(fastexp)] + [
+    # the digest covers every source the module's machine code is made from but does not hold:
+    # fastexp (f and df may call its exp), the templates' whole module (the outcome constants
+    # the loops compare with are its globals, frozen into the code), the gradient every module
+    # imports whatever its rule, and the activation's and rule's functions
+    parts = [src, numba.__version__, inspect.getsource(fastexp), inspect.getsource(templates),
+             inspect.getsource(input_fast)] + [
         inspect.getsource(fn) for fn in (f, df, rule.fast) + ((fdf,) if fdf else ())]
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
     name = f"slnn_kernel_{act.name}_{rule.name}_{digest}"
