@@ -56,12 +56,12 @@ def synthetic_result(rule: str, activation: str, lr: float, seed: int, epochs: i
         cos = 0.2 * np.tanh(e / 20) - 0.1 + 0.05 * rng.standard_normal(n)
     outcome, reason = "max_epochs", f"ran all {epochs} epochs"
     if activation == "linear" and lr >= 1.0 and seed % 2 == 0:
-        stop = int(rng.integers(5, 30))
+        stop = int(rng.integers(min(5, epochs), min(30, epochs + 1)))  # an epoch that ran
         loss[stop] = 2e4
         outcome, reason = "diverged", f"training loss 2e4 exceeded 1e4 in epoch {stop}"
         n = stop + 1
     elif rule == "input" and lr >= 0.5 and seed % 3 == 0:
-        n = int(rng.integers(40, 120))
+        n = int(rng.integers(min(40, epochs + 1), min(120, epochs + 2)))  # at most all epochs
         outcome, reason = "converged", f"validation loss < 0.1 in epoch {n - 1}"
     noise = lambda s: s * rng.standard_normal(n)  # noqa: E731
     h = {"epoch": e[:n], "step": e[:n] * 75,
@@ -178,6 +178,8 @@ def main() -> None:
     ap.add_argument("--close", action="store_true",
                     help="time what a sweep's close reads of the runs (not the report)")
     args = ap.parse_args()
+    if args.runs < 1 or args.epochs < 1:
+        ap.error("--runs and --epochs must be at least 1")
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
