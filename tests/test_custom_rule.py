@@ -407,7 +407,8 @@ def test_compare_runs_the_study_and_writes_a_report_whose_headline_answers(rules
     report = (folder / "report.md").read_text()
     headline = report.split("\n\n")[1]
     assert f"slnn-check: --compare: {headline}" in out
-    assert headline.startswith("This sweep has 6 finished runs of 2 update rule(s) on iris_petal")
+    assert headline.startswith("This sweep has 6 ended runs (6 max_epochs) of 2 update rule(s) "
+                               "on iris_petal")
     # the headline's numbers are the runs' own: each rule's mean final test error over 4 seeds
     runs = pd.read_csv(folder / "runs.csv")
     assert sorted(runs["update"]) == ["custom"] * 3 + ["input"] * 3

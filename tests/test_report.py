@@ -402,3 +402,85 @@ def test_every_multirun_writes_and_attaches_its_report(slnn_train, tmp_path):
     assert (folder / "report.html").exists()
     names = {Path(a.path).name for a in MlflowClient(uri).list_artifacts(parent_of(uri), "report")}
     assert {"report.html", "report.md", "tidy.parquet", "summary.csv", "outcomes.png"} <= names
+
+
+# --- words no stronger than the tests (cases an independent re-analysis found) ---------------
+
+def test_a_cell_whose_runs_failed_or_diverged_does_not_say_every_run_diverged():
+    from slnn.report import analyse
+
+    runs = synthetic_runs("input", "custom", seeds=8)
+    cell = (runs["update"] == "custom") & (runs["activation"] == "tanh") & (runs["lr"] == 1.0)
+    failed = cell & (runs["seed"] >= 2)
+    runs.loc[failed, ["outcome", "test_error", "val_error", "epochs_run"]] = ["failed", np.nan,
+                                                                             np.nan, np.nan]
+    runs.loc[cell & ~failed, ["outcome", "test_error", "val_error"]] = ["diverged", np.nan, np.nan]
+    a = analyse(runs)
+    s = a.summary.join(a.learn)
+    row = s[(s["update"] == "custom") & (s["activation"] == "tanh") & (s["lr"] == 1.0)].iloc[0]
+    assert row["learns"] == "every run that ran diverged (2 of 8 ran; 6 failed)"
+    line = [v for v in a.verdict if v.startswith("on iris_petal, of 4 (activation, lr) cells "
+                                                 "`custom`")][0]
+    assert "diverged in every run that ran in 1" in line and "diverged in every run in" not in line
+
+
+def test_the_headline_says_no_test_and_compares_the_best_cells_over_the_seeds_both_trained():
+    from slnn.report import analyse
+
+    runs = synthetic_runs("input", "custom", seeds=8)
+    runs = runs[(runs["activation"] == "sigmoid") & (runs["lr"] == 0.1)].copy()
+    custom = runs["update"] == "custom"
+    runs.loc[custom & (runs["seed"] >= 2), ["outcome", "test_error", "val_error",
+                                             "epochs_run"]] = ["failed", np.nan, np.nan, np.nan]
+    # the 2 seeds custom trained: the same errors as input's, so every difference is 0
+    both = runs["seed"] < 2
+    runs.loc[custom & both, "test_error"] = runs.loc[~custom & both, "test_error"].to_numpy()
+    runs.loc[custom & both, "val_error"] = runs.loc[~custom & both, "val_error"].to_numpy()
+    head = " ".join(analyse(runs).headline)
+    best = head[head.index("Each rule's best cell"):]
+    assert "; no test;" in best and "not significant" not in best
+    pair = runs[both & ~custom]["test_error"].mean()
+    assert f"over the 2 seeds both trained, {pair:.3f} against {pair:.3f}" in best
+    assert f"{runs[~custom]['test_error'].mean():.3f} for `input`" in best  # all 8 seeds
+
+
+def test_significantly_is_never_said_of_zero_cells():
+    from slnn.report import analyse
+
+    a = synthetic_runs("input", "kronecker", seeds=3)
+    b = synthetic_runs("input", "no_bias", seeds=3)
+    runs = pd.concat([a, b[b["update"] == "no_bias"]])
+    words = " ".join(analyse(runs).headline + analyse(runs).verdict)
+    assert "against `input` (the gradient)" in words
+    assert not re.search(r"significantly \w+ in (0|none)\b", words), words
+
+
+def test_a_rule_worse_than_chance_is_said_to_be_above_chance_level():
+    from slnn.report import analyse
+
+    runs = synthetic_runs("input", "kronecker", seeds=4)
+    bad = runs["update"] == "kronecker"
+    runs.loc[bad, "test_error"] = 0.9 + 0.01 * runs.loc[bad, "seed"]
+    runs.loc[bad, "initial_test_error"] = 0.9 + 0.01 * ((runs.loc[bad, "seed"] + 1) % 4)
+    a = analyse(runs)
+    s = a.summary.join(a.learn)
+    k = s[s["update"] == "kronecker"]
+    assert (k["learn_kind"] == "no significant change; above chance level").all()
+    assert (k["test_error_lo"] > k["chance_error"]).all()  # what the words rest on
+    assert "(0 stay near chance level, 4 end above it)" in " ".join(a.headline)
+
+
+@pytest.mark.parametrize("data_seed, says", [
+    ("None", "a seed fixes the split, the initial weights"),
+    ("0", "the split is not drawn per seed but fixed by data.seed (0)")])
+def test_the_statistics_note_says_what_a_seed_fixes_from_the_runs(data_seed, says):
+    from slnn.report import analyse
+    from slnn.report.sections import stats_note
+
+    runs = synthetic_runs("input", "kronecker", seeds=3).assign(data_seed=data_seed)
+    a = analyse(runs)
+    note = stats_note(len(a.tests), runs, a.tests)[0]
+    assert says in note
+    # 3 seeds: the exact test cannot go below 0.25, so none of the tests could be significant
+    n = int(np.isfinite(a.tests["p"]).sum())
+    assert n and f"In {n} of the {n} tests at most 5 seeds differ" in note

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from scipy import stats as st
 
-from slnn.report.inference import (bootstrap_mean, bootstrap_means, clopper_pearson, holm,
-                                   paired_test)
+from slnn.report.inference import (clopper_pearson, holm, mean_interval, mean_intervals,
+                                   paired_test, signed_rank, smallest_p)
 from slnn.report.provenance import display_uri, study_command
 
 FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
@@ -46,18 +46,36 @@ def test_holm_equals_statsmodels_and_leaves_non_tests_out():
     assert np.isnan(got[~ok]).all()
 
 
-def test_batched_bootstrap_is_what_scipy_gives_each_sample_alone():
+def test_intervals_are_student_t_clipped_to_their_bounds():
     rng = np.random.default_rng(0)
-    samples = [rng.random(12) for _ in range(30)] + [rng.random(5), np.full(12, 0.25), [0.1, 0.2]]
-    ci = bootstrap_means(samples)
-    for i in (0, 29, 30):
-        one = st.bootstrap((np.asarray(samples[i]),), np.mean, n_resamples=9999,
-                           method="percentile", rng=np.random.default_rng(0)).confidence_interval
-        assert ci[i] == pytest.approx([one.low, one.high], rel=1e-12)
-    assert list(ci[31]) == [0.25, 0.25]  # no spread: a point
-    assert np.isnan(ci[32]).all()  # two values: no interval
-    for s, (lo, hi) in zip(samples[:31], ci[:31]):
-        assert min(s) <= lo <= np.mean(s) <= hi <= max(s)
+    samples = ([rng.random(12) for _ in range(5)] + [rng.random(3)]
+               + [np.array([0.0, 0.0, 0.0, 0.0, 1 / 38]), np.full(12, 0.25), [0.1, 0.2]])
+    ci = mean_intervals(samples, (0.0, 1.0))
+    for s, (lo, hi) in zip(samples[:6], ci[:6]):
+        s = np.asarray(s)
+        half = st.t.ppf(0.975, len(s) - 1) * np.std(s, ddof=1) / math.sqrt(len(s))
+        assert (lo, hi) == pytest.approx((max(0, s.mean() - half), min(1, s.mean() + half)),
+                                         rel=1e-12, abs=1e-15)
+    lo, hi = ci[6]  # four seeds with no error and one with 1 of 38: the t interval goes below 0
+    # mean 1/190, sd (1/38) * sqrt(1/5), so the standard error is (1/38) / 5
+    assert lo == 0 and hi == pytest.approx(1 / 190 + st.t.ppf(0.975, 4) * (1 / 38) / 5)
+    assert np.isnan(ci[7]).all()  # no spread: no interval (a width of 0 claims a certainty)
+    assert np.isnan(ci[8]).all()  # two values: no interval
+    per_row = mean_intervals([[1.0, 40.0, 50.0], [1.0, 2.0, 3.0]], (0.0, np.array([50.0, 3.0])))
+    assert per_row[0][1] == 50 and per_row[1][1] == 3  # each row's own bound
+
+
+def test_the_t_interval_covers_where_the_percentile_bootstrap_did_not():
+    """Why the report changed from the percentile bootstrap: 3 seeds' errors out of 38 test
+    samples, the case a re-analysis found: the bootstrap's "95%" interval covered the true error
+    in about 3 of 4 draws, the t interval in about 19 of 20."""
+    rng = np.random.default_rng(1)
+    x = rng.binomial(38, 0.15, (4000, 3)) / 38
+    t_cover = np.mean([(lambda lo, hi: lo <= 0.15 <= hi)(*mean_interval(v, (0, 1))) for v in x])
+    idx = rng.integers(0, 3, (2000, 3))
+    boot = np.array([np.quantile(v[idx].mean(axis=1), [0.025, 0.975]) for v in x[:1000]])
+    b_cover = np.mean((boot[:, 0] <= 0.15) & (0.15 <= boot[:, 1]))
+    assert t_cover > 0.92 and b_cover < 0.8
 
 
 def test_paired_test_is_scipys_wilcoxon_and_says_when_there_is_no_test():
@@ -65,10 +83,47 @@ def test_paired_test_is_scipys_wilcoxon_and_says_when_there_is_no_test():
     b = a + np.array([0.3, 0.1, 0.2, 0.05, 0.4, 0.15, 0.25, 0.35])
     t = paired_test(a, b)
     assert t.p == pytest.approx(st.wilcoxon(a - b).pvalue, rel=1e-12)
-    assert t.p == pytest.approx(2 / 2 ** 8) and t.method == "exact"  # 8 of 8 one way, no ties
+    assert t.p == pytest.approx(2 / 2 ** 8) and t.method == "exact permutation"  # 8 of 8 one way
     assert t.diff == pytest.approx(np.mean(a - b)) and t.diff_lo <= t.diff <= t.diff_hi < 0
     same = paired_test([0.2, 0.3, 0.4], [0.2, 0.3, 0.4])
     assert math.isnan(same.p) and same.note == "all 3 differences are zero: no test"
+
+
+def test_zeros_are_dropped_before_the_method_is_chosen():
+    """20 seeds of which 5 differ, all one way: the exact test of those 5 gives 2 / 2^5 = 0.0625,
+    not significant. scipy's own choice counts the zeros, takes the normal approximation and
+    says 0.034: the report once called this significant and labelled it exact."""
+    a = np.zeros(20)
+    b = a.copy()
+    b[:5] = np.array([1, 2, 1, 1, 1]) / 38
+    t = paired_test(a, b)
+    assert (t.n, t.n_nonzero, t.method) == (20, 5, "exact permutation")
+    assert t.p == 2 / 2 ** 5
+    assert st.wilcoxon(a, b).pvalue < 0.05  # the pitfall itself, so the test keeps its point
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_sign_flip_with_ties_is_scipys_permutation_test(seed):
+    rng = np.random.default_rng(seed)
+    d = np.round(rng.normal(0.3, 1, 11), 1)  # one decimal: ties among the |d|
+    d = d[d != 0]
+    assert len(np.unique(np.abs(d))) < len(d)
+    p, method = signed_rank(d)
+    assert method == "exact permutation"
+    assert p == pytest.approx(st.wilcoxon(d, method=st.PermutationMethod()).pvalue, rel=1e-12)
+
+
+def test_more_differences_use_the_exact_distribution_or_the_normal_approximation():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.4, 1, 30)  # no ties
+    assert signed_rank(d) == (pytest.approx(st.wilcoxon(d, method="exact").pvalue, rel=1e-12),
+                              "exact")
+    tied = np.concatenate([np.round(rng.normal(0.4, 1, 30), 1), np.zeros(4)])
+    p, method = signed_rank(tied)
+    assert method == "normal approximation"
+    nz = tied[tied != 0]
+    assert p == pytest.approx(st.wilcoxon(nz, method="asymptotic").pvalue, rel=1e-12)
+    assert [smallest_p(n) for n in (1, 5, 6)] == [1.0, 0.0625, 0.03125]
 
 
 def test_clopper_pearson_is_exact_and_in_bounds():
@@ -80,8 +135,9 @@ def test_clopper_pearson_is_exact_and_in_bounds():
     assert all(math.isnan(v) for v in clopper_pearson(0, 0))
 
 
-def test_bootstrap_of_one_value_twice_gives_no_interval():
-    assert all(math.isnan(v) for v in bootstrap_mean([0.3, 0.4]))
+def test_two_values_or_equal_values_give_no_interval():
+    assert all(math.isnan(v) for v in mean_interval([0.3, 0.4]))
+    assert all(math.isnan(v) for v in mean_interval([0.3, 0.3, 0.3]))
 
 
 def test_the_identity_check_skips_runs_it_cannot_rebuild():
@@ -151,7 +207,8 @@ def test_cells_where_every_run_diverges_have_no_error_but_a_divergence_rate(fram
         assert np.isnan(r["val_error_mean"])
         lo, hi = st.binomtest(int(r["n_runs"]), int(r["n_runs"])).proportion_ci(method="exact")
         assert (r["div_rate"], r["div_lo"], r["div_hi"]) == pytest.approx((1.0, lo, hi))
-        assert r["learns"] == "every run diverged"
+        n = int(r["n_runs"])
+        assert r["learns"] == f"every run diverged ({n} of {n})"
         row = (f"| {r['update']} | linear | 1000 |  | {int(r['n_runs'])} | 0 | n/a | n/a | n/a "
                f"(0 seeds) |")
         assert row in md
@@ -162,7 +219,7 @@ def test_every_interval_in_summary_csv_lies_inside_its_bounds(frames):
     _, summary, _, _ = frames
     checked = 0
     for name, lo_b, hi_b in (("test_error", 0, 1), ("val_error", 0, 1), ("div", 0, 1),
-                             ("epochs", 1, None)):
+                             ("epochs", 0, None)):
         mean = summary[f"{name}_mean" if name != "div" else "div_rate"]
         lo, hi = summary[f"{name}_lo"], summary[f"{name}_hi"]
         top = summary["epochs_max"] if hi_b is None else pd.Series(hi_b, index=summary.index)
@@ -171,7 +228,7 @@ def test_every_interval_in_summary_csv_lies_inside_its_bounds(frames):
         assert (lo[has] >= lo_b).all() and (hi[has] <= top[has]).all(), name
         assert (lo[has] <= mean[has] + 1e-12).all() and (mean[has] <= hi[has] + 1e-12).all()
         checked += int(has.sum())
-    assert checked >= 20
+    assert checked >= 10  # cells whose runs all ran every epoch have no epochs interval
 
 
 @pytest.mark.slow

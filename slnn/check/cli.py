@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = p.add_argument_group(
         "--compare", "after the check, train the rule against the gradient rule input (the "
         "study 'compare': seeds x learning rates on two data sets, through slnn-train) and write "
-        "its report, with the report's paired tests, Holm correction and bootstrap intervals")
+        "its report, with the report's paired tests, Holm correction and t intervals")
     c.add_argument("--compare", action="store_true", help="run the study and write its report")
     c.add_argument("--store", metavar="URI", default=None,
                    help="tracking store for its runs (default: sqlite:///mlflow.db in this "

@@ -19,7 +19,7 @@ paired by seed (a seed fixes the split and the initial weights, the same for eve
   (activation, lr): that is a head-to-head test already).
 
 Each row has the Wilcoxon signed-rank p-value (``inference.paired_tests``), the mean paired
-difference ``a - b`` with its bootstrap interval, and ``p_holm``: Holm's adjustment over every
+difference ``a - b`` with its t interval, and ``p_holm``: Holm's adjustment over every
 test of the table. A cell with no pair, or whose differences are all zero, has no test (p nan,
 and a ``note`` saying so); it does not count in the family.
 """

@@ -74,6 +74,8 @@ def runs_frame(df: pd.DataFrame) -> pd.DataFrame:
         "activation": _col(df, "tags.slnn.activation").fillna(_col(df, "params.model.activation")),
         "lr": pd.to_numeric(_col(df, "params.optim.lr"), errors="coerce"),
         "seed": pd.to_numeric(_col(df, "params.seed"), errors="coerce"),
+        # the split's own seed: null (logged "None") draws each run's split from its seed
+        "data_seed": _col(df, "params.data.seed", None),
         "epochs_max": pd.to_numeric(_col(df, "params.train.epochs"), errors="coerce"),
         "outcome": _col(df, "tags.slnn.outcome", None),
         "reason": _col(df, "tags.slnn.reason", "").fillna(""),

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import Outcome
-from slnn.report.inference import ALPHA, MIN_INTERVAL, RESAMPLES, TEST_NAME
-from slnn.report.verdict import NEAR, fmt, fmt_p, interval
+from slnn.report.inference import ALPHA, EXACT_MAX, MIN_INTERVAL, TEST_NAME, smallest_p
+from slnn.report.verdict import NEAR, fmt, fmt_p
 
 Block = tuple[str, object]
 
@@ -19,6 +19,13 @@ def _ci(lo: float, hi: float, digits: int = 3) -> str:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "n/a"
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _ci_or_why(lo: float, hi: float, n: int, digits: int = 3) -> str:
+    """An interval, or why there is none: too few values, or all of them equal."""
+    if np.isfinite(lo) and np.isfinite(hi):
+        return _ci(lo, hi, digits)
+    return f"n/a ({n} seed{'s' * (n != 1)})" if n < MIN_INTERVAL else f"n/a (all {n} equal)"
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -43,15 +50,15 @@ def summary_display(summary: pd.DataFrame, learn: pd.DataFrame | None = None) ->
             "runs": int(r["n_runs"]), "trained": int(r["n_seeds"]),
             "val error": _num(r["val_error_mean"]),
             "test error": _num(r["test_error_mean"]),
-            "test error 95% CI": (_ci(r["test_error_lo"], r["test_error_hi"])
-                                  if r["n_seeds"] >= MIN_INTERVAL else
-                                  f"n/a ({int(r['n_seeds'])} seed{'s' * (r['n_seeds'] != 1)})"),
+            "test error 95% CI": _ci_or_why(r["test_error_lo"], r["test_error_hi"],
+                                            int(r["n_seeds"])),
             "epoch 0": _num(r["initial_test_error_mean"]),
             "chance": _num(r["chance_error"]),
             **({"learns?": r["learns"]} if "learns" in s else {}),
             "divergence": (f"{int(r['n_diverged'])}/{int(r['n_ran'])} "
                          f"{_ci(r['div_lo'], r['div_hi'])}" if r["n_ran"] else "n/a (none ran)"),
-            "epochs run": (f"{_num(r['epochs_mean'], 1)} {_ci(r['epochs_lo'], r['epochs_hi'], 1)}"
+            "epochs run": (f"{_num(r['epochs_mean'], 1)} "
+                           f"{_ci_or_why(r['epochs_lo'], r['epochs_hi'], int(r['n_ran']), 1)}"
                            if r["n_ran"] else "n/a"),
             "outcomes": ", ".join(f"{n} {o}" for o, n in outcomes.items()),
         })
@@ -68,10 +75,13 @@ def tests_display(tests: pd.DataFrame) -> pd.DataFrame:
         rows.append({"data": r["data"], "cell": cell, "a": r["a"], "b": r["b"],
                      "seeds": int(r["n"]), "mean a": fmt(r["mean_a"]), "mean b": fmt(r["mean_b"]),
                      "a - b": fmt(r["diff"]),
-                     "95% CI": interval(r["diff_lo"], r["diff_hi"]) if r["n"] else "n/a",
+                     "95% CI": (_ci_or_why(r["diff_lo"], r["diff_hi"], int(r["n"]))
+                                if r["n"] else "n/a"),
                      "p": fmt_p(r["p"]), "Holm p": fmt_p(r["p_holm"]),
                      "significant": "yes" if r["significant"] else "no",
-                     "test": r["method"] or r["note"]})
+                     "test": (f"{r['method']}, {int(r['n_nonzero'])} of {int(r['n'])} differ"
+                              if r["method"] and r["n_nonzero"] < r["n"]
+                              else r["method"] or r["note"])})
     return pd.DataFrame(rows)
 
 
@@ -101,26 +111,64 @@ def identity_blocks(identity: pd.DataFrame | None) -> list[Block]:
     return blocks + [("table", show.drop(columns="run_id"))]
 
 
-def stats_note(n_tests: int) -> list[str]:
+def split_words(runs: pd.DataFrame | None) -> str:
+    """What a seed fixes in these runs: the split too only where ``data.seed`` is null."""
+    seeds = set() if runs is None or "data_seed" not in runs else set(
+        runs["data_seed"].dropna().astype(str))
+    if seeds and seeds <= {"None", "null"}:
+        return ("a seed fixes the split, the initial weights and the order of the samples, the "
+                "same for every rule")
+    if seeds and not seeds & {"None", "null"}:
+        fixed = ", ".join(sorted(seeds))
+        return ("a seed fixes the initial weights and the order of the samples, the same for "
+                f"every rule; the split is not drawn per seed but fixed by data.seed ({fixed}), "
+                "so the tests say nothing about other splits")
+    return ("a seed fixes the initial weights and the order of the samples, the same for every "
+            "rule, and the split where data.seed is null")
+
+
+def power_words(tests: pd.DataFrame) -> str:
+    """How many tests could never reach significance: too few seeds whose difference is not 0."""
+    t = tests[np.isfinite(tests["p"])] if len(tests) else tests
+    if not len(t):
+        return ""
+    weak = int((t["n_nonzero"].map(smallest_p) >= ALPHA).sum())
+    if not weak:
+        return ""
+    return (f" In {weak} of the {len(t)} tests at most 5 seeds differ, so even before Holm's "
+            f"correction p could not go below {ALPHA:g}: there \"not significant\" means too few "
+            "seeds to tell, not evidence of no difference.")
+
+
+def stats_note(n_tests: int, runs: pd.DataFrame | None = None,
+               tests: pd.DataFrame | None = None) -> list[str]:
     return [
         f"Paired tests: {TEST_NAME}, on the final test errors of the runs that trained without "
-        "diverging, paired by seed (a seed fixes the split and the initial weights, the same for "
-        "every rule). It uses scipy's exact null distribution without ties, every sign flip "
-        "with ties up to 13 pairs, else the normal approximation (the `test` column says "
-        "which). A cell whose differences are all zero has no test and says so. "
+        f"diverging, paired by seed ({split_words(runs)}). Zero differences are dropped first; "
+        f"with at most {EXACT_MAX} left, p is exact over every sign flip of them (ties "
+        "included), with more the exact signed-rank distribution without ties up to 50, else the "
+        "normal approximation (the `test` column says which). With k seeds that differ, the "
+        "smallest p is 2 / 2^k (0.0625 with 5, 0.031 with 6). A cell whose differences are all "
+        "zero has no test and says so. "
         f"Holm's step-down correction runs over all {n_tests} tests of this report at once "
         f"(head-to-head per cell, does-it-learn per cell, best cell against best cell); "
-        f"`tests.csv` has each raw and adjusted p. \"Significant\" means Holm p < {ALPHA:g}.",
+        f"`tests.csv` has each raw and adjusted p. \"Significant\" means Holm p < {ALPHA:g}."
+        + (power_words(tests) if tests is not None else ""),
         "Does it learn: per cell, the final test error against the same runs' test error at "
         "epoch 0, tested the same way. \"Stays near chance level\": not significant, and the "
         "95% interval of the mean final test error covers the chance level (the test split's "
         "majority-class error, 1 - largest class share, mean over the cell's seeds); with no "
-        f"interval, the mean within {NEAR:g} of it.",
-        f"Intervals: 95% percentile bootstrap over seeds ({RESAMPLES} resamples, fixed seed; "
-        f"none with fewer than {MIN_INTERVAL} seeds) for mean errors, mean epochs and mean "
-        "paired differences, so each lies within the values' own range ([0, 1] for errors, "
-        "[1, epochs] for epochs); the divergence rate's is the exact Clopper-Pearson interval. "
-        "The figures' bands are 95% t-intervals over seeds, a picture of the spread.",
+        f"interval, the mean within {NEAR:g} of it. \"Above chance level\": the interval (or, "
+        f"with none, the mean less {NEAR:g}) lies above it: worse than always answering the "
+        "commonest class.",
+        f"Intervals: 95% Student t intervals over seeds (scipy.stats.t; none with fewer than "
+        f"{MIN_INTERVAL} seeds, nor when every seed gave the same value) for mean errors, mean "
+        "epochs and mean paired differences, clipped to what they measure ([0, 1] for errors, "
+        "[-1, 1] for differences, [0, epochs] for epochs); the divergence rate's is the exact "
+        "Clopper-Pearson interval. The figures' bands are the same t intervals at each epoch. "
+        "A difference's interval is of its mean and the test is of its ranks, so near the "
+        "threshold one can exclude 0 while the other is not significant: \"significant\" is "
+        "said from the test alone.",
         "Errors and best cells: a diverged run (non-finite weights, or a training loss above "
         "train.divergence_loss) counts in the divergence rate, not in any error figure. Each "
         "rule's best cell per data set (**best**) has the lowest mean validation error among "
@@ -151,5 +199,7 @@ def analysis_sections(sweep, analysis) -> list[Block]:
     for data in table["data"].unique() if not table.empty else []:
         blocks += [("h3", data), ("table", table[table["data"] == data].drop(columns="data"))]
     n_tests = int(np.isfinite(analysis.tests["p"]).sum()) if len(analysis.tests) else 0
-    blocks += [("h2", "Statistics")] + [("p", t) for t in stats_note(n_tests)]
+    runs = getattr(sweep, "runs", None)
+    blocks += [("h2", "Statistics")] + [("p", t) for t in stats_note(n_tests, runs,
+                                                                     analysis.tests)]
     return blocks

@@ -1,11 +1,10 @@
 """The numbers behind the report: the summary table, learning-curve bands, epochs to a target.
 
 The summary table's intervals respect their bounds: means of error rates and of epochs get a 95%
-percentile-bootstrap interval over seeds (``slnn.report.inference``), which lies inside the
-values' range; a divergence rate gets the exact Clopper-Pearson interval. Error figures count
-only the runs that trained without diverging; a cell where every run diverged has none. The
-figures' bands are 95% t-intervals over seeds, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``: a
-picture of the spread, cheap at every epoch; the table holds the inference.
+Student t interval over seeds (``slnn.report.inference``), clipped to [0, 1] or [0, epochs]; a
+divergence rate gets the exact Clopper-Pearson interval. Error figures count only the runs that
+trained without diverging; a cell where every run diverged has none. The figures' bands are the
+same t intervals, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``, at every epoch.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from scipy import stats as st
 
 from slnn.core.outcomes import ORDER, RAN, TRAINED, Outcome
 from slnn.report.frames import KEYS, SweepData as Sweep
-from slnn.report.inference import bootstrap_means, clopper_pearson
+from slnn.report.inference import ERROR_BOUNDS, clopper_pearson, mean_intervals
 
 # the order outcomes are shown in; any other value found in the data goes after these
 OUTCOMES = tuple(str(o) for o in ORDER)
@@ -54,7 +53,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (data, update, activation, lr), sorted so, with:
 
     ``n_runs``; ``n_seeds`` (runs that trained without diverging: the error figures' n);
-    ``test_error_mean/lo/hi`` and ``val_error_mean/lo/hi`` (final errors, bootstrap interval);
+    ``test_error_mean/lo/hi`` and ``val_error_mean/lo/hi`` (final errors, t interval);
     ``initial_test_error_mean`` (the same seeds at epoch 0); ``chance_error`` (the test split's
     majority-class error, mean over the cell's runs); ``epochs_mean/lo/hi`` (epochs run, by
     every run that ran, diverged ones included); ``n_ran``, ``n_diverged``, ``div_rate`` and its
@@ -84,10 +83,13 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     out["div_lo"], out["div_hi"] = clopper_pearson(out["n_diverged"].to_numpy(),
                                                    out["n_ran"].to_numpy())
     out["epochs_max"] = g["epochs_max"].max()
-    for name, grouped, col in (("test_error", gk, "test_error"), ("val_error", gk, "val_error"),
-                               ("epochs", gr, "epochs_run")):
+    # epochs run lie in [0, train.epochs]
+    epoch_bounds = (0.0, out["epochs_max"].fillna(np.inf).to_numpy(dtype=float))
+    for name, grouped, col, bounds in (("test_error", gk, "test_error", ERROR_BOUNDS),
+                                       ("val_error", gk, "val_error", ERROR_BOUNDS),
+                                       ("epochs", gr, "epochs_run", epoch_bounds)):
         values = {k: v.to_numpy() for k, v in grouped[col]}
-        ci = bootstrap_means([values.get(k, np.empty(0)) for k in out.index])
+        ci = mean_intervals([values.get(k, np.empty(0)) for k in out.index], bounds)
         out[f"{name}_lo"], out[f"{name}_hi"] = ci[:, 0], ci[:, 1]
     out = out.reset_index()
     counts = done.groupby(KEYS, dropna=False)["outcome"].value_counts().unstack(fill_value=0)

@@ -15,19 +15,21 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import RAN, Outcome
+
+_NOT_RAN = {str(o) for o in Outcome} - {str(o) for o in RAN}
 from slnn.report.compare import REFERENCE, best_comparison
-from slnn.report.inference import ALPHA, TEST_NAME
-from slnn.report.stats import chance_by_data
+from slnn.report.inference import ALPHA, TEST_NAME, no_interval, smallest_p
+from slnn.report.stats import chance_by_data, outcome_order
 
 TIE = 1e-12
-NEAR = 0.05  # with no interval (< 3 seeds): "near chance" means within this of the chance level
+NEAR = 0.05  # with no interval: "near chance" means within this of the chance level
 SHAPES = re.compile(r"step of shape (\([^)]*\)) but W has shape (\([^)]*\))")
 
 # the words of a cell's learning verdict, keyed by kind (the tables' "learns?" column)
-LOWERS, RAISES, FLAT, CHANCE, NONE, DIVERGED = (
+LOWERS, RAISES, FLAT, CHANCE, ABOVE, NONE, DIVERGED = (
     "lowers the error significantly", "raises the error significantly",
     "no significant change", "no significant change; stays near chance level",
-    "could not run", "every run diverged")
+    "no significant change; above chance level", "could not run", "every run that ran diverged")
 
 
 def fmt(x: float) -> str:
@@ -47,6 +49,35 @@ def mismatch_reason(reasons: pd.Series) -> str:
         return "; ".join(top.index[:2])
     r = reasons[reasons != ""].value_counts()
     return r.index[0][:120] if len(r) else "no reason recorded"
+
+
+def above_chance(mean: float, lo: float, hi: float, chance: float) -> bool:
+    """Worse than always answering the commonest class: the 95% interval of the mean final test
+    error lies above the chance level; with no interval, the mean is more than ``NEAR`` above."""
+    if not (np.isfinite(mean) and np.isfinite(chance)):
+        return False
+    if np.isfinite(lo) and np.isfinite(hi):
+        return lo > chance
+    return mean - chance > NEAR
+
+
+def _too_few(t) -> str:
+    """'; with 3 seeds that differ p cannot go below 0.25' where no result could be significant."""
+    floor = smallest_p(int(t["n_nonzero"]))
+    if floor < ALPHA:
+        return ""
+    k = int(t["n_nonzero"])
+    return f"; with {k} seed{'s' * (k != 1)} that differ p cannot go below {fmt_p(floor)}"
+
+
+def _diverged_words(r) -> str:
+    """Every run that ran diverged, saying so of the others when some did not run."""
+    n_runs, n_ran = int(r["n_runs"]), int(r["n_ran"])
+    if n_ran == n_runs:
+        return f"every run diverged ({n_ran} of {n_runs})"
+    others = ", ".join(f"{int(r[c])} {c[2:]}" for c in r.index
+                       if c.startswith("n_") and c[2:] in _NOT_RAN and r[c] > 0)
+    return f"every run that ran diverged ({n_ran} of {n_runs} ran; {others})"
 
 
 def near_chance(mean: float, lo: float, hi: float, chance: float) -> bool:
@@ -72,22 +103,32 @@ def learning_verdicts(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFram
             words.append(NONE)
             continue
         if key not in lt.index or lt.loc[key, "n"] == 0:
-            kind = DIVERGED if r["n_ran"] and r["n_diverged"] == r["n_ran"] else NONE
-            kinds.append(kind)
-            words.append(kind)
+            if r["n_ran"] and r["n_diverged"] == r["n_ran"]:
+                kinds.append(DIVERGED)
+                words.append(_diverged_words(r))
+            else:
+                kinds.append(NONE)
+                words.append(NONE)
             continue
         t = lt.loc[key]
         move = f"{fmt(t['mean_b'])} -> {fmt(t['mean_a'])}"
         chance = near_chance(r["test_error_mean"], r["test_error_lo"], r["test_error_hi"],
                              r["chance_error"])
+        above = above_chance(r["test_error_mean"], r["test_error_lo"], r["test_error_hi"],
+                             r["chance_error"])
         if t["significant"]:
             kind = LOWERS if t["diff"] < 0 else RAISES
             text = f"{kind} ({move}, Holm p = {fmt_p(t['p_holm'])})"
-        elif chance:
-            kind, text = CHANCE, f"{CHANCE} ({fmt(r['chance_error'])}; {move})"
+            if above:
+                text += f"; still above chance level ({fmt(r['chance_error'])})"
         else:
-            why = t["note"] or f"Holm p = {fmt_p(t['p_holm'])}"
-            kind, text = FLAT, f"{FLAT} ({move}, {why})"
+            why = t["note"] or f"Holm p = {fmt_p(t['p_holm'])}{_too_few(t)}"
+            if chance:
+                kind, text = CHANCE, f"{CHANCE} ({fmt(r['chance_error'])}; {move}, {why})"
+            elif above:
+                kind, text = ABOVE, f"{ABOVE} ({fmt(r['chance_error'])}; {move}, {why})"
+            else:
+                kind, text = FLAT, f"{FLAT} ({move}, {why})"
         kinds.append(kind)
         words.append(text)
     return pd.DataFrame({"learn_kind": kinds, "learns": words}, index=summary.index)
@@ -120,22 +161,24 @@ def _best_line(tests, summary, data, ra, rb) -> str:
     t = best_comparison(tests, summary, data, ra, rb)
     text = (f"on {data}, chosen by validation error, `{ra}`'s best cell ({ca['activation']}, lr "
             f"{ca['lr']:g}) ends with a test error of {fmt(ca['test_error_mean'])} "
-            f"{interval(ca['test_error_lo'], ca['test_error_hi'])} and `{rb}`'s "
+            f"{interval(ca['test_error_lo'], ca['test_error_hi'], ca['n_seeds'])} and `{rb}`'s "
             f"({cb['activation']}, lr {cb['lr']:g}) with {fmt(cb['test_error_mean'])} "
-            f"{interval(cb['test_error_lo'], cb['test_error_hi'])}")
+            f"{interval(cb['test_error_lo'], cb['test_error_hi'], cb['n_seeds'])}")
     if t is None or t["n"] == 0:
         return text + "; no seed trained in both cells, so they are not compared."
     d = (f"paired over {int(t['n'])} seeds the difference ({ra} - {rb}) is {fmt(t['diff'])} "
-         f"{interval(t['diff_lo'], t['diff_hi'])}")
+         f"{interval(t['diff_lo'], t['diff_hi'], t['n'])}")
     if not np.isfinite(t["p"]):
         return f"{text}; {d}: {t['note']}."
     sig = "significant" if t["significant"] else "not significant"
-    return f"{text}; {d}, {sig} (p = {fmt_p(t['p'])}, Holm p = {fmt_p(t['p_holm'])})."
+    return (f"{text}; {d}, {sig} (p = {fmt_p(t['p'])}, Holm p = {fmt_p(t['p_holm'])}"
+            f"{_too_few(t)}).")
 
 
-def interval(lo: float, hi: float) -> str:
+def interval(lo: float, hi: float, n: int) -> str:
+    """``[lo, hi]``, or why a mean over ``n`` seeds has none."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "(no interval: < 3 seeds)"
+        return f"({no_interval(int(n))})"
     return f"[{fmt(lo)}, {fmt(hi)}]"
 
 
@@ -147,6 +190,12 @@ def _sig(count: int, what: str) -> str:
     return f"{what} with Holm p < {ALPHA:g} in none"
 
 
+def _chance_counts(k: pd.Series) -> str:
+    """'2 of them near chance level, 1 above it' (the second part only when there are any)."""
+    text = f"{k.get(CHANCE, 0)} of them near chance level"
+    return text + (f", {k[ABOVE]} above it" if k.get(ABOVE, 0) else "")
+
+
 def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
     k = cells["learn_kind"].value_counts()
     n = len(cells)
@@ -154,10 +203,10 @@ def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
         return ""
     parts = [_sig(k.get(LOWERS, 0), "lowers the test error"),
              _sig(k.get(RAISES, 0), "raises it"),
-             f"shows no significant change in {k.get(FLAT, 0) + k.get(CHANCE, 0)} "
-             f"({k.get(CHANCE, 0)} of them near chance level)"]
+             f"shows no significant change in {k.get(FLAT, 0) + k.get(CHANCE, 0) + k.get(ABOVE, 0)} "
+             f"({_chance_counts(k)})"]
     if k.get(DIVERGED, 0):
-        parts.append(f"diverged in every run in {k[DIVERGED]}")
+        parts.append(f"diverged in every run that ran in {k[DIVERGED]}")
     return (f"on {data}, of {n} (activation, lr) {_cells(n).split(' ')[1]} `{rule}` "
             + ", ".join(parts) + ".")
 
@@ -225,7 +274,7 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                     lines.append(f"on {data}, `{rule}`'s best cell by validation error is "
                                  f"{b['activation']}, lr {b['lr']:g}: test error "
                                  f"{fmt(b['test_error_mean'])} "
-                                 f"{interval(b['test_error_lo'], b['test_error_hi'])}.")
+                                 f"{interval(b['test_error_lo'], b['test_error_hi'], b['n_seeds'])}.")
             for line in (_learn_line(data, rule, cells), _divergence_line(data, rule, cells)):
                 if line:
                     lines.append(line)
@@ -256,13 +305,15 @@ def _against_reference(tests: pd.DataFrame, summary: pd.DataFrame, datas: list[s
         for rule in rules:
             c = head_to_head_counts(tests, data, REFERENCE, rule)
             if c["cells"]:
-                bits.append(f"`{rule}` significantly higher in {c['a_sig']} and significantly "
-                            f"lower in {c['b_sig']} of {_cells(c['cells'])}")
+                # a_sig: the reference significantly lower, so the rule's error higher
+                n = c["a_sig"] + c["b_sig"]
+                bits.append(f"`{rule}` in none of {_cells(c['cells'])}" if not n else
+                            f"`{rule}` in {n} of {_cells(c['cells'])} (higher in {c['a_sig']}, "
+                            f"lower in {c['b_sig']})")
         if bits:
             out.append(f"On {data}, against `{REFERENCE}` (the gradient) in the same "
-                       f"(activation, lr) cell, paired by seed, the mean test error is "
-                       f"{_join(bits)} (Holm p < {ALPHA:g}; the other cells show no significant "
-                       "difference).")
+                       f"(activation, lr) cell, paired by seed, the mean test error differs "
+                       f"with Holm p < {ALPHA:g} for {_join(bits)}.")
         best = summary[(summary["data"] == data) & summary["best"].astype(bool)].set_index("update")
         if REFERENCE not in best.index:
             continue
@@ -295,10 +346,12 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
     chance = chance_by_data(done)["chance_error"]
     datas = sorted(done["data"].unique())
     n_tests = int(np.isfinite(tests["p"]).sum()) if len(tests) else 0
-    out = [f"This sweep has {len(done)} finished runs of {done['update'].nunique()} update "
-           f"rule(s) on {_join(datas)}; every comparison below pairs runs by seed (same split, "
-           f"same initial weights) and is a {TEST_NAME.split(' (')[0]} corrected with Holm's "
-           f"method over all {n_tests} tests of this report."]
+    ended = done["outcome"].value_counts()
+    ended = ", ".join(f"{ended[o]} {o}" for o in outcome_order(ended.index))
+    out = [f"This sweep has {len(done)} ended runs ({ended}) of {done['update'].nunique()} "
+           f"update rule(s) on {_join(datas)}; every comparison below pairs runs by seed (same "
+           f"split, same initial weights) and is a {TEST_NAME.split(' (')[0]} corrected with "
+           f"Holm's method over all {n_tests} tests of this report."]
     pairs = list(dict.fromkeys(p for data in datas for p in _pairs(tests, data)))
     if len(pairs) > 1 and all(ra == REFERENCE for ra, _ in pairs):
         out += _against_reference(tests, summary, datas, [rb for _, rb in pairs], chance)
@@ -321,10 +374,18 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
             b = s[(s["data"] == data) & s["best"].astype(bool)].set_index("update")
             if ra in b.index and rb in b.index:
                 t = best_comparison(tests, summary, data, ra, rb)
-                sig = ("significant" if t is not None and t["significant"] else "not significant")
+                if t is None or not np.isfinite(t["p"]):
+                    sig = "no test"
+                else:
+                    sig = "significant" if t["significant"] else "not significant"
+                paired = ""
+                if t is not None and t["n"] and (t["n"] < b.loc[ra, "n_seeds"]
+                                                 or t["n"] < b.loc[rb, "n_seeds"]):
+                    paired = (f"; over the {int(t['n'])} seeds both trained, "
+                              f"{fmt(t['mean_a'])} against {fmt(t['mean_b'])}")
                 bests.append(f"{fmt(b.loc[ra, 'test_error_mean'])} for `{ra}` against "
                              f"{fmt(b.loc[rb, 'test_error_mean'])} for `{rb}` on {data} "
-                             f"(chance level {fmt(chance.get(data, np.nan))}; {sig})")
+                             f"(chance level {fmt(chance.get(data, np.nan))}; {sig}{paired})")
         if bests:
             out.append("Each rule's best cell, chosen by validation error, reaches a test error "
                        f"of {_join(bests)}.")
@@ -333,9 +394,10 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
         cells = s[(s["update"] == rule) & (s["learn_kind"] != NONE)]
         if len(cells):
             k = cells["learn_kind"].value_counts()
+            above = f", {k[ABOVE]} end above it" if k.get(ABOVE, 0) else ""
             learn_bits.append(f"of the {_cells(len(cells))} where `{rule}` ran, it "
                               f"{_sig(k.get(LOWERS, 0), 'lowers the test error')} "
-                              f"({k.get(CHANCE, 0)} stay near chance level)")
+                              f"({k.get(CHANCE, 0)} stay near chance level{above})")
     if learn_bits:
         text = _join(learn_bits)
         out.append(text[0].upper() + text[1:] + ".")
