@@ -22,6 +22,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
 from slnn.report import ReportError, read_sweep, report_for_parent
 from slnn.report.frames import TIDY_COLUMNS, METRICS
@@ -484,3 +485,97 @@ def test_the_statistics_note_says_what_a_seed_fixes_from_the_runs(data_seed, say
     # 3 seeds: the exact test cannot go below 0.25, so none of the tests could be significant
     n = int(np.isfinite(a.tests["p"]).sum())
     assert n and f"In {n} of the {n} tests at most 5 seeds differ" in note
+
+
+def test_the_chance_level_of_a_cell_is_over_the_seeds_its_errors_are_over():
+    """With data.seed=null each seed has its own split and chance level: a cell's chance level
+    is the mean over the seeds that trained, the same seeds as its errors and interval."""
+    from slnn.report.stats import summary_table
+
+    runs = synthetic_runs("input", "kronecker", seeds=6)
+    runs["chance_error"] = 0.1 + 0.05 * runs["seed"]
+    cell = (runs["update"] == "input") & (runs["activation"] == "tanh") & (runs["lr"] == 1.0)
+    gone = cell & (runs["seed"] >= 4)
+    runs.loc[gone, ["outcome", "test_error", "val_error"]] = ["diverged", np.nan, np.nan]
+    s = summary_table(runs).set_index(["update", "activation", "lr"])
+    assert s.loc[("input", "tanh", 1.0), "chance_error"] == pytest.approx(
+        np.mean([0.1 + 0.05 * k for k in range(4)]))
+    assert s.loc[("input", "sigmoid", 0.1), "chance_error"] == pytest.approx(
+        np.mean([0.1 + 0.05 * k for k in range(6)]))
+
+
+def test_runs_of_one_seed_in_a_cell_count_once_as_their_mean():
+    """data.seed=0,1 puts two runs of each seed in a cell: the seed is the unit, so each seed's
+    value is the mean of its two runs, in the summary and in the paired tests alike."""
+    from slnn.report import analyse
+
+    one = synthetic_runs("input", "kronecker", seeds=4).assign(data_seed="0")
+    two = one.assign(data_seed="1", run_id=one["run_id"] + "b",
+                     test_error=one["test_error"] + 0.02 * one["seed"])
+    runs = pd.concat([one, two], ignore_index=True)
+    a = analyse(runs)
+    s = a.summary.set_index(["update", "activation", "lr"])
+    row = s.loc[("input", "sigmoid", 0.1)]
+    mine = runs[(runs["update"] == "input") & (runs["activation"] == "sigmoid")
+                & (runs["lr"] == 0.1)]
+    by_seed = mine.groupby("seed")["test_error"].mean()
+    assert row["n_seeds"] == 4 and row["n_runs"] == 8
+    assert row["test_error_mean"] == pytest.approx(by_seed.mean())
+    half = st.t.ppf(0.975, 3) * by_seed.std(ddof=1) / 2
+    assert (row["test_error_lo"], row["test_error_hi"]) == pytest.approx(
+        (by_seed.mean() - half, by_seed.mean() + half))
+    t = a.tests[(a.tests["family"] == "head_to_head") & (a.tests["activation"] == "sigmoid")
+                & (a.tests["lr"] == 0.1)].iloc[0]
+    other = runs[(runs["update"] == "kronecker") & (runs["activation"] == "sigmoid")
+                 & (runs["lr"] == 0.1)].groupby("seed")["test_error"].mean()
+    assert t["n"] == 4 and t["diff"] == pytest.approx((by_seed - other).mean())
+
+
+def test_the_rules_table_picks_the_best_lr_by_the_reports_own_rule():
+    """A learning rate whose low validation error averages only the runs that did not diverge is
+    not the best one: the rules table follows the best-cell rule of the rest of the report."""
+    from slnn.report import analyse
+    from slnn.report.rulecheck import _best_rows
+
+    runs = synthetic_runs("input", "no_bias", seeds=6)
+    runs = runs[runs["activation"] == "sigmoid"].copy()
+    risky = (runs["update"] == "input") & (runs["lr"] == 1.0)
+    runs.loc[risky, ["test_error", "val_error"]] -= 0.03  # better, on the runs that survive
+    runs.loc[risky & (runs["seed"] == 0), ["outcome", "test_error", "val_error"]] = [
+        "diverged", np.nan, np.nan]
+    a = analyse(runs)
+    best = a.summary[a.summary["best"].astype(bool) & (a.summary["update"] == "input")]
+    assert list(best["lr"]) == [0.1]
+    rows = _best_rows(a.summary, a.learn)
+    assert rows.loc[("iris_petal", "input", "sigmoid"), "lr"] == 0.1
+
+
+def test_a_study_of_three_rules_without_input_names_every_rule_in_the_headline():
+    from slnn.report import analyse
+
+    a = synthetic_runs("ascent", "kronecker", seeds=6)
+    c = synthetic_runs("no_derivative", "kronecker", seeds=6)
+    c = c[c["update"] == "no_derivative"].assign(test_error=lambda d: d["test_error"] - 0.03,
+                                                 val_error=lambda d: d["val_error"] - 0.03)
+    runs = pd.concat([a, c], ignore_index=True)
+    head = " ".join(analyse(runs).headline)
+    for r in ("ascent", "kronecker", "no_derivative"):
+        assert f"for `{r}`" in head
+    assert "`ascent` against `kronecker`" in head and "`ascent` against `no_derivative`" in head
+    best = runs[(runs["update"] == "no_derivative")].groupby(["activation", "lr"])
+    assert f"{best['test_error'].mean().min():.3f} for `no_derivative`" in head
+
+
+def test_cells_tied_with_the_last_one_named_are_counted_and_zero_is_never_negative():
+    from slnn.report import analyse
+    from slnn.report.verdict import fmt
+
+    runs = synthetic_runs("input", "kronecker", seeds=3)
+    bad = runs["update"] == "kronecker"
+    runs.loc[bad, ["outcome", "test_error", "val_error"]] = ["diverged", np.nan, np.nan]
+    a = analyse(runs)
+    line = [v for v in a.verdict if "`kronecker` diverged in 12 of 12" in v][0]
+    assert line.count(": 3 of 3") == 3 and "and 1 more cell at that rate" in line
+    head = " ".join(a.headline)
+    assert "`kronecker` trained in none of its cells: every run that ran diverged in 4 cells" in head
+    assert fmt(-0.0004) == "0.000" and fmt(-0.0006) == "-0.001"

@@ -31,7 +31,7 @@ import pandas as pd
 
 from slnn.core.outcomes import RAN
 from slnn.report.inference import ALPHA, holm, paired_tests
-from slnn.report.stats import trained_ok
+from slnn.report.stats import per_seed, trained_ok
 
 COLUMNS = ["family", "data", "update_a", "update_b", "activation", "lr", "a", "b", "n",
            "n_nonzero", "mean_a", "mean_b", "diff", "diff_lo", "diff_hi", "p", "method",
@@ -57,9 +57,10 @@ def rule_pairs(rules: list[str]) -> list[tuple[str, str]]:
 def tests_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """The family of tests of one sweep (columns ``COLUMNS``), sorted by family, data, cell."""
     done = runs[runs["outcome"].isin(RAN)]
-    ok = runs[trained_ok(runs)].drop_duplicates(["data", "update", "activation", "lr", "seed"])
+    # one value per seed: the mean of its runs where another param varies inside a cell
+    ok = per_seed(runs[trained_ok(runs)], ["test_error", "initial_test_error"])
     # per (data, update, activation, lr): final and initial test error by seed
-    by_cell = {k: g.set_index("seed")[["test_error", "initial_test_error"]]
+    by_cell = {k: g.set_index("unit")[["test_error", "initial_test_error"]]
                for k, g in ok.groupby(["data", "update", "activation", "lr"])}
     empty = pd.DataFrame(columns=["test_error", "initial_test_error"], dtype=float)
     ran = set(done.groupby(["data", "update", "activation", "lr"]).groups)

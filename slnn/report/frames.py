@@ -226,7 +226,9 @@ def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[st
     vary = _varying_params(df, df.index[df["run_id"].isin(runs["run_id"])])
     if vary:
         notes.append("inside a (data, update, activation, lr) cell these params also vary: "
-                     f"{', '.join(vary)}; the seeds of such a cell mix those settings.")
+                     f"{', '.join(vary)}; the seeds of such a cell mix those settings, and where "
+                     "one seed has several runs in a cell, their mean counts once, as that "
+                     "seed's value, in every figure of the tables and every test.")
     return notes
 
 

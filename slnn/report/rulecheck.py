@@ -146,14 +146,13 @@ def check_rules(runs: pd.DataFrame, seed: int = 0) -> dict[str, RuleCheck]:
 # --- the learning side ---------------------------------------------------------------------
 
 def _best_rows(summary: pd.DataFrame, learn: pd.DataFrame) -> pd.DataFrame:
-    """Per (data, rule, activation): the lr with the lowest mean validation error among the
-    cells where a run trained (ties: the smaller lr)."""
+    """Per (data, rule, activation): its best lr, by the rule the report's best cells follow
+    (``stats.best_cells``: lowest mean validation error among the cells where no run diverged,
+    else where at least half did not)."""
+    from slnn.report.stats import best_cells
+
     s = summary.join(learn)
-    s = s[np.isfinite(s["val_error_mean"].astype(float))]
-    if s.empty:
-        return s
-    s = s.sort_values(["data", "update", "activation", "val_error_mean", "lr"])
-    return s.drop_duplicates(["data", "update", "activation"]).set_index(
+    return s.loc[best_cells(s, ["data", "update", "activation"])].set_index(
         ["data", "update", "activation"])
 
 
@@ -172,13 +171,19 @@ def _against_reference(tests: pd.DataFrame, data: str, rule: str, act: str, lr: 
     return None
 
 
+def _signed(x: float) -> str:
+    """+0.012, -0.012, and 0.000 for what rounds to zero (not -0.000)."""
+    text = f"{x:+.3f}"
+    return "0.000" if text in ("+0.000", "-0.000") else text
+
+
 def _vs_text(t) -> str:
     if t is None:
         return "n/a"
     diff, p, sig, note = t
     if not np.isfinite(p):
-        return f"{diff:+.3f} ({note or 'no test'})"
-    return f"{diff:+.3f} ({'significant' if sig else 'not significant'}, Holm p {fmt_p(p)})"
+        return f"{_signed(diff)} ({note or 'no test'})"
+    return f"{_signed(diff)} ({'significant' if sig else 'not significant'}, Holm p {fmt_p(p)})"
 
 
 def _verdict_text(r) -> str:

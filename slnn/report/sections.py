@@ -115,16 +115,19 @@ def split_words(runs: pd.DataFrame | None) -> str:
     """What a seed fixes in these runs: the split too only where ``data.seed`` is null."""
     seeds = set() if runs is None or "data_seed" not in runs else set(
         runs["data_seed"].dropna().astype(str))
+    drawn = runs is not None and "data" in runs and (runs["data"] == "blobs").any()
+    what = "the data set (blobs) and its split" if drawn else "the split"
     if seeds and seeds <= {"None", "null"}:
-        return ("a seed fixes the split, the initial weights and the order of the samples, the "
+        return (f"a seed fixes {what}, the initial weights and the order of the samples, the "
                 "same for every rule")
     if seeds and not seeds & {"None", "null"}:
         fixed = ", ".join(sorted(seeds))
         return ("a seed fixes the initial weights and the order of the samples, the same for "
-                f"every rule; the split is not drawn per seed but fixed by data.seed ({fixed}), "
-                "so the tests say nothing about other splits")
+                f"every rule; {what} {'are' if drawn else 'is'} not drawn per seed but fixed by "
+                f"data.seed ({fixed}), so the tests say nothing about other "
+                f"{'data sets and splits' if drawn else 'splits'}")
     return ("a seed fixes the initial weights and the order of the samples, the same for every "
-            "rule, and the split where data.seed is null")
+            f"rule, and {what} where data.seed is null")
 
 
 def power_words(tests: pd.DataFrame) -> str:

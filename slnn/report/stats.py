@@ -39,6 +39,19 @@ def trained_ok(runs: pd.DataFrame) -> pd.Series:
     return runs["outcome"].isin(TRAINED) & np.isfinite(runs["test_error"])
 
 
+def per_seed(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """One row per cell (``KEYS``) and seed, ``cols`` averaged over the seed's runs, with the
+    seed in ``unit`` (a run without a seed is its own unit). A cell has several runs of one seed
+    when another param varies inside it (``data.seed=0,1``, say): the seed is the unit of
+    analysis, so they count once, as their mean, in every figure and every test."""
+    seed = pd.to_numeric(runs["seed"], errors="coerce")
+    unit = seed.map(lambda v: f"seed {v:g}", na_action="ignore").fillna("run " + runs["run_id"])
+    if runs.empty:
+        return pd.DataFrame(columns=KEYS + ["unit"] + cols)
+    return (runs.assign(unit=unit).groupby(KEYS + ["unit"], sort=False, dropna=False)[cols]
+            .mean().reset_index())
+
+
 def chance_by_data(runs: pd.DataFrame) -> pd.DataFrame:
     """Per data set: the chance level (the test split's majority-class error, logged by each
     run as ``chance_error``), mean over the seeds, and how many seeds that is. Every run of a
@@ -66,16 +79,21 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=KEYS + ["n_runs", "n_seeds"])
     done = done.assign(**{c: done[c] if c in done else np.nan for c in
                           ("val_error", "initial_test_error", "chance_error", "epochs_max")})
-    ok = done[trained_ok(done)]
-    ran = done[done["outcome"].isin(RAN) & np.isfinite(done["epochs_run"])]
+    ok = per_seed(done[trained_ok(done)],
+                  ["test_error", "val_error", "initial_test_error", "chance_error"])
+    ran_runs = done[done["outcome"].isin(RAN) & np.isfinite(done["epochs_run"])]
+    ran = per_seed(ran_runs, ["epochs_run"])
     g, gk, gr = (d.groupby(KEYS, sort=True, dropna=False) for d in (done, ok, ran))
     out = g.size().rename("n_runs").to_frame()
     out["n_seeds"] = gk.size()
     for col in ("test_error", "val_error", "initial_test_error"):
         out[f"{col}_mean"] = gk[col].mean()
-    out["chance_error"] = g["chance_error"].mean()
+    # over the seeds the errors are over (with data.seed=null each seed has its own split and
+    # chance level); a cell where none trained shows its runs' own
+    out["chance_error"] = gk["chance_error"].mean()
+    out["chance_error"] = out["chance_error"].fillna(g["chance_error"].mean())
     out["epochs_mean"] = gr["epochs_run"].mean()
-    out["n_ran"] = gr.size()
+    out["n_ran"] = ran_runs.groupby(KEYS, sort=True, dropna=False).size()
     out["n_diverged"] = g["outcome"].apply(lambda o: int((o == Outcome.DIVERGED).sum()))
     out = out.fillna({"n_seeds": 0, "n_ran": 0}).astype({"n_seeds": int, "n_ran": int})
     with np.errstate(all="ignore"):
@@ -108,13 +126,25 @@ def mark_best(summary: pd.DataFrame) -> pd.Series:
     survivors, which started from kinder splits and weights: no fair best setting. Ties go to
     the smaller lr. Never chosen on the test error."""
     best = pd.Series(False, index=summary.index)
-    has = summary[np.isfinite(summary["val_error_mean"]) & (summary["n_seeds"] > 0)]
-    for _, g in has.groupby(["data", "update"]):
+    for at in best_cells(summary, ["data", "update"]):
+        best[at] = True
+    return best
+
+
+def best_cells(summary: pd.DataFrame, by: list[str]) -> list:
+    """The index of the best cell (``mark_best``'s rule) of each group of ``summary`` by ``by``:
+    per (data, rule) for the report's best cells, per (data, rule, activation) for its best
+    learning rate in the rules table."""
+    out = []
+    if summary.empty:
+        return out
+    has = summary[np.isfinite(summary["val_error_mean"].astype(float)) & (summary["n_seeds"] > 0)]
+    for _, g in has.groupby(by):
         clean = g[g["n_diverged"] == 0]
         pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * g["n_ran"]]
         if len(pool):
-            best[pool.sort_values(["val_error_mean", "lr", "activation"]).index[0]] = True
-    return best
+            out.append(pool.sort_values(["val_error_mean", "lr", "activation"]).index[0])
+    return out
 
 
 def bands(sweep: Sweep, metrics: list[str], *, hold_last: bool,

@@ -34,7 +34,7 @@ LOWERS, RAISES, FLAT, CHANCE, ABOVE, NONE, DIVERGED = (
 
 def fmt(x: float) -> str:
     """An error rate or a difference as the report prints it: 3 decimals, n/a when unknown."""
-    return "n/a" if not np.isfinite(x) else f"{x:.3f}"
+    return "n/a" if not np.isfinite(x) else f"{round(float(x), 3) + 0.0:.3f}"  # never -0.000
 
 
 def fmt_p(p: float) -> str:
@@ -218,9 +218,13 @@ def _divergence_line(data: str, rule: str, cells: pd.DataFrame) -> str:
     from slnn.report.inference import clopper_pearson
 
     lo, hi = clopper_pearson(n_div, n_ran)
-    top = cells.sort_values("div_rate", ascending=False).iloc[:3]
+    hit = cells[cells["n_diverged"] > 0].sort_values("div_rate", ascending=False, kind="stable")
+    top = hit.iloc[:3]
     where = "; ".join(f"{r['activation']}, lr {r['lr']:g}: {int(r['n_diverged'])} of "
-                      f"{int(r['n_ran'])}" for _, r in top.iterrows() if r["n_diverged"])
+                      f"{int(r['n_ran'])}" for _, r in top.iterrows())
+    tied = int((hit["div_rate"].iloc[3:] == top["div_rate"].iloc[-1]).sum()) if len(top) else 0
+    if tied:  # as many as the last one named: a cut at 3 would pick among equals
+        where += f"; and {tied} more cell{'s' * (tied != 1)} at that rate"
     return (f"on {data}, `{rule}` diverged in {n_div} of {n_ran} runs that ran (rate "
             f"{fmt(n_div / n_ran)} [{fmt(lo)}, {fmt(hi)}], Clopper-Pearson; most in {where}).")
 
@@ -295,6 +299,44 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _div_note(cell: pd.Series) -> str:
+    """' (1 of 6 runs in it diverged)' for a best cell that partly diverged, else ''."""
+    n = int(cell.get("n_diverged", 0) or 0)
+    return f" ({n} of {int(cell['n_ran'])} runs in it diverged)" if n else ""
+
+
+def _every_pair(tests: pd.DataFrame, s: pd.DataFrame, datas: list[str],
+                pairs: list[tuple[str, str]], chance: pd.Series) -> list[str]:
+    """A study of three or more rules without ``input``, every pair tested: one sentence on the
+    cells of every pair, one on every rule's best cell."""
+    bits = []
+    for ra, rb in pairs:
+        per = [head_to_head_counts(tests, data, ra, rb) for data in datas
+               if (ra, rb) in _pairs(tests, data)]
+        cells = sum(c["cells"] for c in per)
+        if not cells:
+            continue
+        a_sig, b_sig = sum(c["a_sig"] for c in per), sum(c["b_sig"] for c in per)
+        bits.append(f"`{ra}` against `{rb}` in none of {_cells(cells)}" if not a_sig + b_sig
+                    else f"`{ra}` against `{rb}` in {a_sig + b_sig} of {_cells(cells)} (`{ra}` "
+                    f"lower in {a_sig}, `{rb}` lower in {b_sig})")
+    out = []
+    if bits:
+        out.append("Paired by seed in the same (activation, lr) cell, the mean test error differs "
+                   f"with Holm p < {ALPHA:g} for {_join(bits)}.")
+    bests = []
+    for data in datas:
+        b = s[(s["data"] == data) & s["best"].astype(bool)].set_index("update")
+        if len(b):
+            each = _join([f"{fmt(b.loc[r, 'test_error_mean'])} for `{r}`{_div_note(b.loc[r])}"
+                          for r in sorted(b.index)])
+            bests.append(f"{each} on {data} (chance level {fmt(chance.get(data, np.nan))})")
+    if bests:
+        out.append("Each rule's best cell, chosen by validation error, reaches a test error of "
+                   + "; ".join(bests) + "; the verdict tests them against each other.")
+    return out
+
+
 def _against_reference(tests: pd.DataFrame, summary: pd.DataFrame, datas: list[str],
                        rules: list[str], chance: pd.Series) -> list[str]:
     """A study of several rules, each tested against ``input`` only: one sentence per data set
@@ -328,11 +370,13 @@ def _against_reference(tests: pd.DataFrame, summary: pd.DataFrame, datas: list[s
                 how = "significantly " + ("higher" if t["diff"] < 0 else "lower")
             else:
                 how = "not significantly different"
-            vs.append(f"`{rule}` {fmt(best.loc[rule, 'test_error_mean'])} ({how})")
+            vs.append(f"`{rule}` {fmt(best.loc[rule, 'test_error_mean'])} ({how})"
+                      f"{_div_note(best.loc[rule])}")
         if vs:
             out.append(f"Best cells by validation error on {data} (chance level "
                        f"{fmt(chance.get(data, np.nan))}): `{REFERENCE}` reaches a test error of "
-                       f"{fmt(best.loc[REFERENCE, 'test_error_mean'])}; {_join(vs)}.")
+                       f"{fmt(best.loc[REFERENCE, 'test_error_mean'])}"
+                       f"{_div_note(best.loc[REFERENCE])}; {_join(vs)}.")
     return out
 
 
@@ -355,6 +399,8 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
     pairs = list(dict.fromkeys(p for data in datas for p in _pairs(tests, data)))
     if len(pairs) > 1 and all(ra == REFERENCE for ra, _ in pairs):
         out += _against_reference(tests, summary, datas, [rb for _, rb in pairs], chance)
+    elif len(pairs) > 1:
+        out += _every_pair(tests, s, datas, pairs, chance)
     elif pairs:
         ra, rb = pairs[0]
         per = [(data, head_to_head_counts(tests, data, ra, rb)) for data in datas
@@ -383,21 +429,29 @@ def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                                                  or t["n"] < b.loc[rb, "n_seeds"]):
                     paired = (f"; over the {int(t['n'])} seeds both trained, "
                               f"{fmt(t['mean_a'])} against {fmt(t['mean_b'])}")
-                bests.append(f"{fmt(b.loc[ra, 'test_error_mean'])} for `{ra}` against "
-                             f"{fmt(b.loc[rb, 'test_error_mean'])} for `{rb}` on {data} "
+                bests.append(f"{fmt(b.loc[ra, 'test_error_mean'])} for `{ra}`"
+                             f"{_div_note(b.loc[ra])} against "
+                             f"{fmt(b.loc[rb, 'test_error_mean'])} for `{rb}`"
+                             f"{_div_note(b.loc[rb])} on {data} "
                              f"(chance level {fmt(chance.get(data, np.nan))}; {sig}{paired})")
         if bests:
             out.append("Each rule's best cell, chosen by validation error, reaches a test error "
                        f"of {_join(bests)}.")
     learn_bits = []
     for rule in sorted(done["update"].unique()):
-        cells = s[(s["update"] == rule) & (s["learn_kind"] != NONE)]
+        mine = s[(s["update"] == rule) & (s["learn_kind"] != NONE)]
+        cells = mine[mine["learn_kind"] != DIVERGED]
+        n_gone = len(mine) - len(cells)
+        gone = f"; every run that ran diverged in {n_gone} more" if n_gone else ""
         if len(cells):
             k = cells["learn_kind"].value_counts()
             above = f", {k[ABOVE]} end above it" if k.get(ABOVE, 0) else ""
-            learn_bits.append(f"of the {_cells(len(cells))} where `{rule}` ran, it "
+            learn_bits.append(f"of the {_cells(len(cells))} where `{rule}` trained, it "
                               f"{_sig(k.get(LOWERS, 0), 'lowers the test error')} "
-                              f"({k.get(CHANCE, 0)} stay near chance level{above})")
+                              f"({k.get(CHANCE, 0)} stay near chance level{above}{gone})")
+        elif n_gone:
+            learn_bits.append(f"`{rule}` trained in none of its cells: every run that ran "
+                              f"diverged in {_cells(n_gone)}")
     if learn_bits:
         text = _join(learn_bits)
         out.append(text[0].upper() + text[1:] + ".")
