@@ -138,3 +138,10 @@ def test_two_unbuffered_workers_on_one_pipe_never_merge_their_progress_lines(tmp
     assert not bad, bad[:3]
     names = sorted(PROGRESS.match(ln)["name"] for ln in lines[:-1])
     assert names == sorted(f"w{k}-{i}" for k in (0, 1) for i in range(n))
+
+
+def test_a_line_with_no_stream_is_dropped_as_print_would(monkeypatch):
+    from slnn.tracking.console import say
+
+    monkeypatch.setattr("sys.stdout", None)
+    say("nowhere to go")  # no AttributeError

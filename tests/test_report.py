@@ -579,3 +579,34 @@ def test_cells_tied_with_the_last_one_named_are_counted_and_zero_is_never_negati
     head = " ".join(a.headline)
     assert "`kronecker` trained in none of its cells: every run that ran diverged in 4 cells" in head
     assert fmt(-0.0004) == "0.000" and fmt(-0.0006) == "-0.001"
+
+
+def test_the_half_that_did_not_diverge_counts_seeds_on_both_sides():
+    """10 seeds with two runs each (data.seed=0,1): a cell where one seed diverged in both runs
+    still has 9 of its 10 seeds trained, more than half, so the rule keeps a best cell."""
+    from slnn.report.stats import summary_table
+
+    one = synthetic_runs("input", "kronecker", seeds=10).assign(data_seed="0")
+    runs = pd.concat([one, one.assign(data_seed="1", run_id=one["run_id"] + "b")],
+                     ignore_index=True)
+    runs = runs[runs["activation"] == "sigmoid"].copy()
+    gone = (runs["update"] == "input") & (
+        ((runs["lr"] == 0.1) & (runs["seed"] == 0)) | ((runs["lr"] == 1.0) & (runs["seed"] < 4)))
+    runs.loc[gone, ["outcome", "test_error", "val_error"]] = ["diverged", np.nan, np.nan]
+    s = summary_table(runs)
+    s = s[s["update"] == "input"].set_index("lr")
+    assert list(s["n_seeds"]) == [9, 6] and list(s["n_seeds_ran"]) == [10, 10]
+    assert list(s["n_ran"]) == [20, 20] and s["best"].sum() == 1
+
+
+def test_a_pair_is_named_once_when_data_sets_have_different_rules():
+    from slnn.report import analyse
+
+    a = synthetic_runs("alpha", "kronecker", seeds=4)
+    i = synthetic_runs("input", "kronecker", seeds=4)
+    iris = pd.concat([a, i[i["update"] == "input"]], ignore_index=True)
+    blobs = pd.concat([a[a["update"] == "alpha"], i[i["update"] == "input"]],
+                      ignore_index=True).assign(data="blobs")
+    head = " ".join(analyse(pd.concat([iris, blobs], ignore_index=True)).headline)
+    named = re.findall(r"`(\w+)` against `(\w+)` in", head)
+    assert len(named) == len({frozenset(p) for p in named}), named

@@ -378,3 +378,24 @@ def test_a_seed_gives_both_rules_the_same_split_and_initial_weights(compose, dat
         np.testing.assert_array_equal(getattr(a, split), getattr(b, split))
     np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(a.x_test, o.x_test) and not np.array_equal(wa, wo)
+
+
+def test_equal_differences_of_error_rates_are_ties_whatever_their_last_bit():
+    """8/38 - 2/38 and -(5/38 - 11/38) are the same difference but differ in the last bit: they
+    must tie, as the integer differences of test mistakes (no rounding) do."""
+    ka, kb = np.array([8, 8, 5, 7, 5, 2]), np.array([2, 8, 5, 7, 11, 11])
+    t = paired_test(ka / 38, kb / 38)
+    k = (ka - kb)[ka != kb]
+    assert t.n_nonzero == 3  # 6, -6, -9: two of them tie in size
+    assert t.p == pytest.approx(st.wilcoxon(k, method=st.PermutationMethod()).pvalue, rel=1e-12)
+    assert t.p == 0.75
+
+
+def test_large_seeds_stay_distinct_units():
+    from slnn.report.stats import per_seed
+
+    runs = pd.DataFrame({"data": "d", "update": "u", "activation": "a", "lr": 0.1,
+                         "seed": [1234560 + i for i in range(6)] + [np.nan],
+                         "run_id": [f"r{i}" for i in range(7)], "test_error": np.arange(7.0)})
+    units = per_seed(runs, ["test_error"])["unit"]
+    assert len(units) == 7 and set(units) == {f"seed {1234560 + i}" for i in range(6)} | {"run r6"}

@@ -38,7 +38,7 @@ def summary_display(summary: pd.DataFrame, learn: pd.DataFrame | None = None) ->
         return pd.DataFrame()
     s = summary if learn is None else summary.join(learn)
     counts = [c for c in s.columns if c.startswith("n_") and c not in
-              ("n_runs", "n_seeds", "n_ran", "n_diverged")]
+              ("n_runs", "n_seeds", "n_ran", "n_seeds_ran", "n_diverged")]
     rows = []
     for _, r in s.iterrows():
         outcomes = {c[2:]: int(r[c]) for c in counts if r[c] > 0}
@@ -58,7 +58,7 @@ def summary_display(summary: pd.DataFrame, learn: pd.DataFrame | None = None) ->
             "divergence": (f"{int(r['n_diverged'])}/{int(r['n_ran'])} "
                          f"{_ci(r['div_lo'], r['div_hi'])}" if r["n_ran"] else "n/a (none ran)"),
             "epochs run": (f"{_num(r['epochs_mean'], 1)} "
-                           f"{_ci_or_why(r['epochs_lo'], r['epochs_hi'], int(r['n_ran']), 1)}"
+                           f"{_ci_or_why(r['epochs_lo'], r['epochs_hi'], int(r['n_seeds_ran']), 1)}"
                            if r["n_ran"] else "n/a"),
             "outcomes": ", ".join(f"{n} {o}" for o, n in outcomes.items()),
         })
@@ -168,7 +168,8 @@ def stats_note(n_tests: int, runs: pd.DataFrame | None = None,
         f"{MIN_INTERVAL} seeds, nor when every seed gave the same value) for mean errors, mean "
         "epochs and mean paired differences, clipped to what they measure ([0, 1] for errors, "
         "[-1, 1] for differences, [0, epochs] for epochs); the divergence rate's is the exact "
-        "Clopper-Pearson interval. The figures' bands are the same t intervals at each epoch. "
+        "Clopper-Pearson interval. The figures' bands are 95% t intervals over the runs at each "
+        "epoch, a picture of the spread, not clipped. "
         "A difference's interval is of its mean and the test is of its ranks, so near the "
         "threshold one can exclude 0 while the other is not significant: \"significant\" is "
         "said from the test alone.",

@@ -3,8 +3,9 @@
 The summary table's intervals respect their bounds: means of error rates and of epochs get a 95%
 Student t interval over seeds (``slnn.report.inference``), clipped to [0, 1] or [0, epochs]; a
 divergence rate gets the exact Clopper-Pearson interval. Error figures count only the runs that
-trained without diverging; a cell where every run diverged has none. The figures' bands are the
-same t intervals, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``, at every epoch.
+trained without diverging; a cell where every run diverged has none. The figures' bands are 95%
+t intervals over the runs at every epoch, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``, unclipped:
+a picture of the spread; the table holds the inference.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def per_seed(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     when another param varies inside it (``data.seed=0,1``, say): the seed is the unit of
     analysis, so they count once, as their mean, in every figure and every test."""
     seed = pd.to_numeric(runs["seed"], errors="coerce")
-    unit = seed.map(lambda v: f"seed {v:g}", na_action="ignore").fillna("run " + runs["run_id"])
+    unit = seed.map(lambda v: f"seed {int(v) if float(v).is_integer() else repr(float(v))}",
+                    na_action="ignore").fillna("run " + runs["run_id"].astype(str))
     if runs.empty:
         return pd.DataFrame(columns=KEYS + ["unit"] + cols)
     return (runs.assign(unit=unit).groupby(KEYS + ["unit"], sort=False, dropna=False)[cols]
@@ -65,13 +67,14 @@ def chance_by_data(runs: pd.DataFrame) -> pd.DataFrame:
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (data, update, activation, lr), sorted so, with:
 
-    ``n_runs``; ``n_seeds`` (runs that trained without diverging: the error figures' n);
+    ``n_runs``; ``n_seeds`` (seeds with a run that trained without diverging: the error
+    figures' n; a seed's runs count once, as their mean, ``per_seed``);
     ``test_error_mean/lo/hi`` and ``val_error_mean/lo/hi`` (final errors, t interval);
     ``initial_test_error_mean`` (the same seeds at epoch 0); ``chance_error`` (the test split's
-    majority-class error, mean over the cell's runs); ``epochs_mean/lo/hi`` (epochs run, by
-    every run that ran, diverged ones included); ``n_ran``, ``n_diverged``, ``div_rate`` and its
-    Clopper-Pearson ``div_lo/hi``; ``epochs_max`` (train.epochs); outcome counts
-    ``n_<outcome>``; and ``best``:
+    majority-class error, mean over the same seeds); ``epochs_mean/lo/hi`` (epochs run, over the
+    seeds with a run that ran, diverged ones included; their number ``n_seeds_ran``); ``n_ran``
+    (runs that ran), ``n_diverged``, ``div_rate`` and its Clopper-Pearson ``div_lo/hi`` (over
+    runs); ``epochs_max`` (train.epochs); outcome counts ``n_<outcome>``; and ``best``:
     the rule's best cell on its data set, chosen by mean validation error (below).
     """
     done = runs[runs["outcome"] != Outcome.RUNNING]
@@ -94,8 +97,10 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     out["chance_error"] = out["chance_error"].fillna(g["chance_error"].mean())
     out["epochs_mean"] = gr["epochs_run"].mean()
     out["n_ran"] = ran_runs.groupby(KEYS, sort=True, dropna=False).size()
+    out["n_seeds_ran"] = gr.size()
     out["n_diverged"] = g["outcome"].apply(lambda o: int((o == Outcome.DIVERGED).sum()))
-    out = out.fillna({"n_seeds": 0, "n_ran": 0}).astype({"n_seeds": int, "n_ran": int})
+    out = out.fillna({"n_seeds": 0, "n_ran": 0, "n_seeds_ran": 0}).astype(
+        {"n_seeds": int, "n_ran": int, "n_seeds_ran": int})
     with np.errstate(all="ignore"):
         out["div_rate"] = np.where(out["n_ran"] > 0, out["n_diverged"] / out["n_ran"], np.nan)
     out["div_lo"], out["div_hi"] = clopper_pearson(out["n_diverged"].to_numpy(),
@@ -141,7 +146,9 @@ def best_cells(summary: pd.DataFrame, by: list[str]) -> list:
     has = summary[np.isfinite(summary["val_error_mean"].astype(float)) & (summary["n_seeds"] > 0)]
     for _, g in has.groupby(by):
         clean = g[g["n_diverged"] == 0]
-        pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * g["n_ran"]]
+        # seeds with seeds: several runs of one seed count once on both sides
+        ran = g["n_seeds_ran"] if "n_seeds_ran" in g else g["n_ran"]
+        pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * ran]
         if len(pool):
             out.append(pool.sort_values(["val_error_mean", "lr", "activation"]).index[0])
     return out

@@ -67,7 +67,8 @@ def _too_few(t) -> str:
     if floor < ALPHA:
         return ""
     k = int(t["n_nonzero"])
-    return f"; with {k} seed{'s' * (k != 1)} that differ p cannot go below {fmt_p(floor)}"
+    return (f"; with {k} seed{'s' * (k != 1)} that differ{'s' * (k == 1)} p cannot go below "
+            f"{fmt_p(floor)}")
 
 
 def _diverged_words(r) -> str:
@@ -310,13 +311,18 @@ def _every_pair(tests: pd.DataFrame, s: pd.DataFrame, datas: list[str],
     """A study of three or more rules without ``input``, every pair tested: one sentence on the
     cells of every pair, one on every rule's best cell."""
     bits = []
-    for ra, rb in pairs:
-        per = [head_to_head_counts(tests, data, ra, rb) for data in datas
-               if (ra, rb) in _pairs(tests, data)]
-        cells = sum(c["cells"] for c in per)
+    for ra, rb in dict.fromkeys(tuple(sorted(p)) for p in pairs):  # a pair once, in one order
+        cells = a_sig = b_sig = 0
+        for data in datas:  # each data set's own order of the pair (its own rules, sorted)
+            here = _pairs(tests, data)
+            if (ra, rb) in here:
+                c = head_to_head_counts(tests, data, ra, rb)
+                cells, a_sig, b_sig = cells + c["cells"], a_sig + c["a_sig"], b_sig + c["b_sig"]
+            elif (rb, ra) in here:
+                c = head_to_head_counts(tests, data, rb, ra)
+                cells, a_sig, b_sig = cells + c["cells"], a_sig + c["b_sig"], b_sig + c["a_sig"]
         if not cells:
             continue
-        a_sig, b_sig = sum(c["a_sig"] for c in per), sum(c["b_sig"] for c in per)
         bits.append(f"`{ra}` against `{rb}` in none of {_cells(cells)}" if not a_sig + b_sig
                     else f"`{ra}` against `{rb}` in {a_sig + b_sig} of {_cells(cells)} (`{ra}` "
                     f"lower in {a_sig}, `{rb}` lower in {b_sig})")
@@ -333,7 +339,7 @@ def _every_pair(tests: pd.DataFrame, s: pd.DataFrame, datas: list[str],
             bests.append(f"{each} on {data} (chance level {fmt(chance.get(data, np.nan))})")
     if bests:
         out.append("Each rule's best cell, chosen by validation error, reaches a test error of "
-                   + "; ".join(bests) + "; the verdict tests them against each other.")
+                   + "; ".join(bests) + "; the verdict tests the best cells of each pair above.")
     return out
 
 

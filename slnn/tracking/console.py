@@ -27,8 +27,11 @@ def say(text: str, stream=None) -> None:
     standard streams, so each of those is its own write to the pipe they share with the
     launcher, and two workers ending cells together printed ``[48/80] ... left[49/80] ... left``
     and then two newlines. One write of a line shorter than the pipe's buffer (4096 bytes on
-    Linux) is never split."""
+    Linux) is never split. No stream (``sys.stdout`` is None under pythonw): nothing, as
+    ``print`` does."""
     stream = sys.stdout if stream is None else stream
+    if stream is None:
+        return
     stream.write(text + "\n")
     stream.flush()
 
