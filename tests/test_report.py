@@ -577,7 +577,8 @@ def test_cells_tied_with_the_last_one_named_are_counted_and_zero_is_never_negati
     line = [v for v in a.verdict if "`kronecker` diverged in 12 of 12" in v][0]
     assert line.count(": 3 of 3") == 3 and "and 1 more cell at that rate" in line
     head = " ".join(a.headline)
-    assert "`kronecker` trained in none of its cells: every run that ran diverged in 4 cells" in head
+    assert ("`kronecker` trained in none of its cells: every run that ran diverged in 4 cells"
+            in head)
     assert fmt(-0.0004) == "0.000" and fmt(-0.0006) == "-0.001"
 
 

@@ -58,11 +58,11 @@ def mean_interval(values, bounds=(-np.inf, np.inf),
     return float(lo), float(hi)
 
 
-def no_interval(n: int, what: str = "seeds") -> str:
-    """Why a mean over ``n`` values has no interval."""
+def no_interval(n: int) -> str:
+    """Why a mean over ``n`` seeds has no interval."""
     if n < MIN_INTERVAL:
-        return f"no interval: fewer than {MIN_INTERVAL} {what}"
-    return f"no interval: all {n} {what} gave the same value"
+        return f"no interval: fewer than {MIN_INTERVAL} seeds"
+    return f"no interval: all {n} seeds gave the same value"
 
 
 def clopper_pearson(k, n):
@@ -164,7 +164,8 @@ def smallest_p(n_nonzero: int) -> float:
 def paired_tests(pairs) -> list[Paired]:
     """For each ``(a, b)`` (equal-length arrays, paired by position): the Wilcoxon signed-rank
     test of ``a`` against ``b`` (``signed_rank``), the mean difference ``a - b`` and its
-    t interval (``mean_intervals``, within [-1, 1]). All differences zero: no test (p nan), said in ``note``."""
+    t interval (``mean_intervals``, within [-1, 1]). All differences zero: no test (p nan),
+    said in ``note``."""
     pairs = [(np.asarray(a, dtype=float), np.asarray(b, dtype=float)) for a, b in pairs]
     cis = mean_intervals([a - b for a, b in pairs], DIFF_BOUNDS)
     out = []

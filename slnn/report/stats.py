@@ -59,8 +59,8 @@ def chance_by_data(runs: pd.DataFrame) -> pd.DataFrame:
     run as ``chance_error``), mean over the seeds, and how many seeds that is. Every run of a
     seed has the same split, so each seed counts once."""
     r = runs[np.isfinite(runs["chance_error"])] if "chance_error" in runs else runs.iloc[:0]
-    per_seed = r.groupby(["data", "seed"])["chance_error"].mean()
-    g = per_seed.groupby(level="data")
+    by_seed = r.groupby(["data", "seed"])["chance_error"].mean()
+    g = by_seed.groupby(level="data")
     return pd.DataFrame({"chance_error": g.mean(), "seeds": g.size()})
 
 
@@ -147,8 +147,7 @@ def best_cells(summary: pd.DataFrame, by: list[str]) -> list:
     for _, g in has.groupby(by):
         clean = g[g["n_diverged"] == 0]
         # seeds with seeds: several runs of one seed count once on both sides
-        ran = g["n_seeds_ran"] if "n_seeds_ran" in g else g["n_ran"]
-        pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * ran]
+        pool = clean if len(clean) else g[g["n_seeds"] >= 0.5 * g["n_seeds_ran"]]
         if len(pool):
             out.append(pool.sort_values(["val_error_mean", "lr", "activation"]).index[0])
     return out

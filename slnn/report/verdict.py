@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import RAN, Outcome
-
-_NOT_RAN = {str(o) for o in Outcome} - {str(o) for o in RAN}
 from slnn.report.compare import REFERENCE, best_comparison
 from slnn.report.inference import ALPHA, TEST_NAME, no_interval, smallest_p
 from slnn.report.stats import chance_by_data, outcome_order
 
 TIE = 1e-12
 NEAR = 0.05  # with no interval: "near chance" means within this of the chance level
+_NOT_RAN = {str(o) for o in Outcome} - {str(o) for o in RAN}
 SHAPES = re.compile(r"step of shape (\([^)]*\)) but W has shape (\([^)]*\))")
 
 # the words of a cell's learning verdict, keyed by kind (the tables' "learns?" column)
@@ -204,7 +203,8 @@ def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
         return ""
     parts = [_sig(k.get(LOWERS, 0), "lowers the test error"),
              _sig(k.get(RAISES, 0), "raises it"),
-             f"shows no significant change in {k.get(FLAT, 0) + k.get(CHANCE, 0) + k.get(ABOVE, 0)} "
+             f"shows no significant change in "
+             f"{k.get(FLAT, 0) + k.get(CHANCE, 0) + k.get(ABOVE, 0)} "
              f"({_chance_counts(k)})"]
     if k.get(DIVERGED, 0):
         parts.append(f"diverged in every run that ran in {k[DIVERGED]}")
@@ -276,10 +276,10 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                 b = cells[cells["best"].astype(bool)]
                 if len(b):
                     b = b.iloc[0]
+                    ci = interval(b["test_error_lo"], b["test_error_hi"], b["n_seeds"])
                     lines.append(f"on {data}, `{rule}`'s best cell by validation error is "
                                  f"{b['activation']}, lr {b['lr']:g}: test error "
-                                 f"{fmt(b['test_error_mean'])} "
-                                 f"{interval(b['test_error_lo'], b['test_error_hi'], b['n_seeds'])}.")
+                                 f"{fmt(b['test_error_mean'])} {ci}.")
             for line in (_learn_line(data, rule, cells), _divergence_line(data, rule, cells)):
                 if line:
                     lines.append(line)
