@@ -49,12 +49,14 @@ HISTORY_COLUMNS = (
 LOSSES = ("train_loss", "val_loss", "test_loss")
 
 
-def chance_error(t: np.ndarray) -> float:
-    """The error of always answering the commonest class of one-hot targets ``t`` (n, k):
-    ``1 - max class share``; nan for an empty set."""
-    if t.shape[0] == 0:
+def chance_error(t_train: np.ndarray, t_test: np.ndarray) -> float:
+    """The test error of always answering the training split's commonest class (one-hot targets,
+    (n, k); ties to the lowest class index): the chance level a predictor could know, unlike the
+    test split's own majority. nan for an empty split."""
+    if t_train.shape[0] == 0 or t_test.shape[0] == 0:
         return math.nan
-    return float(1.0 - t.sum(axis=0).max() / t.shape[0])
+    majority = int(np.argmax(t_train.sum(axis=0)))
+    return float(1.0 - t_test[:, majority].sum() / t_test.shape[0])
 
 
 @dataclass
@@ -170,7 +172,8 @@ class TrainResult:
     every non-empty split finite); ``final`` is that epoch's row. For a run that diverged with
     non-finite weights it is the epoch before; for one that diverged by its training loss with
     finite weights it is the last epoch, whose figures are real. -1 when it never trained.
-    ``chance_error`` is the test split's majority-class error and ``n_classes`` is k.
+    ``chance_error`` is the test error of answering the training split's majority class
+    (``chance_error``) and ``n_classes`` is k (uniform guessing errs 1 - 1/k).
     """
 
     outcome: str
@@ -292,7 +295,7 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     W = init_weights(n_in, n_out, rng, m.init, m.init_scale)
     W0 = W.copy()
     empty = {c: np.empty(0) for c in HISTORY_COLUMNS}
-    chance = chance_error(t_te)
+    chance = chance_error(t_tr, t_te)
     try:
         check_shape(upd, W.shape)
     except ShapeMismatch as e:
