@@ -380,7 +380,7 @@ def test_sweeps_and_runs_started_together_on_a_fresh_store_all_succeed(tmp_path)
 @pytest.mark.slow
 def test_two_identical_sweeps_at_once_train_every_cell_once(store, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    args = ["-m", "+experiment=guide_reproduction", "seed=range(3)", "train.epochs=40",
+    args = ["-m", "+experiment=guide_reproduction", "optim.lr=0.1", "seed=range(3)", "train.epochs=40",
             f"tracking.uri={store}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST]
     first = subprocess.Popen([str(SLNN_TRAIN), *args, f"hydra.sweep.dir={tmp_path}/a"], cwd=tmp_path,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -242,7 +242,7 @@ def test_an_edited_csv_and_one_relative_path_in_two_folders_rerun(tmp_path):
 def test_a_sweep_leaves_no_temporary_folder_and_its_parent_has_numbers(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    _sweep(tmp_path, "+experiment=guide_reproduction", "seed=range(2)", tmpdir=tmp)
+    _sweep(tmp_path, "+experiment=guide_reproduction", "optim.lr=0.1", "seed=range(2)", tmpdir=tmp)
     left = set(tmp.iterdir())
     assert not {p for p in left if p.name.startswith("slnn")}, left
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
