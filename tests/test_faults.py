@@ -210,19 +210,62 @@ def test_liveness_judges_by_pid_namespace_start_time_and_heartbeat():
     assert liveness.is_alive({"slnn.host": "elsewhere", "slnn.pid": "1"}) is None
 
 
-def test_a_half_migrated_store_is_explained_in_one_line(migrated, tmp_path):
+def half_migrate(db: Path, *, with_runs: bool) -> None:
+    """What an interrupted MLflow schema upgrade leaves: an older schema version and a leftover
+    copy of a table; ``with_runs``: a store somebody used (an experiment of theirs)."""
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE _alembic_tmp_runs (x INTEGER)")
+    con.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
+    if with_runs:
+        con.execute("INSERT INTO experiments (experiment_id, name, lifecycle_stage, workspace) "
+                    "VALUES (7, 'kept', 'active', 'default')")
+    con.commit()
+    con.close()
+
+
+def test_a_half_migrated_store_with_runs_is_named_with_its_repair(migrated, tmp_path):
+    from slnn.tracking.store import client_for
+
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated, db)
+    half_migrate(db, with_runs=True)
+    with pytest.raises(TrackingError) as e:
+        client_for(f"sqlite:///{db}")
+    msg = str(e.value)
+    assert "half-migrated" in msg and "_alembic_tmp_runs" in msg and "\n" not in msg
+    assert "DROP TABLE _alembic_tmp_runs;" in msg and f"mlflow db upgrade 'sqlite:///{db}'" in msg
+    assert db.exists() and "_alembic_tmp_runs" in tables(db)  # nothing of the user's touched
+
+
+def test_an_empty_half_made_store_is_moved_aside_and_made_again(migrated, tmp_path, capsys):
+    from slnn.tracking.store import client_for
+
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated, db)
+    half_migrate(db, with_runs=False)
+    client = client_for(f"sqlite:///{db}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert "_alembic_tmp_runs" not in tables(db) and integrity(db) == "ok"
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("mlflow.db.half-migrated-")]
+    assert len(aside) == 1 and "_alembic_tmp_runs" in tables(aside[0])
+    err = capsys.readouterr().err
+    assert f"moved it to {aside[0].name}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_store_mlflow_accepts_is_used_despite_leftover_tables(migrated, tmp_path):
+    """A plain MLflow client that raced a creation can leave a ``_alembic_tmp_*`` table in a
+    store whose schema is complete and current: MLflow uses it, and so does slnn."""
     from slnn.tracking.store import client_for
 
     db = tmp_path / "mlflow.db"
     shutil.copyfile(migrated, db)
     con = sqlite3.connect(db)
-    con.execute("CREATE TABLE _alembic_tmp_runs (x INTEGER)")  # what an interrupted upgrade leaves
+    con.execute("CREATE TABLE _alembic_tmp_latest_metrics (x INTEGER)")
     con.commit()
     con.close()
-    with pytest.raises(TrackingError) as e:
-        client_for(f"sqlite:///{db}")
-    msg = str(e.value)
-    assert "half-migrated" in msg and "_alembic_tmp_runs" in msg and "\n" not in msg
+    client = client_for(f"sqlite:///{db}")
+    assert client.create_experiment("used")
+    assert "_alembic_tmp_latest_metrics" in tables(db)
 
 
 def test_claims_keep_a_cell_for_one_live_run(store):
@@ -571,10 +614,7 @@ def _make_fault(fault: str, migrated: Path, tmp_path: Path):
         return "postgresql://ann:s3cret@127.0.0.1:9/mlflow", [], "needs a database driver"
     shutil.copyfile(migrated, db)
     if fault == "half-migrated":
-        con = sqlite3.connect(db)
-        con.execute("CREATE TABLE _alembic_tmp_runs (x INTEGER)")
-        con.commit()
-        con.close()
+        half_migrate(db, with_runs=True)
         return f"sqlite:///{db}", [], "half-migrated"
     if fault == "read-only":
         why = can_unshare("--mount")

@@ -3,14 +3,17 @@ a look at the file first, so a broken store is explained in one line instead of 
 
     with store_lock(uri):              # a no-op for servers and databases other than SQLite
         inspect_sqlite(uri, write=True)  # raises TrackingError: corrupt, half-migrated, read-only
-        client = MlflowClient(uri)       # MLflow creates and migrates a new store here
+        create_sqlite_store(path)        # slnn.tracking.store: a new store, made whole or not at all
 
-MLflow creates a fresh SQLite store by running its whole chain of schema migrations (~10 s), with
-no lock: two processes doing it at once leave one failed and, sometimes, the store
-half-migrated (a stale ``alembic_version`` beside leftover ``_alembic_tmp_*`` tables) for good.
-Every slnn process (a run, a sweep and each of its workers, a report) opens a SQLite store inside
-``store_lock``, a ``filelock.FileLock`` on ``<store>.lock`` beside the database, so one creates and
-migrates while the others wait and then find it ready.
+MLflow creates a fresh SQLite store by running its whole chain of schema migrations, with no lock
+of its own across programs and no transaction: two processes doing it at once, or one
+interrupted, can leave the store half-migrated (an old ``alembic_version`` beside leftover
+``_alembic_tmp_*`` tables, or a column added twice). Every slnn process opens a SQLite store
+inside ``store_lock``, a ``filelock.FileLock`` on ``<store>.lock`` beside the database, so one
+creates while the others wait and then find it ready; it creates it in a scratch file that is
+put in place only when whole. A store that MLflow itself would accept (every table, the newest
+schema version) is used as it is. One left half-made and empty by an older slnn is moved aside
+and made again; one with runs is refused with the commands that repair it.
 """
 
 from __future__ import annotations
@@ -67,9 +70,10 @@ def store_lock(uri: str, timeout: float = LOCK_TIMEOUT):
 
 
 def inspect_sqlite(uri: str, write: bool) -> bool:
-    """Look at a SQLite store before MLflow opens it; True if it exists. Raises ``TrackingError``
-    (one line) for a file that is not a database, a store another program left half-migrated,
-    or (``write``) one that cannot be written."""
+    """Look at a SQLite store before MLflow opens it; True if it exists (False: none, or an
+    empty half-made one moved aside, so a new one is to be created). Raises ``TrackingError``
+    (one line) for a file that is not a database, a store with runs left half-migrated (with
+    the commands that repair it), or (``write``) one that cannot be written."""
     path = sqlite_path(uri)
     if path is None or not path.exists() or path.stat().st_size == 0:
         return False
@@ -80,14 +84,16 @@ def inspect_sqlite(uri: str, write: bool) -> bool:
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
-        if leftovers or ("alembic_version" in tables and not {"experiments", "runs"} <= tables):
-            what = (f"leftover tables {', '.join(leftovers)}" if leftovers else
-                    "a schema version without the experiments and runs tables")
-            raise TrackingError(
-                f"the tracking store {path} was left half-migrated by an interrupted MLflow "
-                f"schema upgrade ({what}); MLflow cannot use it: restore it from a backup, or "
-                "move it aside (its runs' artifacts in mlruns/ stay readable) and start a new "
-                "store")
+        odd = bool(leftovers) or not {"experiments", "runs"} <= tables
+        empty = _holds_nothing(con, tables)
+        if (odd or empty) and not _mlflow_accepts(con, tables):
+            if empty:
+                con.close()
+                _move_aside(path)
+                return False
+            if odd:
+                raise TrackingError(_half_migrated(path, tables, leftovers))
+            # else an older MLflow's store, with runs: MLflow names ``mlflow db upgrade``
         if write:
             con.execute("BEGIN IMMEDIATE")  # takes the write lock for a moment: can we write?
             con.execute("ROLLBACK")
@@ -101,3 +107,86 @@ def inspect_sqlite(uri: str, write: bool) -> bool:
         con.close()
     return True
 
+
+def _schema(con) -> str | None:
+    try:
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
+
+
+def _head() -> str:
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def _mlflow_accepts(con, tables: set[str]) -> bool:
+    """What MLflow checks when it opens a store: every table of its schema is there and the
+    schema's version is the newest it knows. A store it accepts is used as it is, leftover
+    ``_alembic_tmp_*`` tables or not (a plain MLflow client that raced a creation leaves some)."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - fills Base.metadata, as MLflow's
+    from mlflow.store.db.base_sql_model import Base
+
+    return set(Base.metadata.tables) <= tables and _schema(con) == _head()
+
+
+# Rows a new store holds before anyone used it: its schema version, the Default experiment and
+# the default workspace
+_FRESH = {"alembic_version", "experiments", "workspaces", "sqlite_sequence"}
+
+
+def _holds_nothing(con, tables: set[str]) -> bool:
+    """True if the store holds nothing but what creating it writes (a half-made store left by an
+    interrupted first command): it can be made again without losing anything."""
+    for table in tables:
+        if table.startswith("_alembic_tmp_") or table in _FRESH:
+            continue
+        if con.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone():
+            return False
+    if "experiments" in tables:
+        names = [r[0] for r in con.execute("SELECT name FROM experiments LIMIT 2")]
+        if names not in ([], ["Default"]):
+            return False
+    return True
+
+
+def _move_aside(path: Path) -> None:
+    """Move an empty half-made store out of the way (kept, not deleted), with one line."""
+    import time
+
+    aside = path.with_name(f"{path.name}.half-migrated-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("-wal", "-shm"):
+        extra = Path(str(path) + suffix)
+        if extra.exists():
+            extra.replace(Path(str(aside) + suffix))
+    path.replace(aside)
+    say(f"slnn: {path} was left half-made by an interrupted first command and held no runs: "
+        f"moved it to {aside.name} and creating the store again", sys.stderr)
+
+
+def _half_migrated(path: Path, tables: set[str], leftovers: list[str]) -> str:
+    """One line for a store with runs that an interrupted schema upgrade left unusable: the exact
+    commands that repair it when they can (each leftover copy beside its intact original: drop
+    the copies, then upgrade again), else how to start over."""
+    uri = f"sqlite:///{path}"
+    copies_only = leftovers and all(t[len("_alembic_tmp_"):] in tables for t in leftovers)
+    what = (f"leftover tables {', '.join(leftovers)}" if leftovers else
+            f"schema version {_schema_of(path)} without all of MLflow's tables")
+    if copies_only:
+        drops = " ".join(f"DROP TABLE {t};" for t in leftovers)
+        return (f"the tracking store {path} was left half-migrated by an interrupted MLflow schema "
+                f"upgrade ({what}); repair it with: cp '{path}' '{path}.bak' && sqlite3 '{path}' "
+                f"'{drops}' && mlflow db upgrade '{uri}'")
+    return (f"the tracking store {path} was left half-migrated by an interrupted MLflow schema "
+            f"upgrade ({what}); MLflow cannot use it: restore it from a backup, or move it aside "
+            "(its runs' artifacts in mlruns/ stay readable) and start a new store")
+
+
+def _schema_of(path: Path) -> str | None:
+    con = sqlite3.connect(path)
+    try:
+        return _schema(con)
+    finally:
+        con.close()

@@ -11,7 +11,7 @@ import weakref
 from pathlib import Path
 
 from slnn.tracking.faults import TrackingError, describe, mask, quiet_store_errors
-from slnn.tracking.locks import inspect_sqlite, store_lock
+from slnn.tracking.locks import inspect_sqlite, sqlite_path, store_lock
 
 __all__ = ["TrackingError", "check_reachable", "client_for", "ensure_experiment", "explain",
            "resolve_uri"]
@@ -153,6 +153,89 @@ def _use_wal(uri: str, created: bool = False) -> None:
         con.close()
 
 
+SCRATCH_PREFIX = ".creating-"  # <folder>/.creating-<pid>-<name>: a store being made
+
+
+def remove_dead_scratch_files(path: str) -> None:
+    """Remove what killed creators left (``create_sqlite_store``). The caller holds
+    ``store_lock``, so no scratch file of this store belongs to a live process."""
+    import re
+
+    folder, name = os.path.split(os.path.abspath(path))
+    dead = re.compile(rf"{re.escape(SCRATCH_PREFIX)}\d+-{re.escape(name)}(-journal)?")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for stale in names:
+        if dead.fullmatch(stale):
+            try:
+                os.remove(os.path.join(folder, stale))
+            except OSError:
+                pass
+
+
+def create_sqlite_store(path: str) -> None:
+    """Create and migrate a new SQLite store at ``path`` so that no interruption can leave a
+    half-made one there: MLflow migrates a scratch file in the same folder (unsynced: 3 s instead
+    of 9), which is synced and then put in place in one step (a hard link, which never replaces
+    a store another program made meanwhile; ``os.replace`` where links are not supported).
+    Killed at any moment (Ctrl-C, SIGTERM, SIGKILL, a full disk), this leaves either no store
+    and a scratch file the next command removes, or a complete store. The caller holds
+    ``store_lock``."""
+    import errno
+    import sqlite3
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking import MlflowClient
+
+    folder, name = os.path.split(os.path.abspath(path))
+    scratch = os.path.join(folder, f"{SCRATCH_PREFIX}{os.getpid()}-{name}")
+    scratch_uri = "sqlite:///" + scratch
+    _scratch_stores.add(os.path.realpath(scratch))
+    _listen_for_sqlite_connections()
+    try:
+        MlflowClient(tracking_uri=scratch_uri)  # creates and migrates the scratch store
+        engine = SqlAlchemyStore._engine_map.pop(scratch_uri, None)
+        if engine is not None:
+            engine.dispose()  # no connection may outlive the file's name
+        con = sqlite3.connect(scratch)
+        try:
+            con.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            con.close()
+        fd = os.open(scratch, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(scratch, path)
+        except FileExistsError:
+            return  # made meanwhile by a program that does not take store_lock (mlflow ui): used
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                               errno.EMLINK, errno.ENOSYS):
+                raise
+            os.replace(scratch, path)  # a file system without hard links
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+    finally:
+        _scratch_stores.discard(os.path.realpath(scratch))
+        for leftover in (scratch, scratch + "-journal"):
+            try:
+                os.remove(leftover)
+            except OSError:
+                pass
+
+
+_scratch_stores: set[str] = set()  # real paths of stores being made (create_sqlite_store)
 _wal_stores: set[str] = set()  # real paths of the SQLite stores this process writes to
 _listening = False
 _store_engines: weakref.WeakSet | None = None  # SQLite engines in use (close_sqlite_stores)
@@ -168,11 +251,18 @@ def commit_without_waiting_for_the_disk(uri: str) -> None:
     power cut or an operating-system crash (not a killed process) can undo is the last commits
     before it, and a resumed sweep reruns the cells whose runs they held. Other databases keep
     SQLite's defaults."""
-    global _listening
     path = _sqlite_path(uri)
     if path is None:
         return
     _wal_stores.add(os.path.realpath(path))
+    _listen_for_sqlite_connections()
+
+
+def _listen_for_sqlite_connections() -> None:
+    """One listener on SQLAlchemy's ``Engine`` class for every new SQLite connection: the stores
+    this process writes to get WAL and ``synchronous=NORMAL``; a scratch store being made gets
+    no syncing at all (it is synced once, before it is moved into place)."""
+    global _listening
     if _listening:
         return
     import sqlite3
@@ -186,7 +276,13 @@ def commit_without_waiting_for_the_disk(uri: str) -> None:
         cursor = dbapi_connection.cursor()
         try:
             main = [row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"]
-            if not main or not main[0] or os.path.realpath(main[0]) not in _wal_stores:
+            if not main or not main[0]:
+                return
+            if os.path.realpath(main[0]) in _scratch_stores:
+                cursor.execute("PRAGMA journal_mode=MEMORY")
+                cursor.execute("PRAGMA synchronous=OFF")
+                return
+            if os.path.realpath(main[0]) not in _wal_stores:
                 return
             if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
@@ -250,11 +346,18 @@ def client_for(uri: str, *, write: bool = True):
         return MlflowClient(tracking_uri=uri)
     try:
         check_reachable(uri)
+        path = sqlite_path(uri)
+        if path is not None:
+            path = str(path)
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with store_lock(uri):
-            path = _sqlite_path(uri)
-            created = path is not None and not os.path.exists(path)
-            inspect_sqlite(uri, write)
-            client = MlflowClient(tracking_uri=uri)  # creates and migrates a new SQLite store
+            created = False
+            if path is not None:
+                remove_dead_scratch_files(path)
+                created = not inspect_sqlite(uri, write) and not os.path.exists(path)
+                if created:
+                    create_sqlite_store(path)
+            client = MlflowClient(tracking_uri=uri)
             if write:
                 _use_wal(uri, created)
     except TrackingError:
