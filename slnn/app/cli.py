@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.sweep.chunk is not None:  # a job of the slnn sweeper: a chunk of cells
         from slnn.sweep.worker import run_chunk
 
-        return run_chunk(cfg.sweep.state, cfg.sweep.chunk)
+        return run_chunk(cfg.sweep.state, cfg.sweep.chunk, uri=cfg.tracking.uri)
     try:
         result = run_one(cfg)
     except (ConfigError, DataError, TrackingError, RuleLoadError) as e:

@@ -154,6 +154,22 @@ def _record_failure(rec, exc: BaseException, status: str, log: RunLog) -> None:
                   file=sys.stderr)
 
 
+def mask_hydra_files() -> None:
+    """A single run's Hydra folder (``outputs/<date>/<time>/.hydra/``) holds its command line
+    and config: a password in ``tracking.uri=...`` is masked there (``faults.mask_files``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from slnn.tracking.faults import mask_files
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    if hc.output_subdir is not None:
+        folder = os.path.join(hc.runtime.output_dir, hc.output_subdir)
+        mask_files(os.path.join(folder, f) for f in ("overrides.yaml", "config.yaml",
+                                                      "hydra.yaml"))
+
+
 def reap_orphans(client, exp_id: str) -> None:
     """Close runs whose process died (kill -9, a crash) as KILLED: every command that opens a
     store does it, so no run stays RUNNING for ever."""
@@ -187,12 +203,14 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
             return run_one(cfg, c=c, chash=chash, parent_run_id=parent_run_id, quiet=quiet,
                            experiment_id=experiment_id, log=own, on_open=on_open)
     from slnn.tracking import store
-    from slnn.tracking.console import browse_command
+    from slnn.tracking.console import browse_command, run_url
     from slnn.tracking.faults import mask
     from slnn.tracking.recorder import RunRecorder
 
     c = c if c is not None else to_config(cfg)
     chash = chash or config_hash(cfg)
+    if parent_run_id is None:
+        mask_hydra_files()
     data = build_dataset(c)
     uri = store.resolve_uri(c.tracking.uri)
     client = store.client_for(uri)
@@ -217,7 +235,7 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
                 if result.outcome in TRAINED else result.reason)
         done = f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what}"
         log.line(done)
-        rec.finish(result, OmegaConf.to_yaml(cfg, resolve=True), plot=plot,
+        rec.finish(result, mask(OmegaConf.to_yaml(cfg, resolve=True)), plot=plot,
                    title=name, max_metric_points=c.tracking.max_metric_points, data=data,
                    model_activation=c.model.activation if log_model else None, log=log.text)
     except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: submitit ends a job SLURM stops
@@ -228,7 +246,9 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
 
         _record_failure(rec, e, "KILLED" if is_launcher_failure(e) else "FAILED", log)
         raise
-    if not quiet:
-        print(mask(f"{done} (run {rec.run_id}); browse: {browse_command(uri)}"))
+    if not quiet:  # MLflow's own "View run" lines are off (console.suppress_run_urls)
+        view = (f" (this run: {run_url(uri, exp_id, rec.run_id)})"
+                if uri.startswith(("http://", "https://")) else "")
+        print(mask(f"{done} (run {rec.run_id}); browse: {browse_command(uri)}{view}"))
     result.run_id = rec.run_id  # type: ignore[attr-defined]
     return result

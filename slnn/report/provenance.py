@@ -19,7 +19,10 @@ COMMAND = re.compile(r"^#\s+(slnn-train -m \+experiment=\S+[^#]*?)\s*(#.*)?$")
 def display_uri(uri: str, cwd: str | Path | None = None) -> str:
     """``uri`` as a reader can use it: a local store under the working directory relative to it
     (``sqlite:///mlflow.db``); a local store elsewhere by its file name only (its absolute path
-    belongs to the machine that made the report); a server's URI as it is."""
+    belongs to the machine that made the report); a server's URI with any password masked
+    (``slnn.tracking.faults.mask``: a report is uploaded to the server and read by others)."""
+    from slnn.tracking.faults import mask
+
     cwd = Path(cwd or os.getcwd()).resolve()
     for scheme in ("sqlite:///", "file://"):
         if uri.startswith(scheme):
@@ -36,7 +39,7 @@ def display_uri(uri: str, cwd: str | Path | None = None) -> str:
             return path.resolve().relative_to(cwd).as_posix()
         except ValueError:
             return path.name
-    return uri
+    return mask(uri)
 
 
 def study_command(study: str) -> str | None:
@@ -66,7 +69,9 @@ def regenerate_command(sweep: Sweep) -> str:
     if sweep.command:  # an ad-hoc grid: the command that ran it (it writes its report again)
         from slnn.tracking.console import portable
 
-        return portable(sweep.command)
+        from slnn.tracking.faults import mask
+
+        return mask(portable(sweep.command))  # a store written before slnn masked it
     return rebuild_command(sweep)
 
 

@@ -56,12 +56,22 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 def _command() -> str:
     """The command that ran this sweep, as typed but with paths below the working folder relative
     to it (a report's header shows how to run it again, from that folder, on any machine)."""
-    return portable(shlex.join(["slnn-train", *sys.argv[1:]]))[:5000]
+    return mask(portable(shlex.join(["slnn-train", *sys.argv[1:]])))[:5000]
 
 
 def _chunks(items: list, n: int) -> list[list]:
     """Deal ``items`` round-robin into ``n`` chunks, so each chunk mixes cheap and costly cells."""
     return [c for c in (items[i::n] for i in range(n)) if c]
+
+
+def _masked(container: dict) -> dict:
+    """A cell's resolved config with a password in its ``tracking.uri`` masked (what a chunk
+    file holds; the job puts the real URI back, ``worker.real_uri``)."""
+    tracking = container.get("tracking") or {}
+    uri = tracking.get("uri")
+    if not isinstance(uri, str) or mask(uri) == uri:
+        return container
+    return {**container, "tracking": {**tracking, "uri": mask(uri)}}
 
 
 def release_interrupted(e: BaseException | None) -> None:
@@ -95,12 +105,19 @@ class Orchestrator:
         (``warm.start``), and put back when the sweep ends (a notebook goes on)."""
         if hasattr(self, "_saved_env"):
             return
-        self._saved_env = {v: os.environ.get(v) for v in
-                           (*THREAD_ENV, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_TRACKING_URI")}
+        from slnn.tracking.console import suppress_run_urls
+
+        self._saved_env = {v: os.environ.get(v) for v in (*THREAD_ENV, "MLFLOW_TRACKING_URI")}
         for var in THREAD_ENV:
             os.environ.setdefault(var, "1")
-        # MLflow prints two "View run" lines per run on an http store; the summary says where to look
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        # MLflow prints two "View run" lines per run on an http store, with the URI's password;
+        # the summary says where to look, masked. Not put back: the parent closes after this
+        suppress_run_urls()
+        # the sweep's files hold a password in tracking.uri masked: its jobs (joblib's start now)
+        # take the real URI from their environment (``worker.real_uri``)
+        given = OmegaConf.select(self.config, "tracking.uri")
+        if isinstance(given, str) and mask(given) != given:
+            os.environ["MLFLOW_TRACKING_URI"] = given
 
     def prepare(self) -> list:
         """Validate every cell, create the store and parent run, write the state; return the
@@ -150,9 +167,8 @@ class Orchestrator:
             for reused in the_plan.reused.values():  # the UI, the report and the summary count them
                 link_to_parent(client, exp_id, reused.run_id, parent)
             # the whole grid on the parent: a report finds cells another sweep had already run
-            client.log_text(parent, json.dumps({"hashes": hashes,
-                                                "overrides": [c.overrides for c in cells]}),
-                            "cells.json")
+            client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [
+                [mask(o) for o in c.overrides] for c in cells]}), "cells.json")
         except store.TrackingError as e:
             fail(str(e))
         except Exception as e:  # noqa: BLE001
@@ -216,15 +232,17 @@ class Orchestrator:
             c.folder = f"{c.index:04d}-{run_name(c.config)}"
         state_path = Path(st["dir"]) / "slnn_sweep.json"
         st["shared"] = bool(shared)
-        state_path.write_text(json.dumps(st))
+        # the files of a sweep's folder hold no secret: a password in the store's URI is masked
+        # there, and each job takes the real URI from its own config or environment (``worker``)
+        state_path.write_text(json.dumps({**st, "uri": mask(st["uri"])}))
         self.todo_folders = [c.folder for c in todo]
         n_jobs = max(1, min(n_chunks, len(todo)))
         chunks = [todo] if shared else _chunks(todo, n_jobs)
         if shared:
             (folder / st["taken"]).mkdir()
         for k, chunk in enumerate(chunks):
-            cells = [{"overrides": c.overrides, "hash": c.hash, "folder": c.folder,
-                      "config": c.container} for c in chunk]
+            cells = [{"overrides": [mask(o) for o in c.overrides], "hash": c.hash,
+                      "folder": c.folder, "config": _masked(c.container)} for c in chunk]
             (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
             PREPARED[(str(state_path), k)] = chunk  # grid.Cells: each makes its cfg when it runs
         # a job runs many cells: Hydra's folder per job (a .hydra/ of internal keys, an empty

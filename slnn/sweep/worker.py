@@ -97,8 +97,11 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str]) -> None:
     import yaml
     from omegaconf._utils import get_omega_conf_dumper
 
+    from slnn.tracking.faults import mask
+
     if not folder:
         return
+    overrides = [mask(o) for o in overrides]  # a password in tracking.uri=... stays out
     path = Path(state["dir"]) / "cells" / folder
     path.mkdir(parents=True, exist_ok=True)
     # OmegaConf.to_yaml's own dump, without making a config per cell (5x the time)
@@ -145,6 +148,13 @@ def _load_chunk(state_path: str, state: dict, chunk: int):
     cells = PREPARED.get(key) if shared else PREPARED.pop(key, None)
     if cells is None:
         cells = json.loads((jobs / f"chunk_{key[1]:04d}.json").read_text())
+        for cell in cells:  # the file holds the store's URI masked: put the real one back
+            tracking = cell["config"].get("tracking") or {}
+            if tracking.get("uri") is not None and tracking["uri"] != state["uri"]:
+                from slnn.tracking.faults import mask
+
+                if mask(state["uri"]) == tracking["uri"]:
+                    tracking["uri"] = state["uri"]
     if shared:
         return _taken_by_this_job(cells, jobs / state["taken"])
     return (_made(cell) for cell in cells)
@@ -163,9 +173,31 @@ def _taken_by_this_job(cells, taken: Path, made=_made, folder=_folder):
             yield made(cell)
 
 
-def run_chunk(state_path: str, chunk: int) -> int:
+def real_uri(masked: str, candidates) -> str:
+    """The store's URI for a job: the sweep's state file holds it with any password masked
+    (``faults.mask``); the real one is the first of ``candidates`` (the job's own
+    ``tracking.uri``, its ``MLFLOW_TRACKING_URI``) that masks to it. A URI with nothing to mask
+    is the state's own. Raises ``TrackingError`` (one line) when no candidate fits."""
+    from slnn.tracking.faults import TrackingError, mask
+    from slnn.tracking.store import resolve_uri
+
+    for uri in candidates:
+        if not uri:
+            continue
+        for form in (uri, resolve_uri(uri)):
+            if form == masked or mask(form) == masked:
+                return form
+    if "***" not in masked:  # nothing was masked
+        return masked
+    raise TrackingError(f"this job of the sweep was not given the password of the store "
+                        f"{masked}: pass it as the sweep did (tracking.uri=... or "
+                        "MLFLOW_TRACKING_URI) to every job")
+
+
+def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     """A launcher job: train every cell of its chunk, in order, or of the shared list every cell
-    no other job has taken. Returns how many failed."""
+    no other job has taken. Returns how many failed. ``uri``: the job's own ``tracking.uri``
+    (the state file's is masked, ``real_uri``)."""
     # one BLAS thread per worker: the parallelism is across jobs (numpy may already be loaded,
     # so the environment variables set by the sweep are not enough on their own)
     from threadpoolctl import threadpool_limits
@@ -175,6 +207,7 @@ def run_chunk(state_path: str, chunk: int) -> int:
 
     signals.install()  # a worker sent SIGTERM closes its open run as KILLED
     state = json.loads(Path(state_path).read_text())
+    state["uri"] = real_uri(state["uri"], (uri, os.environ.get("MLFLOW_TRACKING_URI")))
     # a worker started before the sweep opened its store (``warm``) has not inherited this; a job
     # whose environment names the store (a SLURM node's setup, say) keeps its own
     os.environ.setdefault("MLFLOW_TRACKING_URI", state["uri"])

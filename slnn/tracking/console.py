@@ -1,6 +1,7 @@
-"""What reaches the terminal: MLflow kept to its warnings (no progress bars), and the commands
-slnn prints for users to copy (browse a store, rebuild a sweep's report), exactly as they can be
-typed here.
+"""What reaches the terminal: MLflow kept to its warnings (no progress bars, no "View run" lines),
+and the commands slnn prints for users to copy (browse a store, rebuild a sweep's report),
+exactly as they can be typed here, with any credentials in the store's URI masked
+(``slnn.tracking.faults.mask``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 # the UI's background job queue (7 consumer processes) serves features slnn never uses
 JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+# MLflow documents this switch too: on an http:// store, ending a run prints "View run <name> at:
+# <tracking URI>/#/..." to stdout, password and all; slnn prints its own line, masked
+RUN_URL_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 def say(text: str, stream=None) -> None:
@@ -36,10 +40,19 @@ def say(text: str, stream=None) -> None:
     stream.flush()
 
 
+def suppress_run_urls() -> None:
+    """MLflow's own "View run ... at <URI>" lines off in this process and the ones it starts:
+    they would print a password in the URI (slnn's own lines say where a run is, masked). Set
+    whatever the environment said: a password must not depend on a variable being unset."""
+    os.environ[RUN_URL_ENV] = "true"
+
+
 def quiet_mlflow(level: int = logging.WARNING) -> None:
-    """No artifact progress bars (unless the user asked for them in the environment), and no
-    INFO lines from MLflow or Alembic (table creation, signature checks)."""
+    """No artifact progress bars (unless the user asked for them in the environment), no "View
+    run" lines (``suppress_run_urls``), and no INFO lines from MLflow or Alembic (table creation,
+    signature checks)."""
     os.environ.setdefault(PROGRESS_BAR_ENV, "false")
+    suppress_run_urls()
     import mlflow  # noqa: F401 - it sets its logger's level when imported: import it first
 
     for name in ("mlflow", "alembic"):
@@ -72,24 +85,32 @@ def relative(path: str | Path) -> str:
 def browse_command(uri: str) -> str:
     """The command that opens the MLflow UI on ``uri``: for a local store, a UI for one person
     on a laptop (one web worker, no job queue: 2 processes, ~0.5 GB, against 15 and ~2.5 GB for
-    ``mlflow ui`` as it comes); for a tracking server, its address."""
+    ``mlflow ui`` as it comes); for a tracking server, its address (credentials masked)."""
+    from slnn.tracking.faults import mask
+
     if uri.startswith(("http://", "https://")):
-        return uri
+        return mask(uri)
     return (f"{JOB_EXECUTION_ENV}=false {program('mlflow')} ui --backend-store-uri "
             f"{shlex.quote(uri)} --workers 1")
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     """Where a run is in the UI: on the tracking server, or on ``browse_command``'s (which serves
-    on MLflow's default address)."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    on MLflow's default address). Without the server's credentials: a browser asks for them."""
+    from slnn.tracking.faults import strip_credentials
+
+    base = (strip_credentials(uri).rstrip("/") if uri.startswith(("http://", "https://"))
+            else "http://127.0.0.1:5000")
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def report_command(uri: str, parent_run_id: str) -> str:
-    """The command that rebuilds the report of the sweep under ``parent_run_id``."""
+    """The command that rebuilds the report of the sweep under ``parent_run_id`` (a password in
+    ``uri`` masked: the user types it in)."""
+    from slnn.tracking.faults import mask
+
     return (f"{program('slnn-report')} --parent-run {parent_run_id} --tracking-uri "
-            f"{shlex.quote(uri)}")
+            f"{shlex.quote(mask(uri))}")
 
 
 def portable(text: str, base: str | Path | None = None) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-
+from urllib.parse import unquote, urlsplit
 
 
 class TrackingError(RuntimeError):
@@ -26,12 +26,124 @@ class TrackingError(RuntimeError):
 failed and what to do."""
 
 
-_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][\w+.-]*://)(?P<user>[^\s/@:]+):(?P<pw>[^\s/@]+)@")
+# where a URI starts in free text (``scheme://``) and ends: at whitespace or a character a URI
+# never holds unencoded (RFC 3986), so a password with ' ( ) ; ... in it is still one URI
+# (``\:`` too: Hydra escapes a colon when it writes an override back, ``tracking.uri=http\://...``)
+_URI_START = re.compile(r"(?<![\w+.-])[A-Za-z][\w+.-]*\\?://")
+_URI_END = re.compile(r"[\s\"`<>{}|^]")
+_TRAILING = ")'.,;:]"  # sentence punctuation or quotes right after a URI, not part of it
+# query or fragment keys whose values are secrets (lower case; also any key that ends in one of
+# the suffixes: ``access_token``, ``db_password``, ...)
+_SECRET_SUFFIXES = ("token", "password", "passwd", "secret")
+_SECRET_KEYS = {"pwd", "pass", "key", "apikey", "api_key", "sig", "signature", "auth",
+                "authorization", "credential", "credentials", "x-amz-signature",
+                "x-amz-credential", "sas", "code"}
+MASK = "***"
+
+
+def _secret_key(key: str) -> bool:
+    k = unquote(key).strip().lower()
+    return k in _SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
+
+
+def _mask_pairs(text: str) -> str:
+    """``a=1&token=x`` -> ``a=1&token=***``: the value of every secret key, the rest verbatim."""
+    out = []
+    for part in re.split(r"([&;])", text):
+        key, eq, _ = part.partition("=")
+        out.append(f"{key}={MASK}" if eq and _secret_key(key) else part)
+    return "".join(out)
+
+
+def _mask_uri(uri: str) -> str:
+    """One URI with its secrets replaced by ``***``, split by ``urllib.parse.urlsplit``: the
+    password of its userinfo (``user:***@``), a userinfo without a password as a whole (it is
+    then a token, as in ``https://<token>@host``), and the values of secret query and fragment
+    keys (``?token=***``); everything else as it was written. A URI whose host part cannot be
+    told from its userinfo (an ``@`` after the host part: a password with an unencoded ``/``,
+    ``?`` or ``#``; a port that is not a number; a broken IPv6 address) is masked whole after
+    its scheme: a message may lose detail, never keep a secret."""
+    head, sep, body = uri.partition("://")
+    whole = f"{head}{sep}{MASK}"
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - a ValueError for a port that is not a number
+    except ValueError:
+        return whole
+    netloc = parts.netloc
+    if not body.startswith(netloc):
+        return whole
+    rest = body[len(netloc):]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if "@" in rest:
+        return whole
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = (f"{user}:{MASK}" if colon else MASK) + "@" + hostport
+    path, h, fragment = rest.partition("#")
+    path, q, query = path.partition("?")
+    return (f"{head}{sep}{netloc}{path}{q}{_mask_pairs(query) if q else ''}"
+            f"{h}{_mask_pairs(fragment) if h else ''}")
 
 
 def mask(text: str) -> str:
-    """``text`` with the password of every URI in it replaced by ``***``."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    """``text`` with the secrets of every URI in it replaced by ``***`` (``_mask_uri``):
+    ``http://ann:p@ss@host`` -> ``http://ann:***@host``, ``https://tok@host`` ->
+    ``https://***@host``, ``...?token=x`` -> ``...?token=***``. Percent-encoded characters
+    (``p%40ss``) are part of the password and go with it."""
+    text = str(text)
+    out, pos = [], 0
+    for m in _URI_START.finditer(text):
+        if m.start() < pos:  # inside the URI just masked
+            continue
+        end = _URI_END.search(text, m.end())
+        stop = end.start() if end else len(text)
+        uri = text[m.start():stop]
+        body = uri.rstrip(_TRAILING)
+        if "@" in uri[len(body):]:  # what looked like punctuation is inside the userinfo
+            body = uri
+        # a backslash escapes the next character (Hydra's overrides): the URI is without them
+        plain = re.sub(r"\\(.)", r"\1", body)
+        out += [text[pos:m.start()], _mask_uri(plain) if "\\" in body and mask_needed(plain)
+                else _mask_uri(body), uri[len(body):]]
+        pos = stop
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def mask_needed(uri: str) -> bool:
+    """Whether ``uri`` holds a secret ``mask`` hides."""
+    return _mask_uri(uri) != uri
+
+
+def strip_credentials(uri: str) -> str:
+    """``uri`` without its userinfo, and with secret query values masked: an address to open in
+    a browser, which asks for the credentials itself (``http://ann:pw@host/x`` ->
+    ``http://host/x``)."""
+    masked = mask(uri)
+    head, sep, body = masked.partition("://")
+    host, slash, rest = body.partition("/")
+    if sep and "@" in host:
+        host = host.rpartition("@")[2]
+    return f"{head}{sep}{host}{slash}{rest}"
+
+
+def mask_files(paths) -> None:
+    """Rewrite, masked, each of ``paths`` (text files) that holds a URI secret: the files other
+    tools write with a command line in them (Hydra's ``.hydra/overrides.yaml``, ``config.yaml``,
+    ``hydra.yaml``). A file that cannot be read or written is left as it is."""
+    from pathlib import Path
+
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+            masked = mask(text)
+            if masked != text:
+                tmp = Path(f"{path}.masking")
+                tmp.write_text(masked)
+                os.replace(tmp, path)
+        except (OSError, UnicodeDecodeError):
+            continue
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
