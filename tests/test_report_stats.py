@@ -4,13 +4,16 @@ tests/test_report_stats.py -q`` (about 2 minutes; ``-m 'not slow'`` keeps the un
 One small real sweep (2 rules x 2 activations x 2 learning rates x 4 seeds on iris_petal, the
 split following the seed) has a cell where every run diverges (linear, lr 1000). Its report is
 held to numbers recomputed here from runs.csv with scipy and statsmodels directly: Wilcoxon
-p-values, Holm's adjustment, Clopper-Pearson intervals, intervals inside their bounds, the
-headline's numbers, and the cos(z, x) identity on the logged runs.
+p-values (by enumerating every sign flip), Holm's adjustment, Clopper-Pearson intervals,
+intervals inside their bounds, the headline's numbers, and the cos(z, x) identity on the logged
+runs. The unit tests hold the exact signed-rank p, the Hodges-Lehmann interval and the interval
+of a mean error rate to enumeration, brute force and simulation.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import re
@@ -22,8 +25,9 @@ import pytest
 import yaml
 from scipy import stats as st
 
-from slnn.report.inference import (clopper_pearson, holm, mean_interval, mean_intervals,
-                                   paired_test, signed_rank, smallest_p)
+from slnn.report.inference import (EXACT_MAX, clopper_pearson, hodges_lehmann, holm,
+                                   mean_interval, mean_intervals, paired_test, paired_tests,
+                                   rate_interval, rate_intervals, signed_rank, smallest_p)
 from slnn.report.provenance import display_uri, study_command
 
 FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
@@ -83,8 +87,9 @@ def test_paired_test_is_scipys_wilcoxon_and_says_when_there_is_no_test():
     b = a + np.array([0.3, 0.1, 0.2, 0.05, 0.4, 0.15, 0.25, 0.35])
     t = paired_test(a, b)
     assert t.p == pytest.approx(st.wilcoxon(a - b).pvalue, rel=1e-12)
-    assert t.p == pytest.approx(2 / 2 ** 8) and t.method == "exact permutation"  # 8 of 8 one way
-    assert t.diff == pytest.approx(np.mean(a - b)) and t.diff_lo <= t.diff <= t.diff_hi < 0
+    assert t.p == pytest.approx(2 / 2 ** 8) and t.method == "exact (signed-rank)"  # 8 of 8 one way
+    assert t.diff == pytest.approx(np.mean(a - b))
+    assert t.hl == pytest.approx(brute_hl(a - b)) and t.hl_lo <= t.hl <= t.hl_hi < 0
     same = paired_test([0.2, 0.3, 0.4], [0.2, 0.3, 0.4])
     assert math.isnan(same.p) and same.note == "all 3 differences are zero: no test"
 
@@ -97,7 +102,7 @@ def test_zeros_are_dropped_before_the_method_is_chosen():
     b = a.copy()
     b[:5] = np.array([1, 2, 1, 1, 1]) / 38
     t = paired_test(a, b)
-    assert (t.n, t.n_nonzero, t.method) == (20, 5, "exact permutation")
+    assert (t.n, t.n_nonzero, t.method) == (20, 5, "exact (signed-rank, ties: mid-ranks)")
     assert t.p == 2 / 2 ** 5
     assert st.wilcoxon(a, b).pvalue < 0.05  # the pitfall itself, so the test keeps its point
 
@@ -109,19 +114,21 @@ def test_every_sign_flip_with_ties_is_scipys_permutation_test(seed):
     d = d[d != 0]
     assert len(np.unique(np.abs(d))) < len(d)
     p, method = signed_rank(d)
-    assert method == "exact permutation"
+    assert method == "exact (signed-rank, ties: mid-ranks)"
     assert p == pytest.approx(st.wilcoxon(d, method=st.PermutationMethod()).pvalue, rel=1e-12)
 
 
 def test_more_differences_use_the_exact_distribution_or_the_normal_approximation():
     rng = np.random.default_rng(3)
-    d = rng.normal(0.4, 1, 30)  # no ties
-    assert signed_rank(d) == (pytest.approx(st.wilcoxon(d, method="exact").pvalue, rel=1e-12),
-                              "exact")
-    tied = np.concatenate([np.round(rng.normal(0.4, 1, 30), 1), np.zeros(4)])
+    for n in (20, 30, EXACT_MAX):
+        d = rng.normal(0.4, 1, n)  # no ties
+        assert signed_rank(d) == (
+            pytest.approx(st.wilcoxon(d, method="exact").pvalue, rel=1e-12),
+            "exact (signed-rank)")
+    tied = np.concatenate([np.round(rng.normal(0.4, 1, EXACT_MAX + 10), 1), np.zeros(4)])
     p, method = signed_rank(tied)
-    assert method == "normal approximation"
     nz = tied[tied != 0]
+    assert method == f"normal approximation (n={len(nz)})" and len(nz) > EXACT_MAX
     assert p == pytest.approx(st.wilcoxon(nz, method="asymptotic").pvalue, rel=1e-12)
     assert [smallest_p(n) for n in (1, 5, 6)] == [1.0, 0.0625, 0.03125]
 
@@ -168,6 +175,161 @@ def test_a_study_names_its_sweep_command():
     assert study_command("guide_reproduction") == (
         "slnn-train -m +experiment=guide_reproduction hydra/launcher=joblib")
     assert study_command("no_such_study") is None
+
+
+# --- exact signed-rank p, the Hodges-Lehmann interval that inverts it, rate intervals ------------
+
+def every_sign_flip_p(d) -> float:
+    """Two-sided signed-rank p of ``d`` written out independently: zeros dropped, mid-ranks, the
+    statistic over all 2^n sign flips as a (2^n, n) matrix of signs."""
+    d = np.round(np.asarray(d, dtype=float), 12)
+    nz = d[d != 0]
+    r = st.rankdata(np.abs(nz))
+    signs = np.array(list(itertools.product((0, 1), repeat=len(nz))), dtype=float)
+    t = signs.reshape(-1, len(nz)) @ r
+    mid = r.sum() / 2
+    return float(np.mean(np.abs(t - mid) >= abs(r[nz > 0].sum() - mid) - 1e-9))
+
+
+def brute_hl(d) -> float:
+    d = np.asarray(d, dtype=float)
+    return float(np.median([(d[i] + d[j]) / 2 for i in range(len(d)) for j in range(i, len(d))]))
+
+
+def test_exact_p_is_every_sign_flip_with_ties_and_zeros():
+    """Random differences of error rates k/38 (many ties and zeros), up to 12 non-zero."""
+    rng = np.random.default_rng(11)
+    checked = tied = zeros = 0
+    for _ in range(300):
+        n = int(rng.integers(1, 16))
+        d = rng.integers(-4, 6, n) / 38
+        nz = np.count_nonzero(np.round(d, 12))
+        if nz == 0 or nz > 12:
+            continue
+        p, method = signed_rank(d)
+        assert p == pytest.approx(every_sign_flip_p(d), rel=1e-12, abs=1e-15)
+        has_ties = len(np.unique(np.abs(d[d != 0]))) < nz
+        assert method == ("exact (signed-rank, ties: mid-ranks)" if has_ties
+                          else "exact (signed-rank)")
+        checked, tied, zeros = checked + 1, tied + has_ties, zeros + (nz < n)
+    assert checked > 200 and tied > 100 and zeros > 100
+
+
+def test_exact_p_is_scipys_exact_distribution_without_ties():
+    rng = np.random.default_rng(12)
+    for n in range(1, 26):
+        d = rng.normal(0.3, 1, n)
+        assert signed_rank(d)[0] == pytest.approx(st.wilcoxon(d, method="exact").pvalue,
+                                                  rel=1e-12)
+
+
+def test_hodges_lehmann_is_the_median_of_walsh_averages():
+    rng = np.random.default_rng(13)
+    for _ in range(100):
+        d = rng.integers(-5, 8, int(rng.integers(1, 26))) / 38
+        assert hodges_lehmann(d)[0] == pytest.approx(brute_hl(d), abs=1e-12)
+
+
+def test_the_interval_is_the_set_of_shifts_the_test_does_not_reject():
+    """Outside [lo, hi] every shift is rejected; just inside each end some shift is not: checked
+    with the independent enumeration at every Walsh average, between them and beyond."""
+    rng = np.random.default_rng(14)
+    for _ in range(40):
+        d = rng.integers(-3, 7, int(rng.integers(6, 12))) / 38
+        _, lo, hi = hodges_lehmann(d)
+        w = np.unique([(d[i] + d[j]) / 2 for i in range(len(d)) for j in range(i, len(d))])
+        shifts = np.unique(np.concatenate([w, (w[:-1] + w[1:]) / 2, [w[0] - 0.1, w[-1] + 0.1]]))
+
+        def p_at(s):
+            e = np.round(d - s, 12)
+            return every_sign_flip_p(e) if np.any(e) else 1.0
+
+        for s in shifts[(shifts < lo - 1e-12) | (shifts > hi + 1e-12)]:
+            assert p_at(s) < 0.05, (d * 38, lo, hi, s)
+        eps = 1e-9
+        assert max(p_at(lo), p_at(lo + eps)) >= 0.05 and max(p_at(hi), p_at(hi - eps)) >= 0.05
+
+
+def _random_sweep(rng) -> pd.DataFrame:
+    """Two rules on one data set, 60 cells of 3 to 25 seeds each, errors k / n_test with ties and
+    zeros: sometimes the same, sometimes apart, sometimes apart by a little."""
+    rows = []
+    for c in range(60):
+        n, n_test = int(rng.integers(3, 26)), int(rng.choice([30, 38, 75, 150]))
+        base, gap = rng.uniform(0.03, 0.6), rng.choice([0.0, 0.01, 0.03, 0.1])
+        spread = rng.choice([0.0, 0.02, 0.06])
+        pa = np.clip(base + rng.normal(0, spread, n), 0, 1)
+        start = rng.binomial(n_test, np.full(n, 0.65)) / n_test
+        for rule, p in (("input", pa), ("kronecker", np.clip(pa + gap, 0, 1))):
+            noisy = rule == "kronecker" or c % 3  # every third cell: input without noise
+            err = (rng.binomial(n_test, p) if noisy else np.round(p * n_test)) / n_test
+            for s in range(n):
+                rows.append(dict(run_id=f"{rule}-{c}-{s}", data="toy", update=rule,
+                                 activation="sigmoid", lr=0.001 * (c + 1), seed=s,
+                                 outcome="max_epochs", test_error=err[s], val_error=err[s],
+                                 initial_test_error=start[s], chance_error=0.6,
+                                 epochs_run=10, epochs_max=10))
+    return pd.DataFrame(rows)
+
+
+def test_every_row_of_a_tests_table_has_an_interval_that_agrees_with_its_p():
+    """The Done-when test: on every row of tests.csv, the Hodges-Lehmann interval excludes 0
+    exactly when p < 0.05; the estimate lies inside it; too few pairs give the whole (-1, 1)."""
+    from slnn.report.compare import tests_table
+    from slnn.report.stats import summary_table
+
+    runs = _random_sweep(np.random.default_rng(15))
+    tests = tests_table(runs, summary_table(runs))
+    rows = tests[np.isfinite(tests["p"])]
+    assert len(rows) > 150 and (rows["p"] < 0.05).sum() > 30 and (rows["p"] >= 0.05).sum() > 30
+    assert (rows["n"] <= 5).any() and rows["method"].str.contains("ties").any()
+    excludes = (rows["hl_lo"] > 0) | (rows["hl_hi"] < 0)
+    assert (excludes == (rows["p"] < 0.05)).all()
+    assert ((rows["hl_lo"] <= rows["hl"]) & (rows["hl"] <= rows["hl_hi"])).all()
+    assert ((rows["hl_lo"] >= -1) & (rows["hl_hi"] <= 1)).all()
+    small = tests[tests["n"] <= 5]
+    assert ((small["hl_lo"] == -1) & (small["hl_hi"] == 1)).all()
+    assert not {"diff_lo", "diff_hi"} & set(tests.columns)
+
+
+def test_too_few_pairs_for_significance_give_the_whole_range():
+    t = paired_test([0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.6, 0.7, 0.8, 0.9])
+    assert t.p == 2 / 2 ** 5 and (t.hl_lo, t.hl_hi) == (-1.0, 1.0) and t.hl == pytest.approx(-0.4)
+    t = paired_test(np.arange(6) / 10, np.arange(6) / 10 + 0.4)  # 6 pairs: p = 1/32 < 0.05
+    assert t.p == 2 / 2 ** 6 and t.hl_hi < 0 and t.hl_lo == pytest.approx(-0.4)
+
+
+SCENARIOS = [  # (n_test, per-seed error-rate draw, true mean)
+    (30, lambda r, s: np.full(s, 0.03), 0.03), (150, lambda r, s: np.full(s, 0.03), 0.03),
+    (38, lambda r, s: np.full(s, 0.5), 0.5), (75, lambda r, s: np.full(s, 0.7), 0.7),
+    (30, lambda r, s: r.beta(2, 18, s), 0.1), (150, lambda r, s: r.beta(1, 19, s), 0.05),
+    (75, lambda r, s: r.beta(5, 5, s), 0.5), (38, lambda r, s: r.beta(14, 6, s), 0.7)]
+
+
+@pytest.mark.parametrize("seeds", [10, 20])
+@pytest.mark.parametrize("scenario", range(len(SCENARIOS)))
+def test_rate_intervals_cover_at_least_93_percent_and_stay_in_0_1(scenario, seeds):
+    n_test, draw, mean = SCENARIOS[scenario]
+    rng = np.random.default_rng(100 + scenario)
+    x = rng.binomial(n_test, draw(rng, (3000, seeds))) / n_test
+    ci = rate_intervals(list(x))
+    assert np.nanmin(ci[:, 0]) >= 0 and np.nanmax(ci[:, 1]) <= 1
+    assert np.mean((ci[:, 0] <= mean) & (mean <= ci[:, 1])) >= 0.93
+
+
+def test_rate_interval_is_the_score_interval_of_the_effective_size():
+    """Written out: with n_eff = m (1 - m) / (s^2 / k), the bounds solve
+    (m - p)^2 = q^2 p (1 - p) / n_eff, q the t quantile on k - 1 degrees of freedom."""
+    v = np.array([0, 0, 1, 0, 2, 0, 0, 1, 0, 0]) / 30
+    lo, hi = rate_interval(v)
+    m, k = v.mean(), len(v)
+    n_eff = m * (1 - m) / (v.var(ddof=1) / k)
+    q = st.t.ppf(0.975, k - 1)
+    for p in (lo, hi):
+        assert (m - p) ** 2 == pytest.approx(q * q * p * (1 - p) / n_eff, rel=1e-9)
+    assert 0 < lo < m < hi < 1
+    assert all(math.isnan(x) for x in rate_interval([0.0] * 10))  # no spread: no interval
+    assert all(math.isnan(x) for x in rate_interval([0.1, 0.2]))  # two seeds: none
 
 
 # --- a real sweep with a cell that always diverges ------------------------------------------
@@ -256,13 +418,13 @@ def test_wilcoxon_p_values_recomputed_from_runs_csv(frames):
         b = cell[cell["update"] == t["update_b"]].set_index("seed")["test_error"]
         seeds = sorted(set(a.index) & set(b.index))
         assert t["n"] == len(seeds)
-        p = st.wilcoxon(a[seeds].to_numpy(), b[seeds].to_numpy()).pvalue
+        p = every_sign_flip_p(a[seeds].to_numpy() - b[seeds].to_numpy())
         assert t["p"] == pytest.approx(p, rel=1e-12)
         assert t["diff"] == pytest.approx(np.mean(a[seeds] - b[seeds]), abs=1e-12)
     learn = tests[(tests["family"] == "learning") & np.isfinite(tests["p"])].iloc[0]
     cell = ok[(ok["update"] == learn["update_a"]) & (ok["activation"] == learn["activation"])
               & (ok["lr"] == learn["lr"])]
-    p = st.wilcoxon(cell["test_error"], cell["initial_test_error"]).pvalue
+    p = every_sign_flip_p(cell["test_error"].to_numpy() - cell["initial_test_error"].to_numpy())
     assert learn["p"] == pytest.approx(p, rel=1e-12)
 
 
@@ -277,11 +439,11 @@ def test_the_headline_numbers_are_the_tables(frames):
     best = summary[summary["best"]].set_index("update")
     assert m.group(1) == f"{best.loc['input', 'test_error_mean']:.3f}"
     assert m.group(2) == f"{best.loc['kronecker', 'test_error_mean']:.3f}"
-    # the chance level: the test split's majority-class error, mean over the seeds
+    # the chance level: the test error of the training split's majority class, mean over seeds
     chance = runs.groupby("seed")["chance_error"].first().mean()
     assert m.group(3) == f"{chance:.3f}"
-    assert f"on iris_petal, the chance level (the test split's majority-class error, mean over " \
-           f"4 seeds) is {chance:.3f}." in md
+    assert f"on iris_petal, the chance level (the test error of answering the training " \
+           f"split's majority class, mean over 4 seeds) is {chance:.3f}." in md
     # "best" is the lowest mean validation error, recomputed from runs.csv
     ok = runs[runs["outcome"].isin(TRAINED)]
     val = ok.groupby(["update", "activation", "lr"])["val_error"].mean()

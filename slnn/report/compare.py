@@ -18,10 +18,13 @@ paired by seed (a seed fixes the split and the initial weights, the same for eve
   against the other's (the same pairs as ``head_to_head``), over the seeds both trained (left out when both best cells are the same
   (activation, lr): that is a head-to-head test already).
 
-Each row has the Wilcoxon signed-rank p-value (``inference.paired_tests``), the mean paired
-difference ``a - b`` with its t interval, and ``p_holm``: Holm's adjustment over every
-test of the table. A cell with no pair, or whose differences are all zero, has no test (p nan,
-and a ``note`` saying so); it does not count in the family.
+Each row has the Wilcoxon signed-rank p-value (``inference.paired_tests``: exact over the sign
+flips, ties and all, up to 50 differing pairs; ``method`` says what ran), the mean paired
+difference ``diff`` (descriptive, no interval), the Hodges-Lehmann estimate of ``a - b``
+``hl`` with its 95% interval ``hl_lo``/``hl_hi`` made by inverting the same test (so it excludes
+0 exactly when p < 0.05), and ``p_holm``: Holm's adjustment over every test of the table. A
+cell with no pair, or whose differences are all zero, has no test (p nan, and a ``note`` saying
+so); it does not count in the family.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from slnn.report.inference import ALPHA, holm, paired_tests
 from slnn.report.stats import per_seed, trained_ok
 
 COLUMNS = ["family", "data", "update_a", "update_b", "activation", "lr", "a", "b", "n",
-           "n_nonzero", "mean_a", "mean_b", "diff", "diff_lo", "diff_hi", "p", "method",
+           "n_nonzero", "mean_a", "mean_b", "diff", "hl", "hl_lo", "hl_hi", "p", "method",
            "p_holm", "significant", "note"]
 
 
