@@ -15,8 +15,8 @@ paired by seed (a seed fixes the split and the initial weights, the same for eve
 - ``learning``: per (data, rule, activation, lr) cell, the final test error against the same
   runs' test error at epoch 0: does the rule lower the error at all;
 - ``best_vs_best``: per data set, each rule's best cell (by validation error, ``stats.mark_best``)
-  against the other's (the same pairs as ``head_to_head``), over the seeds both trained (left out when both best cells are the same
-  (activation, lr): that is a head-to-head test already).
+  against the other's (the same pairs as ``head_to_head``), over the seeds both trained (left
+  out when both best cells are the same (activation, lr): that is a head-to-head test already).
 
 Each row has the Wilcoxon signed-rank p-value (``inference.paired_tests``: exact over the sign
 flips, ties and all, up to 50 differing pairs; ``method`` says what ran), the mean paired

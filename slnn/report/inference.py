@@ -4,7 +4,7 @@ mean error rates that stay in [0, 1], Clopper-Pearson, Holm.
     from slnn.report.inference import rate_interval, clopper_pearson, paired_test, holm
     lo, hi = rate_interval(errors)             # mean error over seeds: score interval in [0, 1]
     lo, hi = clopper_pearson(3, 20)            # exact interval of a rate, inside [0, 1]
-    t = paired_test(final, initial)            # exact Wilcoxon p, Hodges-Lehmann estimate + interval
+    t = paired_test(final, initial)            # exact Wilcoxon p, Hodges-Lehmann + interval
     adjusted = holm(p_values)                  # Holm's step-down adjustment, nan left alone
 
 The Wilcoxon signed-rank p is exact, ties and zeros included, up to ``EXACT_MAX`` differing pairs:

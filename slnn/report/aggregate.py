@@ -1,0 +1,137 @@
+"""Aggregates over a data set's runs in which a diverged run is a failed run, not a missing one.
+
+    from slnn.report.aggregate import probability_of_improvement, iqm_interval, performance_profile
+    probability_of_improvement(runs, "kronecker", "input")   # {"p", "lo", "hi", "n_cells"}
+    iqm_interval(runs, "kronecker")                          # (estimate, lo, hi)
+    performance_profile(runs, np.linspace(0, 1, 101))        # update, tau, share, lo, hi
+
+``runs`` holds one data set's runs (columns update, activation, lr, seed, outcome, test_error).
+The per-cell paired tests (``compare``) pair the seeds where both rules trained, so a rule that
+diverges often is judged on its lucky survivors. These three measures, after Agarwal et al. 2021
+("Deep RL at the Edge of the Statistical Precipice"), keep every run that ran: a diverged run (or
+one whose test error is nan or inf) loses to every run that did not diverge, ties with another
+diverged run, counts as test error 1.0 in the interquartile mean, and never reaches any tau in the
+performance profile. Runs that never ran (failed, killed, shape mismatch, still running) are left
+out: they say nothing about the rule.
+
+Intervals: the probability of improvement and the IQM get a percentile bootstrap, stratified
+(runs are resampled within each cell and rule, the cells kept), vectorised, seeded; the profile's
+shares get Clopper-Pearson intervals, which treat the runs as one sample and so are a little
+wider than a stratified interval would be (stratifying can only lower the variance).
+
+Why not the ``rliable`` package, which implements these: it needs ``arch`` < 8, and arch 7.2
+(the newest it accepts) fails at import with this venv's pandas 3 (``deprecate_kwarg``); it also
+wants a score matrix with the same number of runs in every cell, and has no notion of a diverged
+run. The computations are a few lines of numpy and scipy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from slnn.core.outcomes import RAN, Outcome
+from slnn.report.inference import clopper_pearson
+
+DIVERGED_ERROR = 1.0  # a diverged run's test error in the interquartile mean
+BY = ("activation", "lr")  # a cell, within one data set and rule
+LEVEL = 0.95
+
+
+def failed(runs: pd.DataFrame) -> pd.Series:
+    """True for a run that diverged: outcome ``diverged`` or a test error that is nan or inf."""
+    err = pd.to_numeric(runs["test_error"], errors="coerce").to_numpy(dtype=float)
+    return pd.Series((runs["outcome"] == Outcome.DIVERGED).to_numpy() | ~np.isfinite(err),
+                     index=runs.index)
+
+
+def scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that ran (trained or diverged) with ``score``: the test error, inf where the run
+    failed (``failed``), so that ``<`` and ``==`` rank a failure below every success and equal to
+    another failure."""
+    r = runs[runs["outcome"].isin(RAN)]
+    err = pd.to_numeric(r["test_error"], errors="coerce").to_numpy(dtype=float)
+    return r.assign(score=np.where(failed(r).to_numpy(), np.inf, err))
+
+
+def _percentile(draws: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(draws, [50 * (1 - LEVEL), 50 * (1 + LEVEL)])
+    return float(lo), float(hi)
+
+
+def probability_of_improvement(runs: pd.DataFrame, a: str, b: str, by=BY, reps: int = 2000,
+                               seed: int = 0) -> dict:
+    """P(a run of rule ``a`` ends with a lower test error than a run of rule ``b`` of the same
+    cell), averaged over the cells (``by``) where both have a run that ran. Within a cell every
+    pair (i of a, j of b) counts 1 if a's error is lower, 0.5 if equal (two failures are equal),
+    0 otherwise: the Mann-Whitney U of the cell over n_a n_b. So p(a, b) + p(b, a) = 1, and 0.5
+    is "neither is better". The interval is a stratified percentile bootstrap (``reps``
+    resamples of the runs within each cell and rule, seeded by ``seed``).
+
+    Returns ``dict(p=, lo=, hi=, n_cells=)``; p, lo, hi are nan without a shared cell."""
+    r = scored(runs)
+    by = list(by)
+    rng = np.random.default_rng(seed)
+    cells = {k: g for k, g in r[r["update"].isin([a, b])].groupby(by, sort=True)}
+    point, boot, n = 0.0, np.zeros(reps), 0
+    for g in cells.values():
+        x = g.loc[g["update"] == a, "score"].to_numpy()
+        y = g.loc[g["update"] == b, "score"].to_numpy()
+        if not len(x) or not len(y):
+            continue
+        wins = (x[:, None] < y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+        point += wins.mean()
+        # a resample of a cell's runs is a vector of counts; its PoI is a weighted mean of wins
+        wx = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=reps)
+        wy = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=reps)
+        boot += np.einsum("ri,ij,rj->r", wx, wins, wy) / (len(x) * len(y))
+        n += 1
+    if n == 0:
+        return dict(p=np.nan, lo=np.nan, hi=np.nan, n_cells=0)
+    lo, hi = _percentile(boot / n)
+    return dict(p=point / n, lo=lo, hi=hi, n_cells=n)
+
+
+def iqm(values) -> float:
+    """The interquartile mean: the mean of the middle half of ``values`` (a quarter cut from each
+    end, ``scipy.stats.trim_mean(values, 0.25)``); nan for no values."""
+    v = np.asarray(values, dtype=float)
+    return float(st.trim_mean(v, 0.25)) if v.size else np.nan
+
+
+def iqm_interval(runs: pd.DataFrame, rule: str, by=BY, reps: int = 2000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """The IQM of the test error of every run of ``rule`` that ran, a diverged run counted as
+    error ``DIVERGED_ERROR`` (1.0: every answer wrong), with a stratified percentile bootstrap
+    interval (runs resampled within each cell ``by``). Returns (estimate, lo, hi); nan without
+    runs."""
+    r = scored(runs)
+    r = r[r["update"] == rule]
+    if r.empty:
+        return np.nan, np.nan, np.nan
+    values = np.where(np.isfinite(r["score"]), r["score"], DIVERGED_ERROR)
+    rng = np.random.default_rng(seed)
+    idx = []
+    for rows in r.reset_index(drop=True).groupby(list(by), sort=True).indices.values():
+        idx.append(rows[rng.integers(0, len(rows), (reps, len(rows)))])
+    draws = st.trim_mean(values[np.concatenate(idx, axis=1)], 0.25, axis=1)
+    return (iqm(values), *_percentile(draws))
+
+
+def performance_profile(runs: pd.DataFrame, taus) -> pd.DataFrame:
+    """Per rule (``update``) and tau: the share of its runs that ran whose test error is <= tau
+    (a diverged run never is), with a Clopper-Pearson 95% interval at each tau (pointwise, not a
+    band). Returns columns update, tau, share, lo, hi, n (runs), reached."""
+    r = scored(runs)
+    taus = np.asarray(taus, dtype=float)
+    out = []
+    for rule, g in r.groupby("update", sort=True):
+        s = g["score"].to_numpy()
+        k = (s[None, :] <= taus[:, None]).sum(axis=1)
+        lo, hi = clopper_pearson(k, np.full(len(taus), len(s)))
+        out.append(pd.DataFrame({"update": rule, "tau": taus, "share": k / len(s), "lo": lo,
+                                 "hi": hi, "n": len(s), "reached": k}))
+    if not out:
+        return pd.DataFrame(columns=["update", "tau", "share", "lo", "hi", "n", "reached"])
+    return pd.concat(out, ignore_index=True)
