@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also register the sweep's best run (lowest final validation loss, ties "
                         "by test error) in the Model Registry with the alias 'best', as NAME "
                         "(default: slnn-<study>)")
+    p.add_argument("--rule-file", action="append", default=[], metavar="FILE",
+                   help="a user's rule file (update=custom) the report may run to check the "
+                        "rule, only if its sha256 is the one the runs recorded; repeat for "
+                        "several. Without it a user's rule is not checked: a report never runs "
+                        "a file because the store names it")
     return p
 
 
@@ -120,12 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         return _fail(f"--out {args.out} is a file, not a folder: pass a folder (it is created if "
                      "missing), e.g. --out reports/mine")
+    for f in args.rule_file:
+        if not Path(f).is_file():
+            return _fail(f"--rule-file {f}: no such file: pass the rule's .py file, e.g. "
+                         "--rule-file my_rules.py")
+    from slnn.report.rulecheck import allow_rule_files
+
     try:
         uri = _uri(args.tracking_uri)
         parent = (find_sweep(uri, args.parent_run) if args.parent_run is not None
                   else newest_sweep(uri, args.experiment or "slnn"))
-        folder = report_for_parent(uri, parent, attach=args.attach, out=args.out,
-                                   target_error=args.target_error)
+        with allow_rule_files(args.rule_file):  # the only rule files the report may run
+            folder = report_for_parent(uri, parent, attach=args.attach, out=args.out,
+                                       target_error=args.target_error)
     except ReportError as e:
         return _fail(str(e))
     except KeyboardInterrupt as e:

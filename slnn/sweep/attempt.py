@@ -8,8 +8,9 @@ through a store outage, and leaving a trace in MLflow even when it fails before 
   in ~8 s), so a sweep rides out a longer outage here: a cell whose store call failed because
   the server does not answer or answers errors (or SQLite stayed locked) waits until the store
   answers healthily again, for at most ``SLNN_OUTAGE_WAIT`` seconds (default 300), closes its
-  interrupted run as KILLED and runs once more. After one wait has run out, this process's later
-  cells fail at once instead of waiting again.
+  interrupted run as KILLED and runs once more. Once a wait has run out the sweep stops: the
+  job notes it in the sweep's folder (``store_gone``), every job takes no further cell, and the
+  sweep ends with one line instead of failing each remaining cell in turn.
 - Trace: a cell that fails before its run was opened (its CSV deleted mid-sweep, say) is recorded
   as a FAILED run with the reason, so the UI, the report and the summary line agree.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 OUTAGE_WAIT = float(os.environ.get("SLNN_OUTAGE_WAIT", "300"))
 _store_gone = False  # a wait for the store ran out in this process: fail fast from now on
@@ -29,8 +31,21 @@ def _client(state: dict):
     return client_for(state["uri"])
 
 
-def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT) -> bool:
-    """Poll until the store answers healthily again (True), or ``timeout`` passes (False)."""
+GONE_FILE = "store_gone.txt"  # in a sweep's folder: why its store stopped answering for good
+
+
+def store_gone(state: dict) -> str | None:
+    """Why this sweep's store stayed down past the outage wait (a job noted it), or None."""
+    try:
+        return (Path(state["dir"]) / GONE_FILE).read_text().strip() or "the store stayed down"
+    except (OSError, KeyError):
+        return None
+
+
+def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT,
+                   state: dict | None = None) -> bool:
+    """Poll until the store answers healthily again (True), or ``timeout`` passes (False; with
+    the sweep's ``state``, noted for every job and the launcher: ``store_gone``)."""
     global _store_gone
     from slnn.app.runlog import to_terminal
     from slnn.tracking.faults import mask
@@ -41,6 +56,8 @@ def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT) -> bool:
     to_terminal(mask(f"slnn: the tracking store {uri} {why}; waiting up to {timeout:.0f} s for it"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if state is not None and store_gone(state):  # another job's wait ran out: so has this
+            break
         try:
             if uri.startswith(("http://", "https://")):
                 check_reachable(uri, timeout=5)
@@ -50,8 +67,15 @@ def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT) -> bool:
                 MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
             return True
         except Exception:  # noqa: BLE001 - still down
-            time.sleep(2.0)
+            time.sleep(min(2.0, OUTAGE_WAIT / 10))
     _store_gone = True
+    if state is not None and state.get("dir"):
+        try:
+            (Path(state["dir"]) / GONE_FILE).write_text(mask(
+                f"the tracking store {uri} {why} for more than {timeout:.0f} s "
+                "(SLNN_OUTAGE_WAIT)") + "\n")
+        except OSError:
+            pass
     return False
 
 
@@ -125,11 +149,13 @@ def run_claimed(cfg, c, chash: str, state: dict, log=None):
             uri = state["uri"]
             if attempt == 1 and is_outage(uri, e):
                 cause = classify(uri, e)[0]
-                if wait_for_store(uri, cause):
+                if wait_for_store(uri, cause, state=state):
                     _close_left_open(state, opened, f"the tracking store {cause} while it ran;"
                                      " the cell was run again")
                     opened.clear()
                     continue
+            if _store_gone:  # nothing more can be written; the next command reaps its run
+                raise
             if not opened:
                 record_unopened(cfg, c, chash, state, e)
             else:  # it failed before training (its claim, say): not left RUNNING

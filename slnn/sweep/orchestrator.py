@@ -74,6 +74,20 @@ def _masked(container: dict) -> dict:
     return {**container, "tracking": {**tracking, "uri": mask(uri)}}
 
 
+def _rule_digests(cells) -> dict:
+    """``{file: sha256}`` of the user's rule files the grid was validated with (update=custom):
+    jobs run exactly these bytes (``loader.pinned``), and the sweep's report may check them."""
+    from slnn.check.loader import parse_spec
+
+    out = {}
+    for c in cells:
+        if c.rule_digest:
+            path = str(Path(parse_spec(c.config.update.fn)[0]).resolve())
+            if out.setdefault(path, c.rule_digest) != c.rule_digest:
+                fail(f"{path} changed while the sweep was being checked: run it again")
+    return out
+
+
 def release_interrupted(e: BaseException | None) -> None:
     """Free what the code an interrupt stopped still holds through the exception's traceback.
 
@@ -186,6 +200,7 @@ class Orchestrator:
             "study": study, "label": label, "report": bool(first.sweep.report), "force": force,
             "reuse_other_code": reuse_other_code, "register": bool(first.sweep.register),
             "log_best_model": first.tracking.log_model is not False,
+            "rule_digests": _rule_digests(cells),
             # a concurrent sweep of the same grid writes its report beside the other's, not over it
             "report_out": (str(Path("reports") / f"{study}-{parent[:8]}")
                            if other is not None and study != "sweep" else None),
@@ -443,11 +458,13 @@ class Orchestrator:
         st = self.state
         try:
             from slnn.report import report_for_parent
+            from slnn.report.rulecheck import allow_rule_files
         except ImportError:
             return ""
         try:
-            folder = report_for_parent(st["uri"], st["parent_run_id"], attach=True,
-                                       out=st.get("report_out"))
+            with allow_rule_files(st.get("rule_digests") or ()):  # the files it validated
+                folder = report_for_parent(st["uri"], st["parent_run_id"], attach=True,
+                                           out=st.get("report_out"))
         except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
             why = (str(e).splitlines() or [type(e).__name__])[0][:200]
             return f"; no report ({why}; retry: {rebuild})"

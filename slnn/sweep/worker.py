@@ -203,6 +203,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     from slnn.app import signals
+    from slnn.sweep.attempt import store_gone
     from slnn.sweep.claims import CellTaken
 
     signals.install()  # a worker sent SIGTERM closes its open run as KILLED
@@ -216,6 +217,8 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     try:
         with threadpool_limits(limits=1):
             for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
+                if store_gone(state):  # the store stayed down: the sweep stops, with one line
+                    break
                 write_cell_folder(state, folder, overrides)
                 try:
                     failed += not run_cell(cfg, c, chash, state, folder)

@@ -1,0 +1,156 @@
+"""A sweep never claims what did not happen: a store deleted under it, or a server that stops
+answering for good, ends it with one line and a non-zero exit code, soon.
+
+The faults are driven by the sweep's own progress: the test waits for the ledger
+(``progress.jsonl``) to show a finished cell, then deletes the store, or turns the server (a tiny
+proxy in front of a real ``mlflow server``) into one that answers 500 to everything.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from servers import free_port, stop_process
+
+BIN = Path(sys.executable).parent
+FAST = ["data=iris_petal", "tracking.plot=false", "tracking.log_model=false"]
+
+
+def env(**extra) -> dict:
+    e = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    e.update(extra)
+    return e
+
+
+def wait_for_finished_cell(ledger: Path, proc: subprocess.Popen) -> None:
+    """Poll the sweep's ledger until it records a cell that trained (the event that drives the
+    fault); fails if the sweep ends first."""
+    while proc.poll() is None:
+        if ledger.exists() and '"outcome": "max_epochs"' in ledger.read_text().replace(
+                '"outcome":"', '"outcome": "'):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the sweep ended before a cell finished: {proc.stderr.read()[-2000:]}")
+
+
+def lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip() and "][HYDRA]" not in ln]
+
+
+@pytest.mark.slow
+def test_a_store_deleted_mid_sweep_is_not_reported_as_success(tmp_path):
+    db = tmp_path / "mlflow.db"
+    proc = subprocess.Popen(
+        [BIN / "slnn-train", "-m", "seed=range(6)", "train.epochs=30", *FAST,
+         f"hydra.sweep.dir={tmp_path}/m", "sweep.report=false"], cwd=tmp_path, env=env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_finished_cell(tmp_path / "m" / "progress.jsonl", proc)
+        for f in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            f.unlink(missing_ok=True)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, (out[-2000:], err[-2000:])
+    assert "Traceback" not in err
+    ends = [ln for ln in lines(err) if ln.startswith("slnn: sweep ")]
+    assert len(ends) == 1 and f"the tracking store {db} was deleted while the sweep ran" in ends[0]
+    assert not [ln for ln in out.splitlines() if ln.startswith("slnn: sweep ") and "finished," in ln
+                and " in " in ln and "parent run" in ln]  # no summary claiming the cells
+
+
+class Proxy:
+    """Forwards every request to ``target`` until ``broken`` is set; then answers 500."""
+
+    def __init__(self, target: str):
+        proxy = self
+        self.broken = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.broken.is_set():
+                    self.send_response(500)
+                    self.send_header("Content-Length", "14")
+                    self.end_headers()
+                    self.wfile.write(b"internal error")
+                    return
+                req = urllib.request.Request(target + self.path, data=body or None,
+                                             method=self.command,
+                                             headers={k: v for k, v in self.headers.items()
+                                                      if k.lower() not in ("host", "connection")})
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as r:
+                        code, data, ctype = r.status, r.read(), r.headers.get("Content-Type")
+                except urllib.error.HTTPError as e:
+                    code, data, ctype = e.code, e.read(), e.headers.get("Content-Type")
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                if ctype:
+                    self.send_header("Content-Type", ctype)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.slow
+def test_a_server_failing_for_good_ends_the_sweep_after_the_outage_wait(tmp_path):
+    from test_faults import serve_mlflow
+    from slnn.tracking.store import client_for
+
+    folder = tmp_path / "server"
+    folder.mkdir()
+    client_for(f"sqlite:///{folder}/server.db")  # created here: the server starts in seconds
+    port = free_port()
+    server = serve_mlflow(folder / "server.db", folder / "artifacts", folder / "server.log", port)
+    proxy = Proxy(f"http://127.0.0.1:{port}")
+    wait = 10
+    try:
+        proc = subprocess.Popen(
+            [BIN / "slnn-train", "-m", "seed=range(12)", "train.epochs=30", *FAST,
+             f"hydra.sweep.dir={tmp_path}/m", "sweep.report=false", "hydra/launcher=joblib",
+             "hydra.launcher.n_jobs=2"], cwd=tmp_path,
+            env=env(MLFLOW_TRACKING_URI=proxy.url, SLNN_OUTAGE_WAIT=str(wait)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_finished_cell(tmp_path / "m" / "progress.jsonl", proc)
+            proxy.broken.set()
+            broke = time.monotonic()
+            out, err = proc.communicate(timeout=600)
+            took = time.monotonic() - broke
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        proxy.close()
+        stop_process(server)
+    assert proc.returncode == 1, (out[-2000:], err[-3000:])
+    assert "Traceback" not in err
+    ends = [ln for ln in lines(err) if ln.startswith("slnn: sweep ")]
+    assert len(ends) == 1, err[-3000:]
+    assert "stopped: the tracking store" in ends[0] and "answers with server errors" in ends[0]
+    assert "not run" in ends[0]  # the cells left were not each failed in turn
+    assert took < wait + 30, (took, err[-3000:])
