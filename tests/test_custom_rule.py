@@ -362,21 +362,29 @@ def test_the_report_checks_each_rule_and_states_the_cos_zx_identity_only_where_i
     assert max(s[1] for s in checks["input"].single.values()) > 1e-3
 
 
-def test_the_report_checks_a_user_rule_only_if_its_file_is_unchanged(rules_file):
+def test_the_report_checks_a_user_rule_only_from_a_given_file_that_is_unchanged(rules_file):
     import pandas as pd
 
-    from slnn.report.rulecheck import check_rules
+    from slnn.report.rulecheck import allow_rule_files, check_rules
 
     fn = f"{rules_file}:my_step"
     digest = hashlib.sha256(rules_file.read_bytes()).hexdigest()
     runs = pd.DataFrame({"update": ["custom"], "activation": ["sigmoid"], "rule_fn": [fn],
                          "rule_digest": [digest]})
+    # the store names the file, but no file was given: not run
     rc = check_rules(runs)["custom"]
-    assert rc.label == "`custom` (my_rules.py:my_step)" and rc.note == ""
-    assert rc.by_activation()["sigmoid"].verdict == "gradient"
+    assert rc.label == "`custom` (my_rules.py:my_step)" and rc.results is None
+    assert "pass --rule-file" in rc.note and digest[:12] in rc.note
+    with allow_rule_files([rules_file]):
+        rc = check_rules(runs)["custom"]
+    assert rc.note == "" and rc.by_activation()["sigmoid"].verdict == "gradient"
     rules_file.write_text(RULES_PY + "\n# edited\n")
-    rc = check_rules(runs)["custom"]
-    assert rc.results is None and rc.note.startswith("its file has changed since these runs")
+    rc = check_rules(runs, rule_files=[rules_file])["custom"]
+    now = hashlib.sha256(rules_file.read_bytes()).hexdigest()
+    assert rc.results is None and rc.note == (
+        f"no file given with --rule-file has the sha256 its runs recorded ({digest[:12]}...; "
+        f"given: my_rules.py {now[:12]}): not checked; pass --rule-file with the file these "
+        "runs trained with")
 
 
 # --- slnn-check --compare, end to end ---------------------------------------------------------

@@ -181,8 +181,11 @@ def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
         return 2
     try:
         parent = newest_sweep(uri, COMPARE_EXPERIMENT)
-        folder = report_for_parent(uri, parent, attach=True,
-                                   out=args.out or Path("reports") / f"compare-{name}")
+        from slnn.report.rulecheck import allow_rule_files
+
+        with allow_rule_files([rule.path] if rule.path else []):  # the file checked above
+            folder = report_for_parent(uri, parent, attach=True,
+                                       out=args.out or Path("reports") / f"compare-{name}")
     except ReportError as e:
         raise UsageError(f"--compare: no report ({e})") from None
     headline = _headline(folder / "report.md")

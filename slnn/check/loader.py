@@ -7,6 +7,10 @@ imports a sibling module of its own will fail to load, with that ``ImportError``
 ``__pycache__`` is written next to the file. ``digest(path)`` is the sha256 of the file's bytes,
 for runs to record; ``load_rule`` records the digest of exactly the bytes it executed.
 
+Loading by digest: ``load_rule(spec, expect=sha)``, or a file ``pin``ned to a digest in this
+process (a sweep's jobs pin the file the sweep validated), executes the file only when the
+sha256 of the bytes it read is that one, and otherwise raises before running any of it.
+
 Every problem is one line that names the file, the function and the problem, raised as
 ``RuleLoadError`` (a ``ValueError``): a bad spec, a missing file, a syntax error or exception
 while importing, a missing or non-callable function, a signature that cannot take the five
@@ -139,8 +143,32 @@ def validate_step(out, label: str, x_shape=None, cause: str = "", finite: bool =
     return arr
 
 
-def load_rule(spec: str) -> CheckedRule:
-    """Import ``FILE.py:FUNCTION`` from the file itself and wrap the function (``CheckedRule``)."""
+# resolved path -> the sha256 a file must have to be executed in this process (``pin``)
+_PINNED: dict[str, str] = {}
+
+
+def pin(path, sha: str) -> None:
+    """From now on in this process, execute ``path`` only if its bytes' sha256 is ``sha``."""
+    _PINNED[str(Path(path).resolve())] = sha
+
+
+@contextlib.contextmanager
+def pinned(digests: dict):
+    """``pin`` each ``{path: sha256}`` within the block (a sweep's job), as before after it."""
+    saved = dict(_PINNED)
+    for path, sha in (digests or {}).items():
+        pin(path, sha)
+    try:
+        yield
+    finally:
+        _PINNED.clear()
+        _PINNED.update(saved)
+
+
+def load_rule(spec: str, expect: str | None = None) -> CheckedRule:
+    """Import ``FILE.py:FUNCTION`` from the file itself and wrap the function (``CheckedRule``).
+    With ``expect`` (or a ``pin`` on the file), only if the sha256 of the bytes read is that
+    one: else a ``RuleLoadError`` before any of the file runs."""
     path_text, name = parse_spec(spec)
     label = f"{path_text}:{name}"
     path = Path(path_text)
@@ -154,6 +182,11 @@ def load_rule(spec: str) -> CheckedRule:
         raise RuleLoadError(f"{label}: cannot read the file ({_one_line(exc)})") from None
     resolved = str(path.resolve())
     sha = hashlib.sha256(source).hexdigest()
+    expect = expect or _PINNED.get(resolved)
+    if expect is not None and sha != expect:
+        raise RuleLoadError(f"{label}: the file is not the one recorded (sha256 {sha[:12]} now, "
+                            f"{expect[:12]} recorded): not run; run the command again to check "
+                            f"and record the file as it is now")
     try:
         code = compile(source, resolved, "exec", dont_inherit=True)
     except SyntaxError as exc:

@@ -7,8 +7,13 @@ measures about the step (``slnn.check``), beside what training with it did in th
 
 It appears when a sweep trains a rule other than the guide's two (``input``, ``kronecker``): the
 gallery's mistakes (the ``mistakes`` study) or a user's rule (``update=custom``, e.g. from
-``slnn-check FILE:FUNC --compare``). A registry rule is checked by name; a user's rule is checked
-from its file only when the file's sha256 today is the one its runs recorded.
+``slnn-check FILE:FUNC --compare``). A registry rule is checked by name. A user's rule is code,
+and a report never runs code because a store names it (anyone who can write to the store can
+change the ``slnn.rule_fn`` tag): it is checked only from a file the user gave the report
+(``slnn-report --rule-file FILE``, or ``with allow_rule_files([...])`` around the call; a sweep
+passes the file it validated), and only when that file's sha256 is the one the runs recorded
+(``slnn.rule_digest``), compared on the bytes that are then executed. Otherwise the section says,
+in one sentence, why it was not checked and which flag to pass.
 
 Every word is generated from a test: the checker's verdict words are ``slnn.check.report``'s (they
 say what held on the batches checked, no more), the learning words are the report's own
@@ -21,6 +26,9 @@ gradient's is ``kron(x, delta)``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +41,22 @@ from slnn.report.verdict import NONE, fmt, fmt_p
 GUIDE_RULES = ("input", "kronecker")
 REFERENCE = "input"
 IDENTITY_TOL = 1e-8
+FLAG = "--rule-file"
+# the rule files the user gave this report (its command line): the only ones it may run
+_ALLOWED: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("rule_files",
+                                                                           default=())
+
+
+@contextlib.contextmanager
+def allow_rule_files(paths):
+    """Within the block, a report may run a user's rule from these files (and no others), each
+    only if its sha256 is the one the runs recorded: ``slnn-report --rule-file``, the sweep's own
+    report (the file it validated), ``slnn-check --compare`` (the file it checked)."""
+    token = _ALLOWED.set(tuple(str(p) for p in paths or ()))
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
 
 
 @dataclass
@@ -84,8 +108,19 @@ def _single_sample_identity(results) -> dict:
     return out
 
 
-def _rule_function(rule: str, rows: pd.DataFrame):
-    """(callable, label, note): the rule's step, how to name it, and why it was not checked."""
+def _sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _rule_function(rule: str, rows: pd.DataFrame, rule_files=None):
+    """(callable, label, note): the rule's step, how to name it, and why it was not checked.
+
+    A user's rule runs only from one of ``rule_files`` (default: ``allow_rule_files``'s) whose
+    sha256 is the recorded one; the store's ``rule_fn`` gives only its function's name and the
+    label, never a file to open."""
     from slnn.core.rules import CUSTOM, UPDATE_RULES
 
     if rule in UPDATE_RULES:
@@ -98,23 +133,35 @@ def _rule_function(rule: str, rows: pd.DataFrame):
         return None, "`custom`", ("its runs name no single file and digest "
                                   f"({len(fns)} files, {len(digests)} digests): not checked")
     fn, digest = fns[0], digests[0]
-    label = f"`custom` ({Path(fn.rpartition(':')[0]).name}:{fn.rpartition(':')[2]})"
-    from slnn.check.custom import load
-    from slnn.check.loader import RuleLoadError
+    recorded, _, func = fn.rpartition(":")
+    name = Path(recorded).name
+    label = f"`custom` ({name}:{func})"
+    given = tuple(_ALLOWED.get() if rule_files is None else rule_files)
+    if not given:
+        return None, label, (f"a report runs a rule only from a file named on its own command "
+                             f"line: pass {FLAG} <your {name}> (its sha256 must be "
+                             f"{digest[:12]}..., as its runs recorded) to check it")
+    shas = {p: _sha256(p) for p in given}
+    match = next((p for p, sha in shas.items() if sha == digest), None)
+    if match is None:
+        seen = ", ".join(f"{Path(p).name} {sha[:12] if sha else 'unreadable'}"
+                         for p, sha in shas.items())
+        return None, label, (f"no file given with {FLAG} has the sha256 its runs recorded "
+                             f"({digest[:12]}...; given: {seen}): not checked; pass {FLAG} "
+                             "with the file these runs trained with")
+    from slnn.check.loader import RuleLoadError, load_rule
 
-    try:
-        loaded = load(fn)
+    try:  # load_rule hashes the bytes it executes and refuses others (the file may change now)
+        loaded = load_rule(f"{match}:{func}", expect=digest)
     except RuleLoadError as e:
-        return None, label, f"its file cannot be loaded now ({e}): not checked"
-    if loaded.digest != digest:
-        return None, label, (f"its file has changed since these runs (sha256 {loaded.digest[:12]} "
-                             f"now, {digest[:12]} then): not checked")
+        return None, label, f"the file given with {FLAG} cannot be loaded ({e}): not checked"
     return loaded, label, ""
 
 
-def check_rules(runs: pd.DataFrame, seed: int = 0) -> dict[str, RuleCheck]:
+def check_rules(runs: pd.DataFrame, seed: int = 0, rule_files=None) -> dict[str, RuleCheck]:
     """The checker (``slnn.check.check_rule``) for every rule of the sweep, on the activations
-    the sweep trained it with."""
+    the sweep trained it with; a user's rule only from ``rule_files`` (default: those of
+    ``allow_rule_files``) by its recorded digest (``_rule_function``)."""
     import contextlib
     import sys
     import warnings
@@ -125,7 +172,7 @@ def check_rules(runs: pd.DataFrame, seed: int = 0) -> dict[str, RuleCheck]:
     out = {}
     for rule in sorted(runs["update"].unique()):
         rows = runs[runs["update"] == rule]
-        fn, label, note = _rule_function(rule, rows)
+        fn, label, note = _rule_function(rule, rows, rule_files)
         acts = [a for a in ACTIVATIONS if a in set(rows["activation"])]
         rc = RuleCheck(rule, label, note=note)
         if fn is not None and acts:

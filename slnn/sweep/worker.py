@@ -214,8 +214,12 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     os.environ.setdefault("MLFLOW_TRACKING_URI", state["uri"])
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
+    from slnn.check.loader import pinned
+
     try:
-        with threadpool_limits(limits=1):
+        # a user's rule file runs here only as the sweep validated and recorded it: its sha256 is
+        # checked on the bytes read, before any of it runs (a file edited since fails its cells)
+        with threadpool_limits(limits=1), pinned(state.get("rule_digests")):
             for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
                 if store_gone(state):  # the store stayed down: the sweep stops, with one line
                     break

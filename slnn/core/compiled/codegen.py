@@ -13,9 +13,13 @@ What is generated from what:
 - its file name carries a digest of that text, of Numba's version, of the whole source of
   ``fastexp`` and of the templates' module, and of the source of ``f``, ``df``, ``fdf``, ``fast``
   and ``input_fast``, so an edit to any of them makes a new module (and a new compilation);
-- it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn) and
-  imported from there; every function in it is ``njit(cache=True)``, so Numba keeps the machine
-  code next to it and later processes load it in milliseconds instead of compiling again.
+- it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn); every
+  function in it is ``njit(cache=True)``, so Numba keeps the machine code next to it and later
+  processes load it in milliseconds instead of compiling again.
+- it is never imported as found: the text this process generates is the one recorded, and the
+  file on disk is used only if its sha256 is that text's. A file that differs (edited, planted,
+  half-written) is written again; the module is then executed from the verified text itself,
+  with the file's name, so what runs is what slnn generated whatever happens to the file.
 
 ``build(act, rule)`` returns the module's compiled entry points (``Kernels``): an epoch of the
 gradient rule one sample at a time, an epoch of any rule at any batch size, and each of those
@@ -113,6 +117,37 @@ def _compiled_forms(act: Activation) -> tuple[Callable, Callable, Callable | Non
     return act.f, act.df, None
 
 
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # atomic: parallel workers may write the same module
+
+
+def _cached_module(name: str, src: str) -> Path:
+    """The file of the generated module ``name``, holding exactly ``src``: the cached one if its
+    sha256 is ``src``'s, else written (again) atomically. A read-only cache: a private folder."""
+    data = src.encode()
+    want = hashlib.sha256(data).hexdigest()
+    folder = cache_dir()
+    path = folder / f"{name}.py"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            found = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            found = None
+        if found != want:
+            if found is not None:
+                print(f"slnn: the cached kernel {path} is not the text slnn generates for it "
+                      "(edited or damaged): written again", file=sys.stderr, flush=True)
+            _write(path, data)
+    except OSError:  # a read-only home: compile in a private folder, without a shared cache
+        folder = Path(tempfile.mkdtemp(prefix="slnn-kernels-"))
+        path = folder / f"{name}.py"
+        path.write_bytes(data)
+    return path
+
+
 def build(act: Activation, rule: UpdateRule):
     import numba  # imported lazily so the NumPy path compiles nothing
 
@@ -145,21 +180,13 @@ def build(act: Activation, rule: UpdateRule):
         inspect.getsource(fn) for fn in (f, df, rule.fast) + ((fdf,) if fdf else ())]
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
     name = f"slnn_kernel_{act.name}_{rule.name}_{digest}"
-    folder = cache_dir()
-    path = folder / f"{name}.py"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(src)
-            os.replace(tmp, path)  # atomic: parallel workers may write the same module
-    except OSError:  # a read-only home: compile in a private folder, without a shared cache
-        folder = Path(tempfile.mkdtemp(prefix="slnn-kernels-"))
-        path = folder / f"{name}.py"
-        path.write_text(src)
-    spec = importlib.util.spec_from_file_location(name, path)
+    path = _cached_module(name, src)
+    # executed from ``src``, the text verified above, under the file's name (Numba's cache and
+    # tracebacks find the file by it): never from bytes read again after the check
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    exec(compile(src, str(path), "exec", dont_inherit=True), module.__dict__)
     return Kernels(module._online_kernel, module._batch_kernel, module._online_epochs,
                    module._batch_epochs)
