@@ -449,9 +449,11 @@ def test_two_identical_sweeps_at_once_train_every_cell_once(store, tmp_path):
         assert link.data.tags["slnn.config_hash"] == by_id[link.data.tags["slnn.link_to"]].data.tags[
             "slnn.config_hash"]
     assert not [r for r in cells if r.info.status == "RUNNING"]
-    # two reports, neither written over the other, each counting all 12 cells
-    reports = sorted((tmp_path / "reports").glob("guide_reproduction*/report.md"))
-    assert len(reports) == 2, list((tmp_path / "reports").iterdir())
+    # two reports, each in its own sweep's folder, neither written over the other, each counting
+    # all 12 cells
+    reports = sorted(tmp_path.glob("[ab]/**/report/report.md"))
+    assert len(reports) == 2, reports
+    assert not (tmp_path / "reports").exists()
     for rep in reports:
         assert "runs.csv" in {p.name for p in rep.parent.iterdir()}
         import pandas as pd

@@ -4,12 +4,15 @@
     slnn-report --parent-run <id> --out reports/       # one sweep
     python -c "from slnn.report import report_for_parent as r; print(r('sqlite:///mlflow.db', '<id>'))"
 
-A report is made in three phases, each usable on its own from a notebook:
-``read_sweep`` (MLflow -> pandas frames, ``source`` and ``frames``), ``analyse`` (summary
-table, tests, headline and verdict: ``stats``, ``compare``, ``verdict``, ``identity``) plus
-``make_figures`` (PNGs), and ``render`` (report.md, report.html, tidy.parquet, runs.csv,
-summary.csv, tests.csv). The sweep callback calls ``report_for_parent(uri, parent, attach=True)`` after
-every multirun.
+A report is made in phases, each usable on its own from a notebook: ``read_sweep`` (MLflow ->
+pandas frames, ``source`` and ``frames``), then its data files are written (``datafiles``:
+sweep.json, runs.csv, tidy.parquet, and what needs the store's artifacts: identity.csv,
+rulecheck.json); then, from those files as read back, ``analyse`` (summary table, tests,
+headline and verdict: ``stats``, ``compare``, ``verdict``) plus ``make_figures`` (PNGs), and
+``render`` (report.md, report.html, summary.csv, tests.csv). ``report_from(folder)``
+(``slnn-report --from``) runs the last phases alone, with no store: a report is a function of its
+data files and the code. The sweep callback calls ``report_for_parent(uri, parent, attach=True)``
+after every multirun.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from slnn.report.frames import SweepData
 from slnn.report.source import ReportError, newest_sweep, read_sweep
 
 __all__ = ["Analysis", "ReportError", "SweepData", "analyse", "default_out", "newest_sweep",
-           "read_sweep",
-           "report_for_parent"]
+           "read_sweep", "report_for_parent", "report_from"]
+
+_COMPUTE = object()  # analyse's default: compute what was not given
 
 
 @dataclass
@@ -43,9 +47,12 @@ class Analysis:
     rule_checks: dict | None = None
 
 
-def analyse(sweep: SweepData | pd.DataFrame, fetch=None) -> Analysis:
+def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
+            rule_checks=_COMPUTE) -> Analysis:
     """The summary, the tests, the words, of a sweep (or of its runs frame); with ``fetch``
-    (``source.artifact_reader``), also the identity of ``slnn.report.identity`` on a few logged runs of the guide's rule."""
+    (``source.artifact_reader``), also the identity of ``slnn.report.identity`` on a few logged
+    runs of the guide's rule. ``identity`` and ``rule_checks``, when given (None included), are
+    used as they are instead of being computed (a report's data files hold them)."""
     from slnn.report.compare import tests_table
     from slnn.report.identity import RULE, check_runs
     from slnn.report.stats import summary_table
@@ -55,21 +62,69 @@ def analyse(sweep: SweepData | pd.DataFrame, fetch=None) -> Analysis:
     summary = summary_table(runs)
     tests = tests_table(runs, summary)
     learn = learning_verdicts(summary, tests)
-    identity = None
-    if fetch is not None and (runs["update"] == RULE).any():
-        identity = check_runs(runs, fetch)
-    from slnn.report.rulecheck import applies, check_rules
+    if identity is _COMPUTE:
+        identity = check_runs(runs, fetch) if fetch is not None and (
+            runs["update"] == RULE).any() else None
+    if rule_checks is _COMPUTE:
+        from slnn.report.rulecheck import applies, check_rules
 
-    checks = check_rules(runs) if applies(runs) else None
+        rule_checks = check_rules(runs) if applies(runs) else None
     return Analysis(summary, tests, learn, verdict(runs, summary, tests, learn),
-                    headline(runs, summary, tests, learn), identity, checks)
+                    headline(runs, summary, tests, learn), identity, rule_checks)
 
 
-def default_out(study: str) -> Path:
-    """``reports/<study>/`` under the current directory."""
+def default_out(study: str, parent_run_id: str) -> Path:
+    """``reports/<study>-<first 8 characters of the parent run id>/`` under the current
+    directory: a folder of this sweep's own, never a committed report's ``reports/<study>/``."""
     from slnn.report.figures import _slug
 
-    return Path("reports") / _slug(study)
+    return Path("reports") / f"{_slug(study)}-{parent_run_id[:8]}"
+
+
+def store_results(uri: str, sweep: SweepData) -> tuple[pd.DataFrame | None, dict | None]:
+    """What a report needs beyond the runs and histories, computed where the store is: the
+    identity on logged runs (their artifacts), and the checker's results per rule."""
+    from slnn.report.identity import RULE, check_runs
+    from slnn.report.rulecheck import applies, check_rules
+    from slnn.report.source import artifact_reader
+
+    runs = sweep.runs
+    identity = check_runs(runs, artifact_reader(uri)) if (runs["update"] == RULE).any() else None
+    checks = check_rules(runs) if applies(runs) else None
+    return identity, checks
+
+
+def render_from(src: str | Path, out: str | Path | None = None, *,
+                target_error: float | None = None,
+                timings: dict | None = None) -> tuple[Path, list[Path]]:
+    """Render the report from the data files in ``src`` into ``out`` (default: ``src``); returns
+    the folder and every file of the report. The one way any report is drawn. ``timings``, if
+    given, receives the seconds spent loading, analysing and plotting, and rendering."""
+    from slnn.report.datafiles import copy_inputs, load_inputs
+    from slnn.report.figures import make_figures
+    from slnn.report.render import render
+
+    t0 = time.perf_counter()
+    src = Path(src)
+    folder = Path(out) if out is not None else src
+    inputs = load_inputs(src)
+    copy_inputs(src, folder)
+    target = inputs.facts.get("target_error", 0.1) if target_error is None else target_error
+    analysis = analyse(inputs.sweep, identity=inputs.identity, rule_checks=inputs.rule_checks)
+    figs = make_figures(inputs.sweep, analysis.summary, folder, target)
+    t = time.perf_counter()
+    files = [folder / f for f in inputs.facts["files"]] + render(inputs.sweep, analysis, figs,
+                                                                 folder)
+    if timings is not None:
+        timings.update(plot=t - t0, render=time.perf_counter() - t)
+    return folder.resolve(), files
+
+
+def report_from(src: str | Path, out: str | Path | None = None, *,
+                target_error: float | None = None) -> Path:
+    """``slnn-report --from``: the report drawn again from its data files, with no store.
+    Raises ``datafiles.MissingData`` (one line naming the file) when ``src`` lacks one."""
+    return render_from(src, out, target_error=target_error)[0]
 
 
 def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
@@ -77,28 +132,26 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
                       timings: dict | None = None) -> Path:
     """Write the report of the sweep under ``parent_run_id`` and return its folder.
 
-    ``out`` defaults to ``reports/<study>/``; ``attach`` also logs the report's files to the
-    parent run under ``report/``. ``timings``, if given, receives the seconds spent reading,
-    plotting and rendering. Raises ``ReportError`` (one line) when there is nothing to report.
+    Reads the store, writes the data files (``slnn.report.datafiles``) into the folder, then
+    renders the report from those files as ``report_from`` does. ``out`` defaults to
+    ``reports/<study>-<parent id 8>/`` (``default_out``); ``attach`` also logs the report's files
+    to the parent run under ``report/``. ``timings``, if given, receives the seconds spent
+    reading, plotting and rendering, and attaching. Raises ``ReportError`` (one line) when there
+    is nothing to report.
     """
-    from slnn.report.figures import make_figures
-    from slnn.report.render import render
+    from slnn.report.datafiles import write_inputs
 
     t0 = time.perf_counter()
     sweep = read_sweep(uri, parent_run_id)
     sweep.tidy  # noqa: B018 (built here, so that reading is timed as reading)
+    identity, checks = store_results(uri, sweep)
+    folder = Path(out) if out is not None else default_out(sweep.study, parent_run_id)
+    write_inputs(sweep, folder, target_error=target_error, identity=identity,
+                 rule_checks=checks)
     t1 = time.perf_counter()
-    # an ad-hoc grid (study "sweep") gets a folder of its own, not one shared by every grid
-    name = sweep.study if sweep.study != "sweep" else f"sweep-{parent_run_id[:8]}"
-    folder = Path(out) if out is not None else default_out(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    from slnn.report.source import artifact_reader
-
-    analysis = analyse(sweep, fetch=artifact_reader(uri))
-    figs = make_figures(sweep, analysis.summary, folder, target_error)
+    spent: dict = {}
+    folder, files = render_from(folder, timings=spent)
     t2 = time.perf_counter()
-    files = render(sweep, analysis, figs, folder)
-    t3 = time.perf_counter()
     if attach:
         from slnn.report.source import open_client
 
@@ -106,6 +159,6 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
         for f in files:
             client.log_artifact(parent_run_id, str(f), artifact_path="report")
     if timings is not None:
-        timings.update(read=t1 - t0, plot=t2 - t1, render=t3 - t2,
-                       attach=time.perf_counter() - t3)
-    return folder.resolve()
+        timings.update(read=t1 - t0, plot=spent["plot"], render=spent["render"],
+                       attach=time.perf_counter() - t2)
+    return folder

@@ -1,8 +1,10 @@
-"""The ``slnn-report`` console script: write a sweep's report from what is in MLflow.
+"""The ``slnn-report`` console script: write a sweep's report from what is in MLflow, or draw a
+report again from the data files in its folder, with no store.
 
     slnn-report --experiment slnn                       # the newest sweep in experiment slnn
     slnn-report --parent-run <id, its start, or name> --out reports/   # one sweep, into reports/
     slnn-report --tracking-uri http://127.0.0.1:5000 --target-error 0.05
+    slnn-report --from reports/guide_vs_correct         # again from its data files, in place
 """
 
 from __future__ import annotations
@@ -35,10 +37,16 @@ examples:
   slnn-report --parent-run {EXAMPLE_ID} --register
                                                 also register the sweep's best run as
                                                 slnn-<study>@best in the Model Registry
+  slnn-report --from reports/guide_vs_correct   the report again from the data files in that
+                                                folder (no store is opened), written back there
 
-writes report.md, report.html (self-contained), the figures (PNG), tidy.parquet, runs.csv and
-summary.csv into the output folder. Bad input (no such experiment or run, a sweep without runs,
-an id start that matches several sweeps) gives one line on stderr and exit code 2.
+writes the data files (sweep.json, runs.csv, tidy.parquet, and identity.csv or rulecheck.json
+where the report has those sections), then report.md, report.html (self-contained), the figures
+(PNG), summary.csv and tests.csv drawn from them, into the output folder: by default
+reports/<study>-<parent run id's first 8 characters>/, a new folder per sweep, so the committed
+reports/<study>/ are written only when --out names them. Bad input (no such experiment or run, a
+sweep without runs, an id start that matches several sweeps, a --from folder without a data file)
+gives one line on stderr and exit code 2.
 """
 
 
@@ -54,16 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--parent-run", metavar="ID",
                        help="report the sweep whose parent run has this id, any unique start of "
                             "it, or this name (e.g. guide_vs_correct-20260101-120000)")
+    which.add_argument("--from", dest="from_dir", metavar="DIR",
+                       help="draw the report again from the data files in DIR (a report's "
+                            "folder: sweep.json, runs.csv, tidy.parquet, ...), with no store; "
+                            "into --out if given, else back into DIR")
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow store: a sqlite:///file.db, a folder, or an http:// server "
                         "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--out", metavar="DIR",
-                   help="folder to write into (default: reports/<study>/ under the current "
+                   help="folder to write into (default: reports/<study>-<id>/ under the current "
                         "directory; <study> is the sweep's +experiment=<name>, or 'sweep' for an "
-                        "ad-hoc grid)")
-    p.add_argument("--target-error", type=float, default=0.1, metavar="E",
+                        "ad-hoc grid, <id> the first 8 characters of its parent run id; with "
+                        "--from: the --from folder)")
+    p.add_argument("--target-error", type=float, default=None, metavar="E",
                    help="validation error that counts as learned, for the epochs-to-target "
-                        "figure (default: 0.1)")
+                        "figure (default: 0.1; with --from, the value the data were written with)")
     p.add_argument("--attach", action="store_true",
                    help="also log the report's files to the sweep's parent run under report/")
     p.add_argument("--register", nargs="?", const="", metavar="NAME",
@@ -102,8 +115,15 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not 0 < args.target_error <= 1:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.from_dir is not None:
+        bad = [f for f, v in (("--tracking-uri", args.tracking_uri), ("--attach", args.attach),
+                              ("--register", args.register is not None)) if v]
+        if bad:
+            return _fail(f"--from draws a report from files, with no store: drop {', '.join(bad)}"
+                         " (or report the sweep from its store with --parent-run <id>)")
+    if args.target_error is not None and not 0 < args.target_error <= 1:
         return _fail(f"--target-error must be in (0, 1], got {args.target_error}: "
                      "e.g. --target-error 0.1")
     import logging
@@ -125,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         return _fail(f"--out {args.out} is a file, not a folder: pass a folder (it is created if "
                      "missing), e.g. --out reports/mine")
+    if args.from_dir is not None:
+        return _from(args)
     for f in args.rule_file:
         if not Path(f).is_file():
             return _fail(f"--rule-file {f}: no such file: pass the rule's .py file, e.g. "
@@ -137,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                   else newest_sweep(uri, args.experiment or "slnn"))
         with allow_rule_files(args.rule_file):  # the only rule files the report may run
             folder = report_for_parent(uri, parent, attach=args.attach, out=args.out,
-                                       target_error=args.target_error)
+                                       target_error=args.target_error or 0.1)
     except ReportError as e:
         return _fail(str(e))
     except KeyboardInterrupt as e:
@@ -164,6 +186,34 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(str(e))
         print(f"slnn-report: registered run {run_id} as {name} version {version}, alias "
               f"{name}@best")
+    return 0
+
+
+def _from(args) -> int:
+    """``--from DIR``: the report drawn again from DIR's data files; no store is opened."""
+    from slnn.report import report_from
+    from slnn.report.datafiles import MissingData
+
+    try:
+        folder = report_from(args.from_dir, args.out, target_error=args.target_error)
+    except MissingData as e:
+        return _fail(str(e))
+    except KeyboardInterrupt as e:
+        from slnn.app.signals import exit_code, what
+
+        return _fail(f"{what(e)}; the report may be incomplete", exit_code(e))
+    except OSError as e:
+        where = e.filename or args.out or args.from_dir
+        return _fail(f"cannot write the report into {where} ({e.strerror or e}): pass --out "
+                     "<a folder you can write>")
+    except Exception as e:  # a bug or a damaged file: one line, the traceback on request
+        if os.environ.get("SLNN_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        return _fail(f"unexpected {type(e).__name__} drawing the report from {args.from_dir}: "
+                     f"{first} (set SLNN_DEBUG=1 for the traceback)", 1)
+    print(f"slnn-report: wrote {folder / 'report.html'} and report.md (from the data in "
+          f"{args.from_dir})")
     return 0
 
 

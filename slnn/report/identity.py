@@ -26,6 +26,7 @@ from slnn.core.outcomes import RAN
 from slnn.core.rules import input_step, kronecker_step
 from slnn.core.trainer import with_bias
 
+ROUNDING = 1e-12  # below this, a difference of the two cosines is floating-point rounding
 RULE = "kronecker"  # the rule this section explains (the guide's Step 12, slnn.core.rules)
 PER_DATA = 2  # logged runs checked per data set
 
@@ -45,6 +46,12 @@ WHY = [
     "(and uphill where they point against them). The `grad_cosine` figures show the logged "
     "mean of this cosine per epoch.",
 ]
+
+
+def residue(x: float, words: str = " (rounding)") -> str:
+    """``x`` as the report prints it: below ``ROUNDING`` only that it is below (its digits are
+    rounding, different from machine to machine; identity.csv has them), else ``x`` itself."""
+    return f"< {ROUNDING:.0e}{words}" if x < ROUNDING else f"{x:.1e}"
 
 
 def sample_cosines(W: np.ndarray, data, activation: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """The report's header lines that say where it came from, with no path of the machine that made
-it: the tracking URI as given relative to the working directory, and a command that regenerates
-the report from a clone (the study's own sweep command, then ``slnn-report``)."""
+it: the tracking URI as given relative to the working directory, a command that regenerates the
+report from a clone (the study's own sweep command, then ``slnn-report``), and one that draws it
+again from its data files (``slnn-report --from``)."""
 
 from __future__ import annotations
 
@@ -57,15 +58,21 @@ def study_command(study: str) -> str | None:
     return None
 
 
+def home(sweep: Sweep) -> str:
+    """The folder the report's data were written to, relative to where it was made (sweep.json's
+    ``folder``), or ``reports/<study>`` when that was not below it."""
+    return getattr(sweep, "folder", None) or f"reports/{sweep.study}"
+
+
 def regenerate_command(sweep: Sweep) -> str:
-    """For a named study: its sweep command, then ``slnn-report`` into ``reports/<study>``
+    """For a named study: its sweep command, then ``slnn-report`` into the report's folder
     (both from a clone's root); for any other sweep, ``slnn-report`` on its parent run."""
     uri = display_uri(sweep.uri)
     flag = "" if uri == DEFAULT_URI else f" --tracking-uri {uri}"
     cmd = study_command(sweep.study)
     if cmd:
         return (f"{cmd} && slnn-report --experiment {sweep.experiment_name}{flag} "
-                f"--out reports/{sweep.study}")
+                f"--out {home(sweep)}")
     if sweep.command:  # an ad-hoc grid: the command that ran it (it writes its report again)
         from slnn.tracking.console import portable
 
@@ -73,6 +80,12 @@ def regenerate_command(sweep: Sweep) -> str:
 
         return mask(portable(sweep.command))  # a store written before slnn masked it
     return rebuild_command(sweep)
+
+
+def rerender_command(sweep: Sweep) -> str:
+    """``slnn-report --from`` on the report's folder: the report again from its data files."""
+    folder = getattr(sweep, "folder", None)
+    return f"slnn-report --from {folder}" if folder else "slnn-report --from <this folder>"
 
 
 def rebuild_command(sweep: Sweep) -> str:

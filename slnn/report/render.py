@@ -1,5 +1,9 @@
-"""Write the report folder: the data (tidy.parquet, runs.csv, summary.csv, tests.csv), report.md
-that links the PNGs, and a self-contained report.html with the figures embedded as base64.
+"""Write the report folder's documents: the analysis' tables (summary.csv, tests.csv), report.md
+that links the PNGs, and a self-contained report.html with the figures embedded as base64 (the data
+files they are drawn from are ``slnn.report.datafiles``'s).
+
+Everything written is a function of the data files and the code, but for one line: the header's
+``generated`` time (``GENERATED``), which tests comparing two renders leave out.
 
 Both documents are made from one list of blocks (``document``): a headline, a table of contents,
 then the sections, so that the Markdown and the HTML say the same thing.
@@ -17,18 +21,21 @@ import pandas as pd
 
 from slnn.report.figures import Fig
 from slnn.report.frames import SweepData as Sweep
-from slnn.report.provenance import display_uri, rebuild_command, regenerate_command
+from slnn.report.provenance import (display_uri, rebuild_command, regenerate_command,
+                                    rerender_command)
 from slnn.report.sections import Block, analysis_sections
 from slnn.report.stats import outcome_order
 
-DATA_FILES = ("tidy.parquet", "runs.csv", "summary.csv", "tests.csv")
+DATA_FILES = ("summary.csv", "tests.csv")  # the analysis' own; its inputs: datafiles.py
+GENERATED = "- **generated**: "  # the one line of report.md that differs between two renders
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;
 font-size:0.8em}th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}.note{color:#8a4b00}
 .caption{color:#555;font-size:0.9em}.wide{overflow-x:auto;max-width:100%}
 .headline{font-size:1.05em;background:#f6f8fa;padding:0.6em 1em;border-left:4px solid #4a7}"""
-CODE_KEYS = ("sweep parent run", "tracking URI", "regenerate", "or, with its store")
+CODE_KEYS = ("sweep parent run", "tracking URI", "regenerate", "or, with its store",
+             "re-render from its data")
 
 
 def _counts_line(sweep: Sweep) -> str:
@@ -42,8 +49,10 @@ def _header(sweep: Sweep) -> list[tuple[str, str]]:
     return [("sweep parent run", sweep.parent_run_id),
             ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
             ("tracking URI", display_uri(sweep.uri)), ("parent run status", sweep.parent_status),
-            ("runs", _counts_line(sweep)), ("generated", time.strftime("%Y-%m-%d %H:%M:%S")),
-            ("regenerate", regenerate_command(sweep)), ("or, with its store", rebuild_command(sweep))]
+            ("runs", _counts_line(sweep)),
+            ("regenerate", regenerate_command(sweep)), ("or, with its store", rebuild_command(sweep)),
+            ("re-render from its data", rerender_command(sweep)),
+            ("generated", time.strftime("%Y-%m-%d %H:%M:%S"))]
 
 
 DATA_NOTE = ("`tidy.parquet`: one row per (run, epoch, metric), columns run_id, data, update, "
@@ -51,7 +60,11 @@ DATA_NOTE = ("`tidy.parquet`: one row per (run, epoch, metric), columns run_id, 
              "run (final figures from its last finite epoch, `initial_test_error` at epoch 0, "
              "`val_error` at the final epoch, `chance_error`). `summary.csv`: the summary tables "
              "with numeric columns. `tests.csv`: every test of the report with its raw and "
-             "Holm-adjusted p-value. In a notebook: "
+             "Holm-adjusted p-value. `sweep.json`: the sweep's facts in the header above; "
+             "`identity.csv` and `rulecheck.json`, where there are such sections: what they "
+             "computed from the store's artifacts and the rules' code, exact figures. The report "
+             "is drawn from `sweep.json`, `runs.csv`, `tidy.parquet` and these two alone: "
+             "`slnn-report --from <this folder>` draws it again without the store. In a notebook: "
              "`pd.read_parquet('tidy.parquet').query(\"metric == 'val_error'\")`.")
 
 
@@ -163,18 +176,15 @@ def write_html(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path
 
 
 def write_data(sweep: Sweep, analysis, out: Path) -> list[Path]:
-    """The numbers behind the report, for a notebook."""
-    sweep.tidy.to_parquet(out / "tidy.parquet", index=False)
-    # no path of the machine in the data: a user rule is named by its digest there, not its file
-    sweep.runs.drop(columns=["artifact_uri", "rule_fn"], errors="ignore").to_csv(out / "runs.csv",
-                                                                           index=False)
+    """The analysis' tables, for a notebook (the data they come from is written by
+    ``datafiles.write_inputs``, before any analysis)."""
     analysis.summary.join(analysis.learn).to_csv(out / "summary.csv", index=False)
     analysis.tests.to_csv(out / "tests.csv", index=False)
     return [out / f for f in DATA_FILES]
 
 
 def render(sweep: Sweep, analysis, figs: list[Fig], out: Path) -> list[Path]:
-    """Write data, report.md and report.html into ``out``; returns every file of the report."""
+    """Write the tables, report.md and report.html into ``out``; returns them and the figures."""
     files = write_data(sweep, analysis, out)
     headline, blocks = document(sweep, analysis, figs)
     files.append(write_markdown(sweep, headline, blocks, out))

@@ -86,7 +86,7 @@ def tests_display(tests: pd.DataFrame) -> pd.DataFrame:
 
 
 def identity_blocks(identity: pd.DataFrame | None) -> list[Block]:
-    from slnn.report.identity import RULE, WHY
+    from slnn.report.identity import RULE, WHY, residue
 
     if identity is None:
         return []
@@ -102,10 +102,10 @@ def identity_blocks(identity: pd.DataFrame | None) -> list[Block]:
                         "for every training sample the cosine between the guide's step and the "
                         "gradient step (both from `slnn.core.rules`) compared with cos(z, x). "
                         f"Largest absolute difference over {int(identity['samples'].sum())} "
-                        f"samples: {worst:.1e} (rounding)."))
+                        f"samples: {residue(worst)}."))
     show = identity.assign(lr=identity["lr"].map(lambda v: f"{v:g}"),
                            cos_mean=identity["cos_mean"].map(lambda v: f"{v:.3f}"),
-                           max_abs_diff=identity["max_abs_diff"].map(lambda v: f"{v:.1e}"))
+                           max_abs_diff=identity["max_abs_diff"].map(lambda v: residue(v, "")))
     show = show.rename(columns={"cos_mean": "mean cos(step, descent) at epoch 0",
                                 "max_abs_diff": "max |cos(K, G) - cos(z, x)|"})
     return blocks + [("table", show.drop(columns="run_id"))]

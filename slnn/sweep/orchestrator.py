@@ -201,9 +201,10 @@ class Orchestrator:
             "reuse_other_code": reuse_other_code, "register": bool(first.sweep.register),
             "log_best_model": first.tracking.log_model is not False,
             "rule_digests": _rule_digests(cells),
-            # a concurrent sweep of the same grid writes its report beside the other's, not over it
-            "report_out": (str(Path("reports") / f"{study}-{parent[:8]}")
-                           if other is not None and study != "sweep" else None),
+            # a named study's report goes into the sweep's own folder (a concurrent sweep of the
+            # same grid has its own), never over the committed reports/<study>/; an ad-hoc grid's
+            # into reports/sweep-<parent id 8>/ (slnn.report.default_out)
+            "report_out": str(sweep_dir / "report") if study != "sweep" else None,
         }
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
@@ -454,7 +455,9 @@ class Orchestrator:
         return f"; registered {name} version {version} (run {run_id}) as {name}@best"
 
     def _write_report(self, rebuild: str) -> str:
-        """``; report: <folder> (rebuild: <command>)``, or why there is none."""
+        """``; report: <folder> (rebuild: <command>)``, or why there is none. A named study's
+        report goes into ``<sweep folder>/report/`` (``state["report_out"]``), an ad-hoc grid's
+        into ``reports/sweep-<parent id 8>/``: never over a tracked ``reports/<study>/``."""
         st = self.state
         try:
             from slnn.report import report_for_parent
