@@ -90,7 +90,7 @@ def probability_of_improvement(runs: pd.DataFrame, a: str, b: str, by=BY, reps: 
     if n == 0:
         return dict(p=np.nan, lo=np.nan, hi=np.nan, n_cells=0)
     lo, hi = _percentile(boot / n)
-    return dict(p=point / n, lo=lo, hi=hi, n_cells=n)
+    return dict(p=float(point / n), lo=lo, hi=hi, n_cells=n)
 
 
 def iqm(values) -> float:

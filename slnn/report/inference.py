@@ -71,9 +71,9 @@ def rate_intervals(samples, min_n: int = MIN_INTERVAL) -> np.ndarray:
     taken from the seeds' own spread (so overdispersion between seeds counts in full), and the
     bounds are the p solving (m - p)^2 = q^2 p (1 - p) / n_eff with q the t quantile on s - 1
     degrees of freedom. It bends towards the middle near 0 and 1, where a t interval's symmetric
-    bounds under-cover or get clipped. Simulated coverage (docs/statistics.md): 94-96% at 10 and
-    20 seeds for rates k/n_test with n_test 30-150, means 0.03 (mostly zeros), 0.5, 0.7 and
-    Beta-distributed rates; the t interval gave 90-92% for skewed rates near 0."""
+    bounds under-cover or get clipped. Simulated coverage (docs/statistics.md): 93.4-95.6% at 10
+    and 20 seeds for rates k/n_test with n_test 30-150, means 0.03 (mostly zeros), 0.5, 0.7 and
+    Beta-distributed rates, where the t interval gave 90.8-95.0%."""
     out = np.full((len(samples), 2), np.nan)
     for i, v in enumerate(samples):
         v = np.asarray(v, dtype=float)
