@@ -38,7 +38,8 @@ class SlnnSweeper(Sweeper):
         from slnn.sweep.orchestrator import Orchestrator
         from slnn.sweep.slurm import is_launcher_failure
         from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
-        from slnn.sweep.warm import jobs_for, start as start_workers
+        from slnn.sweep.grid import grid_size
+        from slnn.sweep.warm import cap_workers, jobs_for, start as start_workers
 
         if self.chunks is not None and self.chunks < 1:  # Hydra's schema has made it an int
             from slnn.sweep.grid import fail
@@ -46,6 +47,9 @@ class SlnnSweeper(Sweeper):
             fail(f"hydra.sweeper.chunks must be a whole number of jobs, 1 or more, not "
                  f"{self.chunks!r}; leave it out for the default (one per joblib worker)")
         run = Orchestrator(self.config, arguments)
+        # counted before anything is made: a grid too large is refused here, in one line, and
+        # no more joblib workers start than there are cells (or than the cores can use)
+        cap_workers(self.launcher, grid_size(self.config, arguments))
         run.set_env()  # the workers' thread limits, before any worker exists
         warm = start_workers(self.launcher)  # joblib's workers import while the grid is prepared
         quiet_libraries()  # imports MLflow: seconds the workers spend on their own imports

@@ -54,6 +54,7 @@ class SweepConfig:
     reuse_other_code: bool = False
     report: bool = True  # write the sweep's report when a multirun ends
     register: bool = False  # register the sweep's best run in the Model Registry (alias "best")
+    max_cells: int = 100_000  # a larger grid is refused before any cell is made (split it)
     # set by the slnn sweeper for its jobs, not by users:
     state: Optional[str] = None  # the sweep's state file
     chunk: Optional[int] = None  # this job's number (its chunk of cells, unless they share one list)

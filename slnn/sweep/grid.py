@@ -71,12 +71,65 @@ def sweep_arguments(config: DictConfig, arguments: list[str] | None = None) -> l
     return args + list(arguments)
 
 
+MAX_CELLS = 100_000  # sweep.max_cells' default: a grid larger than this is refused up front
+
+
+def _axis_length(ov) -> int:
+    """How many values a sweep override gives, without making them: ``range()`` is counted
+    from its bounds, so ``seed=range(1000000000)`` costs nothing here."""
+    import math
+
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
+
+    value = ov.value()
+    if isinstance(value, ChoiceSweep):
+        return len(value.list)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return len(range(start, stop, step))
+        return max(0, math.ceil((stop - start) / step)) if step else 0
+    if isinstance(value, IntervalSweep):
+        fail(f"{ov.input_line}: interval() is a range for samplers to draw from, not a grid; "
+             f"give the values to try, e.g. {ov.key_or_group}=0.01,0.1,1 or "
+             f"{ov.key_or_group}=range(1,10)")
+    if isinstance(value, Glob):
+        return 1  # config group options matching a pattern: a handful, counted when expanded
+    return 1
+
+
+def grid_size(config: DictConfig, arguments: list[str] | None = None) -> int:
+    """The number of cells a grid has (the product of its axes' lengths, each key's last value
+    winning as in Hydra's basic sweeper), counted before any is made. Exits with one line
+    (code 2) for a grid over ``sweep.max_cells`` or a sweep syntax a grid cannot expand."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(sweep_arguments(config, arguments))
+    except Exception as e:  # noqa: BLE001 - Hydra's own parser says what is wrong
+        fail((str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+    axes = {ov.key_or_group: ov for ov in parsed if ov.is_sweep_override()}
+    size = 1
+    for ov in axes.values():
+        size *= _axis_length(ov)
+    limit = OmegaConf.select(config, "sweep.max_cells", default=MAX_CELLS)
+    if isinstance(limit, int) and 0 < limit < size:
+        biggest = max(axes.values(), key=_axis_length)
+        fail(f"the grid has {size:,} cells, over the limit of {limit:,} (sweep.max_cells): "
+             f"split it into smaller sweeps (each over a part of {biggest.key_or_group}'s "
+             f"{_axis_length(biggest):,} values), or raise the limit with "
+             f"sweep.max_cells={size}")
+    return size
+
+
 def enumerate_cells(config: DictConfig, arguments: list[str] | None = None) -> list[list[str]]:
-    """Every cell's overrides, in the order Hydra's basic sweeper would launch them."""
+    """Every cell's overrides, in the order Hydra's basic sweeper would launch them (after
+    ``grid_size`` has checked there are not too many to make)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn._compat import split_sweep_arguments
 
+    grid_size(config, arguments)
     parsed = OverridesParser.create().parse_overrides(sweep_arguments(config, arguments))
     return split_sweep_arguments(parsed)
 

@@ -135,6 +135,34 @@ def jobs_for(launcher, chunks: int | None) -> tuple[int, bool]:
     return chunks or 4 * (os.cpu_count() or 1), False
 
 
+WORKERS_PER_CORE = 4  # more workers than this per core only wait for each other, in memory
+
+
+def cap_workers(launcher, n_cells: int) -> None:
+    """Lower joblib's ``n_jobs`` to what the sweep can use: no more workers than cells, nor than
+    ``WORKERS_PER_CORE`` per core; one line says so when a request is lowered."""
+    from slnn.tracking.console import say
+
+    settings = joblib_settings(launcher)
+    if settings is None:
+        return
+    asked = _workers(settings)
+    cores = os.cpu_count() or 1
+    cap = max(1, min(n_cells, WORKERS_PER_CORE * cores))
+    if asked <= cap:
+        return
+    launcher.joblib["n_jobs"] = cap
+    why = (f"the sweep has {n_cells} cell{'s' * (n_cells != 1)}" if cap == n_cells else
+           f"{WORKERS_PER_CORE} per core on this {cores}-core machine")
+    say(f"slnn: hydra.launcher.n_jobs={launcher_n_jobs(settings, asked)} lowered to {cap} "
+        f"worker{'s' * (cap != 1)} ({why})")
+
+
+def launcher_n_jobs(settings: dict, asked: int):
+    n = settings.get("n_jobs")
+    return n if n is not None else asked
+
+
 def start(launcher) -> Warmup | None:
     """Start the workers of ``launcher`` (Hydra's joblib launcher with 2+ jobs) in the background;
     None for any other launcher."""
