@@ -611,3 +611,30 @@ def test_a_pair_is_named_once_when_data_sets_have_different_rules():
     head = " ".join(analyse(pd.concat([iris, blobs], ignore_index=True)).headline)
     named = re.findall(r"`(\w+)` against `(\w+)` in", head)
     assert len(named) == len({frozenset(p) for p in named}), named
+
+
+# --- a report is a function of its data files ------------------------------------------------
+
+@pytest.mark.slow
+def test_the_report_from_its_data_files_is_the_report_from_the_store(report, sweep, tmp_path):
+    """The store's report is drawn from the data files it wrote; ``--from`` draws it again from
+    them alone, with no store: the same report.md (the generated line aside) and tables."""
+    import json
+
+    from slnn.report import report_from
+
+    uri, parent, _ = sweep
+    facts = json.loads((report / "sweep.json").read_text())
+    assert facts["parent_run_id"] == parent and facts["study"] == "sweep"
+    assert facts["files"] == ["sweep.json", "runs.csv", "tidy.parquet", "identity.csv"]
+    assert facts["target_error"] == 0.4 and facts["n_children"] == 16
+    identity = pd.read_csv(report / "identity.csv")
+    assert len(identity) and (identity["max_abs_diff"] < 1e-12).all()
+    again = report_from(report, tmp_path / "again")
+    generated = re.compile(r"^- \*\*generated\*\*: .*$", re.M)
+    md, md_again = (report / "report.md").read_text(), (again / "report.md").read_text()
+    assert len(generated.findall(md)) == 1
+    assert generated.sub("", md_again) == generated.sub("", md)
+    for name in ("summary.csv", "tests.csv", "runs.csv", "tidy.parquet", "identity.csv"):
+        assert (again / name).read_bytes() == (report / name).read_bytes(), name
+    assert uri not in md and str(report) not in md

@@ -91,7 +91,7 @@ def write_inputs(sweep: SweepData, out: Path, *, target_error: float,
         identity.to_csv(out / IDENTITY, index=False)
         facts["files"].append(IDENTITY)
     if rule_checks is not None:
-        (out / RULECHECK).write_text(json.dumps(checks_to_json(rule_checks), indent=1) + "\n")
+        write_checks(out / RULECHECK, rule_checks)
         facts["files"].append(RULECHECK)
     (out / SWEEP).write_text(json.dumps(facts, indent=1) + "\n")
 
@@ -207,6 +207,17 @@ def checks_to_json(checks: dict) -> dict:
                    "results": (None if rc.results is None
                                else [r.to_json() for r in rc.results])}
             for rule, rc in checks.items()}
+
+
+def write_checks(path: Path, checks: dict) -> None:
+    path.write_text(json.dumps(checks_to_json(checks), indent=1, default=_plain) + "\n")
+
+
+def _plain(x):
+    """A NumPy scalar or array as JSON has it."""
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    raise TypeError(f"{type(x).__name__} is not JSON serializable")
 
 
 def _restore(cls, values: dict, skip: tuple = ()):
