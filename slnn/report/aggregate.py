@@ -73,7 +73,7 @@ def probability_of_improvement(runs: pd.DataFrame, a: str, b: str, by=BY, reps: 
     r = scored(runs)
     by = list(by)
     rng = np.random.default_rng(seed)
-    cells = {k: g for k, g in r[r["update"].isin([a, b])].groupby(by, sort=True)}
+    cells = {k: g for k, g in r[r["update"].isin([a, b])].groupby(by, sort=True, dropna=False)}
     point, boot, n = 0.0, np.zeros(reps), 0
     for g in cells.values():
         x = g.loc[g["update"] == a, "score"].to_numpy()
@@ -113,7 +113,7 @@ def iqm_interval(runs: pd.DataFrame, rule: str, by=BY, reps: int = 2000,
     values = np.where(np.isfinite(r["score"]), r["score"], DIVERGED_ERROR)
     rng = np.random.default_rng(seed)
     idx = []
-    for rows in r.reset_index(drop=True).groupby(list(by), sort=True).indices.values():
+    for rows in r.reset_index(drop=True).groupby(list(by), dropna=False).indices.values():
         idx.append(rows[rng.integers(0, len(rows), (reps, len(rows)))])
     draws = st.trim_mean(values[np.concatenate(idx, axis=1)], 0.25, axis=1)
     return (iqm(values), *_percentile(draws))
