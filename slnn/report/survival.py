@@ -18,9 +18,9 @@ still running) are censored at their last logged epoch either way: for them it i
 
 Everything is scipy.stats: ``ecdf`` of ``CensoredData`` (the product-limit estimate) with its
 ``confidence_interval(method="log-log")`` (Greenwood's variance on the log(-log) scale, inside
-[0, 1]); the median is the first epoch at which the curve is <= 0.5, and its interval the first
-epochs at which the band's upper and lower edges are <= 0.5 (nan: not reached); ``logrank`` for
-the tests. ``lifelines`` would do the same but pins pandas below 3.
+[0, 1]); the median is the first epoch at which the curve is <= 0.5, and its interval runs from
+the first epoch at which the band's lower edge is <= 0.5 to the first at which its upper edge is
+(nan: not reached); ``logrank`` for the tests. ``lifelines`` would do the same but pins pandas below 3.
 """
 
 from __future__ import annotations
@@ -124,15 +124,16 @@ def _first_at_or_below(epochs: np.ndarray, curve: np.ndarray, level: float = 0.5
 
 def km_median(events: pd.DataFrame, by=BY) -> pd.DataFrame:
     """Per group: the median epochs to target (the first epoch at which the Kaplan-Meier curve is
-    <= 0.5; nan, "not reached", if it stays above) and its 95% interval (the first epochs at which
-    the band's upper and lower edges are <= 0.5, Brookmeyer and Crowley's construction; nan where
-    that edge stays above 0.5), with ``n`` runs and ``n_reached``."""
+    <= 0.5; nan, "not reached", if it stays above) and its 95% interval (``lo``: the first epoch
+    at which the band's lower edge is <= 0.5; ``hi``: the first at which its upper edge is, nan
+    where it stays above 0.5: no upper end), with ``n`` runs and ``n_reached``."""
     rows = []
     for key, g in events.groupby(list(by), sort=True, observed=True):
         epochs, surv, lo, hi = _km(g)
         rows.append({**dict(zip(by, key)), "median": _first_at_or_below(epochs, surv),
-                     "lo": _first_at_or_below(epochs, np.nan_to_num(hi, nan=1.0)),
-                     "hi": _first_at_or_below(epochs, np.nan_to_num(lo, nan=1.0)),
+                     # the band's lower edge reaches 0.5 first: the early end of the interval
+                     "lo": _first_at_or_below(epochs, np.nan_to_num(lo, nan=1.0)),
+                     "hi": _first_at_or_below(epochs, np.nan_to_num(hi, nan=1.0)),
                      "n": len(g), "n_reached": int(g["reached"].sum())})
     return pd.DataFrame(rows, columns=[*by, "median", "lo", "hi", "n", "n_reached"])
 
