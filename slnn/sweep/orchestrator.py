@@ -128,9 +128,11 @@ class Orchestrator:
         # the summary says where to look, masked. Not put back: the parent closes after this
         suppress_run_urls()
         # the sweep's files hold a password in tracking.uri masked: its jobs (joblib's start now)
-        # take the real URI from their environment (``worker.real_uri``)
+        # take the real URI from their environment (``worker.real_uri``); a URI already there
+        # is the store (it wins over tracking.uri) and is inherited as it is
         given = OmegaConf.select(self.config, "tracking.uri")
-        if isinstance(given, str) and mask(given) != given:
+        if isinstance(given, str) and mask(given) != given \
+                and not os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ["MLFLOW_TRACKING_URI"] = given
 
     def prepare(self) -> list:
