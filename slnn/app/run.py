@@ -222,14 +222,19 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     # run's model, and its report plots every cell)
     plot = c.tracking.plot if c.tracking.plot is not None else parent_run_id is None
     log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
-    rec = RunRecorder(client, exp_id, name, run_params(cfg, c, plot), run_tags(c, chash, data),
-                      parent_run_id)
+    tags = run_tags(c, chash, data)
+    rec = RunRecorder(client, exp_id, name, run_params(cfg, c, plot), tags, parent_run_id)
     if on_open is not None:
         on_open(rec.run_id)
     log.line(f"slnn: {name}: run {rec.run_id} started on {socket.gethostname()}, pid {os.getpid()}")
     try:
-        result = train(data, c, rng=np.random.default_rng(c.seed),
-                       on_epoch=None if quiet else Progress(name, c.train.epochs))
+        from slnn.check.loader import pinned
+
+        # a user's rule trains from the bytes whose digest the run records, or not at all
+        with pinned({c.update.fn.rpartition(":")[0]: tags["slnn.rule_digest"]}
+                    if "slnn.rule_digest" in tags else {}):
+            result = train(data, c, rng=np.random.default_rng(c.seed),
+                           on_epoch=None if quiet else Progress(name, c.train.epochs))
         fin = result.final
         what = (f"val_error {fin['val_error']:.3f}, test_error {fin['test_error']:.3f}"
                 if result.outcome in TRAINED else result.reason)
