@@ -58,13 +58,14 @@ class Inputs:
 def facts_of(sweep: SweepData, folder: str | None, target_error: float) -> dict:
     """sweep.json's content for ``sweep`` (no path or password of this machine in it)."""
     from slnn.report.provenance import display_uri
+    from slnn.tracking.console import portable
     from slnn.tracking.faults import mask
 
     return {"format": FORMAT, "parent_run_id": sweep.parent_run_id,
             "experiment_id": str(sweep.experiment_id), "experiment_name": sweep.experiment_name,
             "tracking_uri": mask(display_uri(sweep.uri)), "study": sweep.study,
             "parent_status": sweep.parent_status, "n_cells": sweep.n_cells,
-            "n_children": int(sweep.n_children), "command": mask(sweep.command or ""),
+            "n_children": int(sweep.n_children), "command": mask(portable(sweep.command or "")),
             "notes": list(sweep.notes), "folder": folder, "target_error": float(target_error),
             "files": list(REQUIRED)}
 

@@ -65,19 +65,21 @@ def home(sweep: Sweep) -> str:
 
 
 def regenerate_command(sweep: Sweep) -> str:
-    """For a named study: its sweep command, then ``slnn-report`` into the report's folder
-    (both from a clone's root); for any other sweep, ``slnn-report`` on its parent run."""
+    """For a named study: the command that ran its sweep (else the one its study file gives),
+    then ``slnn-report`` into the report's folder (both from a clone's root); for an ad-hoc grid
+    the command that ran it; else ``slnn-report`` on its parent run."""
+    from slnn.tracking.console import portable
+    from slnn.tracking.faults import mask
+
     uri = display_uri(sweep.uri)
     flag = "" if uri == DEFAULT_URI else f" --tracking-uri {uri}"
     cmd = study_command(sweep.study)
+    if cmd and f"+experiment={sweep.study}" in (sweep.command or ""):
+        cmd = mask(portable(sweep.command))  # as typed: its overrides made this report
     if cmd:
         return (f"{cmd} && slnn-report --experiment {sweep.experiment_name}{flag} "
                 f"--out {home(sweep)}")
     if sweep.command:  # an ad-hoc grid: the command that ran it (it writes its report again)
-        from slnn.tracking.console import portable
-
-        from slnn.tracking.faults import mask
-
         return mask(portable(sweep.command))  # a store written before slnn masked it
     return rebuild_command(sweep)
 
