@@ -7,72 +7,75 @@ The user signature (stable; built-in rules use it too)::
 
 ``x`` holds the inputs with the bias column (all ones) last, ``net = x @ W``, ``z = f(net)``,
 ``t`` the targets and ``delta = (t - z) * f'(net)``. The rule gets copies, so it may modify them.
+``docs/checker.md`` explains the verdicts and why their thresholds are where they are.
 
 What is measured
 ----------------
 For each activation in ``ACTIVATIONS`` and each data shape in ``DEFAULT_SHAPES`` (``(d, k)`` =
-(features, outputs): one with ``d + 1 == k``, one with a single output, a wider one and one with
-more outputs than inputs), ``check_rule`` draws batches of the sizes in ``DEFAULT_BATCH_SIZES``
-from a seeded ``np.random.Generator``: inputs ``N(0, 1)``, weights ``N(0, 1/(d+1))``, one-hot
-targets (with a single output, binary targets 0/1, the encoding a single output can express).
-Batches are redrawn until no ``net`` lies within ``4 h max|x|`` of 0 (so the finite differences
-never cross relu's kink) and at least one ``net`` is positive (so relu's gradient is not 0).
-Every activation sees the same batches.
+(features, outputs), all with ``k >= 2``: one with ``d + 1 == k``, a wider one, one with more
+outputs than inputs and one with two outputs), ``check_rule`` draws ``DEFAULT_N_BATCHES`` batches
+per data shape, their sizes cycling through ``DEFAULT_BATCH_SIZES``, from a seeded
+``np.random.Generator``: inputs ``N(0, 1)``, weights ``N(0, 1/(d+1))``, one-hot targets. A batch
+is redrawn until no ``net`` lies within ``4 h max|x|`` of 0 (so the finite differences never cross
+relu's kink) and at least one ``net`` is positive (so relu's gradient is not 0). Every activation
+sees the same batches. Where the step does not have ``W``'s shape on the first cycle of batch
+sizes, that data shape is not called further (its verdict is ``shape_mismatch`` either way).
 
 The reference is the negative gradient of the batch-mean loss ``0.5 ||t - z||^2``, computed from
 the loss alone by the 4th-order central difference on each weight,
-``(8 (L(w+h) - L(w-h)) - (L(w+2h) - L(w-2h))) / (12 h)`` with ``h = 3e-4``: truncation
-``O(h^4)`` and rounding ``O(eps / h)`` stay near 1e-12 absolute (the tests hold it to the analytic
-gradient), well inside the 1e-8 relative tolerance of the verdicts. No rule's formula is used.
+``(8 (L(w+h) - L(w-h)) - (L(w+2h) - L(w-2h))) / (12 h)`` with ``h = 3e-4`` (about 1e-12 absolute;
+the tests hold it to the analytic gradient). No rule's formula is used.
 
-Per batch: the step's shape against ``W``'s (``right`` = exactly ``W``'s shape, ``broadcast`` =
-differs but NumPy would broadcast it onto ``W`` without complaint, e.g. ``(1, k)`` or ``(1, 1)``,
-``wrong`` = cannot be added), and, where it is ``right``, its cosine with the negative gradient,
-its relative deviation ``||step - (-grad)|| / ||grad||``, its deviation from the negative
+Per batch: the step's shape against ``W``'s (``right``, ``broadcast`` = NumPy would broadcast it
+onto ``W`` without complaint, ``wrong``); where it is ``right``, its cosine with the negative
+gradient, its relative deviation ``||step - (-grad)|| / ||grad||``, its deviation from the negative
 gradient of each other loss in ``LOSSES`` that applies, and the least-squares factor ``c`` with
 ``step ~ c (-grad)``. A step is never reshaped or broadcast into fitting.
+
+The tolerance follows the precision of the step: ``tolerance(dtype) = 1e-8 sqrt(eps / eps64)``
+(1e-8 for float64, 2.3e-4 for float32, 2.1e-2 for float16), where the dtype is the returned
+array's, or float32 (float16) when a float64 step holds only float32 (float16) values, as when a
+wrapper converted it. A step counts as *downhill* when its cosine exceeds that tolerance.
 
 Verdicts (the first that holds, over every batch considered)
 ------------------------------------------------------------
 ``shape_mismatch``
     the step has ``W``'s exact shape on no data shape.
 ``gradient``
-    equals ``-grad`` of ``0.5 ||t - z||^2`` (batch mean) within 1e-8 relative on every batch.
+    equals ``-grad`` of ``0.5 ||t - z||^2`` (batch mean) within the tolerance on every batch.
 ``other_loss_gradient:<name>``
-    equals ``-grad`` of another loss, also by central differences, within 1e-8 on every batch,
-    where that loss applies on every batch: ``sum_squared`` (the squared error *summed* over the
-    batch), ``cross_entropy`` (binary cross-entropy ``-sum t log z + (1-t) log(1-z)``, where the
-    activation's outputs lie in (0, 1)), ``softmax_cross_entropy`` (cross-entropy of
-    ``softmax(net)``, with two or more outputs).
+    equals ``-grad`` of another loss within the tolerance on every batch, where that loss applies
+    on every batch: ``sum_squared`` (the squared error *summed* over the batch), ``cross_entropy``
+    (binary cross-entropy, where the outputs lie in (0, 1)), ``softmax_cross_entropy``
+    (cross-entropy of ``softmax(net)``, two or more outputs).
 ``gradient_scaled``
-    equals ``c (-grad)`` for one constant ``c > 0`` on every batch (the gradient with a
-    different learning rate, e.g. the gradient of ``||t - z||^2`` without the 1/2); ``scale`` = c.
+    equals ``c (-grad)`` for one constant ``c > 0`` on every batch; ``scale`` = c.
 ``descent``
-    a cosine with ``-grad`` above 1e-8 on every batch, but none of the above.
+    downhill on all but a negligible share of batches: the 95% Clopper-Pearson interval of the
+    share of downhill batches reaches ``DESCENT_SHARE`` (0.999). With 4000 batches that allows
+    at most 8 uphill ones; with 25 batches or fewer, none.
 ``not_descent``
-    otherwise: on some batch the step is orthogonal to or against the gradient.
+    otherwise: the step points uphill (or nowhere) on more than 1 batch in 1000, shown at 95%.
 
-A step that is right per sample but sums a batch instead of averaging is ``n`` times the
-gradient; this is reported as ``other_loss_gradient:sum_squared``, not as ``gradient_scaled``
-(its factor changes with the batch size, so no constant learning rate absorbs it) and not merely
-as ``descent`` (it *is* a gradient, of the summed loss). Batches of size 1 cannot tell the two
-apart; the batches of size > 1 can.
+Each result also reports ``downhill`` of ``n_compared`` batches, ``downhill_share`` and its
+``downhill_ci``. The exact verdicts need every batch; ``descent`` tolerates rare uphill batches
+because a threshold of "every batch" would flip with the seed for a rule that points uphill on,
+say, 1 batch in 10,000 (``no_derivative`` with tanh), and a threshold near 0.5 would flip for
+rules that point downhill about half the time (``kronecker`` with tanh, a random direction).
 
 A rule that fits ``W`` on some data shapes only (``kronecker`` fits only where ``d + 1 == k``)
 gets, per activation, the verdict computed over the shapes where it fits plus a ``fits_only``
-list naming them; each data shape also has its own verdict (``shape_mismatch`` where it does not
-fit). The activation's ``shape`` is ``right`` if the step had ``W``'s shape on every batch,
-otherwise ``broadcast`` if any batch would broadcast silently (the more dangerous misfit),
-otherwise ``wrong``.
-
-Verdicts are evidence from the batches drawn, not a proof: a rule could agree with the gradient
-on them and differ elsewhere.
+list naming them; each data shape also has its own verdict, from its own batches (a quarter of
+them, so less certain near the threshold). Verdicts are evidence from the batches drawn, not a
+proof.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -84,23 +87,27 @@ from slnn.core.outcomes import Outcome
 SHAPE_MISMATCH = str(Outcome.SHAPE_MISMATCH)
 
 H = 3e-4                  # finite-difference step (4th-order central stencil)
-GRAD_TOL = 1e-8           # relative tolerance for "equals a gradient"
-COS_TOL = 1e-8            # a cosine at or below this is not counted as descent
-DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((2, 3), (3, 1), (5, 3), (2, 4))   # (d, k)
+GRAD_TOL = 1e-8           # relative tolerance for "equals a gradient", for a float64 step
+COS_TOL = GRAD_TOL        # a float64 step's cosine at or below this is not counted as downhill
+DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((2, 3), (5, 3), (2, 4), (3, 2))   # (d, k)
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 1, 1, 1, 2, 3, 8, 16)
+DEFAULT_N_BATCHES = 1000  # per data shape, sizes cycling through DEFAULT_BATCH_SIZES
+DESCENT_SHARE = 0.999     # descent: the downhill share's interval reaches this
+CONFIDENCE = 0.95         # of the Clopper-Pearson interval of the downhill share
 FITS = ("right", "broadcast", "wrong")
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
-# --- losses: each maps a stack of weights (m, d+1, k) to m batch losses ---
+# --- losses: each maps a stack of weights (..., m, d+1, k) to (..., m) batch losses ---
 
 def _outputs(act, x, Ws):
-    net = x @ Ws                                    # (n, d+1) @ (m, d+1, k) -> (m, n, k)
+    net = x @ Ws                                    # (.., n, d+1) @ (.., m, d+1, k) -> (.., m, n, k)
     return net, act.f(net)
 
 
 def _mean_squared(act, x, Ws, t):
     _, z = _outputs(act, x, Ws)
-    return 0.5 * ((t - z) ** 2).sum(axis=(-2, -1)) / len(x)
+    return 0.5 * ((t - z) ** 2).sum(axis=(-2, -1)) / x.shape[-2]
 
 
 def _sum_squared(act, x, Ws, t):
@@ -110,19 +117,21 @@ def _sum_squared(act, x, Ws, t):
 
 def _cross_entropy(act, x, Ws, t):
     _, z = _outputs(act, x, Ws)
-    return -(t * np.log(z) + (1.0 - t) * np.log1p(-z)).sum(axis=(-2, -1)) / len(x)
+    return -(t * np.log(z) + (1.0 - t) * np.log1p(-z)).sum(axis=(-2, -1)) / x.shape[-2]
 
 
 def _softmax_cross_entropy(act, x, Ws, t):
     net, _ = _outputs(act, x, Ws)
     top = net.max(axis=-1, keepdims=True)
-    log_sum = top[..., 0] + np.log(np.exp(net - top).sum(axis=-1))      # (m, n)
+    log_sum = top[..., 0] + np.log(np.exp(net - top).sum(axis=-1))      # (.., m, n)
     # -sum_j t_j log softmax_j = log_sum * sum_j t_j - sum_j t_j net_j
-    return (log_sum * t.sum(axis=-1) - (t * net).sum(axis=-1)).sum(axis=-1) / len(x)
+    return (log_sum * t.sum(axis=-1) - (t * net).sum(axis=-1)).sum(axis=-1) / x.shape[-2]
 
+
+# ``applies(act, x, W, t)``: per batch (x (.., n, d+1), W (.., d+1, k)), whether the loss is defined
 
 def _always(act, x, W, t):
-    return True
+    return np.ones(np.shape(x)[:-2], dtype=bool)
 
 
 _PROBE = np.linspace(-8.0, 8.0, 161)
@@ -132,17 +141,18 @@ def _outputs_in_unit_interval(act, x, W, t):
     # binary cross-entropy needs 0 < z < 1: for the activation (probed) and on this batch
     z = act.f(x @ W)
     p = act.f(_PROBE)
-    return bool(np.all((p > 0) & (p < 1)) and np.all((z > 0) & (z < 1)))
+    return bool(np.all((p > 0) & (p < 1))) & np.all((z > 0) & (z < 1), axis=(-2, -1))
 
 
 def _two_or_more_outputs(act, x, W, t):
-    return t.shape[1] >= 2     # softmax over one output is constant: its loss is 0
+    # softmax over one output is constant: its loss is 0
+    return np.full(np.shape(x)[:-2], np.shape(t)[-1] >= 2)
 
 
 @dataclass(frozen=True)
 class Loss:
     """A loss of ``W`` on a batch: ``value(act, x, Ws, t)`` for a stack ``Ws`` (m, d+1, k) -> (m,);
-    ``applies(act, x, W, t)`` says whether it is defined there."""
+    ``applies(act, x, W, t)`` says whether it is defined there. Both accept leading batch axes."""
 
     name: str
     value: Callable
@@ -162,16 +172,62 @@ LOSSES: dict[str, Loss] = {
 }
 REFERENCE = "mean_squared"
 OTHER_LOSSES = ("sum_squared", "cross_entropy", "softmax_cross_entropy")
+VERDICTS: tuple[str, ...] = ("gradient", *(f"other_loss_gradient:{n}" for n in OTHER_LOSSES),
+                             "gradient_scaled", "descent", "not_descent", SHAPE_MISMATCH)
+
+
+def numeric_gradients(loss: Loss, act, x: np.ndarray, W: np.ndarray, t: np.ndarray,
+                      h: float = H) -> np.ndarray:
+    """``dL/dW`` for a stack of batches of one size: ``x`` (B, n, d+1), ``W`` (B, d+1, k),
+    ``t`` (B, n, k) -> (B, d+1, k), by the 4th-order central difference on each weight."""
+    B, shape = len(W), W.shape[1:]
+    m = int(np.prod(shape))
+    E = np.eye(m).reshape(m, *shape)                            # (m, d+1, k) unit weights
+    offsets = np.concatenate([c * h * E for c in (1.0, -1.0, 2.0, -2.0)])   # (4m, d+1, k)
+    Ws = W[:, None] + offsets                                   # (B, 4m, d+1, k)
+    L = loss.value(act, x[:, None], Ws, t[:, None]).reshape(B, 4, m)
+    return ((8.0 * (L[:, 0] - L[:, 1]) - (L[:, 2] - L[:, 3])) / (12.0 * h)).reshape(B, *shape)
 
 
 def numeric_gradient(loss: Loss, act, x: np.ndarray, W: np.ndarray, t: np.ndarray,
                      h: float = H) -> np.ndarray:
-    """``dL/dW`` by the 4th-order central difference on each weight; shape of ``W``."""
-    m = W.size
-    E = np.eye(m).reshape(m, *W.shape)                          # (m, d+1, k) unit weights
-    Ws = np.concatenate([W + c * h * E for c in (1.0, -1.0, 2.0, -2.0)])    # (4m, d+1, k)
-    L1p, L1m, L2p, L2m = loss.value(act, x, Ws, t).reshape(4, m)
-    return ((8.0 * (L1p - L1m) - (L2p - L2m)) / (12.0 * h)).reshape(W.shape)
+    """``dL/dW`` on one batch by the 4th-order central difference on each weight; ``W``'s shape."""
+    return numeric_gradients(loss, act, x[None], W[None], t[None], h)[0]
+
+
+# --- precision ---
+
+def tolerance(dtype) -> float:
+    """The relative tolerance for a step of ``dtype``: ``GRAD_TOL`` for float64, growing with the
+    square root of the machine epsilon for less precise floats (never below ``GRAD_TOL``)."""
+    return _precision(np.dtype(dtype))[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _precision(dtype: np.dtype) -> tuple[str, float]:
+    eps = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else _EPS64
+    return dtype.name, GRAD_TOL * math.sqrt(max(eps, _EPS64) / _EPS64)
+
+
+_F64 = np.dtype(np.float64)
+
+
+def step_dtype(out) -> np.dtype:
+    """The precision of a returned step: its dtype if a float, or float32 (float16) when a
+    float64 (or integer) array holds only values of that type, as after a conversion."""
+    arr = np.asarray(out)
+    if arr.dtype.kind == "f" and arr.dtype != _F64:
+        return arr.dtype
+    if arr.size and arr.dtype == _F64:
+        first = float(arr.flat[0])
+        if math.isfinite(first) and float(np.float32(first)) != first:
+            return _F64                                    # the usual case, decided by one value
+    with np.errstate(over="ignore", invalid="ignore"):
+        wide = arr.astype(np.float64)
+        for narrow in (np.float16, np.float32):
+            if np.array_equal(wide.astype(narrow).astype(np.float64), wide):
+                return np.dtype(narrow)
+    return _F64
 
 
 # --- batches ---
@@ -194,27 +250,45 @@ def shape_label(d: int, k: int) -> str:
     return f"d={d},k={k}"
 
 
+def batch_cycle(n_batches: int, batch_sizes=DEFAULT_BATCH_SIZES) -> tuple[int, ...]:
+    """The sizes of ``n_batches`` batches, cycling through ``batch_sizes``."""
+    sizes = tuple(int(n) for n in batch_sizes)
+    return tuple(sizes[i % len(sizes)] for i in range(n_batches))
+
+
 def make_batches(rng: np.random.Generator, d: int, k: int,
                  batch_sizes=DEFAULT_BATCH_SIZES, h: float = H) -> list[Batch]:
-    """Random batches for ``d`` features and ``k`` outputs, one per batch size (see the module
-    docstring for the distribution and the conditions each batch meets)."""
-    batches = []
-    for n in batch_sizes:
-        for _ in range(10_000):
-            x = np.hstack([rng.normal(size=(n, d)), np.ones((n, 1))])       # (n, d+1)
+    """Random batches for ``d`` features and ``k`` outputs, one per entry of ``batch_sizes``
+    (see the module docstring for the distribution and the conditions each batch meets; with
+    ``k == 1`` the targets are binary 0/1)."""
+    sizes = [int(n) for n in batch_sizes]
+    out: list[Batch | None] = [None] * len(sizes)
+    where: dict[int, list[int]] = {}
+    for i, n in enumerate(sizes):
+        where.setdefault(n, []).append(i)
+    for n in sorted(where):
+        slots, found = where[n], []
+        for _ in range(1000):
+            want = len(slots) - len(found)
+            if want == 0:
+                break
+            m = 2 * want + 8                                        # a few percent are redrawn
+            x = np.concatenate([rng.normal(size=(m, n, d)), np.ones((m, n, 1))], axis=2)
             if k == 1:
-                t = rng.integers(0, 2, size=(n, 1)).astype(float)           # (n, 1) binary
+                t = rng.integers(0, 2, size=(m, n, 1)).astype(float)
             else:
-                t = np.eye(k)[rng.integers(0, k, size=n)]                   # (n, k) one-hot
-            W = rng.normal(scale=1.0 / math.sqrt(d + 1), size=(d + 1, k))
+                t = np.eye(k)[rng.integers(0, k, size=(m, n))]      # (m, n, k) one-hot
+            W = rng.normal(scale=1.0 / math.sqrt(d + 1), size=(m, d + 1, k))
             net = x @ W
             # the stencil moves net_j by up to 2h|x_i|: keep every net twice that far from 0
-            if np.abs(net).min() > 4.0 * h * np.abs(x).max() and (net > 0).any():
-                batches.append(Batch(x, W, t))
-                break
-        else:  # pragma: no cover - the conditions hold for a few percent of draws at worst
+            ok = ((np.abs(net).min(axis=(1, 2)) > 4.0 * h * np.abs(x).max(axis=(1, 2)))
+                  & (net > 0).any(axis=(1, 2)))
+            found += [Batch(x[j], W[j], t[j]) for j in np.flatnonzero(ok)[:want]]
+        else:  # pragma: no cover - the conditions hold for most draws
             raise RuntimeError(f"no batch of {n} found for d={d}, k={k}")
-    return batches
+        for i, b in zip(slots, found):
+            out[i] = b
+    return out  # type: ignore[return-value]
 
 
 # --- results ---
@@ -244,70 +318,168 @@ class BatchCheck:
     loss_rel_dev: dict[str, float] = field(default_factory=dict)   # applicable other losses
     scale: float | None = None        # c minimising ||step - c (-grad)||
     scale_rel_dev: float | None = None
+    dtype: str = "float64"            # the step's precision (``step_dtype``)
+    tol: float = GRAD_TOL             # ``tolerance(dtype)``
 
     @property
     def n(self) -> int:
         return len(self.batch.x)
 
+    @property
+    def downhill(self) -> bool:
+        """The step lowers the loss to first order: cosine with ``-grad`` above the tolerance."""
+        return self.cosine is not None and self.cosine > self.tol
+
+
+def _inputs(act, batch: Batch):
+    net = batch.x @ batch.W                       # (n, d+1) @ (d+1, k) -> (n, k)
+    z = act.f(net)
+    return net, z, (batch.t - z) * act.df(net)
+
+
+def _call_step(rule: Callable, act, batch: Batch, inputs=None) -> tuple[np.ndarray, np.dtype]:
+    """The rule's step on ``batch`` as float64 and its precision; ``inputs``: ``(net, z,
+    delta)`` if already computed."""
+    net, z, delta = _inputs(act, batch) if inputs is None else inputs
+    out = rule(batch.x.copy(), net.copy(), z.copy(), batch.t.copy(), delta.copy())
+    dtype = step_dtype(out)
+    step = np.asarray(out, dtype=float)           # a loaded rule has already checked the type
+    if not np.isfinite(step).all():
+        raise ValueError(f"the rule returned non-finite values (activation {getattr(act, 'name', act)!r})")
+    return step, dtype
+
 
 def _call(rule: Callable, act, batch: Batch) -> np.ndarray:
-    x, W, t = batch.x, batch.W, batch.t
-    net = x @ W                                   # (n, d+1) @ (d+1, k) -> (n, k)
-    z = act.f(net)
-    delta = (t - z) * act.df(net)
-    out = rule(x.copy(), net.copy(), z.copy(), t.copy(), delta.copy())
-    step = np.asarray(out, dtype=float)           # a loaded rule has already checked the type
-    if not np.all(np.isfinite(step)):
-        raise ValueError(f"the rule returned non-finite values (activation {getattr(act, 'name', act)!r})")
-    return step
+    """The rule's step on ``batch`` under ``act``, as float64."""
+    return _call_step(rule, act, batch)[0]
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    nb = float(np.linalg.norm(b))
-    return float(np.linalg.norm(a - b)) / nb if nb > 0 else math.inf
+def _norms(a: np.ndarray) -> np.ndarray:
+    return np.sqrt((a * a).sum(axis=(1, 2)))
+
+
+def _stacks(checks: list[BatchCheck], steps: list[np.ndarray]):
+    return (np.stack([c.batch.x for c in checks]), np.stack([c.batch.W for c in checks]),
+            np.stack([c.batch.t for c in checks]), np.stack(steps))
+
+
+def _compare(checks: list[BatchCheck], steps: list[np.ndarray], act) -> None:
+    """Fill in the comparisons with ``-grad`` for ``checks`` (one batch size, steps that fit)."""
+    X, W, T, S = _stacks(checks, steps)
+    D = -numeric_gradients(LOSSES[REFERENCE], act, X, W, T)
+    g2 = (D * D).sum(axis=(1, 2))
+    if np.any(g2 < 1e-16):  # pragma: no cover - make_batches keeps a positive net, so never 0
+        raise RuntimeError("reference gradient is 0 on a checked batch")
+    s_norm, dot = _norms(S), (S * D).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = np.where(s_norm > 0, dot / (s_norm * np.sqrt(g2)), 0.0)
+        rel_dev = _norms(S - D) / np.sqrt(g2)
+        scale = dot / g2
+        scaled = scale[:, None, None] * D
+        scale_rel_dev = np.where(scale != 0, _norms(S - scaled) / _norms(scaled), np.inf)
+    for i, c in enumerate(checks):
+        c.cosine, c.rel_dev = float(cosine[i]), float(rel_dev[i])
+        c.scale, c.scale_rel_dev = float(scale[i]), float(scale_rel_dev[i])
+
+
+def _compare_loss(name: str, checks: list[BatchCheck], steps: list[np.ndarray], act) -> bool:
+    """Fill in ``loss_rel_dev[name]`` where loss ``name`` applies; whether it applies and its
+    negative gradient equals the step (within the tolerance) on every batch given."""
+    loss = LOSSES[name]
+    X, W, T, S = _stacks(checks, steps)
+    applies = np.broadcast_to(loss.applies(act, X, W, T), (len(checks),))
+    if not applies.any():
+        return False
+    G = -numeric_gradients(loss, act, X[applies], W[applies], T[applies])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = _norms(S[applies] - G) / _norms(G)
+    rel = np.where(np.isnan(rel), np.inf, rel)
+    ok = bool(applies.all())
+    for c, r in zip((c for c, a in zip(checks, applies) if a), rel):
+        c.loss_rel_dev[name] = float(r)
+        ok = ok and r <= c.tol
+    return ok
+
+
+def _by_size(checks: list[BatchCheck], indices) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for i in indices:
+        groups.setdefault(checks[i].n, []).append(i)
+    return list(groups.values())
+
+
+def check_batches(rule: Callable, act, batches: list[Batch], probe: int | None = None
+                  ) -> list[BatchCheck]:
+    """Call ``rule`` on each batch under ``act`` and compare its steps with ``-grad``. Once a
+    step misfits ``W``, the rule is called only on the first ``probe`` batches (default: all).
+    Another loss's gradient is compared on the first ``probe`` batches where the step fits and,
+    only if it matched on all of them, on the rest (``loss_rel_dev`` stops where it failed)."""
+    probe = len(batches) if probe is None else probe
+    inputs: list = [None] * len(batches)          # (net, z, delta) per batch, computed per size
+    for idx in _by_size([SimpleNamespace(n=len(b.x)) for b in batches], range(len(batches))):
+        X = np.stack([batches[i].x for i in idx])
+        T = np.stack([batches[i].t for i in idx])
+        net = X @ np.stack([batches[i].W for i in idx])
+        z = act.f(net)
+        delta = (T - z) * act.df(net)
+        for j, i in enumerate(idx):
+            inputs[i] = (net[j], z[j], delta[j])
+    checks, steps, misfit = [], [], False
+    for i, b in enumerate(batches):
+        if misfit and i >= probe:
+            break
+        step, dtype = _call_step(rule, act, b, inputs[i])
+        fit = shape_fit(step.shape, b.W.shape)
+        name, tol = _precision(dtype)
+        checks.append(BatchCheck(b, tuple(step.shape), fit, dtype=name, tol=tol))
+        steps.append(step)
+        misfit = misfit or fit != "right"
+    fitting = [i for i, c in enumerate(checks) if c.fit == "right"]
+    for idx in _by_size(checks, fitting):
+        _compare([checks[i] for i in idx], [steps[i] for i in idx], act)
+    for name in OTHER_LOSSES:
+        for stage in (fitting[:probe], fitting[probe:]):
+            matched = [_compare_loss(name, [checks[i] for i in idx], [steps[i] for i in idx], act)
+                       for idx in _by_size(checks, stage)]
+            if not all(matched):
+                break
+    return checks
 
 
 def check_batch(rule: Callable, act, batch: Batch) -> BatchCheck:
     """Call ``rule`` on ``batch`` under activation ``act`` and compare its step with ``-grad``."""
-    step = _call(rule, act, batch)
-    fit = shape_fit(step.shape, batch.W.shape)
-    result = BatchCheck(batch, tuple(step.shape), fit)
-    if fit != "right":
-        return result
-    x, W, t = batch.x, batch.W, batch.t
-    descent = -numeric_gradient(LOSSES[REFERENCE], act, x, W, t)
-    g2 = float(np.sum(descent * descent))
-    if g2 < 1e-16:  # pragma: no cover - make_batches keeps a positive net, so never 0
-        raise RuntimeError("reference gradient is 0 on a checked batch")
-    s_norm = float(np.linalg.norm(step))
-    dot = float(np.sum(step * descent))
-    result.cosine = dot / (s_norm * math.sqrt(g2)) if s_norm > 0 else 0.0
-    result.rel_dev = _rel(step, descent)
-    result.scale = dot / g2
-    result.scale_rel_dev = _rel(step, result.scale * descent) if result.scale != 0 else math.inf
-    for name in OTHER_LOSSES:
-        loss = LOSSES[name]
-        if loss.applies(act, x, W, t):
-            result.loss_rel_dev[name] = _rel(step, -numeric_gradient(loss, act, x, W, t))
-    return result
+    return check_batches(rule, act, [batch])[0]
+
+
+def downhill_share(checks: list[BatchCheck]) -> tuple[int, int, float | None, list | None]:
+    """``(downhill, n, share, [low, high])``: how many of the ``n`` batches the step pointed
+    downhill on, and the share's ``CONFIDENCE`` Clopper-Pearson interval (None for no batch)."""
+    n = len(checks)
+    if n == 0:
+        return 0, 0, None, None
+    from scipy.stats import binomtest
+
+    k = sum(c.downhill for c in checks)
+    ci = binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="exact")
+    return k, n, k / n, [float(ci.low), float(ci.high)]
 
 
 def verdict_of(checks: list[BatchCheck]) -> tuple[str, float | None]:
     """The verdict (and ``scale`` for ``gradient_scaled``) for batches whose steps all fit."""
     if not checks:
         return SHAPE_MISMATCH, None
-    if all(c.rel_dev <= GRAD_TOL for c in checks):
+    if all(c.rel_dev <= c.tol for c in checks):
         return "gradient", None
     for name in OTHER_LOSSES:
-        if all(c.loss_rel_dev.get(name, math.inf) <= GRAD_TOL for c in checks):
+        if all(c.loss_rel_dev.get(name, math.inf) <= c.tol for c in checks):
             return f"other_loss_gradient:{name}", None
     scales = [c.scale for c in checks]
-    if (all(c.scale_rel_dev <= GRAD_TOL for c in checks) and min(scales) > 0
-            and max(scales) - min(scales) <= GRAD_TOL * max(scales)):
+    tol = max(c.tol for c in checks)
+    if (all(c.scale_rel_dev <= c.tol for c in checks) and min(scales) > 0
+            and max(scales) - min(scales) <= tol * max(scales)):
         return "gradient_scaled", float(np.mean(scales))
-    if all(c.cosine > COS_TOL for c in checks):
-        return "descent", None
-    return "not_descent", None
+    _, _, _, ci = downhill_share(checks)
+    return ("descent" if ci[1] >= DESCENT_SHARE else "not_descent"), None
 
 
 def _stats(checks: list[BatchCheck]) -> tuple[float | None, float | None, float | None]:
@@ -320,6 +492,12 @@ def _stats(checks: list[BatchCheck]) -> tuple[float | None, float | None, float 
 def _worst_fit(fits) -> str:
     fits = set(fits)
     return "right" if fits == {"right"} else "broadcast" if "broadcast" in fits else "wrong"
+
+
+def _share_fields(obj, checks: list[BatchCheck]) -> None:
+    obj.downhill, obj.n_compared, obj.downhill_share, obj.downhill_ci = downhill_share(checks)
+    obj.tolerance = max((c.tol for c in checks), default=None)
+    obj.dtypes = sorted({c.dtype for c in checks})
 
 
 @dataclass
@@ -335,12 +513,19 @@ class ShapeCheck:
     cosine_mean: float | None = None
     cosine_min: float | None = None
     max_rel_dev: float | None = None
+    n_compared: int = 0                      # batches where the step fits and was compared
+    downhill: int = 0                        # of those, where it pointed downhill
+    downhill_share: float | None = None
+    downhill_ci: list | None = None          # CONFIDENCE Clopper-Pearson interval of the share
+    tolerance: float | None = None           # the relative tolerance used (largest over batches)
+    dtypes: list = field(default_factory=list)   # the steps' precisions
 
     def __post_init__(self):
         self.fit = _worst_fit(b.fit for b in self.batches)
         fitting = self.batches if self.fit == "right" else []
         self.verdict, self.scale = verdict_of(fitting)
         self.cosine_mean, self.cosine_min, self.max_rel_dev = _stats(fitting)
+        _share_fields(self, fitting)
 
     @property
     def label(self) -> str:
@@ -361,6 +546,9 @@ class ShapeCheck:
             "shape": self.fit, "verdict": self.verdict, "scale": self.scale,
             "cosine_mean": self.cosine_mean, "cosine_min": self.cosine_min,
             "max_rel_dev": self.max_rel_dev, "batch_sizes": [b.n for b in self.batches],
+            "n_compared": self.n_compared, "downhill": self.downhill,
+            "downhill_share": self.downhill_share, "downhill_ci": self.downhill_ci,
+            "tolerance": self.tolerance, "dtypes": self.dtypes,
         }
 
 
@@ -377,6 +565,12 @@ class ActivationResult:
     cosine_mean: float | None = None
     cosine_min: float | None = None
     max_rel_dev: float | None = None
+    n_compared: int = 0
+    downhill: int = 0
+    downhill_share: float | None = None
+    downhill_ci: list | None = None
+    tolerance: float | None = None
+    dtypes: list = field(default_factory=list)
 
     def __post_init__(self):
         fitting = [s for s in self.shapes if s.fit == "right"]
@@ -386,22 +580,28 @@ class ActivationResult:
         if fitting and len(fitting) < len(self.shapes):
             self.fits_only = [s.label for s in fitting]
         self.cosine_mean, self.cosine_min, self.max_rel_dev = _stats(checks)
+        _share_fields(self, checks)
 
     def to_json(self) -> dict:
         return {
             "activation": self.activation, "verdict": self.verdict, "scale": self.scale,
             "cosine_mean": self.cosine_mean, "cosine_min": self.cosine_min,
             "max_rel_dev": self.max_rel_dev, "shape": self.shape, "fits_only": self.fits_only,
+            "n_compared": self.n_compared, "downhill": self.downhill,
+            "downhill_share": self.downhill_share, "downhill_ci": self.downhill_ci,
+            "tolerance": self.tolerance, "dtypes": self.dtypes,
             "shapes": [s.to_json() for s in self.shapes],
         }
 
 
 def check_rule(rule: Callable, *, activations=None, shapes=DEFAULT_SHAPES,
-               batch_sizes=DEFAULT_BATCH_SIZES, seed: int = 0) -> list[ActivationResult]:
+               batch_sizes=DEFAULT_BATCH_SIZES, seed: int = 0,
+               n_batches: int = DEFAULT_N_BATCHES) -> list[ActivationResult]:
     """Check ``rule`` (the user signature) under each activation; one result per activation.
 
     ``activations``: names from ``ACTIVATIONS`` (default: all). ``shapes``: ``(d, k)`` pairs.
-    Every activation is checked on the same batches, drawn from ``np.random.default_rng(seed)``.
+    ``n_batches`` batches per shape, their sizes cycling through ``batch_sizes``. Every
+    activation is checked on the same batches, drawn from ``np.random.default_rng(seed)``.
     Exceptions from ``rule`` propagate (a rule from ``slnn.check.loader`` raises a one-line
     ``RuleLoadError``).
     """
@@ -409,12 +609,17 @@ def check_rule(rule: Callable, *, activations=None, shapes=DEFAULT_SHAPES,
     unknown = [a for a in names if a not in ACTIVATIONS]
     if unknown:
         raise ValueError(f"unknown activation(s) {unknown}: choose from {sorted(ACTIVATIONS)}")
+    if n_batches < 1 or not batch_sizes:
+        raise ValueError(f"need n_batches >= 1 and some batch_sizes, got {n_batches}, "
+                         f"{batch_sizes!r}")
     rng = np.random.default_rng(seed)
-    batches = {(d, k): make_batches(rng, d, k, batch_sizes) for d, k in shapes}
+    sizes = batch_cycle(n_batches, batch_sizes)
+    batches = {(d, k): make_batches(rng, d, k, sizes) for d, k in shapes}
+    probe = min(len(batch_sizes), n_batches)
     results = []
     for name in names:
         act = ACTIVATIONS[name]
-        per_shape = [ShapeCheck(d, k, [check_batch(rule, act, b) for b in batches[d, k]])
+        per_shape = [ShapeCheck(d, k, check_batches(rule, act, batches[d, k], probe))
                      for d, k in shapes]
         results.append(ActivationResult(name, per_shape))
     return results

@@ -4,9 +4,12 @@
     slnn-check my_rule.py:my_step --json     # one JSON object per activation
     slnn-check --builtin kronecker           # a rule from slnn.check.gallery
     slnn-check my_rule.py:my_step --compare  # plus a small study against the gradient, reported
+    slnn-check my_rule.py:my_step --expect gradient,descent   # exit 1 if any verdict is outside
 
 The rule has the signature ``my_step(x, net, z, t, delta) -> step shaped like W`` (see
-``slnn.check.checker``). Bad input is one line on stderr, ``slnn-check: error: ...``, exit 2.
+``slnn.check.checker`` and ``docs/checker.md``). Exit codes: 0 done (and every verdict expected),
+1 a verdict outside ``--expect`` (one line on stderr), 2 bad input (one line on stderr,
+``slnn-check: error: ...``), 130 interrupted. A closed stdout (``| head``) ends the output quietly.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slnn.check.checker import DEFAULT_SHAPES, check_rule
+from slnn.check.checker import (DEFAULT_N_BATCHES, DEFAULT_SHAPES, DESCENT_SHARE, SHAPE_MISMATCH,
+                                VERDICTS, check_rule)
 from slnn.check.gallery import GALLERY
 from slnn.check.loader import CheckedRule, RuleLoadError, load_rule
 from slnn.check.report import format_shapes, format_table, summarize
 
 PROG = "slnn-check"
+ANY_OTHER_LOSS = "other_loss_gradient"       # in --expect: the gradient of any other loss
+EXPECTABLE = (*VERDICTS, ANY_OTHER_LOSS)
+EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class UsageError(ValueError):
@@ -45,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "0.5 ||t - z||^2, for every activation, on random batches of several data "
                     "shapes. The rule is a function my_step(x, net, z, t, delta) returning a "
                     "step shaped like W; the trainer does W += eta * step.",
-        epilog=f"gallery rules for --builtin: {', '.join(GALLERY)}",
+        epilog=f"verdicts, the first that holds: gradient (equals the negative gradient on every "
+               f"batch, to 1e-8 relative for float64 and sqrt-of-precision for float32 or "
+               f"float16), other_loss_gradient:<loss> (the gradient of sum_squared, "
+               f"cross_entropy or softmax_cross_entropy), gradient_scaled (a constant c > 0 "
+               f"times it), descent (the 95% Clopper-Pearson interval of the share of batches "
+               f"on which the step points downhill reaches {DESCENT_SHARE}), not_descent, "
+               f"shape_mismatch. {DEFAULT_N_BATCHES} batches per data shape. Exit codes: 0 done, "
+               f"1 a verdict outside --expect, 2 bad input, 130 interrupted. "
+               f"Gallery rules for --builtin: {', '.join(GALLERY)}.",
     )
     p.add_argument("rule", nargs="?", metavar="FILE.py:FUNC",
                    help="the rule: a Python file anywhere on disk and the function in it")
@@ -53,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, one object per activation")
     p.add_argument("--seed", type=int, default=0, help="seed of the random batches (default 0)")
+    p.add_argument("--expect", metavar="V,V", default=None,
+                   help="exit 1 (one line on stderr) unless every activation's verdict is one of "
+                        "these, e.g. gradient,descent; other_loss_gradient matches any loss. A "
+                        "step that fits W on some data shapes only also counts as "
+                        f"{SHAPE_MISMATCH}. Choices: {', '.join(EXPECTABLE)}")
     c = p.add_argument_group(
         "--compare", "after the check, train the rule against the gradient rule input (the "
         "study 'compare': seeds x learning rates on two data sets, through slnn-train) and write "
@@ -103,24 +123,89 @@ def _json_rows(results, rule: CheckedRule) -> list[dict]:
     return rows
 
 
-def run_check(args, out=None) -> int:
-    """Check the rule ``args`` names and print the table and summary (or JSON) to ``out``."""
-    out = sys.stdout if out is None else out
-    rule = resolve_rule(args)
-    results = check_rule(rule, seed=args.seed)
+def parse_expect(text: str | None) -> tuple[str, ...] | None:
+    """``--expect``'s verdicts, or a ``UsageError`` naming the one that is not a verdict."""
+    if text is None:
+        return None
+    items = tuple(v.strip() for v in text.split(","))
+    for v in items:
+        if v not in EXPECTABLE:
+            raise UsageError(f"--expect {text!r}: {v!r} is not a verdict; give a comma-separated "
+                             f"list of {', '.join(EXPECTABLE)}")
+    return items
+
+
+def _accepts(expected, verdict: str) -> bool:
+    return verdict in expected or (ANY_OTHER_LOSS in expected
+                                   and verdict.startswith(ANY_OTHER_LOSS + ":"))
+
+
+def unexpected(results, expected) -> list[tuple[str, str]]:
+    """``(activation, verdict as shown)`` for each activation whose verdict is not expected (a
+    step that fits only some data shapes is ``shape_mismatch`` on the others, which must be
+    expected too)."""
+    out = []
+    for r in results:
+        shown = [r.verdict] + ([SHAPE_MISMATCH] if r.fits_only else [])
+        if not all(_accepts(expected, v) for v in shown):
+            text = r.verdict if not r.fits_only else (
+                f"{r.verdict} on {', '.join(r.fits_only)} only, {SHAPE_MISMATCH} elsewhere")
+            out.append((r.activation, text))
+    return out
+
+
+def expect_line(misses, expected) -> str:
+    groups: dict[str, list[str]] = {}
+    for act, text in misses:
+        groups.setdefault(text, []).append(act)
+    got = "; ".join(f"{', '.join(acts)}: {text}" for text, acts in groups.items())
+    return f"{PROG}: verdict outside --expect {','.join(expected)}: {got}"
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: send what is left for stdout to /dev/null, so that neither the rest
+    of the output nor Python's flush at exit complains."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in a test)
+        pass
+
+
+def _print_results(args, results, rule: CheckedRule, out) -> None:
     if args.json:
         json.dump(_json_rows(results, rule), out, indent=2, allow_nan=False)
         out.write("\n")
-        return 0
+        return
     sha = f"  sha256 {rule.digest[:12]}" if rule.digest else ""
     shapes = " ".join(f"d={d},k={k}" for d, k in DEFAULT_SHAPES)
-    print(f"{PROG} {rule.label}{sha}  seed {args.seed}, data shapes {shapes}", file=out)
+    print(f"{PROG} {rule.label}{sha}  seed {args.seed}, data shapes {shapes}, "
+          f"{DEFAULT_N_BATCHES} batches each", file=out)
     print("", file=out)
     print(format_table(results), file=out)
     print("", file=out)
     print(format_shapes(results), file=out)
     print("", file=out)
     print(summarize(results, rule.label, seed=args.seed), file=out)
+
+
+def run_check(args, out=None) -> int:
+    """Check the rule ``args`` names and print the table and summary (or JSON) to ``out``;
+    0, or 1 when a verdict is outside ``--expect``."""
+    out = sys.stdout if out is None else out
+    expected = parse_expect(getattr(args, "expect", None))
+    rule = resolve_rule(args)
+    results = check_rule(rule, seed=args.seed)
+    try:
+        _print_results(args, results, rule, out)
+        out.flush()
+    except BrokenPipeError:   # the reader stopped reading (| head): the verdicts still count
+        _quiet_stdout()
+    if expected is not None:
+        misses = unexpected(results, expected)
+        if misses:
+            print(expect_line(misses, expected), file=sys.stderr)
+            return EXIT_UNEXPECTED
     return 0
 
 
@@ -202,7 +287,8 @@ def _headline(report_md: Path) -> str:
 
 
 def main(argv=None) -> int:
-    """Entry point: returns the exit code (0 done, 2 bad input)."""
+    """Entry point: returns the exit code (0 done, 1 a verdict outside ``--expect``, 2 bad
+    input, 130 interrupted)."""
     parser = build_parser()
     try:
         try:
@@ -212,6 +298,8 @@ def main(argv=None) -> int:
         if args.compare:
             if args.json:
                 raise UsageError("--compare writes a report; give it without --json")
+            if args.expect is not None:
+                raise UsageError("--expect gates the check alone; give it without --compare")
             rule = resolve_rule(args)
             overrides = compare_overrides(args, rule)  # a bad option fails before the check
             run_check(args)
@@ -224,7 +312,10 @@ def main(argv=None) -> int:
         return run_check(args)
     except (UsageError, RuleLoadError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from slnn.check.checker import GRAD_TOL, SHAPE_MISMATCH, ActivationResult
+from slnn.check.checker import CONFIDENCE, DESCENT_SHARE, GRAD_TOL, SHAPE_MISMATCH, ActivationResult
 
 LOSS_WORDS = {  # (the loss, what following its gradient means)
     "sum_squared": ("the squared error summed over the batch instead of averaged",
@@ -22,6 +22,30 @@ LOSS_WORDS = {  # (the loss, what following its gradient means)
 TOL = f"{GRAD_TOL:.0e}".replace("e-0", "e-")      # 1e-8
 
 
+def _tol(group) -> str:
+    """The tolerance the verdicts of ``group`` used (1e-8 for float64 steps)."""
+    tols = [getattr(r, "tolerance", None) or GRAD_TOL for r in group]
+    return TOL if max(tols) <= GRAD_TOL else f"{max(tols):.1e} (the step's precision)"
+
+
+def downhill_text(r) -> str:
+    """'3999 of 4000 (95% CI 99.86% to 99.99%)', or '' for a result without those fields."""
+    ci = getattr(r, "downhill_ci", None)
+    if not ci:
+        return ""
+    return f"{r.downhill} of {r.n_compared} ({CONFIDENCE:.0%} CI {_pct(ci[0])} to {_pct(ci[1])})"
+
+
+def _pct(v: float) -> str:
+    """A share in percent, never rounded up to 100% unless it is 1."""
+    if v >= 1:
+        return "100%"
+    digits = 2
+    while f"{100 * v:.{digits}f}" == f"{100:.{digits}f}" and digits < 8:
+        digits += 1
+    return f"{100 * v:.{digits}f}%"
+
+
 def _num(v, fmt: str) -> str:
     return "-" if v is None or not math.isfinite(v) else format(v, fmt)
 
@@ -33,14 +57,18 @@ def _names(results: list[ActivationResult]) -> str:
 
 def format_table(results: list[ActivationResult]) -> str:
     """One row per activation; ``*`` marks a verdict that holds only where the step fits ``W``."""
-    rows = [("activation", "verdict", "cos mean", "cos min", "max rel dev", "shape")]
+    rows = [("activation", "verdict", "cos mean", "cos min", "max rel dev", "downhill",
+             f"[{CONFIDENCE:.0%} CI]", "shape")]
     for r in results:
         verdict = r.verdict + (f" x{r.scale:.3g}" if r.scale is not None else "")
+        ci = getattr(r, "downhill_ci", None)
         rows.append((r.activation, verdict + ("*" if r.fits_only else ""),
                      _num(r.cosine_mean, ".4f"), _num(r.cosine_min, ".4f"),
-                     _num(r.max_rel_dev, ".1e"), r.shape))
+                     _num(r.max_rel_dev, ".1e"),
+                     f"{r.downhill}/{r.n_compared}" if ci else "-",
+                     f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "-", r.shape))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {2, 3, 4}
+    right = {2, 3, 4, 5}
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
                        for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
     fits = {tuple(r.fits_only) for r in results if r.fits_only}
@@ -68,12 +96,12 @@ def _sentence(verdict: str, group: list[ActivationResult]) -> str:
         if verdict != SHAPE_MISMATCH else None
     if verdict == "gradient":
         return (f"{who} the step equals the negative gradient of the squared error "
-                f"0.5 ||t - z||^2 averaged over the batch (to within {TOL} relative on every "
+                f"0.5 ||t - z||^2 averaged over the batch (to within {_tol(group)} relative on every "
                 f"batch checked): it is gradient descent.")
     if verdict.startswith("other_loss_gradient:"):
         loss = verdict.split(":", 1)[1]
         what, meaning = LOSS_WORDS.get(loss, (loss, "a different loss"))
-        return (f"{who} the step is not the squared-error gradient; it equals, to within {TOL} "
+        return (f"{who} the step is not the squared-error gradient; it equals, to within {_tol(group)} "
                 f"on every batch checked, the negative gradient of {what}: {meaning}.")
     if verdict == "gradient_scaled":
         if len({f"{r.scale:.3g}" for r in group}) == 1:
@@ -82,11 +110,15 @@ def _sentence(verdict: str, group: list[ActivationResult]) -> str:
             factors = "a constant times (" + ", ".join(
                 f"{r.scale:.3g} with {r.activation}" for r in group) + ")"
         return (f"{who} the step equals {factors} the negative gradient on every batch checked "
-                f"(to within {TOL}): the gradient with the learning rate scaled by that factor.")
+                f"(to within {_tol(group)}): the gradient with the learning rate scaled by that factor.")
+    shares = "; ".join(f"{downhill_text(r)} with {r.activation}" for r in group
+                       if downhill_text(r))
+    rule = f"descent needs that interval to reach {DESCENT_SHARE:.1%}"
     if verdict == "descent":
+        where = (f"on all but a negligible share of the batches checked: on {shares} ({rule})"
+                 if shares else "on the batches checked")
         return (f"{who} the step is not the gradient of any loss checked, but it pointed downhill "
-                f"on every batch checked (smallest cosine with the negative gradient "
-                f"{cos_min:.2f}).")
+                f"{where}; smallest cosine with the negative gradient {cos_min:.2f}.")
     if verdict == "not_descent":
         cos_max_mean = max(r.cosine_mean for r in group)
         if cos_max_mean < -1 + 1e-6:
@@ -94,8 +126,9 @@ def _sentence(verdict: str, group: list[ActivationResult]) -> str:
                     f"with the negative gradient): it climbs the loss.")
         effect = ("a small step there raises the squared error" if cos_min < 0 else
                   "there it does not lower the squared error to first order")
+        share = f" It pointed downhill on {shares} ({rule})." if shares else ""
         return (f"{who} the step is not a descent direction: on at least one batch checked its "
-                f"cosine with the negative gradient was {cos_min:.2f}, so {effect}.")
+                f"cosine with the negative gradient was {cos_min:.2f}, so {effect}.{share}")
     # shape_mismatch
     silent = [r for r in group if r.shape == "broadcast"]
     tail = (" (where it broadcasts, NumPy would add it to W without complaint, changing the "
@@ -130,7 +163,10 @@ def summarize(results: list[ActivationResult], label: str, *, seed: int = 0) -> 
     fits = _fits_sentence(results)
     if fits:
         sentences.append(fits)
-    n_batches = sum(len(s.batches) for s in results[0].shapes)
+    n_batches = max(getattr(results[0], "n_compared", 0),
+                    sum(len(s.batches) for s in results[0].shapes if s.fit == "right"))
+    if n_batches == 0:
+        n_batches = sum(len(s.batches) for s in results[0].shapes)
     sentences.append(f"These are findings on {n_batches} random batches per activation "
                      f"(seed {seed}), not a proof.")
     return f"{label}: " + " ".join(sentences)
