@@ -154,3 +154,54 @@ def test_a_server_failing_for_good_ends_the_sweep_after_the_outage_wait(tmp_path
     assert "stopped: the tracking store" in ends[0] and "answers with server errors" in ends[0]
     assert "not run" in ends[0]  # the cells left were not each failed in turn
     assert took < wait + 30, (took, err[-3000:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+def test_workers_whose_launcher_died_stop_and_the_next_command_reaps_the_parent(tmp_path):
+    """Only the launcher is killed (-9): its joblib workers take no further cell and exit, and
+    the next command closes the dead sweep's parent run and finishes the grid."""
+    import json
+
+    args = [BIN / "slnn-train", "-m", "seed=range(30)", "train.epochs=300", *FAST,
+            f"hydra.sweep.dir={tmp_path}/m", "sweep.report=false", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2"]
+    ledger = tmp_path / "m" / "progress.jsonl"
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_finished_cell(ledger, proc)
+        os.kill(proc.pid, 9)
+    finally:
+        proc.kill()
+        proc.wait()
+    workers = {json.loads(ln)["pid"] for ln in ledger.read_text().splitlines()}
+    deadline = time.monotonic() + 120
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for the workers' exit
+    assert not any(_alive(p) for p in workers), "the workers outlived their launcher"
+    assert len(ledger.read_text().splitlines()) < 30  # they stopped, not ran the whole grid
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ids = [e.experiment_id for e in MlflowClient(uri).search_experiments()]
+    killed_parent = [r for r in MlflowClient(uri).search_runs(ids) if
+                     r.data.tags.get("slnn.sweep") == "true"]
+    again = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs(ids, max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    finished = {r.data.params.get("seed") for r in runs if r.info.status == "FINISHED"
+                and r.data.tags.get("slnn.sweep") != "true"}
+    assert finished == {str(s) for s in range(30)}
+    assert killed_parent and client.get_run(killed_parent[0].info.run_id).info.status != "RUNNING"

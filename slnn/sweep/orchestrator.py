@@ -41,10 +41,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from slnn.core.outcomes import EXPECTED, Outcome
+from slnn.sweep.attempt import GONE_FILE
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
-from slnn.tracking.console import browse_command, portable, relative, report_command, run_url
+from slnn.tracking.console import (browse_command, portable, relative, report_command, run_url,
+                                   say)
 from slnn.tracking.faults import describe, mask
+from slnn.tracking.liveness import process_owner
 
 # keep each worker to one BLAS / OpenMP / Numba thread: the parallelism is across jobs
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -57,6 +60,26 @@ def _command() -> str:
     """The command that ran this sweep, as typed but with paths below the working folder relative
     to it (a report's header shows how to run it again, from that folder, on any machine)."""
     return mask(portable(shlex.join(["slnn-train", *sys.argv[1:]])))[:5000]
+
+
+def _sqlite_file(uri: str) -> str | None:
+    from slnn.tracking.locks import sqlite_path
+
+    path = sqlite_path(uri)
+    return None if path is None else str(path)
+
+
+def _store_file(uri: str) -> list[int] | None:
+    """``[device, inode]`` of a SQLite store's file (None: not SQLite, or no such file): the same
+    at a sweep's end as at its start unless the file was deleted or replaced meanwhile."""
+    path = _sqlite_file(uri)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino]
 
 
 def _chunks(items: list, n: int) -> list[list]:
@@ -208,8 +231,11 @@ class Orchestrator:
             # into reports/sweep-<parent id 8>/ (slnn.report.default_out)
             "report_out": str(sweep_dir / "report") if study != "sweep" else None,
         }
+        self.state["store_file"] = _store_file(uri)
+        self.state["launcher"] = process_owner()  # a job whose launcher died stops (worker)
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
+        (sweep_dir / GONE_FILE).unlink(missing_ok=True)  # an earlier session's outage
         os.environ["MLFLOW_TRACKING_URI"] = uri  # workers agree on the store whatever their cwd
         note = f"; marked {reaped} dead run(s) KILLED" if reaped else ""
         if other is not None:
@@ -326,8 +352,8 @@ class Orchestrator:
         # lock for a moment: retry on fresh connections before giving up
         try:
             self._log_summary_metrics()
-        except Exception:  # noqa: BLE001 - the numbers are in the children; closing matters more
-            pass
+        except Exception as e:  # noqa: BLE001 - the numbers are in the children; closing matters more
+            self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         for attempt in range(4):
             try:
                 self.client.set_tag(st["parent_run_id"], "slnn.summary", line)
@@ -344,17 +370,36 @@ class Orchestrator:
         return counts, line
 
     def finish(self) -> int:
-        """Summarize, close the parent run, write the report; the exit code (1 if a cell failed)."""
+        """Summarize, close the parent run, write the report; the exit code (1 if a cell failed,
+        or if the store does not hold what the sweep would report: ``_store_fault``)."""
+        from slnn.sweep.attempt import store_gone
+
         st = self.state
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell(self._cells())
         # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
         not_run = st["total"] - st["n_skipped"] - len(entries)
         unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED) + max(not_run, 0)
+        gone = store_gone(st)
+        if gone:  # the store stayed down: closing the parent would wait for it again
+            from slnn.tracking.liveness import stop
+
+            stop(st["parent_run_id"])
+            self._restore_env()
+            _, line = summarize(entries + [{"outcome": Outcome.SKIPPED}] * st["n_skipped"],
+                                st["total"])
+            say(mask(f"slnn: sweep {st['label']} stopped: {gone}; {line}; run the same command "
+                     "again once the store answers (the next command closes the parent run "
+                     f"{st['parent_run_id']})"), sys.stderr)
+            return 1
         _, line = self.close("FAILED" if unexpected else "FINISHED")
+        fault = self._store_fault(entries)
+        if fault:
+            say(mask(f"slnn: sweep {st['label']}: {fault}"), sys.stderr)
+            return 1
         elapsed = time.time() - st["start"]
-        note = self._log_best_model() if st.get("log_best_model") else ""
         uri, parent = st["uri"], st["parent_run_id"]
-        note += self._register() if st.get("register") else ""
+        note = self._step(self._log_best_model, "no model logged") if st.get("log_best_model") else ""
+        note += self._step(self._register, "nothing registered") if st.get("register") else ""
         rebuild = report_command(uri, parent)
         note += (self._write_report(rebuild) if st.get("report") else
                  f"; no report (sweep.report=false; write it: {rebuild})")
@@ -362,6 +407,47 @@ class Orchestrator:
                    f"{note}; browse: {browse_command(uri)} (the sweep: "
                    f"{run_url(uri, st['experiment_id'], parent)})"), flush=True)
         return 1 if unexpected else 0
+
+    def _step(self, step, none: str) -> str:
+        """A step of a sweep's end (its note), or ``; <none> (<why>)`` when the store or the disk
+        fails it: the summary line still comes, and the exit code stays the cells'."""
+        try:
+            return step()
+        except Exception as e:  # noqa: BLE001 - disk full, read-only, a deleted experiment, 500s
+            return f"; {none} ({describe(self.state['uri'], e)})"
+
+    def _store_fault(self, entries: list[dict]) -> str | None:
+        """Why the runs this sweep would report are not (all) in its store, or None: its SQLite
+        file deleted or replaced while it ran, or fewer finished cells under its parent run than
+        its ledger counts (which ``close`` read, ``_log_summary_metrics``)."""
+        from slnn.core.outcomes import TRAINED
+
+        st = self.state
+        was, path = st.get("store_file"), _sqlite_file(st["uri"])
+        if was is not None and path is not None:
+            now = _store_file(st["uri"])
+            if now is None:
+                return (f"the tracking store {path} was deleted while the sweep ran, and the runs "
+                        "it recorded with it: restore it from a backup, or run the same command "
+                        "again to record a new sweep")
+            if now != was:
+                return (f"the tracking store {path} was replaced by another file while the sweep "
+                        "ran: the runs it recorded are not in it; put the original back, or run "
+                        "the same command again to record them in this one")
+        claimed = sum(1 for e in entries if e["outcome"] in TRAINED)
+        found = getattr(self, "_n_finished_in_store", None)
+        if found is None:
+            if not claimed:
+                return None
+            return (f"could not count this sweep's runs in the tracking store {st['uri']} "
+                    f"({getattr(self, '_count_error', 'unknown error')}): its {claimed} finished "
+                    "cell(s) may not be recorded; run the same command again to check and "
+                    "complete it")
+        if found < claimed:
+            return (f"the tracking store {st['uri']} holds {found} finished cell(s) of this sweep "
+                    f"where it trained {claimed}: the store lost runs while the sweep ran "
+                    "(deleted, replaced or restored); run the same command again to record them")
+        return None
 
     def _log_summary_metrics(self) -> None:
         """The parent's own numbers, for the UI: cells, outcomes, best validation error per rule.
@@ -384,6 +470,7 @@ class Orchestrator:
             if cell.finished:
                 keep_newest(newest_finished, cell)
         self._newest_finished = list(newest_finished.values())
+        self._n_finished_in_store = len(newest_finished)
         outcomes = Counter(c.outcome for c in newest.values())
         now = int(time.time() * 1000)
         values = {"cells": st["total"], "finished": sum(outcomes[o] for o in TRAINED)}

@@ -214,6 +214,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     os.environ.setdefault("MLFLOW_TRACKING_URI", state["uri"])
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
+    done, launcher_gone = _watch_launcher(state)
     from slnn.check.loader import pinned
 
     try:
@@ -222,6 +223,8 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
         with threadpool_limits(limits=1), pinned(state.get("rule_digests")):
             for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
                 if store_gone(state):  # the store stayed down: the sweep stops, with one line
+                    break
+                if launcher_gone.is_set():  # nobody is left to report to
                     break
                 write_cell_folder(state, folder, overrides)
                 try:
@@ -237,5 +240,42 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
         # (``warm.release``): nothing of this job's output may wait in a buffer
         from slnn.app.shutdown import flush_std_streams
 
+        done.set()
         flush_std_streams()
     return failed
+
+
+LAUNCHER_GRACE = 10.0  # seconds a worker whose launcher died gives its cell to end
+
+
+def _watch_launcher(state: dict):
+    """In a job that runs in a process of its own on this machine (a joblib worker), watch the
+    sweep's launcher. If it dies (killed with -9, say), the job takes no further cell, and its
+    process exits as soon as the cell in hand is recorded (at most ``LAUNCHER_GRACE`` seconds
+    later; a cell cut short is left RUNNING with a dead owner, which the next command reaps),
+    instead of running every remaining cell for nobody and then idling. The next command also
+    closes the sweep's parent run. Returns ``(done, gone)``: set ``done`` when the job ends;
+    ``gone`` is set once the launcher has died."""
+    import threading
+
+    from slnn.tracking.liveness import is_alive, process_owner
+
+    done, gone = threading.Event(), threading.Event()
+    launcher = state.get("launcher")
+    if not launcher or launcher == process_owner():  # Hydra's basic launcher: this process
+        return done, gone
+
+    def watch() -> None:
+        while not done.wait(1.0):
+            if is_alive({"slnn.owner": launcher}) is False:
+                gone.set()
+                say(f"slnn: the sweep's launcher (pid {launcher.split('/')[3]}) is gone: this "
+                    "worker stops; run the same command again to finish the sweep", sys.stderr)
+                done.wait(LAUNCHER_GRACE)
+                from slnn.app.shutdown import flush_std_streams
+
+                flush_std_streams()
+                os._exit(1)  # nobody waits for this job's result, nor for this worker
+
+    threading.Thread(target=watch, name="slnn-watch-launcher", daemon=True).start()
+    return done, gone

@@ -36,11 +36,14 @@ def _read(path: str) -> str:
 
 def start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or ''
-    when there is no such process (or no /proc)."""
+    when there is no such process (or no /proc), or it has ended and only waits for its parent
+    to collect its exit status (a zombie: it runs nothing any more)."""
     stat = _read(f"/proc/{pid}/stat")
     if not stat:
         return ""
     fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and ')'
+    if fields and fields[0] in ("Z", "X"):
+        return ""
     return fields[19] if len(fields) > 19 else ""
 
 
@@ -58,6 +61,12 @@ _PIDNS = _pid_namespace()
 
 def _owner(pid: int) -> str:
     return "/".join((_HOST, _BOOT, _PIDNS, str(pid), start_time(pid)))
+
+
+def process_owner(pid: int | None = None) -> str:
+    """``slnn.owner``'s value for a process (this one by default): ``is_alive({"slnn.owner":
+    ...})`` later says whether that very process still runs."""
+    return _owner(os.getpid() if pid is None else pid)
 
 
 def owner_tags() -> dict[str, str]:
