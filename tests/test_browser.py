@@ -96,3 +96,37 @@ def test_the_page_fits_a_laptop_screen_without_sideways_scrolling(page):
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     assert (ARTIFACTS / "report_full_page.png").stat().st_size > 50_000
+
+
+COMMITTED = sorted(p for p in (Path(__file__).resolve().parent.parent / "reports").glob(
+    "*/report.html"))
+
+
+@pytest.mark.parametrize("report", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_the_first_screen_of_a_committed_report_shows_the_answer(report):
+    """At 1440 x 900, without scrolling: the answer sentence, the whole answer figure and the
+    start of the answer table (its header and first row)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1440, "height": 900})
+            pg.goto(report.as_uri(), wait_until="load")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            pg.screenshot(path=str(ARTIFACTS / f"first_screen_{report.parent.name}.png"))
+            box = pg.evaluate("""() => {
+                const r = e => e ? e.getBoundingClientRect() : null;
+                const head = r(document.querySelector('p.headline'));
+                const img = r(document.querySelector('img'));
+                const row = r(document.querySelector('table tbody tr'));
+                return {head: head && head.bottom, img: img && img.bottom,
+                        imgAlt: document.querySelector('img').alt,
+                        row: row && row.bottom, h: window.innerHeight,
+                        text: document.querySelector('p.headline').innerText};
+            }""")
+        finally:
+            browser.close()
+    assert box["text"].strip() and len(box["text"].split()) <= 60, box["text"]
+    assert "best cell" in box["imgAlt"]  # the first image is the answer figure
+    assert box["head"] < box["img"] <= box["h"], box
+    assert box["row"] is not None and box["row"] <= box["h"], box

@@ -45,10 +45,11 @@ class Analysis:
     # each rule next to its checker verdict (slnn.report.rulecheck), when the sweep trains a rule
     # other than the guide's two
     rule_checks: dict | None = None
+    answer: object = None  # the first screen: slnn.report.answer.Answer
 
 
 def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
-            rule_checks=_COMPUTE) -> Analysis:
+            rule_checks=_COMPUTE, target_error: float = 0.1) -> Analysis:
     """The summary, the tests, the words, of a sweep (or of its runs frame); with ``fetch``
     (``source.artifact_reader``), also the identity of ``slnn.report.identity`` on a few logged
     runs of the guide's rule. ``identity`` and ``rule_checks``, when given (None included), are
@@ -56,11 +57,17 @@ def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
     from slnn.report.compare import tests_table
     from slnn.report.identity import RULE, check_runs
     from slnn.report.stats import summary_table
-    from slnn.report.verdict import headline, learning_verdicts, verdict
+    from slnn.report.verdict import learning_verdicts, verdict
 
     runs = sweep.runs if isinstance(sweep, SweepData) else sweep  # a runs frame will do
+    from slnn.report.answer import best_flags, build
+
     summary = summary_table(runs)
+    if len(summary):
+        summary["best"] = best_flags(summary, runs)  # chosen on half the seeds (selection)
     tests = tests_table(runs, summary)
+    history = sweep.history if isinstance(sweep, SweepData) else None
+    answer, tests = build(runs, tests, history, target_error)
     learn = learning_verdicts(summary, tests)
     if identity is _COMPUTE:
         identity = check_runs(runs, fetch) if fetch is not None and (
@@ -70,7 +77,7 @@ def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
 
         rule_checks = check_rules(runs) if applies(runs) else None
     return Analysis(summary, tests, learn, verdict(runs, summary, tests, learn),
-                    headline(runs, summary, tests, learn), identity, rule_checks)
+                    answer.sentences, identity, rule_checks, answer)
 
 
 def default_out(study: str, parent_run_id: str) -> Path:
@@ -110,8 +117,9 @@ def render_from(src: str | Path, out: str | Path | None = None, *,
     inputs = load_inputs(src)
     copy_inputs(src, folder)
     target = inputs.facts.get("target_error", 0.1) if target_error is None else target_error
-    analysis = analyse(inputs.sweep, identity=inputs.identity, rule_checks=inputs.rule_checks)
-    figs = make_figures(inputs.sweep, analysis.summary, folder, target)
+    analysis = analyse(inputs.sweep, identity=inputs.identity, rule_checks=inputs.rule_checks,
+                       target_error=target)
+    figs = make_figures(inputs.sweep, analysis.summary, folder, target, answer=analysis.answer)
     t = time.perf_counter()
     files = [folder / f for f in inputs.facts["files"]] + render(inputs.sweep, analysis, figs,
                                                                  folder)

@@ -10,9 +10,7 @@ time of a thousand-run report.
 
 from __future__ import annotations
 
-import re
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -24,45 +22,19 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from slnn.report.facets import band, facet, wrap  # noqa: E402
+from slnn.report.figbase import BAND, DPI, LABELS, Fig, _save, _slug, _suptitle  # noqa: E402,F401
 from slnn.core.outcomes import Outcome  # noqa: E402
 from slnn.report.frames import SweepData as Sweep  # noqa: E402
 from slnn.report.stats import bands, epochs_to_target, outcome_order  # noqa: E402
 from slnn.report.verdict import mismatch_reason  # noqa: E402
 
-DPI = 100
 OUTCOME_COLOURS = {Outcome.CONVERGED: "#2ca02c", Outcome.EARLY_STOPPED: "#17becf",
                    Outcome.MAX_EPOCHS: "#1f77b4", Outcome.DIVERGED: "#d62728",
                    Outcome.SHAPE_MISMATCH: "#7f7f7f", Outcome.FAILED: "#000000",
                    Outcome.KILLED: "#9467bd", Outcome.UNKNOWN: "#bcbd22", Outcome.RUNNING: "#ff7f0e"}
-LABELS = {"val_loss": "validation loss (mean (t - z)^2)", "val_error": "validation error",
-          "grad_cosine": "cosine(step, -gradient)"}
-BAND = "mean over seeds, 95% t-interval band"
 # file names this module writes; the report folder is cleared of these before a new report
-PATTERNS = ("curves_*.png", "grad_cosine_*.png", "test_error_heatmap.png", "outcomes.png",
-            "epochs_to_target.png", "guide_plot.png")
-
-
-@dataclass
-class Fig:
-    key: str  # file stem
-    title: str
-    caption: str
-    path: Path | None = None  # None: not drawn, see note
-    note: str = ""
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s))
-
-
-def _suptitle(fig, text: str, **kw) -> None:
-    fig.suptitle(wrap(text, fig.get_figwidth()), fontsize=11, **kw)
-
-
-def _save(fig, path: Path, tight: bool = True) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None)
-    plt.close(fig)
-    return path
+PATTERNS = ("curves_*.png", "grad_cosine_*.png", "test_error_heatmap*.png", "outcomes.png",
+            "epochs_to_target.png", "guide_plot.png", "answer.png", "time_to_target.png")
 
 
 def palette(runs: pd.DataFrame) -> dict:
@@ -159,8 +131,8 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
     """2. Mean final test error over (activation, lr), one panel per (data, update rule)."""
     key, title = "test_error_heatmap", "mean final test error over learning rate x activation"
     cap = ("mean final test error over the seeds that trained without diverging, in each "
-           "(activation, learning rate) cell; rows: "
-           "data set, columns: update rule; grey n/a: no run of that cell has a test error "
+           "(activation, learning rate) cell; one figure per data set, one panel per update "
+           "rule; grey n/a: no run of that cell has a test error "
            "(e.g. shape_mismatch). The numbers and their intervals are in the summary table.")
     s = summary.dropna(subset=["test_error_mean"]) if "test_error_mean" in summary else summary[:0]
     if s.empty:
@@ -168,16 +140,18 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
                     "(see the outcomes figure for what happened instead).")]
     datas, rules = sorted(summary["data"].unique()), sorted(summary["update"].unique())
     cmap = sns.color_palette("rocket_r", as_cmap=True)
-    n_act = max(summary.groupby("data")["activation"].nunique())
-    n_lr = max(summary.groupby("data")["lr"].nunique())
-    fig, axes = plt.subplots(len(datas), len(rules), squeeze=False, layout="constrained",
-                             figsize=(1.5 + (0.8 * n_lr + 1.0) * len(rules),
-                                      0.6 + (0.45 * n_act + 1.0) * len(datas)))
-    for i, data in enumerate(datas):
+    figs = []
+    for data in datas:
         d = summary[summary["data"] == data]
         acts, lrs = sorted(d["activation"].unique()), sorted(d["lr"].unique())
-        for j, rule in enumerate(rules):
-            ax = axes[i, j]
+        here = [r for r in rules if (d["update"] == r).any()]
+        ncol = min(3, len(here))
+        nrow = int(np.ceil(len(here) / ncol))
+        fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",
+                                 figsize=(10.0, 0.6 + (0.42 * len(acts) + 0.9) * nrow))
+        for ax in axes.flat[len(here):]:
+            ax.set_visible(False)
+        for j, (ax, rule) in enumerate(zip(axes.flat, here)):
             piv = (d[d["update"] == rule].pivot(index="activation", columns="lr",
                                                  values="test_error_mean")
                    .reindex(index=acts, columns=lrs))
@@ -187,8 +161,9 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
                                  edgecolors="white", linewidth=0.5)
             ax.set_xlim(0, len(lrs))
             ax.set_ylim(len(acts), 0)
-            ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{x:g}" for x in lrs])
-            ax.set_yticks(np.arange(len(acts)) + 0.5, acts if j == 0 else [])
+            ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{x:g}" for x in lrs], fontsize=9,
+                          rotation=45 if len(lrs) > 5 else 0)
+            ax.set_yticks(np.arange(len(acts)) + 0.5, acts if j % ncol == 0 else [], fontsize=9)
             ax.tick_params(length=0)
             for side in ax.spines.values():
                 side.set_visible(False)
@@ -198,14 +173,15 @@ def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
                     text, colour = "n/a", "0.3"
                 else:
                     text, colour = f"{v:.2f}", "white" if v > 0.45 else "black"
-                ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=8, color=colour)
-            ax.set_title(f"{data}: {rule}", fontsize=10)
-            ax.set_xlabel("learning rate" if i == len(datas) - 1 else "")
-            ax.set_ylabel("activation" if j == 0 else "")
-            ax.tick_params(axis="y", rotation=0)
-    fig.colorbar(mesh, ax=axes, label="mean final test error", shrink=0.8, aspect=30)
-    _suptitle(fig, title)
-    return [Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False))]
+                ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=9,
+                        color=colour)
+            ax.set_title(rule, fontsize=10, loc="left")
+            ax.set_xlabel("learning rate", fontsize=9)
+        fig.colorbar(mesh, ax=axes, label="mean final test error", shrink=0.8, aspect=30)
+        _suptitle(fig, f"{data}: {title}")
+        k = key if len(datas) == 1 else f"{key}_{_slug(data)}"
+        figs.append(Fig(k, f"{data}: {title}", cap, _save(fig, out / f"{k}.png", tight=False)))
+    return figs
 
 
 def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
@@ -222,12 +198,14 @@ def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     g = sns.catplot(counts, kind="bar", x="update", y="runs", hue="outcome", col="data",
                     hue_order=order, col_order=datas, order=list(pal),
                     palette={o: OUTCOME_COLOURS.get(o, "#888888") for o in order},
-                    col_wrap=min(len(datas), 3), height=3.0, aspect=1.2, sharey=False)
+                    col_wrap=min(len(datas), 3), height=2.8,
+                    aspect=1.05 if len(datas) > 1 else 2.6, sharey=False)
     for ax in g.axes.flat:
         ax.grid(axis="y", alpha=0.3)
         for cont in ax.containers:
-            ax.bar_label(cont, fontsize=8, padding=1)
-        ax.tick_params(axis="x", rotation=0)
+            ax.bar_label(cont, fontsize=9, padding=1)
+        ax.tick_params(axis="x", rotation=30 if len(pal) > 3 else 0, labelsize=9)
+        ax.tick_params(axis="y", labelsize=9)
     g.set_titles("{col_name}")
     g.set_axis_labels("update rule", "runs")
     _suptitle(g.figure, title, y=1.0, va="bottom")
@@ -340,8 +318,10 @@ def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"), note=note)]
 
 
-def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: float) -> list[Fig]:
-    """Every figure of the report, in the report's order, saved into ``out``."""
+def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: float, *,
+                 answer=None) -> list[Fig]:
+    """Every figure of the report, in the report's order, saved into ``out``: with ``answer``
+    (``slnn.report.answer.Answer``), its figure first and the time-to-target curves."""
     out.mkdir(parents=True, exist_ok=True)
     for pattern in PATTERNS:  # a figure that is not redrawn must not linger from an older report
         for old in out.glob(pattern):
@@ -350,11 +330,28 @@ def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: f
     # no axes grid by default: the facet grids draw their own (see _facet), the others ask
     style = sns.axes_style("ticks", {"axes.grid": False})
     with style, sns.plotting_context("notebook", font_scale=0.8):
-        figs = learning_curves(sweep, pal, out)
+        figs = []
+        if answer is not None:
+            from slnn.report.answer_figures import answer_figure, km_figure
+
+            figs += answer_figure(answer, sweep.runs, pal, out)
+            figs += km_figure(answer, pal, out)
+        if answer is not None:
+            from slnn.report.answer_figures import best_lr_curves
+
+            figs += best_lr_curves(sweep, pal, out)
+        else:
+            figs += learning_curves(sweep, pal, out)
         figs += heatmap(sweep, summary, out)
-        figs += grad_cosine(sweep, pal, out)
+        if answer is not None:
+            from slnn.report.answer_figures import best_lr_cosines
+
+            figs += best_lr_cosines(sweep, out)
+        else:
+            figs += grad_cosine(sweep, pal, out)
         figs += outcomes(sweep, pal, out)
-        figs += target_epochs(sweep, pal, out, target_error)
+        if answer is None:
+            figs += target_epochs(sweep, pal, out, target_error)
         if sweep.study == "guide_reproduction":
             figs += guide_plot(sweep, pal, out)
     plt.close("all")

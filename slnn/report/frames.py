@@ -151,10 +151,15 @@ def parse_histories(blobs: dict[str, bytes | None]) -> tuple[pd.DataFrame, dict[
         if missing:
             lacking.update({run_id: missing for run_id, _ in items})
             continue
-        wide = pd.read_csv(io.BytesIO(head + b"\n" + b"".join(b for _, b in items)))
-        wide.columns = names
-        wide.insert(0, "run_id", np.repeat([r for r, _ in items], [b.count(b"\n") for _, b in items]))
-        frames.append(wide)
+        try:
+            frames.append(_read_histories(head, items, names))
+        except Exception:  # noqa: BLE001 - one run's corrupt file: read them one by one
+            for run_id, body in items:
+                try:
+                    frames.append(_read_histories(head, [(run_id, body)], names))
+                except Exception as e:  # noqa: BLE001 - named in the report, left out
+                    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+                    lacking[run_id] = [f"readable table ({type(e).__name__}: {why})"]
     columns = ["run_id", "epoch", "step", *METRICS]
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns[1:]})
@@ -167,6 +172,18 @@ def parse_histories(blobs: dict[str, bytes | None]) -> tuple[pd.DataFrame, dict[
     # a history without steps: one step per epoch is the best guess, and only labels the x-axis
     wide["step"] = pd.to_numeric(wide["step"], errors="coerce").fillna(wide["epoch"]).astype("int64")
     return wide, lacking
+
+
+def _read_histories(head: bytes, items: list[tuple[str, bytes]], names: list[str]) -> pd.DataFrame:
+    """The rows of history files sharing the header ``head``; raises on a file pandas cannot
+    parse or whose epochs are not whole numbers (``parse_histories`` then names that run)."""
+    wide = pd.read_csv(io.BytesIO(head + b"\n" + b"".join(b for _, b in items)))
+    wide.columns = names
+    epochs = pd.to_numeric(wide["epoch"], errors="coerce")
+    if epochs.isna().any() or (epochs % 1 != 0).any():
+        raise ValueError("an epoch that is not a whole number")
+    wide.insert(0, "run_id", np.repeat([r for r, _ in items], [b.count(b"\n") for _, b in items]))
+    return wide
 
 
 def tidy_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
@@ -233,8 +250,8 @@ def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[st
 
 
 def add_history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> None:
-    """Add, from the histories, ``initial_test_error`` (epoch 0) and ``val_error`` of the final
-    epoch (``final_epoch``, the last with finite figures; for a run logged without it, the last
+    """Add, from the histories, ``initial_test_error`` (epoch 0) and ``val_error`` and
+    ``val_loss`` of the final epoch (``final_epoch``, the last with finite figures; for a run logged without it, the last
     epoch whose losses are finite), in place."""
     h = history.sort_values(["run_id", "epoch"])
     first = h.drop_duplicates("run_id").set_index("run_id")["test_error"]
@@ -243,6 +260,8 @@ def add_history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> None:
     last = finite.drop_duplicates("run_id", keep="last").set_index("run_id")
     fe = runs.set_index("run_id")["final_epoch"] if "final_epoch" in runs else None
     at = pd.Series(last["epoch"]) if fe is None else fe.fillna(last["epoch"].reindex(fe.index))
-    val = h.set_index(["run_id", "epoch"])["val_error"]
     keys = pd.MultiIndex.from_arrays([at.index, at.fillna(-1).astype(int).values])
-    runs["val_error"] = runs["run_id"].map(pd.Series(val.reindex(keys).values, index=at.index))
+    for col in ("val_error", "val_loss"):  # the loss breaks ties between best cells
+        if col in h:
+            val = h.set_index(["run_id", "epoch"])[col]
+            runs[col] = runs["run_id"].map(pd.Series(val.reindex(keys).values, index=at.index))

@@ -74,16 +74,30 @@ def _anchor(title: str) -> str:
 
 
 def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[Block]]:
-    """(headline sentences, blocks): every section of the report in order."""
-    blocks: list[Block] = [("h2", "Sweep"), ("ul", [(k, v) for k, v in _header(sweep)])]
-    blocks += [("h2", "Verdict"), ("ul", analysis.verdict or ["no run has ended yet."])]
+    """(headline sentences, blocks): the answer (its figure and table) first, then the contents
+    (``toc``), then every section of the report in order, the per-cell detail last."""
+    from slnn.report.answer import caption, display
+    from slnn.report.sections import time_to_target_blocks
+
+    lead = {"answer", "time_to_target"}
+    blocks: list[Block] = []
+    ans = getattr(analysis, "answer", None)
+    if ans is not None:
+        blocks += [("fig_plain", f) for f in figs if f.key == "answer"]
+        blocks += [("table", display(ans)), ("caption", caption(ans))]
+    blocks.append(("toc", None))
     if sweep.notes:
         blocks += [("h2", "What is missing"), ("notes", sweep.notes)]
+    if ans is not None:
+        blocks += time_to_target_blocks(ans, [f for f in figs if f.key == "time_to_target"])
     blocks += analysis_sections(sweep, analysis)
+    blocks += [("h2", "Verdict per data set"),
+               ("ul", analysis.verdict or ["no run has ended yet."])]
     blocks.append(("h2", "Figures"))
-    for i, f in enumerate(figs, 1):
+    for i, f in enumerate([f for f in figs if f.key not in lead], 1):
         blocks.append(("h3", f"{i}. {f.title}"))
         blocks.append(("fig", f))
+    blocks += [("h2", "Sweep"), ("ul", [(k, v) for k, v in _header(sweep)])]
     blocks += [("h2", "Data"), ("p", DATA_NOTE)]
     return analysis.headline, blocks
 
@@ -107,10 +121,17 @@ def _toc(blocks: list[Block]) -> list[str]:
 
 
 def write_markdown(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path) -> Path:
-    lines = [f"# slnn report: {sweep.study}", "", " ".join(headline), "", "**Contents**: "
-             + " · ".join(f"[{t}](#{_anchor(t)})" for t in _toc(blocks)), ""]
+    lines = [f"# slnn report: {sweep.study}", "", "**" + " ".join(headline) + "**", ""]
     for kind, body in blocks:
-        if kind == "h2":
+        if kind == "toc":
+            lines += ["**Contents**: " + " · ".join(f"[{t}](#{_anchor(t)})"
+                                                   for t in _toc(blocks)), ""]
+        elif kind == "caption":
+            lines += [f"*{body}*", ""]
+        elif kind == "fig_plain":
+            if body.path is not None:
+                lines += [f"![{body.title}]({body.path.name})", "", body.caption, ""]
+        elif kind == "h2":
             lines += [f"## {body}", ""]
         elif kind == "h3":
             lines += [f"### {body}", ""]
@@ -139,11 +160,19 @@ def write_html(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path
     title = html.escape(sweep.study)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>slnn report: {title}"
              f"</title><style>{CSS}</style></head><body>", f"<h1>slnn report: {title}</h1>",
-             f"<p class='headline'>{e(' '.join(headline))}</p>", "<p><b>Contents</b>: "
-             + " · ".join(f"<a href='#{_anchor(t)}'>{html.escape(t)}</a>" for t in _toc(blocks))
-             + "</p>"]
+             f"<p class='headline'>{e(' '.join(headline))}</p>"]
     for kind, body in blocks:
-        if kind == "h2":
+        if kind == "toc":
+            parts.append("<p><b>Contents</b>: " + " · ".join(
+                f"<a href='#{_anchor(t)}'>{html.escape(t)}</a>" for t in _toc(blocks)) + "</p>")
+        elif kind == "caption":
+            parts.append(f"<p class='caption'>{e(body)}</p>")
+        elif kind == "fig_plain":
+            if body.path is not None:
+                b64 = base64.b64encode(body.path.read_bytes()).decode("ascii")
+                parts.append(f"<img src=\"data:image/png;base64,{b64}\" "
+                             f"alt=\"{html.escape(body.title)}\">")
+        elif kind == "h2":
             parts.append(f"<h2 id='{_anchor(body)}'>{e(body)}</h2>")
         elif kind == "h3":
             parts.append(f"<h3>{e(body)}</h3>")

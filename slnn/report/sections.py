@@ -74,8 +74,8 @@ def tests_display(tests: pd.DataFrame) -> pd.DataFrame:
                 else "best vs best")
         rows.append({"data": r["data"], "cell": cell, "a": r["a"], "b": r["b"],
                      "seeds": int(r["n"]), "mean a": fmt(r["mean_a"]), "mean b": fmt(r["mean_b"]),
-                     "a - b": fmt(r["diff"]),
-                     "95% CI": (_ci_or_why(r["diff_lo"], r["diff_hi"], int(r["n"]))
+                     "a - b": fmt(r["hl"]),  # Hodges-Lehmann: the interval inverts the test
+                     "95% CI": (_ci_or_why(r["hl_lo"], r["hl_hi"], int(r["n"]))
                                 if r["n"] else "n/a"),
                      "p": fmt_p(r["p"]), "Holm p": fmt_p(r["p_holm"]),
                      "significant": "yes" if r["significant"] else "no",
@@ -159,8 +159,9 @@ def stats_note(n_tests: int, runs: pd.DataFrame | None = None,
         + (power_words(tests) if tests is not None else ""),
         "Does it learn: per cell, the final test error against the same runs' test error at "
         "epoch 0, tested the same way. \"Stays near chance level\": not significant, and the "
-        "95% interval of the mean final test error covers the chance level (the test split's "
-        "majority-class error, 1 - largest class share, mean over the cell's seeds); with no "
+        "95% interval of the mean final test error covers the chance level (the test error "
+        "of always answering the training split's majority class, mean over the cell's "
+        "seeds); with no "
         f"interval, the mean within {NEAR:g} of it. \"Above chance level\": the interval (or, "
         f"with none, the mean less {NEAR:g}) lies above it: worse than always answering the "
         "commonest class.",
@@ -206,4 +207,41 @@ def analysis_sections(sweep, analysis) -> list[Block]:
     runs = getattr(sweep, "runs", None)
     blocks += [("h2", "Statistics")] + [("p", t) for t in stats_note(n_tests, runs,
                                                                      analysis.tests)]
+    return blocks
+
+
+def time_to_target_blocks(answer, figs) -> list[Block]:
+    """How fast each rule's best cell reaches the target: the Kaplan-Meier figure, the medians
+    and the log-rank tests against the reference rule."""
+    blocks: list[Block] = [("h2", "Time to target")]
+    blocks.append(("p", f"Epochs until a run's validation error first reaches "
+                        f"{answer.target:g} (`--target-error`), for each rule at its best cell "
+                        f"({answer.split.words()}). A run that never reaches it, "
+                        "diverged runs included, is censored at the epoch budget instead of being "
+                        "dropped (a run that stopped never gets there later), so a rule that "
+                        "rarely gets there cannot look fast."))
+    blocks += [("fig", f) for f in figs]
+    t = answer.table
+    if len(t):
+        rows = []
+        for r in t.itertuples():
+            if not r.n_report:
+                continue
+            med = ("not reached" if not np.isfinite(r.median) else f"{r.median:.0f}")
+            lo = f"{r.median_lo:.0f}" if np.isfinite(r.median_lo) else "n/a"
+            hi = f"{r.median_hi:.0f}" if np.isfinite(r.median_hi) else "not reached"
+            rows.append({"data": r.data, "rule": f"`{r.update}`",
+                         "best cell": r.activation,
+                         "runs": int(r.n_report), "reached": int(r.n_reached),
+                         "median epochs": med,
+                         "95% CI": f"[{lo}, {hi}]" if np.isfinite(r.median) else "n/a"})
+        if rows:
+            blocks.append(("table", pd.DataFrame(rows)))
+    lr = answer.logrank
+    if lr is not None and len(lr):
+        shown = lr.assign(p=lr["p"].map(fmt_p), statistic=lr["statistic"].map(
+            lambda v: f"{v:.2f}" if np.isfinite(v) else "n/a"))
+        blocks += [("p", "Log-rank tests of each rule's curve against the reference rule's "
+                         "(scipy.stats.logrank, two-sided); descriptive, not in the report's "
+                         "Holm family."), ("table", shown)]
     return blocks

@@ -166,8 +166,8 @@ def _best_line(tests, summary, data, ra, rb) -> str:
             f"{interval(cb['test_error_lo'], cb['test_error_hi'], cb['n_seeds'])}")
     if t is None or t["n"] == 0:
         return text + "; no seed trained in both cells, so they are not compared."
-    d = (f"paired over {int(t['n'])} seeds the difference ({ra} - {rb}) is {fmt(t['diff'])} "
-         f"{interval(t['diff_lo'], t['diff_hi'], t['n'])}")
+    d = (f"paired over {int(t['n'])} seeds the difference ({ra} - {rb}, Hodges-Lehmann) is "
+         f"{fmt(t['hl'])} {interval(t['hl_lo'], t['hl_hi'], t['n'])}")
     if not np.isfinite(t["p"]):
         return f"{text}; {d}: {t['note']}."
     sig = "significant" if t["significant"] else "not significant"
@@ -208,8 +208,17 @@ def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
              f"({_chance_counts(k)})"]
     if k.get(DIVERGED, 0):
         parts.append(f"diverged in every run that ran in {k[DIVERGED]}")
-    return (f"on {data}, of {n} (activation, lr) {_cells(n).split(' ')[1]} `{rule}` "
-            + ", ".join(parts) + ".")
+    text = (f"on {data}, of {n} (activation, lr) {_cells(n).split(' ')[1]} `{rule}` "
+            + ", ".join(parts))
+    if {"test_error_lo", "test_error_hi", "chance_error"} <= set(cells.columns):
+        lo, hi = cells["test_error_lo"].astype(float), cells["test_error_hi"].astype(float)
+        ch = cells["chance_error"].astype(float)
+        below, above = int((hi < ch).sum()), int((lo > ch).sum())
+        worse = k.get(RAISES, 0)
+        text += (f"; its 95% interval ends below the chance level (the training split's "
+                 f"majority class, {fmt(float(ch.mean()))}) in {below} and above it in "
+                 f"{above}; it ends significantly worse than it started in {worse}")
+    return text + "."
 
 
 def _divergence_line(data: str, rule: str, cells: pd.DataFrame) -> str:
@@ -242,8 +251,9 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
         d = done[done["data"] == data]
         if data in chance.index:
             c = chance.loc[data]
-            lines.append(f"on {data}, the chance level (the test split's majority-class error, "
-                         f"mean over {int(c['seeds'])} seeds) is {fmt(c['chance_error'])}.")
+            lines.append(f"on {data}, the chance level (the test error of answering the training split's "
+                         f"majority class, mean over {int(c['seeds'])} seeds) is "
+                         f"{fmt(c['chance_error'])}.")
         for ra, rb in _pairs(tests, data):
             c = head_to_head_counts(tests, data, ra, rb)
             if c["cells"] == 0:
