@@ -205,3 +205,33 @@ def test_workers_whose_launcher_died_stop_and_the_next_command_reaps_the_parent(
                 and r.data.tags.get("slnn.sweep") != "true"}
     assert finished == {str(s) for s in range(30)}
     assert killed_parent and client.get_run(killed_parent[0].info.run_id).info.status != "RUNNING"
+
+
+@pytest.mark.slow
+def test_a_corrupt_history_is_named_in_the_report_and_left_out(tmp_path):
+    """One run's history.csv broken three ways: the report still comes, naming each run."""
+    from mlflow.tracking import MlflowClient
+
+    sweep = subprocess.run([BIN / "slnn-train", "-m", "seed=range(4)", "train.epochs=5", *FAST,
+                            f"hydra.sweep.dir={tmp_path}/m", "sweep.report=false"], cwd=tmp_path,
+                           env=env(), capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    cells = [r for r in client.search_runs(ids) if r.data.tags.get("slnn.sweep") != "true"]
+    breakages = [lambda t: t + "1,2,3,4,5,6,7,8,9,10,11\n",       # a row with too many fields
+                 lambda t: t.replace("\n1,", "\nnot-an-epoch,", 1),  # a cell that is no number
+                 lambda t: t + '2,"unterminated\n']                   # a quote never closed
+    broken = {}
+    for run, breakage in zip(sorted(cells, key=lambda r: r.info.run_id), breakages):
+        path = Path(run.info.artifact_uri.removeprefix("file://")) / "history.csv"
+        path.write_text(breakage(path.read_text()))
+        broken[run.info.run_id] = path
+    report = subprocess.run([BIN / "slnn-report", "--tracking-uri", uri, "--out", tmp_path / "r"],
+                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "r" / "report.md").read_text()
+    for run_id in broken:
+        assert run_id in text, run_id
+    assert text.count("readable table (") >= len(broken)
