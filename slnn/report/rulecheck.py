@@ -292,7 +292,7 @@ def explanations(checks: dict[str, RuleCheck], summary: pd.DataFrame, learn: pd.
                  tests: pd.DataFrame) -> list[str]:
     """Paragraphs, one per rule: the checker's summary of the step, then per activation what
     kind of step it is beside what it did here; and the cos(z, x) identity where it held."""
-    from slnn.check.report import LOSS_WORDS, summarize
+    from slnn.check.report import LOSS_WORDS, downhill_text, summarize
 
     best = _best_rows(summary, learn)
     out = []
@@ -316,8 +316,10 @@ def explanations(checks: dict[str, RuleCheck], summary: pd.DataFrame, learn: pd.
                 kind = f"with {r.activation} the step is the gradient" + (
                     f" times {r.scale:.3g}" if v == "gradient_scaled" else "")
             elif v == "descent":
-                kind = (f"with {r.activation} the step points downhill on every batch checked "
-                        f"(cosine with the negative gradient {fmt(r.cosine_min)} at least, "
+                share = downhill_text(r)  # the checker's descent allows a negligible share uphill
+                kind = (f"with {r.activation} the step points downhill on all but a negligible "
+                        f"share of the batches checked ({share + '; ' if share else ''}"
+                        f"cosine with the negative gradient {fmt(r.cosine_min)} at least, "
                         f"{fmt(r.cosine_mean)} on average) without being a gradient")
             elif v == "not_descent":
                 kind = (f"with {r.activation} the step is not a descent direction on at least "
