@@ -382,7 +382,7 @@ def test_downhill_share_and_interval_against_an_independent_computation(rule, re
 
 
 def _fake(n, uphill):
-    """Checks of ``n`` batches, ``uphill`` of them pointing uphill (cosine -0.5), none a gradient."""
+    """Checks of ``n`` batches, ``uphill`` of them pointing uphill (cosine -0.5), no gradient."""
     b = checker.Batch(np.ones((1, 2)), np.ones((2, 1)), np.ones((1, 1)))
     return [checker.BatchCheck(b, (2, 1), "right", cosine=-0.5 if i < uphill else 0.5,
                                rel_dev=1.0, scale=1.0, scale_rel_dev=1.0) for i in range(n)]
@@ -444,6 +444,10 @@ def test_a_float32_gradient_from_a_file_is_gradient(tmp_path):
                             "    return (x.T @ delta / len(x)).astype(np.float32)\n")
     res = check_rule(load_rule(f"{path}:my_step"), activations=["sigmoid", "relu"], n_batches=200)
     assert {r.verdict for r in res} == {"gradient"} and res[0].dtypes == ["float32"]
+    from slnn.check.report import summarize
+    text = summarize(res, "rule")
+    assert "(to within 2.3e-4 relative on every batch checked): it is gradient descent" in text
+    assert 'The step is float32, so "equals" means within 2.3e-4 relative' in text
 
 
 # --- other rules ---
@@ -630,7 +634,8 @@ def test_cli_summary_is_no_stronger_than_the_verdicts(capsys):
     assert "d=3,k=2     (4, 2)  (2, 2)  wrong" in out
     r = {r.activation: r for r in check_rule(gallery.kronecker, activations=["sigmoid"])}["sigmoid"]
     lo, hi = (f"{100 * v:.2f}%" for v in r.downhill_ci)
-    assert f"It pointed downhill on {r.downhill} of 1000 (95% CI {lo} to {hi}) with sigmoid" in summary
+    assert (f"It pointed downhill on {r.downhill} of 1000 (95% CI {lo} to {hi}) with sigmoid"
+            in summary)
     assert "descent needs that interval to reach 99.9%" in summary
 
 
@@ -688,7 +693,8 @@ def test_cli_help_exits_0(capsys):
     assert main(["--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "FILE.py:FUNC" in out and "--expect V,V" in out
-    assert "reaches 0.999" in out and "1 a verdict outside --expect, 2 bad input, 130 interrupted" in out
+    assert "reaches 0.999" in out
+    assert "1 a verdict outside --expect, 2 bad input, 130 interrupted" in out
 
 
 def test_check_imports_numpy_only():

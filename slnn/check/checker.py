@@ -101,7 +101,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 # --- losses: each maps a stack of weights (..., m, d+1, k) to (..., m) batch losses ---
 
 def _outputs(act, x, Ws):
-    net = x @ Ws                                    # (.., n, d+1) @ (.., m, d+1, k) -> (.., m, n, k)
+    net = x @ Ws                            # (.., n, d+1) @ (.., m, d+1, k) -> (.., m, n, k)
     return net, act.f(net)
 
 

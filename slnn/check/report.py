@@ -24,8 +24,17 @@ TOL = f"{GRAD_TOL:.0e}".replace("e-0", "e-")      # 1e-8
 
 def _tol(group) -> str:
     """The tolerance the verdicts of ``group`` used (1e-8 for float64 steps)."""
-    tols = [getattr(r, "tolerance", None) or GRAD_TOL for r in group]
-    return TOL if max(tols) <= GRAD_TOL else f"{max(tols):.1e} (the step's precision)"
+    tol = max(getattr(r, "tolerance", None) or GRAD_TOL for r in group)
+    return TOL if tol <= GRAD_TOL else f"{tol:.1e}".replace("e-0", "e-")
+
+
+def _precision_sentence(results) -> str:
+    """For steps less precise than float64: what "equals" meant."""
+    low = sorted({d for r in results for d in getattr(r, "dtypes", None) or []} - {"float64"})
+    if not low:
+        return ""
+    return (f"The step is {' and '.join(low)}, so \"equals\" means within {_tol(results)} "
+            f"relative, the tolerance of that precision, not {TOL}.")
 
 
 def downhill_text(r) -> str:
@@ -96,12 +105,14 @@ def _sentence(verdict: str, group: list[ActivationResult]) -> str:
         if verdict != SHAPE_MISMATCH else None
     if verdict == "gradient":
         return (f"{who} the step equals the negative gradient of the squared error "
-                f"0.5 ||t - z||^2 averaged over the batch (to within {_tol(group)} relative on every "
+                f"0.5 ||t - z||^2 averaged over the batch (to within {_tol(group)} relative on "
+                f"every "
                 f"batch checked): it is gradient descent.")
     if verdict.startswith("other_loss_gradient:"):
         loss = verdict.split(":", 1)[1]
         what, meaning = LOSS_WORDS.get(loss, (loss, "a different loss"))
-        return (f"{who} the step is not the squared-error gradient; it equals, to within {_tol(group)} "
+        return (f"{who} the step is not the squared-error gradient; it equals, to within "
+                f"{_tol(group)} "
                 f"on every batch checked, the negative gradient of {what}: {meaning}.")
     if verdict == "gradient_scaled":
         if len({f"{r.scale:.3g}" for r in group}) == 1:
@@ -110,7 +121,8 @@ def _sentence(verdict: str, group: list[ActivationResult]) -> str:
             factors = "a constant times (" + ", ".join(
                 f"{r.scale:.3g} with {r.activation}" for r in group) + ")"
         return (f"{who} the step equals {factors} the negative gradient on every batch checked "
-                f"(to within {_tol(group)}): the gradient with the learning rate scaled by that factor.")
+                f"(to within {_tol(group)}): the gradient with the learning rate scaled by that "
+                f"factor.")
     shares = "; ".join(f"{downhill_text(r)} with {r.activation}" for r in group
                        if downhill_text(r))
     rule = f"descent needs that interval to reach {DESCENT_SHARE:.1%}"
@@ -163,6 +175,9 @@ def summarize(results: list[ActivationResult], label: str, *, seed: int = 0) -> 
     fits = _fits_sentence(results)
     if fits:
         sentences.append(fits)
+    precision = _precision_sentence(results)
+    if precision:
+        sentences.append(precision)
     n_batches = max(getattr(results[0], "n_compared", 0),
                     sum(len(s.batches) for s in results[0].shapes if s.fit == "right"))
     if n_batches == 0:
