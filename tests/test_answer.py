@@ -129,7 +129,7 @@ def test_best_vs_best_is_paired_on_held_out_seeds_with_divergence_as_failure_and
                        _by_hand(runs, r, range(6, 12), range(6))]).sort_values("seed")
         score[r] = np.where(c["outcome"] == "diverged", 1.0, c["test_error"])
     assert len(score["input"]) == 12  # every seed, the diverged seed 11 kept as a failure
-    expect = paired_test(score["kronecker"], score["input"])
+    expect = paired_test(score["input"], score["kronecker"])  # the reference rule is a
     assert bb["p"].iloc[0] == pytest.approx(expect.p, rel=1e-12)
     assert expect.p == pytest.approx(2 / 2 ** 12)  # every seed one way: exact
     ok = np.isfinite(tests["p"].to_numpy(float))

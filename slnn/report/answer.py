@@ -78,10 +78,10 @@ def best_tests(fitted: pd.DataFrame, reference: str) -> pd.DataFrame:
             mine = d[d["update"] == rule]
             o = _per_seed(mine, "test_error")
             seeds = a.index.intersection(o.index).sort_values()
-            metas.append(dict(family=FAMILY, data=data, update_a=rule, update_b=reference,
-                              activation="", lr=np.nan, a=f"{rule} ({_cells(mine)})",
-                              b=f"{reference} ({_cells(ref)})"))
-            pairs.append((o[seeds].to_numpy(float), a[seeds].to_numpy(float)))
+            metas.append(dict(family=FAMILY, data=data, update_a=reference, update_b=rule,
+                              activation="", lr=np.nan, a=f"{reference} ({_cells(ref)})",
+                              b=f"{rule} ({_cells(mine)})"))
+            pairs.append((a[seeds].to_numpy(float), o[seeds].to_numpy(float)))
     if not metas:
         return pd.DataFrame()
     return pd.DataFrame([{**m, **vars(r)} for m, r in zip(metas, paired_tests(pairs))])
@@ -120,7 +120,8 @@ def answer_table(runs: pd.DataFrame, fitted: pd.DataFrame, reference: str,
                        test_error=np.nan, test_lo=np.nan, test_hi=np.nan,
                        poi=np.nan, poi_lo=np.nan, poi_hi=np.nan, poi_cells=0,
                        median=np.nan, median_lo=np.nan, median_hi=np.nan, n_reached=0,
-                       p_holm=np.nan, significant=False, diff=np.nan,  # diff: Hodges-Lehmann, rule - ref
+                       # diff: the Hodges-Lehmann estimate of reference - rule
+                       n_pairs=0, n_nonzero=0, p_holm=np.nan, significant=False, diff=np.nan,
                        why="" if len(ran) else _why_not(mine),
                        shape=bool((mine["outcome"] == Outcome.SHAPE_MISMATCH).all()))
             mine_f = f[f["update"] == rule]
@@ -136,9 +137,10 @@ def answer_table(runs: pd.DataFrame, fitted: pd.DataFrame, reference: str,
                 row.update(poi=p["p"], poi_lo=p["lo"], poi_hi=p["hi"], poi_cells=p["n_cells"])
             if len(tests):
                 t = tests[(tests["family"] == FAMILY) & (tests["data"] == data)
-                          & (tests["update_a"] == rule)]
+                          & (tests["update_b"] == rule)]
                 if len(t):
-                    row.update(p_holm=float(t["p_holm"].iloc[0]),
+                    row.update(n_pairs=int(t["n"].iloc[0]), n_nonzero=int(t["n_nonzero"].iloc[0]),
+                               p_holm=float(t["p_holm"].iloc[0]),
                                significant=bool(t["significant"].iloc[0]),
                                diff=float(t["hl"].iloc[0] if "hl" in t else t["diff"].iloc[0]))
             if medians is not None and len(medians):
@@ -201,11 +203,12 @@ def _compose(t: pd.DataFrame, reference: str, others: list[str], variant: str) -
     for r in t[t["update"] != reference].itertuples():
         if r.n_ran == 0 or r.data not in ref.index or ref.loc[r.data, "n_ran"] == 0:
             continue
-        kinds[(r.data, r.update)] = ("none" if not np.isfinite(r.p_holm) else
+        kinds[(r.data, r.update)] = ("tie" if r.n_pairs and not r.n_nonzero else
+                                     "none" if not np.isfinite(r.p_holm) else
                                      "same" if not r.significant else
-                                     "lower" if r.diff > 0 else "higher")
-    by = {k: [key for key, v in kinds.items() if v == k] for k in ("lower", "higher", "same",
-                                                                     "none")}
+                                     "lower" if r.diff < 0 else "higher")
+    by = {k: [key for key, v in kinds.items() if v == k]
+          for k in ("lower", "higher", "same", "tie", "none")}
     row = t.set_index(["data", "update"])
 
     def p_of(keys):
@@ -228,28 +231,32 @@ def _compose(t: pd.DataFrame, reference: str, others: list[str], variant: str) -
         if by["same"]:
             lines.append(f"No significant difference between them on "
                          f"{_list([d for d, _ in by['same']])}.")
+        if by["tie"]:
+            lines.append(f"Every seed ends with the same test error for both on "
+                         f"{_list([d for d, _ in by['tie']])}.")
         if by["none"]:
             lines.append(f"No test on {_list([d for d, _ in by['none']])} (too few seeds where "
-                         "both ran, or no difference).")
+                         "both ran).")
     else:
         for data in datas:
             bits = []
             for kind, words in (("lower", "ends lower than"), ("same", "does not differ "
                                 "significantly from"), ("higher", "ends higher than"),
-                                ("none", "has no test against")):
+                                ("tie", "ties with"), ("none", "has no test against")):
                 rules = [r for d, r in by[kind] if d == data]
                 if not rules:
                     continue
                 if variant == "counts":
-                    bits.append(f"{words} {len(rules)} rule{'s' * (len(rules) != 1)}")
+                    text = f"{words} {len(rules)} rule{'s' * (len(rules) != 1)}"
                 else:
-                    bits.append(f"{words} {_list([f'`{r}`' for r in rules])}")
+                    text = f"{words} {_list([f'`{r}`' for r in rules])}"
+                if kind in ("lower", "higher"):
+                    text += f" ({p_of([(data, r) for r in rules])})"
+                bits.append(text)
             if bits:
                 refx = ref["test_error"].get(data, np.nan)
-                sig = [k for k in by["lower"] + by["higher"] if k[0] == data]
                 lines.append(f"On {data}, at each rule's best cell, `{reference}` "
-                             f"({_f(refx)}) {'; '.join(bits)}"
-                             + (f" ({p_of(sig)})." if sig else "."))
+                             f"({_f(refx)}) {'; '.join(bits)}.")
     fails = [f"`{r.update}` cannot run on {r.data}" for r in t.itertuples()
              if r.n_ran == 0 and r.n_runs and r.shape]
     lost = t.assign(lost=t["n_runs"] - t["n_ran"])
@@ -258,15 +265,22 @@ def _compose(t: pd.DataFrame, reference: str, others: list[str], variant: str) -
         if int(m["lost"].sum()):
             fails.append(f"`{rule}` failed in {int(m['lost'].sum())} of {int(m['n_runs'].sum())} "
                          "runs")
+    if fails:
+        text = _list(fails)
+        lines.append(text[0].upper() + text[1:] + ".")
+    div = []
     for rule in others + [reference]:
         m = t[t["update"] == rule]
         n, k = int(m["n_ran"].sum()), int(m["n_diverged"].sum())
         if n and k / n >= 0.05:
-            fails.append(f"`{rule}` diverges in {k} of {n} runs" if variant != "counts"
-                         else f"`{rule}` diverges in {round(100 * k / n)}%")
-    if fails:
-        text = _list(fails)
+            div.append((k / n, rule, k, n))
+    div.sort(key=lambda x: (-x[0], x[1]))
+    if div and len(div) <= 2 and variant == "full":
+        text = _list([f"`{rule}` diverges in {k} of {n} runs" for _, rule, k, n in div])
         lines.append(text[0].upper() + text[1:] + ".")
+    elif div:
+        lines.append("Runs that diverged: " + ", ".join(f"`{rule}` {round(100 * x)}%"
+                                                       for x, rule, _, _ in div) + ".")
     return lines
 
 
@@ -320,13 +334,14 @@ def _epochs(r) -> str:
 
 def display(answer: Answer) -> pd.DataFrame:
     """The answer table as people read it: rule x data set."""
+    poi_col = f"P(better than `{answer.reference}`)"
+    med_col = f"median epochs to val error <= {answer.target:g}"
     rows = []
     for r in answer.table.itertuples():
         if r.n_ran == 0:
-            cell = f"cannot run ({r.why})"
-            rows.append({"data": r.data, "rule": f"`{r.update}`", "best cell": cell,
-                         "test error [95% CI]": "n/a", f"P(better than `{answer.reference}`)": "n/a",
-                         "diverged [95% CI]": "n/a", f"median epochs to val error <= {answer.target:g}": "n/a"})
+            rows.append({"data": r.data, "rule": f"`{r.update}`",
+                         "best cell": f"cannot run ({r.why})", "test error [95% CI]": "n/a",
+                         poi_col: "n/a", "diverged [95% CI]": "n/a", med_col: "n/a"})
             continue
         best = r.activation if r.activation else "none trained"
         te = (f"{r.test_error:.3f}{_ci(r.test_lo, r.test_hi)}" if np.isfinite(r.test_error)
@@ -336,9 +351,8 @@ def display(answer: Answer) -> pd.DataFrame:
         div = (f"{r.n_diverged}/{r.n_ran} ({r.div_rate:.1%})"
                f"{_ci(r.div_lo, r.div_hi, 3)}")
         rows.append({"data": r.data, "rule": f"`{r.update}`", "best cell": best,
-                     "test error [95% CI]": te, f"P(better than `{answer.reference}`)": poi,
-                     "diverged [95% CI]": div,
-                     f"median epochs to val error <= {answer.target:g}": _epochs(r)})
+                     "test error [95% CI]": te, poi_col: poi, "diverged [95% CI]": div,
+                     med_col: _epochs(r)})
     return pd.DataFrame(rows)
 
 
@@ -347,7 +361,8 @@ def caption(answer: Answer) -> str:
     return (f"Each rule's best cell is chosen by validation error (a diverged run scoring 1; ties "
             f"to the lower validation loss), {answer.split.words()}; two cells are shown when the "
             "halves chose differently. Test error: the mean over seeds at those cells, a diverged "
-            "run counted as an error of 1, with a 95% interval. P(better): the chance that a run of the rule ends with a lower test "
+            "run counted as an error of 1, with a 95% interval. P(better): the chance that a run "
+            "of the rule ends with a lower test "
             f"error than a run of `{answer.reference}` in the same (activation, lr) cell, "
             "averaged over every cell both ran (a diverged run loses to any run that did not "
             "diverge), with a stratified bootstrap interval; 0.5 is a tie. Diverged: over every "

@@ -23,7 +23,7 @@ from slnn.report.figures import Fig
 from slnn.report.frames import SweepData as Sweep
 from slnn.report.provenance import (display_uri, rebuild_command, regenerate_command,
                                     rerender_command)
-from slnn.report.sections import Block, analysis_sections
+from slnn.report.sections import Block, analysis_sections, appendix_sections
 from slnn.report.stats import outcome_order
 
 DATA_FILES = ("summary.csv", "tests.csv")  # the analysis' own; its inputs: datafiles.py
@@ -91,12 +91,11 @@ def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[B
     if ans is not None:
         blocks += time_to_target_blocks(ans, [f for f in figs if f.key == "time_to_target"])
     blocks += analysis_sections(sweep, analysis)
-    blocks += [("h2", "Verdict per data set"),
-               ("ul", analysis.verdict or ["no run has ended yet."])]
     blocks.append(("h2", "Figures"))
     for i, f in enumerate([f for f in figs if f.key not in lead], 1):
         blocks.append(("h3", f"{i}. {f.title}"))
         blocks.append(("fig", f))
+    blocks += appendix_sections(analysis)
     blocks += [("h2", "Sweep"), ("ul", [(k, v) for k, v in _header(sweep)])]
     blocks += [("h2", "Data"), ("p", DATA_NOTE)]
     return analysis.headline, blocks

@@ -72,7 +72,8 @@ def tests_display(tests: pd.DataFrame) -> pd.DataFrame:
     for _, r in t.iterrows():
         cell = (f"{r['activation']}, lr {r['lr']:g}" if r["family"] == "head_to_head"
                 else "best vs best")
-        rows.append({"data": r["data"], "cell": cell, "a": r["a"], "b": r["b"],
+        rows.append({"data": r["data"], "a_rule": r["update_a"], "b_rule": r["update_b"],
+                     "cell": cell, "a": r["a"], "b": r["b"],
                      "seeds": int(r["n"]), "mean a": fmt(r["mean_a"]), "mean b": fmt(r["mean_b"]),
                      "a - b": fmt(r["hl"]),  # Hodges-Lehmann: the interval inverts the test
                      "95% CI": (_ci_or_why(r["hl_lo"], r["hl_hi"], int(r["n"]))
@@ -184,29 +185,49 @@ def stats_note(n_tests: int, runs: pd.DataFrame | None = None,
 
 
 def analysis_sections(sweep, analysis) -> list[Block]:
+    """The sections between the answer and the figures: why the guide's rule is not the
+    gradient, the rules' checker verdicts, how the statistics are made."""
     from slnn.report.rulecheck import rulecheck_blocks
 
     blocks: list[Block] = identity_blocks(analysis.identity)
     blocks += rulecheck_blocks(getattr(analysis, "rule_checks", None), analysis.summary,
                                analysis.learn, analysis.tests)
-    shown = tests_display(analysis.tests) if len(analysis.tests) else pd.DataFrame()
-    if not shown.empty:
-        blocks += [("h2", "Head-to-head"),
-                   ("p", "Per (activation, lr) cell, rule a against rule b over the seeds where "
-                         "both trained without diverging, then each rule's best cell (by "
-                         "validation error) against the other's; a - b is the mean paired "
-                         "difference of final test error (negative: a lower)."),
-                   ("table", shown)]
-    table = summary_display(analysis.summary, analysis.learn)
-    blocks.append(("h2", "Summary"))
-    if table.empty:
-        blocks.append(("p", "(no rows)"))
-    for data in table["data"].unique() if not table.empty else []:
-        blocks += [("h3", data), ("table", table[table["data"] == data].drop(columns="data"))]
     n_tests = int(np.isfinite(analysis.tests["p"]).sum()) if len(analysis.tests) else 0
     runs = getattr(sweep, "runs", None)
     blocks += [("h2", "Statistics")] + [("p", t) for t in stats_note(n_tests, runs,
                                                                      analysis.tests)]
+    return blocks
+
+
+def appendix_sections(analysis) -> list[Block]:
+    """The per-cell detail, after the figures: the verdict's sentences, every paired test and
+    the summary, grouped by data set (and, for the tests, by the pair of rules), each table
+    sorted by activation and learning rate."""
+    blocks: list[Block] = [("h2", "Appendix: verdict per data set"),
+                           ("ul", analysis.verdict or ["no run has ended yet."])]
+    shown = tests_display(analysis.tests) if len(analysis.tests) else pd.DataFrame()
+    if not shown.empty:
+        blocks += [("h2", "Appendix: head-to-head per cell"),
+                   ("p", "Per (activation, lr) cell, rule a against rule b over the seeds where "
+                         "both trained without diverging (a diverged run has no final error to "
+                         "pair; the answer's table and its probability of improvement count it "
+                         "as a failure), then each rule at its best cell against the reference "
+                         "rule at its own, a diverged run scoring 1. a - b is the Hodges-Lehmann "
+                         "estimate of the paired difference of final test error (negative: a "
+                         "lower); its interval inverts the same test, so it excludes 0 exactly "
+                         "when p < 0.05.")]
+        for (data, a, b), g in shown.groupby(["data", "a_rule", "b_rule"], sort=True):
+            blocks += [("h3", f"{data}: `{a}` against `{b}`"),
+                       ("table", g.drop(columns=["data", "a_rule", "b_rule"]))]
+    table = summary_display(analysis.summary, analysis.learn)
+    blocks.append(("h2", "Appendix: summary per cell"))
+    if table.empty:
+        blocks.append(("p", "(no rows)"))
+    for data in table["data"].unique() if not table.empty else []:
+        d = table[table["data"] == data]
+        for rule in d["rule"].unique():
+            blocks += [("h3", f"{data}: `{rule}`"),
+                       ("table", d[d["rule"] == rule].drop(columns=["data", "rule"]))]
     return blocks
 
 
