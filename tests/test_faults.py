@@ -816,3 +816,82 @@ def test_a_sweep_in_another_pid_namespace_never_reaps_a_live_sweeps_runs(store, 
     runs = runs_of(store)
     assert not [r.info.run_name for r in runs if r.info.status == "KILLED"]
     assert len([r for r in runs if r.info.status == "FINISHED"]) == 4 + 2 + 2  # cells and parents
+
+
+# --- bad inputs: one line, exit code 2, each (issue 22's "smaller" findings) --------------------
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return path
+
+
+def _bad_input(case: str, tmp_path: Path) -> tuple[list, str]:
+    """(slnn-train's arguments, what its one line must say) for a bad input."""
+    csv_args = lambda p: ["data=csv", f"data.path={p}", "data.target=y"]  # noqa: E731
+    if case == "huge header field":
+        return csv_args(_csv(tmp_path, "a" * 200_000 + ",b,y\n1,2,0\n3,4,1\n")), \
+            "line 1: the header cannot be read (field larger than field limit (131072))"
+    if case == "45 MB line":
+        return csv_args(_csv(tmp_path, "a,b,y\n1," + "9" * 45_000_000 + "x,0\n3,4,1\n")), \
+            "line 2, column 'b': value '9999"
+    if case == "continuous target":
+        rng = np.random.default_rng(0)
+        rows = "".join(f"{a:.3f},{b:.3f},{c:.3f}\n" for a, b, c in rng.random((150, 3)) * 10)
+        return csv_args(_csv(tmp_path, "a,b,y\n" + rows)), \
+            "column 'y' looks like a measurement, not class labels (150 distinct values among 150"
+    if case == "folder":
+        (tmp_path / "folder.csv").mkdir()
+        return csv_args(tmp_path / "folder.csv"), "is a folder, not a file"
+    if case == "fifo":
+        os.mkfifo(tmp_path / "pipe.csv")
+        return csv_args(tmp_path / "pipe.csv"), "is not a regular file (a FIFO, socket or device)"
+    if case == "huge epochs":
+        return ["data=iris_petal", "train.epochs=99999999999999999999"], \
+            "train.epochs=99999999999999999999 is too large (at most 2,147,483,647)"
+    if case == "long experiment name":
+        return ["data=iris_petal", "tracking.experiment=" + "x" * 300], \
+            "tracking.experiment is 300 characters long, over 200"
+    if case == "interval in a grid":
+        return ["-m", "data=iris_petal", "optim.lr=interval(0,1)"], \
+            "optim.lr=interval(0,1): interval() is a range for samplers to draw from, not a grid"
+    raise AssertionError(case)
+
+
+BAD_INPUTS = ["huge header field", "45 MB line", "continuous target", "folder", "fifo",
+              "huge epochs", "long experiment name", "interval in a grid"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_each_bad_input_is_one_short_line_and_exit_2(case, tmp_path):
+    args, says = _bad_input(case, tmp_path)
+    epochs = [] if "epochs" in case else ["train.epochs=1"]
+    proc = run([SLNN_TRAIN, *args, *FAST, *epochs], tmp_path, timeout=120)
+    line = one_line(proc, 2)
+    assert says in line, line
+    assert len(line) < 400, len(line)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the store was touched
+
+
+@pytest.mark.slow
+def test_artifacts_stay_in_the_store_and_a_deleted_experiment_is_not_restored(tmp_path):
+    dots = run([SLNN_TRAIN, "data=iris_petal", "train.epochs=1", "tracking.experiment=..", *FAST],
+               tmp_path)
+    assert dots.returncode == 0, dots.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = client(uri)
+    exp = c.get_experiment_by_name("..")
+    (r,) = c.search_runs([exp.experiment_id])
+    root = (tmp_path / "mlruns").resolve()
+    where = Path(r.info.artifact_uri.removeprefix("file://")).resolve()
+    assert where.is_relative_to(root) and where.is_dir(), where
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("mlflow.db")} == {
+        "mlruns", "outputs"}  # nothing written beside the store, as ".." put it
+    c.delete_experiment(exp.experiment_id)
+    again = run([SLNN_TRAIN, "data=iris_petal", "train.epochs=1", "tracking.experiment=..", *FAST],
+                tmp_path)
+    line = one_line(again, 2)
+    assert (f"experiment '..' (id {exp.experiment_id}) in {uri} was deleted: restore it (mlflow "
+            f"experiments restore --experiment-id {exp.experiment_id})") in line
+    assert c.get_experiment(exp.experiment_id).lifecycle_stage == "deleted"

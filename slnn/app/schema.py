@@ -42,6 +42,10 @@ class TrackingConfig:
     def __post_init__(self):
         if not self.experiment:
             raise ConfigError("tracking.experiment is empty: set e.g. tracking.experiment=slnn")
+        if len(self.experiment) > MAX_NAME:  # its artifact folder is named after it (255 bytes)
+            raise ConfigError(f"tracking.experiment is {len(self.experiment)} characters long, "
+                              f"over {MAX_NAME} (its artifact folder is named after it): choose a "
+                              f"shorter name, e.g. tracking.experiment={self.experiment[:20]}")
         if self.max_metric_points < 4:  # the first, the last, the minimum and the maximum
             raise ConfigError(f"tracking.max_metric_points must be >= 4, got {self.max_metric_points}: "
                               "set e.g. tracking.max_metric_points=1000")
@@ -70,9 +74,29 @@ class Config(RunSpec):
     seed: int = 0
 
     def __post_init__(self):
+        _bounded_ints(self)
         super().__post_init__()
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}: set e.g. seed=0")
+
+
+MAX_NAME = 200  # characters in an experiment name
+MAX_INT = 2**31 - 1  # any whole-number setting: beyond it NumPy's int32/float paths fail or hang
+
+
+def _bounded_ints(spec, prefix: str = "") -> None:
+    """One line for a whole-number setting too large to run (``train.epochs=99999999999999999999``
+    reached NumPy as a Python int it cannot convert, a traceback)."""
+    import dataclasses
+
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name, None)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _bounded_ints(value, key + ".")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise ConfigError(f"{key}={value} is too large (at most {MAX_INT:,}): give a smaller "
+                              "value, or split the work into several runs")
 
 
 def register_configs() -> None:

@@ -167,7 +167,43 @@ def _header(path: str) -> list[str]:
     import csv
 
     with open(path, newline="", encoding="utf-8") as fh:
-        return [c.strip() for c in next(csv.reader(fh), [])]
+        try:
+            return [c.strip() for c in next(csv.reader(fh), [])]
+        except csv.Error as e:  # a header field over the csv module's 128 KiB limit, say
+            raise DataError(f"{path}: line 1: the header cannot be read ({_clip(str(e))}); the "
+                            "first line must name the columns, separated by commas") from None
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """``text`` cut to about ``n`` characters for an error line (a 45 MB field stays in the
+    file, not in the message)."""
+    text = str(text)
+    return text if len(text) <= n else f"{text[:n]}... ({len(text):,} characters)"
+
+
+def _check_regular_file(path: str) -> None:
+    """One line for a path that is missing, a folder, or not a regular file (a FIFO would block
+    the read for ever, a device would read without end)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found (working directory is {os.getcwd()}); "
+                        "check the path or give an absolute one") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}); check the path and its "
+                        "permissions") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a folder, not a file; set data.path to the CSV file in it")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: is not a regular file (a FIFO, socket or device); save the data "
+                        "as a .csv file and set data.path to it")
+
+
+# numeric labels with more distinct values than this, fractional or mostly unique, are taken for
+# a measurement (a regression target) rather than classes
+MAX_UNLABELLED_CLASSES = 20
 
 
 def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
@@ -177,9 +213,7 @@ def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
     labels are numbers). Every malformed input raises a one-line DataError naming the file, the
     line (header = line 1) or column, and the fix.
     """
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: file not found (working directory is {os.getcwd()}); "
-                        "check the path or give an absolute one")
+    _check_regular_file(path)
     try:
         # strings throughout so bad values can be quoted back as written; blank lines kept
         # (as all-missing rows) so row i stays on file line i + 2
@@ -187,24 +221,27 @@ def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty; write a header line and data rows") from None
     except pd.errors.ParserError as e:
-        raise DataError(f"{path}: cannot parse as CSV ({str(e).strip()}); make every row have "
-                        "as many comma-separated fields as the header") from None
+        raise DataError(f"{path}: cannot parse as CSV ({_clip(str(e).strip(), 200)}); make every "
+                        "row have as many comma-separated fields as the header") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
     columns = [str(c) for c in df.columns]
     header = _header(path)
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:  # pandas would rename the second one 'x.1', a name that is not in the file
-        where = ", ".join(f"{c!r} (columns {', '.join(str(i + 1) for i, h in enumerate(header) if h == c)})"
-                          for c in twice)
+        where = ", ".join(f"{_clip(c)!r} (columns "
+                          f"{', '.join(str(i + 1) for i, h in enumerate(header) if h == c)})"
+                          for c in twice[:5])
         raise DataError(f"{path}: line 1: the header repeats {where}; give every column its own "
                         "name")
     df.columns = columns
     if len(columns) < 2:
-        raise DataError(f"{path}: found {len(columns)} column(s) {columns}; need the target column "
-                        "and at least one feature column, separated by commas")
+        raise DataError(f"{path}: found {len(columns)} column(s) {[_clip(c) for c in columns]}; "
+                        "need the target column and at least one feature column, separated by "
+                        "commas")
     if target not in columns:
-        raise DataError(f"{path}: no column {target!r}; set target to one of {columns}")
+        names = [_clip(c) for c in columns[:20]] + (["..."] if len(columns) > 20 else [])
+        raise DataError(f"{path}: no column {_clip(target)!r}; set target to one of {names}")
     if len(df) == 0:
         raise DataError(f"{path}: header only, no data rows; add rows below line 1")
     missing = df.isna().to_numpy()                                   # (n, n_columns)
@@ -217,20 +254,28 @@ def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise DataError(f"{path}: line {i + 2}, column {features[j]!r}: value "
-                        f"{df[features[j]].iloc[i]!r} is not a finite number; features must be "
-                        f"numeric (or choose another target column)")
+        raise DataError(f"{path}: line {i + 2}, column {_clip(features[j])!r}: value "
+                        f"{_clip(df[features[j]].iloc[i])!r} is not a finite number; features "
+                        f"must be numeric (or choose another target column)")
     labels = df[target].to_numpy(dtype=object)
     as_numbers = pd.to_numeric(df[target], errors="coerce").to_numpy(np.float64)
     if np.isfinite(as_numbers).all():
         # numeric labels sort as numbers, so "10" comes after "2"
         values, y = np.unique(as_numbers, return_inverse=True)
         class_names = tuple(str(int(v)) if v.is_integer() else str(v) for v in values)
+        whole = all(float(v).is_integer() for v in values)
+        if len(values) > MAX_UNLABELLED_CLASSES and (not whole or len(values) > len(df) / 2):
+            examples = ", ".join(class_names[:3])
+            raise DataError(f"{path}: column {_clip(target)!r} looks like a measurement, not "
+                            f"class labels ({len(values)} distinct values among {len(df)} rows, "
+                            f"e.g. {examples}); slnn trains classifiers: set data.target to a "
+                            "column of labels, or bin the values into a few classes")
     else:
         values, y = np.unique(labels.astype(str), return_inverse=True)
         class_names = tuple(str(v) for v in values)
     if len(class_names) < 2:
-        raise DataError(f"{path}: column {target!r} has only one class ({class_names[0]!r}); "
+        raise DataError(f"{path}: column {_clip(target)!r} has only one class "
+                        f"({_clip(class_names[0])!r}); "
                         "a classifier needs at least 2, so check the target column")
     return RawData(X, y.astype(np.int64), tuple(features), class_names)
 

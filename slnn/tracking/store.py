@@ -47,6 +47,8 @@ def _sqlite_artifact_root(uri: str, experiment: str) -> str | None:
     if not uri.startswith(prefix):
         return None
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
+    if safe.startswith("."):  # "..", ".": never a folder outside mlruns/ (nor a hidden one)
+        safe = "_" + safe
     return (Path(uri[len(prefix):]).parent / "mlruns" / safe).as_uri()
 
 
@@ -381,8 +383,11 @@ def ensure_experiment(client, name: str) -> str:
     try:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                client.restore_experiment(exp.experiment_id)
+            if exp.lifecycle_stage == "deleted":  # someone deleted it: not undone behind their back
+                raise TrackingError(mask(
+                    f"experiment {name!r} (id {exp.experiment_id}) in {client.tracking_uri} was "
+                    "deleted: restore it (mlflow experiments restore --experiment-id "
+                    f"{exp.experiment_id}) or record into another one (tracking.experiment=...)"))
             return exp.experiment_id
         try:
             return client.create_experiment(
@@ -392,6 +397,8 @@ def ensure_experiment(client, name: str) -> str:
             if exp is None:
                 raise
             return exp.experiment_id
+    except TrackingError:
+        raise
     except Exception as e:  # noqa: BLE001 - MLflow, SQLAlchemy, a driver: one line
         raise TrackingError(explain(client, e, f"opening experiment {name!r}")) from None
 
