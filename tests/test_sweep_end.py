@@ -235,3 +235,40 @@ def test_a_corrupt_history_is_named_in_the_report_and_left_out(tmp_path):
     for run_id in broken:
         assert run_id in text, run_id
     assert text.count("readable table (") >= len(broken)
+
+
+EXITING_RULE = '''\
+import os, sys
+calls = 0
+def step(x, net, z, t, delta):
+    global calls
+    calls += 1
+    if calls > 200:  # past the command line's check of the rule: mid-training
+        {exit}
+    return x.T @ delta / len(x)
+'''
+
+
+@pytest.mark.slow
+def test_a_rule_that_exits_the_process_is_a_failed_run_with_the_reason(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "quits.py").write_text(EXITING_RULE.format(exit="os._exit(0)"))
+    (tmp_path / "exits.py").write_text(EXITING_RULE.format(exit="sys.exit(3)"))
+    rule = ["update=custom", "train.epochs=5", *FAST]
+    single = subprocess.run([BIN / "slnn-train", *rule, "update.fn=quits.py:step"], cwd=tmp_path,
+                            env=env(), capture_output=True, text=True, timeout=300)
+    assert single.returncode != 0  # os._exit(0) made it exit 0, silently
+    assert "os._exit(0) called" in single.stderr
+    sweep = subprocess.run([BIN / "slnn-train", "-m", "seed=0,1", *rule, "update.fn=exits.py:step",
+                            f"hydra.sweep.dir={tmp_path}/m", "sweep.report=false"], cwd=tmp_path,
+                           env=env(), capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 1, sweep.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert {r.info.status for r in runs} == {"FAILED"}  # the sweep's parent too: not RUNNING
+    reasons = sorted(r.data.tags.get("slnn.reason", "") for r in runs
+                     if r.data.tags.get("slnn.sweep") != "true")
+    assert len(reasons) == 3
+    assert "SystemExit: os._exit(0) called (line 7)" in reasons[0] + reasons[1] + reasons[2]
+    assert sum("the function raised SystemExit: 3 (line 7)" in r for r in reasons) == 2

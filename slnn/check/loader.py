@@ -67,6 +67,25 @@ def _user_line(tb, path: str) -> str:
     return f" (line {lines[-1]})" if lines else ""
 
 
+@contextlib.contextmanager
+def _no_process_exit():
+    """User code may not end the process: ``os._exit(n)`` inside it raises ``SystemExit`` (as
+    ``sys.exit`` does), which the caller reports as the rule's failure, so the run is recorded
+    FAILED with the reason instead of the process vanishing with exit code n."""
+    import os
+
+    real = os._exit
+
+    def refuse(code=0):
+        raise SystemExit(f"os._exit({code}) called")
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
 def _describe(exc: BaseException, path: str) -> str:
     return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) + \
         _user_line(exc.__traceback__, path)
@@ -93,11 +112,11 @@ class CheckedRule:
 
     def __call__(self, x, net, z, t, delta) -> np.ndarray:
         try:
-            with contextlib.redirect_stdout(sys.stderr), \
+            with contextlib.redirect_stdout(sys.stderr), _no_process_exit(), \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 out = self.func(x, net, z, t, delta)
-        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code
             raise RuleLoadError(
                 f"{self.label}: the function raised {_describe(exc, self.path or '')}"
             ) from exc
@@ -200,7 +219,7 @@ def load_rule(spec: str, expect: str | None = None) -> CheckedRule:
     module.__file__ = resolved
     sys.modules[module_name] = module        # for dataclasses and pickling inside the file
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _no_process_exit():
             exec(code, module.__dict__)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported
         sys.modules.pop(module_name, None)

@@ -436,6 +436,8 @@ class Orchestrator:
                         "the same command again to record them in this one")
         claimed = sum(1 for e in entries if e["outcome"] in TRAINED)
         found = getattr(self, "_n_finished_in_store", None)
+        if found is None and claimed:
+            found = self._count_finished()  # the summary's pass failed: count on its own
         if found is None:
             if not claimed:
                 return None
@@ -447,6 +449,26 @@ class Orchestrator:
             return (f"the tracking store {st['uri']} holds {found} finished cell(s) of this sweep "
                     f"where it trained {claimed}: the store lost runs while the sweep ran "
                     "(deleted, replaced or restored); run the same command again to record them")
+        return None
+
+    def _count_finished(self) -> int | None:
+        """How many cells have a FINISHED run under the parent, or None if the store cannot say
+        (tried a few times on fresh connections: a killed worker may hold SQLite's lock a
+        moment)."""
+        from slnn._compat import dispose_store_connections
+        from slnn.tracking.runs import iter_runs
+
+        st = self.state
+        for attempt in range(3):
+            try:
+                return len({r.data.tags.get("slnn.config_hash", r.info.run_id) for r in iter_runs(
+                    self.client, [st["experiment_id"]],
+                    f"tags.mlflow.parentRunId = '{st['parent_run_id']}'")
+                    if r.info.status == "FINISHED"})
+            except Exception as e:  # noqa: BLE001 - named in the line if it keeps failing
+                self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                dispose_store_connections(self.client)
+                time.sleep(0.5 * (attempt + 1))
         return None
 
     def _log_summary_metrics(self) -> None:
