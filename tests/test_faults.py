@@ -895,3 +895,13 @@ def test_artifacts_stay_in_the_store_and_a_deleted_experiment_is_not_restored(tm
     assert (f"experiment '..' (id {exp.experiment_id}) in {uri} was deleted: restore it (mlflow "
             f"experiments restore --experiment-id {exp.experiment_id})") in line
     assert c.get_experiment(exp.experiment_id).lifecycle_stage == "deleted"
+
+
+def test_a_sqlite_error_is_never_called_a_server_error():
+    """A number like 500 in a SQLite error (a table, a revision id, a URL of SQLAlchemy's) once
+    made a store left half-made by SIGKILL read 'answers with server errors'."""
+    err = sqlite3.OperationalError("no such table: latest_metrics (https://sqlalche.me/e/20/e3q8) 500")
+    line = describe("sqlite:////tmp/x/mlflow.db", err)
+    assert "server errors" not in line and "no such table: latest_metrics" in line
+    assert "answers with server errors" in describe("http://127.0.0.1:5000",
+                                                    RuntimeError("too many 500 error responses"))

@@ -197,7 +197,9 @@ def _causes(uri: str):
          lambda c: "refused the credentials",
          lambda c: "check the user and password in the URI (or MLFLOW_TRACKING_USERNAME / "
                    "MLFLOW_TRACKING_PASSWORD)"),
-        (lambda t, n, c: re.search(r"\b50[0-4]\b", t) is not None or "too many 50" in t,
+        # a server's answer: never a SQLite file's (a number in its error is no HTTP status)
+        (lambda t, n, c: not sqlite and (re.search(r"\b50[0-4]\b", t) is not None
+                                         or "too many 50" in t),
          lambda c: "answers with server errors",
          lambda c: "look at the server's log (its database may be down) or use another store"),
         (lambda t, n, c: "connection refused" in t or "max retries exceeded" in t
