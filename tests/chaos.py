@@ -116,11 +116,17 @@ def run(args) -> int:
         kill = plan.pop() if plan else None
         try:
             if kill:
-                # a random moment while cells run (the store is never killed mid-migration here)
-                while proc.poll() is None and not PROGRESS.search(out_path.read_text()):
+                # a random moment while cells run (the store is never killed mid-migration here):
+                # after a random number of this attempt's cells, at most its share of them, so
+                # that the kills still planned find cells left to run however fast cells are
+                # (workers whose launcher died stop, so a launcher kill leaves cells too)
+                while proc.poll() is None and not START.search(out_path.read_text()):
                     time.sleep(0.05)
-                deadline = time.monotonic() + rng.uniform(0.0, 4.0)
-                while proc.poll() is None and time.monotonic() < deadline:
+                started = START.search(out_path.read_text())
+                to_run = int(started.group(2)) if started else 1
+                after = rng.randint(1, max(1, to_run // (len(plan) + 2)))
+                while proc.poll() is None and \
+                        len(PROGRESS.findall(out_path.read_text())) < after:
                     time.sleep(0.05)
                 sig = signal.SIGKILL if kill.endswith("SIGKILL") else signal.SIGTERM
                 if proc.poll() is None:
