@@ -33,9 +33,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
 GRID = ["update=input,kronecker", "model.activation=sigmoid,tanh", "optim.lr=0.1,1.0",
         "seed=0,1", "data=iris_petal", "train.epochs=6"]
-EXPECTED_FIGURES = {"curves_val_loss_iris_petal.png", "curves_val_error_iris_petal.png",
-                    "test_error_heatmap.png", "grad_cosine_iris_petal.png", "outcomes.png",
-                    "epochs_to_target.png"}
+EXPECTED_FIGURES = {"answer.png", "time_to_target.png", "performance_profile.png",
+                    "curves_val_loss_iris_petal.png", "curves_val_error_iris_petal.png",
+                    "test_error_heatmap.png", "grad_cosine_iris_petal.png", "outcomes.png"}
 
 
 def sqlite_uri(folder: Path) -> str:
@@ -134,7 +134,7 @@ def test_html_is_self_contained_and_embeds_every_figure(report, sweep):
     assert "src=\"http" not in html and ".png\"" not in html  # nothing fetched from elsewhere
     _, parent, _ = sweep
     assert f"slnn-report --parent-run {parent}" in html
-    assert "<table" in html and "Verdict" in html
+    assert "<table" in html and "verdict per data set" in html
     md = (report / "report.md").read_text()
     for name in EXPECTED_FIGURES:
         assert f"]({name})" in md
@@ -165,7 +165,7 @@ def test_tidy_frame_round_trips_with_every_history_row(report, children):
 @pytest.mark.slow
 def test_verdict_compares_the_rules_from_the_numbers(report, children):
     md = (report / "report.md").read_text()
-    verdict_lines = md.split("## Verdict")[1].split("##")[0]
+    verdict_lines = md.split("## Appendix: verdict per data set")[1].split("##")[0]
     # per (activation, lr) cell, which rule has the lower mean test error, from MLflow directly
     means: dict[tuple, dict[str, list]] = {}
     for r in children:
@@ -385,7 +385,8 @@ def test_all_shape_mismatch_sweep_gives_a_report_that_says_why(slnn_train, tmp_p
     assert "no curves could be drawn" in md
     assert "`kronecker` could not run: 2 of 2 runs shape_mismatch ((3, 3) step vs (5, 3) W)" in md
     assert {p.name for p in out.glob("*.png")} == {"outcomes.png"}  # no empty figures
-    assert md.count("*Not drawn:") == 5
+    assert md.count("*Not drawn:") == 5  # the answer, time to target, curves, heatmap, cosine
+    assert "**`kronecker` cannot run on iris.**" in md
     assert len(pd.read_parquet(out / "tidy.parquet")) == 0
 
 

@@ -183,7 +183,10 @@ def sentences(table: pd.DataFrame, reference: str) -> list[str]:
     if not others:
         b = t[np.isfinite(t["test_error"])]
         parts = [f"{_f(r.test_error)} on {r.data}" for r in b.itertuples()]
-        return [f"`{reference}` at its best cell ends at a test error of {_list(parts)}."[:400]]
+        out = ([f"`{reference}` at its best cell ends at a test error of {_list(parts)}."]
+               if parts else [])
+        out += _compose(t, reference, [], "short")
+        return out or [f"`{reference}` has no run that trained."]
     out = []
     for variant in ("full", "short", "counts"):
         out = _compose(t, reference, others, variant)

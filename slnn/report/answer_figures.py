@@ -39,8 +39,9 @@ def answer_figure(answer, runs: pd.DataFrame, pal: dict, out: Path) -> list[Fig]
            "the training split's majority class; dotted: uniform guessing. Under a rule's name: "
            "the share of its runs that diverged, if any.")
     t = answer.table
-    if t.empty:
-        return [Fig(key, title, cap, note="no run has ended yet.")]
+    if t.empty or not np.isfinite(t["test_error"].astype(float)).any():
+        return [Fig(key, title, cap, note="no rule has a best cell with a test error (see the "
+                    "table and the outcomes figure for what happened instead).")]
     levels = reference_levels(runs)
     datas = sorted(t["data"].unique())
     rules = sorted(t["update"].unique())
@@ -279,3 +280,44 @@ def best_lr_cosines(sweep, out: Path) -> list[Fig]:
             k = key if chunk == 0 else f"{key}_{chunk // 6 + 1}"
             figs.append(Fig(k, title, cap, _save(fig, out / f"{k}.png")))
     return figs
+
+
+def profile_figure(runs: pd.DataFrame, pal: dict, out: Path) -> list[Fig]:
+    """Per data set: the share of each rule's runs (every cell) whose final test error is at most
+    tau, as tau goes from 0 to 1; a diverged run never counts as reaching it."""
+    from slnn.report.aggregate import performance_profile
+
+    key = "performance_profile"
+    title = "performance profile: share of runs with test error <= tau"
+    cap = ("Per data set, every run of each rule over every (activation, lr) cell: the share "
+           "whose final test error is at most tau, with pointwise Clopper-Pearson 95% bands. A "
+           "diverged run never reaches any tau, so a rule that often diverges ends below 1 on the "
+           "right. Higher and further left is better.")
+    datas = sorted(runs["data"].unique())
+    taus = np.linspace(0, 1, 101)
+    profiles = {d: performance_profile(runs[runs["data"] == d], taus) for d in datas}
+    datas = [d for d in datas if len(profiles[d])]
+    if not datas:
+        return [Fig(key, title, cap, note="no run ran, so there is no profile.")]
+    ncol = min(3, len(datas))
+    nrow = int(np.ceil(len(datas) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(WIDTH, 3.3 * nrow))
+    for ax in axes.flat[len(datas):]:
+        ax.set_visible(False)
+    styles = ["-", "--", "-.", ":"]
+    for ax, data in zip(axes.flat, datas):
+        for i, (rule, g) in enumerate(profiles[data].groupby("update", sort=True)):
+            c = pal.get(rule, "0.3")
+            ax.step(g["tau"], g["share"], where="post", color=c, lw=1.7,
+                    ls=styles[i % len(styles)], label=rule)
+            ax.fill_between(g["tau"], g["lo"], g["hi"], step="post", color=c, alpha=0.12)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(data, fontsize=FONT + 1, loc="left")
+        ax.set_xlabel("tau (test error)", fontsize=FONT)
+        ax.set_ylabel("share of runs <= tau", fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=FONT - 2, loc="lower right")
+    fig.tight_layout()
+    return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]

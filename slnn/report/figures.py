@@ -34,7 +34,8 @@ OUTCOME_COLOURS = {Outcome.CONVERGED: "#2ca02c", Outcome.EARLY_STOPPED: "#17becf
                    Outcome.KILLED: "#9467bd", Outcome.UNKNOWN: "#bcbd22", Outcome.RUNNING: "#ff7f0e"}
 # file names this module writes; the report folder is cleared of these before a new report
 PATTERNS = ("curves_*.png", "grad_cosine_*.png", "test_error_heatmap*.png", "outcomes.png",
-            "epochs_to_target.png", "guide_plot.png", "answer.png", "time_to_target.png")
+            "epochs_to_target.png", "guide_plot.png", "answer.png", "time_to_target.png",
+            "performance_profile.png")
 
 
 def palette(runs: pd.DataFrame) -> dict:
@@ -332,10 +333,11 @@ def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: f
     with style, sns.plotting_context("notebook", font_scale=0.8):
         figs = []
         if answer is not None:
-            from slnn.report.answer_figures import answer_figure, km_figure
+            from slnn.report.answer_figures import answer_figure, km_figure, profile_figure
 
             figs += answer_figure(answer, sweep.runs, pal, out)
             figs += km_figure(answer, pal, out)
+            figs += profile_figure(sweep.runs, pal, out)
         if answer is not None:
             from slnn.report.answer_figures import best_lr_curves
 

@@ -250,8 +250,8 @@ def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[st
 
 
 def add_history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> None:
-    """Add, from the histories, ``initial_test_error`` (epoch 0) and ``val_error`` of the final
-    epoch (``final_epoch``, the last with finite figures; for a run logged without it, the last
+    """Add, from the histories, ``initial_test_error`` (epoch 0) and ``val_error`` and
+    ``val_loss`` of the final epoch (``final_epoch``, the last with finite figures; for a run logged without it, the last
     epoch whose losses are finite), in place."""
     h = history.sort_values(["run_id", "epoch"])
     first = h.drop_duplicates("run_id").set_index("run_id")["test_error"]
@@ -260,6 +260,8 @@ def add_history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> None:
     last = finite.drop_duplicates("run_id", keep="last").set_index("run_id")
     fe = runs.set_index("run_id")["final_epoch"] if "final_epoch" in runs else None
     at = pd.Series(last["epoch"]) if fe is None else fe.fillna(last["epoch"].reindex(fe.index))
-    val = h.set_index(["run_id", "epoch"])["val_error"]
     keys = pd.MultiIndex.from_arrays([at.index, at.fillna(-1).astype(int).values])
-    runs["val_error"] = runs["run_id"].map(pd.Series(val.reindex(keys).values, index=at.index))
+    for col in ("val_error", "val_loss"):  # the loss breaks ties between best cells
+        if col in h:
+            val = h.set_index(["run_id", "epoch"])[col]
+            runs[col] = runs["run_id"].map(pd.Series(val.reindex(keys).values, index=at.index))

@@ -77,9 +77,9 @@ def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[B
     """(headline sentences, blocks): the answer (its figure and table) first, then the contents
     (``toc``), then every section of the report in order, the per-cell detail last."""
     from slnn.report.answer import caption, display
-    from slnn.report.sections import time_to_target_blocks
+    from slnn.report.sections import every_run_blocks, time_to_target_blocks
 
-    lead = {"answer", "time_to_target"}
+    lead = {"answer", "time_to_target", "performance_profile"}
     blocks: list[Block] = []
     ans = getattr(analysis, "answer", None)
     if ans is not None:
@@ -90,6 +90,8 @@ def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[B
         blocks += [("h2", "What is missing"), ("notes", sweep.notes)]
     if ans is not None:
         blocks += time_to_target_blocks(ans, [f for f in figs if f.key == "time_to_target"])
+        blocks += every_run_blocks(ans, sweep.runs,
+                                   [f for f in figs if f.key == "performance_profile"])
     blocks += analysis_sections(sweep, analysis)
     blocks.append(("h2", "Figures"))
     for i, f in enumerate([f for f in figs if f.key not in lead], 1):
@@ -130,6 +132,8 @@ def write_markdown(sweep: Sweep, headline: list[str], blocks: list[Block], out: 
         elif kind == "fig_plain":
             if body.path is not None:
                 lines += [f"![{body.title}]({body.path.name})", "", body.caption, ""]
+            else:
+                lines += [f"*Not drawn: {body.note}*", ""]
         elif kind == "h2":
             lines += [f"## {body}", ""]
         elif kind == "h3":
@@ -166,6 +170,10 @@ def write_html(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path
                 f"<a href='#{_anchor(t)}'>{html.escape(t)}</a>" for t in _toc(blocks)) + "</p>")
         elif kind == "caption":
             parts.append(f"<p class='caption'>{e(body)}</p>")
+        elif kind == "fig_plain" and body.path is None:
+            parts.append(f"<p class='note'>Not drawn: {e(body.note)}</p>")
+        elif kind == "fig_plain" and body.path is None:
+            parts.append(f"<p class='note'>Not drawn: {e(body.note)}</p>")
         elif kind == "fig_plain":
             if body.path is not None:
                 b64 = base64.b64encode(body.path.read_bytes()).decode("ascii")

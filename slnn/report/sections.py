@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from slnn.core.outcomes import Outcome
+from slnn.core.outcomes import RAN as RAN_OUTCOMES, Outcome
 from slnn.report.inference import ALPHA, EXACT_MAX, MIN_INTERVAL, TEST_NAME, smallest_p
 from slnn.report.verdict import NEAR, fmt, fmt_p
 
@@ -266,3 +266,40 @@ def time_to_target_blocks(answer, figs) -> list[Block]:
                          "(scipy.stats.logrank, two-sided); descriptive, not in the report's "
                          "Holm family."), ("table", shown)]
     return blocks
+
+
+def every_run_blocks(answer, runs: pd.DataFrame, figs) -> list[Block]:
+    """Every run counted, a diverged one as a failure: per data set and rule, the interquartile
+    mean of the test error and the probability of improvement over the reference rule, each with
+    a stratified bootstrap interval, and the performance profile."""
+    from slnn.report.aggregate import iqm_interval
+
+    rows = []
+    for data in sorted(runs["data"].unique()):
+        d = runs[runs["data"] == data]
+        t = answer.table[answer.table["data"] == data].set_index("update")
+        for rule in sorted(d["update"].unique()):
+            est, lo, hi = iqm_interval(d, rule)
+            if not np.isfinite(est):
+                continue
+            r = t.loc[rule] if rule in t.index else None
+            poi = ("(reference)" if rule == answer.reference else "n/a" if r is None
+                   or not np.isfinite(r["poi"]) else
+                   f"{r['poi']:.2f} [{r['poi_lo']:.2f}, {r['poi_hi']:.2f}] over "
+                   f"{int(r['poi_cells'])} cells")
+            rows.append({"data": data, "rule": f"`{rule}`",
+                         "runs": int(d[(d["update"] == rule) & d["outcome"].isin(
+                             RAN_OUTCOMES)].shape[0]),
+                         "IQM of test error [95% CI]": f"{est:.3f} [{lo:.3f}, {hi:.3f}]",
+                         f"P(better than `{answer.reference}`) [95% CI]": poi})
+    if not rows:
+        return []
+    return ([("h2", "Every run counted"),
+             ("p", "Over every run that ran in every (activation, lr) cell, no cell chosen, a "
+                   "diverged run counted as a failure: the interquartile mean (IQM) of the test "
+                   "error (a diverged run scoring 1; the mean of the middle half of the runs, "
+                   "robust to a few outliers), the probability that a run of the rule ends below "
+                   f"a run of `{answer.reference}` in the same cell (0.5: a tie), both with "
+                   "stratified bootstrap intervals (2000 resamples within each cell), and the "
+                   "performance profile (Agarwal et al. 2021)."),
+             ("table", pd.DataFrame(rows))] + [("fig", f) for f in figs])
