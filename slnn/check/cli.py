@@ -242,6 +242,7 @@ def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
     Hydra entry point, validation, resume and store as any sweep), then its report."""
     from slnn.report import report_for_parent
     from slnn.report.source import ReportError, newest_sweep
+    from slnn.tracking.faults import mask
     from slnn.tracking.store import resolve_uri
 
     out = sys.stdout if out is None else out
@@ -260,7 +261,7 @@ def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
            *overrides, f"tracking.uri={uri}", "sweep.report=false"]
     name = args.builtin or rule.name
     print(f"{PROG}: --compare: training {rule.label} against input (study {COMPARE_STUDY}); "
-          f"runs go to experiment {COMPARE_EXPERIMENT} in {uri}", file=out, flush=True)
+          f"runs go to experiment {COMPARE_EXPERIMENT} in {mask(uri)}", file=out, flush=True)
     proc = subprocess.run(cmd, env=env)
     if proc.returncode == 2:  # slnn-train said why, in one line
         return 2
@@ -276,7 +277,7 @@ def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
     headline = _headline(folder / "report.md")
     print(f"{PROG}: --compare: {headline}", file=out)
     print(f"{PROG}: --compare: report: {folder}/report.md (and report.html); runs: experiment "
-          f"{COMPARE_EXPERIMENT} in {uri}", file=out, flush=True)
+          f"{COMPARE_EXPERIMENT} in {mask(uri)}", file=out, flush=True)
     return 1 if proc.returncode else 0
 
 
