@@ -40,15 +40,15 @@ def scratch_size(folder: Path) -> int | None:
     return None
 
 
-def interrupt_at(folder: Path, sig: int, moment: int | None) -> str:
+def interrupt_at(folder: Path, sig: int, moment: int | None) -> tuple[str, str]:
     """Start the first command in an empty ``folder`` and send ``sig`` (to its process group, as
     a terminal does) when the scratch store reaches ``moment`` bytes, or the store is in place;
-    returns where it was when the signal went."""
+    returns where it was when the signal went, and what the command said on stderr."""
     proc = subprocess.Popen([BIN / "slnn-train", *FAST], cwd=folder, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     db = folder / "mlflow.db"
-    where = "exited first"
+    where, err = "exited first", ""
     try:
         while proc.poll() is None:
             size = scratch_size(folder)
@@ -61,12 +61,12 @@ def interrupt_at(folder: Path, sig: int, moment: int | None) -> str:
                 continue
             os.killpg(proc.pid, sig)
             break
-        proc.communicate(timeout=120)
+        err = proc.communicate(timeout=120)[1].decode(errors="replace")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return where
+    return where, err
 
 
 def accepted_or_absent(db: Path) -> None:
@@ -95,7 +95,10 @@ def test_an_interrupted_first_command_never_wedges_the_store(sig, tmp_path):
     for i, moment in enumerate(MOMENTS):
         folder = tmp_path / f"at{i}"
         folder.mkdir()
-        seen.append(interrupt_at(folder, sig, moment))
+        where, err = interrupt_at(folder, sig, moment)
+        seen.append(where)
+        if sig != signal.SIGKILL and where.startswith("scratch"):  # no run existed yet
+            assert "no run had been opened yet" in err and "Traceback" not in err, err[-2000:]
         accepted_or_absent(folder / "mlflow.db")
         proc = subprocess.run([BIN / "slnn-train", *FAST], cwd=folder, env=env(),
                               capture_output=True, text=True, timeout=300)

@@ -157,8 +157,11 @@ def cli() -> None:
         sys.exit(1)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, no traceback
         if not signals.reported:
-            print(f"slnn-train: {signals.what(e)}; a run it had open is recorded as KILLED",
-                  file=sys.stderr, flush=True)
+            from slnn.tracking import liveness
+
+            what = ("a run it had open is recorded as KILLED" if liveness.opened_any else
+                    "no run had been opened yet")
+            print(f"slnn-train: {signals.what(e)}; {what}", file=sys.stderr, flush=True)
         # an interrupt in the middle of Numba compiling leaves half-made llvmlite objects, whose
         # finalizers complain at exit ("Exception ignored in ..."): the line above is the story
         sys.unraisablehook = lambda unraisable: None

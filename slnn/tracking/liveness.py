@@ -127,10 +127,14 @@ def _loop() -> None:
                 pass
 
 
+opened_any = False  # this process has opened a run (an interrupt's line may say it was closed)
+
+
 def beat(client, run_id: str) -> None:
     """Keep ``run_id``'s heartbeat fresh (a daemon thread, one per process) until ``stop``."""
-    global _thread
+    global _thread, opened_any
     with _lock:
+        opened_any = True
         _open[run_id] = client
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_loop, name="slnn-heartbeat", daemon=True)
