@@ -272,3 +272,34 @@ def test_a_rule_that_exits_the_process_is_a_failed_run_with_the_reason(tmp_path)
     assert len(reasons) == 3
     assert "SystemExit: os._exit(0) called (line 7)" in reasons[0] + reasons[1] + reasons[2]
     assert sum("the function raised SystemExit: 3 (line 7)" in r for r in reasons) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_right_after_the_last_cell_closes_the_parent_without_a_traceback(tmp_path):
+    import json
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    ledger = tmp_path / "m" / "progress.jsonl"
+    proc = subprocess.Popen([BIN / "slnn-train", "-m", "seed=range(4)", "train.epochs=5", *FAST,
+                             f"hydra.sweep.dir={tmp_path}/m", "hydra/launcher=joblib",
+                             "hydra.launcher.n_jobs=2"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        while proc.poll() is None and not (
+                ledger.exists() and len(ledger.read_text().splitlines()) == 4):
+            time.sleep(0.02)  # polling for the last cell's line, the event the signal follows
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in err, err[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert [json.loads(ln)["outcome"] for ln in ledger.read_text().splitlines()] == ["max_epochs"] * 4
+    assert proc.returncode in (0, 143), (proc.returncode, err[-2000:])

@@ -87,7 +87,11 @@ class SlnnSweeper(Sweeper):
                 sys.exit(run.launcher_failed(e))
             run.interrupted(e)  # the launcher gave up, e.g. a joblib worker was killed: one line
             sys.exit(1)
-        code = run.finish()
+        try:
+            code = run.finish()
+        except KeyboardInterrupt as e:  # right after the last cell: the parent is still closed
+            run.interrupted(e)
+            raise
         if code:
             sys.exit(code)
         return returns

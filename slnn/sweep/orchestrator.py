@@ -367,6 +367,7 @@ class Orchestrator:
                 time.sleep(0.5 * (attempt + 1))
         if error is not None:  # the summary still reaches the user
             line += f" (could not close the parent run: {(str(error).splitlines() or [''])[0][:200]})"
+        self.closed = (status, line)
         return counts, line
 
     def finish(self) -> int:
@@ -527,7 +528,11 @@ class Orchestrator:
         from slnn.app import signals
 
         release_interrupted(e)
-        _, line = self.close("KILLED")
+        closed = getattr(self, "closed", None)
+        if closed is None:
+            _, line = self.close("KILLED")
+        else:  # interrupted while ending (the report, say): the parent keeps what it was closed as
+            line = f"{closed[1]}; the parent run was closed {closed[0]} before the interrupt"
         if isinstance(e, KeyboardInterrupt):
             how = signals.what(e)
         else:  # e.g. joblib's TerminatedWorkerError when a worker was killed

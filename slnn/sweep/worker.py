@@ -202,8 +202,11 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     # so the environment variables set by the sweep are not enough on their own)
     from threadpoolctl import threadpool_limits
 
+    import signal
+
     from slnn.app import signals
     from slnn.sweep.attempt import store_gone
+    from slnn.tracking.liveness import process_owner
     from slnn.sweep.claims import CellTaken
 
     signals.install()  # a worker sent SIGTERM closes its open run as KILLED
@@ -242,6 +245,13 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
 
         done.set()
         flush_std_streams()
+        if state.get("launcher") and state["launcher"] != process_owner():
+            # a worker of its own: idle now, a SIGTERM ends it quietly (Terminated raised in
+            # loky's loop printed a traceback); the launcher's own process keeps its handler
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            except ValueError:  # not the main thread: nothing was installed either
+                pass
     return failed
 
 
