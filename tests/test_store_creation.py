@@ -115,3 +115,25 @@ def test_an_interrupted_first_command_never_wedges_the_store(sig, tmp_path):
         assert not [p for p in folder.iterdir() if p.name.startswith(SCRATCH_PREFIX)]
     # the signals did land inside the creation, not only before or after it
     assert sum(w.startswith("scratch") for w in seen) >= 2, seen
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_while_the_store_is_made_leaves_no_store(tmp_path):
+    """The store (~950 kB) is made on a 600 kB file system: one line naming the full disk, and
+    neither a store nor a scratch file left behind (both looked at before the mount goes)."""
+    from test_faults import can_unshare, one_line, run
+
+    why = can_unshare("--mount")
+    if why:
+        pytest.skip(why)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    listing = tmp_path / "after.txt"
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              f'mount -t tmpfs -o size=600k tmpfs "{folder}" && "$@"; rc=$?; '
+              f'ls -A "{folder}" > "{listing}"; exit $rc', "sh"]
+    proc = run([BIN / "slnn-train", *FAST, f"tracking.uri=sqlite:///{folder}/mlflow.db"],
+               tmp_path, prefix=prefix)
+    line = one_line(proc, 2)
+    assert "is on a full disk" in line, line
+    assert listing.read_text().split() == ["mlflow.db.lock"]
