@@ -303,3 +303,26 @@ def test_sigterm_right_after_the_last_cell_closes_the_parent_without_a_traceback
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert [json.loads(ln)["outcome"] for ln in ledger.read_text().splitlines()] == ["max_epochs"] * 4
     assert proc.returncode in (0, 143), (proc.returncode, err[-2000:])
+
+
+def test_a_fault_in_a_step_of_the_sweeps_end_is_a_note_not_a_traceback():
+    """Logging the best model or registering it on a full disk, a read-only folder or a store
+    answering 500 for good: the summary line gets a note naming the cause, and the end goes on."""
+    import errno
+
+    from slnn.sweep.orchestrator import Orchestrator
+
+    run = object.__new__(Orchestrator)  # only the state the end's steps read
+    run.state = {"uri": "sqlite:////tmp/nowhere/mlflow.db"}
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def read_only():
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    assert run._step(full, "no model logged").startswith(
+        "; no model logged (the tracking store sqlite:////tmp/nowhere/mlflow.db is on a full disk")
+    assert "is read-only or cannot be opened for writing" in run._step(read_only, "nothing registered")
+    assert run._step(lambda: "; best run r logged as model m", "no model logged") == \
+        "; best run r logged as model m"
