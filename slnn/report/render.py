@@ -193,8 +193,11 @@ def write_html(sweep: Sweep, headline: list[str], blocks: list[Block], out: Path
                      else f"<li{cls}>{e(x)}</li>" for x in body]
             parts.append("<ul>" + "".join(items) + "</ul>")
         elif kind == "table":
-            parts.append("<div class='wide'>" + (body.to_html(index=False, border=0,
-                                                                na_rep="n/a", escape=True)
+            # cells as the Markdown has them: escaped, with `code` and **bold** as in the text
+            cells = body.map(lambda v: "n/a" if v is None or (isinstance(v, float) and v != v)
+                             else _inline(str(v)))
+            parts.append("<div class='wide'>" + (cells.to_html(index=False, border=0,
+                                                                 escape=False)
                                                  if not body.empty else "<p>(no rows)</p>")
                          + "</div>")
         elif kind == "fig":
