@@ -41,6 +41,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from slnn.core.outcomes import EXPECTED, Outcome
+from slnn.sweep import folder as sweep_folder
 from slnn.sweep.attempt import GONE_FILE
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
@@ -180,6 +181,10 @@ class Orchestrator:
                 or len({store.resolve_uri(c.config.tracking.uri) for c in cells}) > 1):
             fail("a sweep records into one store and experiment: do not sweep tracking.uri or "
                   "tracking.experiment")
+        # the folder is this grid's, or the sweep stops here: another grid's files stay as they are
+        sweep_root = Path(config.hydra.sweep.dir).resolve()
+        grid = sweep_folder.grid_id([c.hash for c in cells], uri, first.tracking.experiment)
+        sweep_folder.claim(sweep_root, grid, _command(), len(cells))
         try:
             client = store.client_for(uri)  # creates and migrates a new SQLite store, once
             exp_id = store.ensure_experiment(client, first.tracking.experiment)
@@ -212,7 +217,8 @@ class Orchestrator:
             fail(str(e))
         except Exception as e:  # noqa: BLE001
             fail(describe(uri, e, "opening the sweep's parent run"))
-        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        sweep_folder.name(sweep_root, grid, label, parent)
+        sweep_dir = sweep_root
         if other is not None:  # its ledger and chunk files must not be the other sweep's
             sweep_dir = sweep_dir / f"concurrent-{parent[:8]}"
         sweep_dir.mkdir(parents=True, exist_ok=True)
