@@ -6,6 +6,7 @@ The logic lives in ``slnn.sweep.orchestrator``; this module only adapts it to Hy
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, List, Optional
 
@@ -36,6 +37,7 @@ class SlnnSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from slnn.app.run import quiet_libraries
         from slnn.sweep.orchestrator import Orchestrator
+        from slnn.sweep.progress import Progress
         from slnn.sweep.slurm import is_launcher_failure
         from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
         from slnn.sweep.grid import grid_size
@@ -68,8 +70,14 @@ class SlnnSweeper(Sweeper):
                 jobs = run.write_chunks(todo, n, shared)
                 if warm is not None:
                     warm.wait()
-                with cancel_on_interrupt(self.slurm_job_name):
-                    returns = self.launcher.launch(jobs, initial_job_idx=0)
+                # the one process that prints progress: from the ledger the workers append to
+                progress = Progress(run.state, run.todo_folders, workers=n if shared else
+                                    (1 if n == 1 else min(n, os.cpu_count() or 1))).start()
+                try:
+                    with cancel_on_interrupt(self.slurm_job_name):
+                        returns = self.launcher.launch(jobs, initial_job_idx=0)
+                finally:
+                    progress.stop()
                 if warm is not None:  # every job has returned: the workers may go
                     warm.release()
                 for r in returns:  # a job that raised outside a cell (rare): counted, not raised

@@ -1,8 +1,6 @@
 """The sweep's ledger (``progress.jsonl`` in the sweep folder): one line per finished cell,
-appended atomically by whichever worker ran it, and the progress and summary lines made from it.
-
-Each worker reads the ledger incrementally (only what was appended since its previous cell), so
-a cell's progress line costs the same in a 10,000-cell sweep as in a 10-cell one."""
+appended atomically by whichever worker ran it, and the summary line made from it. The
+launching process reads it to draw the sweep's progress (``slnn.sweep.progress``)."""
 
 from __future__ import annotations
 
@@ -14,8 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from slnn.core.outcomes import EXPECTED, TRAINED, Outcome
-from slnn.tracking.console import say
+from slnn.core.outcomes import TRAINED, Outcome
 
 _NO_RESULT = {Outcome.SKIPPED, Outcome.KILLED}  # what a cell's other line may say instead
 
@@ -65,62 +62,39 @@ def fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-# per process, sweep and ledger: (inode, bytes read, cells seen), so that each cell reads only
-# what was appended since this process's previous cell: constant cost per cell, where reading the
-# whole file per cell made a sweep's cost grow with the square of its size
-_READ: dict[tuple, tuple[int, int, set]] = {}
-
-
-def _place(path: Path, me: dict, sweep: object = None) -> tuple[int, int]:
-    """(how many cells have a line up to ``me``'s, how many cells have one so far) in the ledger at
-    ``path`` of the sweep ``sweep`` (its start time: the same folder's next sweep starts a new
-    ledger). Cells, not lines: a cell written twice counts once."""
-    key = (str(path), sweep)
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        ino, offset, seen = _READ.get(key, (st.st_ino, 0, set()))
-        if ino != st.st_ino or offset > st.st_size:  # a new ledger in the same place
-            offset, seen = 0, set()
-        f.seek(offset)
-        new = f.read()
-    end = new.rfind(b"\n") + 1  # a line another worker is still writing is read next time
-    place = None
-    for ln in new[:end].splitlines():
-        if not ln.strip():
-            continue
-        entry = json.loads(ln)
-        seen.add(cell_key(entry))
-        if place is None and entry == me:
-            place = len(seen)
-    _READ[key] = (st.st_ino, offset + end, seen)
-    return (place if place is not None else len(seen)), len(seen)
+def cell_line(name: str, outcome: str, seconds: float, val_error: float | None = None,
+              warnings: int = 0, error: str | None = None) -> str:
+    """A cell's own line, ``name: outcome (val_error 0.123, 1.23 s)``: what its log ends with
+    (the launcher prints the sweep's progress, ``slnn.sweep.progress``, never a line per cell)."""
+    parts = ([f"val_error {val_error:.3f}"] if val_error is not None else []) + [f"{seconds:.2f} s"]
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    tail = f": {error}" if error else ""
+    return f"slnn: {name}: {outcome} ({', '.join(parts)}){tail}"
 
 
 def report_progress(state: dict, name: str, outcome: str, seconds: float,
                     train_seconds: float = 0.0, *, val_error: float | None = None,
-                    warnings: int = 0, log: str | None = None, cell: str = "") -> None:
-    """Record one finished cell (``cell``: its folder, unique in the sweep) in the ledger and print
-    ``[done/total] name: outcome (val_error 0.123, 1.23 s); about H:MM:SS left``, with where the
-    cell's log is when it holds warnings or an error."""
+                    warnings: int = 0, log: str | None = None, cell: str = "",
+                    error: str | None = None) -> str:
+    """Record one finished cell (``cell``: its folder, unique in the sweep) in the ledger, with
+    where its log is and, if it failed, its error's first line (the launcher prints that one);
+    append the cell's own line (``cell_line``) to its log in its folder; return that line."""
     ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
     val = float(val_error) if val_error is not None and math.isfinite(val_error) else None
     me = {"name": name, **({"cell": cell} if cell else {}), "outcome": str(outcome),
           "seconds": round(seconds, 6),
           "train_seconds": round(train_seconds, 6), "val_error": val, "warnings": warnings,
-          "pid": os.getpid(), "time": time.time()}
+          "pid": os.getpid(), "time": time.time(),
+          **({"log": log} if log else {}), **({"error": error[:500]} if error else {})}
     ledger.add(**me)
-    # our own line's place, not the count: two workers finishing together print different numbers
-    done, n_entries = _place(ledger.path, me, state.get("start"))
-    total = state["total"]
-    done += state["n_skipped"]
-    left = max(total - done, 0)
-    elapsed = time.time() - state["start"]
-    eta = fmt_eta(elapsed / n_entries * left) if n_entries else "?"
-    parts = ([f"val_error {val:.3f}"] if val is not None else []) + [f"{seconds:.2f} s"]
-    if log and (warnings or outcome not in EXPECTED):
-        said = f"{warnings} warning{'s' if warnings != 1 else ''}" if warnings else "log"
-        parts.append(f"{said}: {log}")
-    say(f"[{done}/{total}] {name}: {outcome} ({', '.join(parts)}); about {eta} left")
+    line = cell_line(name, str(outcome), seconds, val, warnings, error)
+    if cell:
+        folder = Path(state["dir"]) / "cells" / cell
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "run.log", "a") as f:
+            f.write(line + "\n")
+    return line
 
 
 def summarize(entries: list[dict], total: int) -> tuple[Counter, str]:

@@ -32,8 +32,9 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
     ledger, and the sweep goes on. False if it failed.
 
     What the cell says (warnings, errors, MLflow's log) goes to its log, not the terminal: the
-    run's ``run.log`` artifact and ``cells/<folder>/run.log`` in the sweep folder; the terminal
-    gets one progress line, which says where the log is when it holds a warning or an error."""
+    run's ``run.log`` artifact and ``cells/<folder>/run.log`` in the sweep folder, which
+    ends with the cell's own line (``ledger.cell_line``); the launcher's progress counts it, and
+    says where the log is when it holds a warning or an error."""
     from slnn.app.runlog import RunLog
     from slnn.app.schema import run_name
     from slnn.sweep.attempt import run_claimed
@@ -65,10 +66,9 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
                             cell=folder)
             raise
         first = (str(e).splitlines() or [""])[0]
-        where = f"; its log: {path}" if path else ""
-        say(f"slnn: {name} failed: {type(e).__name__}: {first}{where}", sys.stderr)
+        # the launcher prints it, whole, between its progress lines (slnn.sweep.progress)
         report_progress(state, name, Outcome.FAILED, time.perf_counter() - start, log=path,
-                        cell=folder)
+                        cell=folder, error=f"{type(e).__name__}: {first}")
         return False
     path = _save_log(state, folder, log)
     report_progress(state, name, result.outcome, time.perf_counter() - start, result.train_seconds,
