@@ -134,9 +134,13 @@ sys.argv = ["slnn-train", *sys.argv[1:]]
 cli()
 '''
 
-PROGRESS = re.compile(r"^\[(?P<k>\d+)/(?P<n>\d+)\] (?P<name>\S+): (?P<outcome>\w+) "
-                      r"\((?:val_error (?P<val_error>\d\.\d{3}), )?(?P<seconds>[\d.]+) s"
-                      r"(?:, (?P<note>[^)]*))?\); about \d+:\d\d:\d\d left$")
+# the launcher's progress line in a pipe (slnn.sweep.progress): a few per sweep, never one per cell
+PROGRESS = re.compile(r"^\[(?P<k>\d+)/(?P<n>\d+)\] (?P<counts>\d+ finished[^;]*); "
+                      r"[\d.]+ (?:cells/s|s/cell); about \d+:\d\d:\d\d left$")
+# a cell's own line, the last of its log (slnn.sweep.ledger.cell_line)
+CELL_LINE = re.compile(r"^slnn: (?P<name>\S+): (?P<outcome>\w+) "
+                       r"\((?:val_error (?P<val_error>\d\.\d{3}), )?(?P<seconds>[\d.]+) s"
+                       r"(?:, (?P<warnings>\d+) warnings?)?\)(?:: (?P<error>.*))?$")
 END = re.compile(r"^slnn: sweep (?P<name>\S+): .* cells\) in [\d.]+ s; parent run "
                  r"(?P<parent>[0-9a-f]{32})(?:; (?!report:)[^;]+)*; report: (?P<report>\S+) "
                  r"\(rebuild: (?P<rebuild>.+?)\); browse: (?P<browse>.+?) \(the sweep: (?P<url>\S+)\)$")
@@ -203,18 +207,22 @@ def test_each_cells_log_is_an_artifact_of_its_run_with_its_warnings_and_errors(p
             assert "Traceback" in log and "RuntimeError: slnn-test: boom" in log
         else:
             assert "Warning" not in log
-        # the same log in the sweep folder, in the cell's own folder
+        # the same log in the sweep folder, in the cell's own folder, and the cell's own line
         [copy] = (folder / "multirun" / "cells").glob(f"*-{name}/run.log")
-        assert copy.read_text() == log
-    # the terminal says where the log is, not what is in it
+        text = copy.read_text()
+        assert text.startswith(log)
+        own = CELL_LINE.match(text[len(log):].rstrip("\n"))
+        assert own and own["name"] == name, text[len(log):]
+        assert own["warnings"] == ("1" if rule == "warn" else None)
+    # the terminal says where a log with warnings or an error is, not what is in it
     out = proc.stdout + proc.stderr
     assert "a warning from the rule" not in out
-    notes = {m["name"]: m["note"] for m in map(PROGRESS.match, proc.stdout.splitlines()) if m}
-    for name, run in cells.items():
-        where = f"multirun/cells/{sorted((folder / 'multirun' / 'cells').glob(f'*-{name}'))[0].name}/run.log"
-        rule = run.data.tags["slnn.update"]
-        assert notes[name] == {"warn": f"1 warning: {where}", "boom": f"log: {where}",
-                               "input": None}[rule]
+    where = {n: f"multirun/cells/{sorted((folder / 'multirun' / 'cells').glob(f'*-{n}'))[0].name}"
+                f"/run.log" for n in cells}
+    warned = [n for n, r in cells.items() if r.data.tags["slnn.update"] == "warn"]
+    [line] = [ln for ln in proc.stderr.splitlines() if "logged warnings" in ln]
+    assert line.startswith(f"slnn: {len(warned)} cells logged warnings; see ")
+    assert sorted(line.split("; see ")[1].split(", ")) == sorted(where[n] for n in warned)
     assert re.search(r"^slnn: boom-sigmoid-lr0.1-s0-iris_petal failed: RuntimeError: slnn-test: "
                      r"boom; its log: multirun/cells/\d{4}-boom-sigmoid-lr0.1-s0-iris_petal/run.log$",
                      proc.stderr, re.M), proc.stderr
@@ -249,14 +257,19 @@ def test_only_slnns_own_lines_reach_the_terminal(plugin_sweep):
 
 
 @pytest.mark.slow
-def test_progress_lines_carry_the_cells_final_validation_error(plugin_sweep):
-    proc, _, _, runs = plugin_sweep
-    lines = [m for m in map(PROGRESS.match, proc.stdout.splitlines()) if m]
-    assert len(lines) == 6 and {m["n"] for m in lines} == {"6"}
+def test_each_cells_own_line_is_in_its_log_with_its_final_validation_error(plugin_sweep):
+    """No line per cell reaches the terminal (a 6-cell sweep of a few seconds prints none); each
+    cell's line ends its log, with the outcome and validation error its run has."""
+    proc, folder, _, runs = plugin_sweep
+    assert not [ln for ln in proc.stdout.splitlines() if CELL_LINE.match(ln)]
+    lines = [CELL_LINE.match((p / "run.log").read_text().splitlines()[-1])
+             for p in sorted((folder / "multirun" / "cells").iterdir())]
+    assert len(lines) == 6 and all(lines)
     for m in lines:
         run = cell_runs(runs)[m["name"]]
         if run.data.tags["slnn.update"] == "boom":
             assert m["outcome"] == "failed" and m["val_error"] is None
+            assert m["error"] == "RuntimeError: slnn-test: boom"
         else:
             assert m["outcome"] == run.data.tags["slnn.outcome"]
             assert m["val_error"] == f"{run.data.metrics['val_error']:.3f}"
