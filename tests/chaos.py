@@ -28,9 +28,17 @@ from pathlib import Path
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")
 SLNN_REPORT = Path(sys.executable).with_name("slnn-report")
 START = re.compile(r"^slnn: sweep \S+: (\d+) cells: .*?; (\d+) to run", re.M)
-PROGRESS = re.compile(r"^\[\d+/\d+\] ", re.M)
 SUMMARY = re.compile(r"^slnn: sweep \S+: (\d+) finished, (\d+) failed, (\d+) diverged, "
                      r"(\d+) shape_mismatch, (\d+) skipped(?:, \d+ killed)?(?:, (\d+) not run)?", re.M)
+
+
+def cells_ended(sweep: Path) -> int:
+    """How many cells have ended so far: the sweep's ledger's lines (the terminal gets a few
+    progress lines per sweep, not one per cell)."""
+    try:
+        return (sweep / "progress.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def grid(cells: int) -> list[str]:
@@ -125,8 +133,7 @@ def run(args) -> int:
                 started = START.search(out_path.read_text())
                 to_run = int(started.group(2)) if started else 1
                 after = rng.randint(1, max(1, to_run // (len(plan) + 2)))
-                while proc.poll() is None and \
-                        len(PROGRESS.findall(out_path.read_text())) < after:
+                while proc.poll() is None and cells_ended(work / "multirun") < after:
                     time.sleep(0.05)
                 sig = signal.SIGKILL if kill.endswith("SIGKILL") else signal.SIGTERM
                 if proc.poll() is None:
