@@ -95,6 +95,11 @@ def test_no_byte_that_slnn_writes_holds_the_password(tmp_path):
             "sweep_env": run([BIN / "slnn-train", "-m", "seed=3,4", *fast,
                               "hydra.sweep.dir=sweep2"], work,
                              {**base, "MLFLOW_TRACKING_URI": uri}),
+            # submitit's local jobs: each is a pickle in the sweep folder (the launcher, its
+            # config, Hydra's state), and a log of its own
+            "sweep_submitit": run([BIN / "slnn-train", "-m", "seed=5,6", *fast,
+                                   f"tracking.uri={uri}", "hydra/launcher=submitit_local",
+                                   "hydra.sweeper.chunks=2", "hydra.sweep.dir=sweep3"], work, base),
             "report": run([BIN / "slnn-report", "--tracking-uri", uri, "--out", "rep",
                            "--attach"], work, base),
         }
@@ -118,7 +123,7 @@ def test_no_byte_that_slnn_writes_holds_the_password(tmp_path):
 
         client = MlflowClient(uri)
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-        assert len(runs) == 1 + 2 + 5  # a run, two parents, five cells
+        assert len(runs) == 1 + 3 + 7  # a run, three parents, seven cells
         for r in runs:
             for value in (*r.data.tags.values(), *r.data.params.values()):
                 assert RAW not in value and PLAIN not in value, (r.info.run_id, value)
@@ -129,6 +134,9 @@ def test_no_byte_that_slnn_writes_holds_the_password(tmp_path):
         assert (work / "rep" / "report.md").exists() and list(work.glob("sweep1/cells/*"))
         assert list(server_dir.glob("artifacts/*/*/artifacts/config.yaml")) or \
             list(server_dir.glob("artifacts/**/config.yaml"))
+        # the jobs' pickles were written, and hold the URI masked
+        pickles = list(work.glob("sweep3/.submitit/*/*_submitted.pkl"))
+        assert len(pickles) == 2 and all(b"user:***@127.0.0.1" in p.read_bytes() for p in pickles)
         assert leaks(work) == []
         assert leaks(server_dir) == []  # mlflow.db, artifacts/, the server's log
     finally:

@@ -98,6 +98,38 @@ def _masked(container: dict) -> dict:
     return {**container, "tracking": {**tracking, "uri": mask(uri)}}
 
 
+def _mask_strings(node) -> None:
+    """Mask, in place, every string of a config (raw: interpolations are left as written) that
+    holds a credential (``faults.mask``)."""
+    from omegaconf import DictConfig, ListConfig, read_write
+
+    with read_write(node):
+        keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
+        for key in keys:
+            child = node._get_node(key)
+            if isinstance(child, (DictConfig, ListConfig)):
+                if not child._is_none() and not child._is_missing():
+                    _mask_strings(child)
+                continue
+            value = child._value() if child is not None else None
+            if isinstance(value, str) and mask(value) != value:
+                node[key] = mask(value)
+
+
+def mask_launch_config(config: DictConfig) -> None:
+    """The sweep's own config, and Hydra's copy of it, with a password in any value (tracking.uri,
+    its command-line override) masked: a launcher pickles them for its jobs, and submitit writes
+    that pickle into the sweep folder (``.submitit/<job>/*_submitted.pkl``). A job composes its
+    config from the job's overrides alone and takes the real URI from its environment
+    (``MLFLOW_TRACKING_URI``, which ``set_env`` sets and submitit's local and SLURM jobs inherit;
+    ``worker.real_uri``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    _mask_strings(config)
+    if HydraConfig.initialized():  # Singleton state: pickled with each submitit job
+        _mask_strings(HydraConfig.instance().cfg)
+
+
 def _rule_digests(cells) -> dict:
     """``{file: sha256}`` of the user's rule files the grid was validated with (update=custom):
     jobs run exactly these bytes (``loader.pinned``), and the sweep's report may check them."""
@@ -285,6 +317,7 @@ class Orchestrator:
         # the files of a sweep's folder hold no secret: a password in the store's URI is masked
         # there, and each job takes the real URI from its own config or environment (``worker``)
         state_path.write_text(json.dumps({**st, "uri": mask(st["uri"])}))
+        mask_launch_config(self.config)  # what the launcher pickles for its jobs, too
         self.todo_folders = [c.folder for c in todo]
         n_jobs = max(1, min(n_chunks, len(todo)))
         chunks = [todo] if shared else _chunks(todo, n_jobs)
