@@ -35,8 +35,8 @@ def sweep_store(tmp_path, monkeypatch, compose):
 
 
 def _expected_best(client, runs):
-    rows = [(client.get_run(r).data.metrics["val_loss"], client.get_run(r).data.metrics["test_error"], r)
-            for r in runs]
+    rows = [(client.get_run(r).data.metrics["final/val_loss"],
+             client.get_run(r).data.metrics["final/val_error"], r) for r in runs]
     return min(rows)[2]
 
 
@@ -49,6 +49,22 @@ def test_registers_the_lowest_validation_loss_with_alias(sweep_store):
     assert (str(mv.version), mv.run_id) == (version, run_id)
     assert "registered_model" not in client.get_run(run_id).data.tags  # the tag is on the parent
     assert client.get_run(parent).data.tags["slnn.registered_model"].startswith(f"{name}@best")
+    # the model says what it is, that it is the sweep's best, and carries the run's figures
+    model_id = client.get_run(run_id).data.tags["slnn.model_id"]
+    lm = client.get_logged_model(model_id)
+    assert (lm.name, lm.source_run_id) == ("input-sigmoid-iris_petal", run_id)
+    assert lm.tags["slnn.best_of_sweep"] == parent
+    assert lm.params["optim.lr"] == client.get_run(run_id).data.params["optim.lr"]
+    run_metrics = client.get_run(run_id).data.metrics
+    linked = {m.key: m for m in lm.metrics}
+    assert {k: m.value for k, m in linked.items()} == {
+        k: v for k, v in run_metrics.items() if k.startswith(("final/", "best/"))}
+    assert {(m.dataset_name, m.run_id) for m in linked.values()} == {("iris_petal", run_id)}
+    # logging the model's metrics added no point to the run's history
+    assert len(client.get_metric_history(run_id, "final/test_error")) == 1
+    # listed under "Logged models" on the best run's page and on the sweep's
+    for r in (run_id, parent):
+        assert [m.model_id for m in client.get_run(r).outputs.model_outputs] == [model_id]
     # the registered model predicts what the run's own weights predict
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/{name}@best")
@@ -66,13 +82,13 @@ def test_ties_in_validation_loss_are_broken_by_validation_error_never_test(sweep
     # the lower test error: the choice is made on validation only
     a, b = runs[0], runs[2]
     for run, val_error, test_error in ((a, 0.3, 0.0), (b, 0.1, 0.9)):
-        client.log_batch(run, metrics=[Metric("val_loss", 1e-6, 0, 10_000),
-                                       Metric("val_error", val_error, 0, 10_000),
-                                       Metric("test_error", test_error, 0, 10_000)])
+        client.log_batch(run, metrics=[Metric("final/val_loss", 1e-6, 0, 10_000),
+                                       Metric("final/val_error", val_error, 0, 10_000),
+                                       Metric("final/test_error", test_error, 0, 10_000)])
     name, _, run_id = register_best(uri, parent, name="tie-test")
     assert run_id == b
     # and a second registration makes a new version that takes the alias over
-    client.log_batch(a, metrics=[Metric("val_error", 0.0, 0, 20_000)])
+    client.log_batch(a, metrics=[Metric("final/val_error", 0.0, 0, 20_000)])
     _, version, run_id = register_best(uri, parent, name="tie-test")
     assert run_id == a and version == "2"
     assert client.get_model_version_by_alias("tie-test", "best").run_id == a
@@ -96,7 +112,8 @@ def test_the_best_run_read_page_by_page_is_the_newest_finished_per_cell_lowest_l
     """``best_run`` reads a sweep's children a page at a time (``tracking.runs.PAGE``, 2 here):
     its choice equals one made here over every run at once. A cell run twice counts by its
     newest FINISHED run; a newer FAILED run of a cell does not hide its FINISHED one; a run that
-    did not train, or belongs to another parent, is never chosen."""
+    did not train, or belongs to another parent, is never chosen. The runs carry their final
+    figures as the curves' latest points, as runs logged before ``final/`` did."""
     import slnn.tracking.runs
     from slnn.tracking.model_registry import best_run
     from slnn.tracking.runs import iter_runs

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 import slnn.app.cli
 import slnn.app.run
 import slnn.app.schema
+import slnn.tracking.recorder
 from slnn.app.schema import config_hash, to_config
 from slnn.tracking.recorder import EPOCH_METRICS, metric_entities
 from slnn.tracking.store import resolve_uri
@@ -189,18 +190,36 @@ def test_final_metrics(main_run, store):
     m = main_run.run.data.metrics
     loss, error = _sigmoid_loss_error(np.load(main_run.art / "weights" / "final.npy"),
                                       *_split(main_run.data, "test"))
-    assert m["test_loss"] == pytest.approx(loss, rel=1e-12)
-    assert m["test_error"] == pytest.approx(error, abs=1e-15)
-    assert m["epochs_run"] == 30
-    assert m["steps_run"] == 30 * main_run.data.n_train
-    assert 0 < m["train_seconds"] < main_run.wall
-    for name in ("test_loss", "test_error", "epochs_run", "train_seconds"):
-        assert _metric(store, main_run.run_id, name)[0] == [30]  # logged at the last epoch
-    assert m["final_epoch"] == 30 and m["n_classes"] == 3
+    assert m["final/test_loss"] == pytest.approx(loss, rel=1e-12)
+    assert m["final/test_error"] == pytest.approx(error, abs=1e-15)
+    assert m["final/epochs_run"] == 30
+    assert m["final/steps_run"] == 30 * main_run.data.n_train
+    assert 0 < m["final/train_seconds"] < main_run.wall
+    assert m["final/epoch"] == 30
+    for name in ("val_loss", "val_error", "train_loss", "train_error"):  # the last epoch's
+        assert m[f"final/{name}"] == main_run.hist[name][-1], name
+    summaries = [k for k in m if "/" in k]
+    for name in summaries:  # each logged once, at step 0: a bar, not a line, in the UI
+        assert _metric(store, main_run.run_id, name)[0] == [0], name
+    # the old unprefixed names are gone: the run page's only unprefixed charts are the curves
+    assert sorted(k for k in m if "/" not in k) == sorted(EPOCH_METRICS)
+    # constants are tags, exact
+    tags = main_run.run.data.tags
+    assert tags["slnn.n_classes"] == "3"
     majority = main_run.data.t_train.sum(axis=0).argmax()  # what a predictor could know
-    assert m["chance_error"] == pytest.approx(1 - main_run.data.t_test[:, majority].mean(),
-                                              abs=1e-12)
-    assert "slnn.final_from" not in main_run.run.data.tags  # only a diverged run says it
+    assert float(tags["slnn.chance_error"]) == pytest.approx(
+        1 - main_run.data.t_test[:, majority].mean(), abs=1e-12)
+    assert "slnn.final_from" not in tags  # only a diverged run says it
+
+
+def test_best_min_and_max_are_those_of_the_whole_history(main_run):
+    m, h = main_run.run.data.metrics, main_run.hist
+    for name in EPOCH_METRICS:
+        finite = np.asarray(h[name])[np.isfinite(h[name])]
+        assert m[f"min/{name}"] == finite.min() and m[f"max/{name}"] == finite.max(), name
+    for name in ("val_loss", "val_error"):
+        i = int(np.argmin(h[name]))  # the first epoch with the lowest value
+        assert (m[f"best/{name}"], m[f"best/{name}_epoch"]) == (h[name][i], h["epoch"][i])
 
 
 def test_weights_artifacts_are_float64_of_the_network_shape(main_run):
@@ -257,6 +276,11 @@ def test_metrics_are_thinned_but_history_csv_keeps_every_epoch(compose, store, t
         # the UI's Min and Max are those of the whole history, not of the thinned points
         assert min(values) == hist[name][finite].min() and max(values) == hist[name][finite].max()
     assert r.run.data.metrics["val_loss"] == hist["val_loss"][-1]  # the latest is the last epoch
+    # the summaries hold the exact extremes and the best epoch of all 51, not of the 10 points
+    m = r.run.data.metrics
+    i = int(np.argmin(hist["val_loss"]))
+    assert (m["best/val_loss"], m["best/val_loss_epoch"]) == (hist["val_loss"][i], hist["epoch"][i])
+    assert m["min/train_error"] == hist["train_error"].min()
     # tracking.plot=false: no PNG, everything else still there
     assert not (art / "learning_curves.png").exists()
     assert (art / "config.yaml").exists() and (art / "weights" / "final.npy").exists()
@@ -296,19 +320,28 @@ def test_metric_entities_thin_keeping_first_and_last_epoch(max_points):
         # each metric is thinned over its own finite epochs: grad_cosine starts at epoch 1
         assert steps[0] == (1 if name == "grad_cosine" else 0), name
     assert len(by_name["val_loss"]) == min(max_points, 51)
+    col = {c: HISTORY_COLUMNS.index(c) * 1000.0 for c in HISTORY_COLUMNS}
+    expected = {f"final/{c}": [(col[c] + 50, 0)] for c in
+                ("test_error", "test_loss", "val_error", "val_loss", "train_error", "train_loss")}
+    expected.update({"final/epochs_run": [(50.0, 0)], "final/steps_run": [(350.0, 0)],
+                     "final/train_seconds": [(1.5, 0)], "final/epoch": [(50.0, 0)]})
+    for c in ("val_loss", "val_error"):  # values rise with the epoch: the best is epoch 0
+        expected.update({f"best/{c}": [(col[c], 0)], f"best/{c}_epoch": [(0.0, 0)]})
+    for c in EPOCH_METRICS:  # grad_cosine has no epoch 0
+        expected.update({f"min/{c}": [(col[c] + (c == "grad_cosine"), 0)],
+                         f"max/{c}": [(col[c] + 50, 0)]})
     assert {k: [(m.value, m.step) for m in v] for k, v in by_name.items()
-            if k not in EPOCH_METRICS} == {
-        "test_loss": [(HISTORY_COLUMNS.index("test_loss") * 1000.0 + 50, 50)],
-        "test_error": [(HISTORY_COLUMNS.index("test_error") * 1000.0 + 50, 50)],
-        "epochs_run": [(50.0, 50)], "steps_run": [(350.0, 50)], "train_seconds": [(1.5, 50)],
-        "final_epoch": [(50.0, 50)]}  # no chance_error or n_classes: this result knows neither
+            if k not in EPOCH_METRICS} == expected
+    # no chance_error or n_classes anywhere: they are tags, and this result knows neither
+    assert slnn.tracking.recorder.constant_tags(res) == {}
 
 
 def test_metric_entities_leave_out_nan():
     res = _fake_result(5, with_val=False)
     keys = {m.key for m in metric_entities(res, 200, timestamp_ms=0)}
     assert "val_loss" not in keys and "val_error" not in keys
-    assert {"train_loss", "grad_cosine", "test_loss"} <= keys
+    assert {"train_loss", "grad_cosine", "final/test_loss"} <= keys
+    assert not {"best/val_loss", "min/val_loss", "final/val_error"} & keys
 
 
 # --- expected outcomes are results, not exceptions ---
@@ -326,7 +359,8 @@ def test_shape_mismatch_is_a_finished_run_without_final_weights(compose, store, 
     assert not (art / "weights" / "final.npy").exists()
     assert not (art / "history.csv").exists()  # it never trained: no epochs
     assert _metric(store, r.run_id, "val_loss")[0] == []
-    assert r.run.data.metrics["epochs_run"] == 0
+    assert r.run.data.metrics["final/epochs_run"] == 0
+    assert "final/epoch" not in r.run.data.metrics  # no epoch has figures
 
 
 def test_divergence_is_a_finished_run(compose, store, tmp_path):
@@ -337,16 +371,17 @@ def test_divergence_is_a_finished_run(compose, store, tmp_path):
     assert "epoch" in r.run.data.tags["slnn.reason"]
     hist = _history(_download(store, r.run_id, tmp_path / "art") / "history.csv")
     n = len(hist["epoch"])
-    assert n - 1 == r.run.data.metrics["epochs_run"] < 20  # stopped early
+    assert n - 1 == r.run.data.metrics["final/epochs_run"] < 20  # stopped early
     last = hist["train_loss"][-1]
     assert not math.isfinite(last) or last > 1e4  # train.divergence_loss
     assert all(math.isfinite(v) and v <= 1e4 for v in hist["train_loss"][:-1])
     # its final figures are those of the last epoch with finite figures, and it says which
     m, tags = r.run.data.metrics, r.run.data.tags
     finite = [i for i in range(n) if math.isfinite(hist["train_loss"][i])]
-    assert m["final_epoch"] == hist["epoch"][finite[-1]]
-    assert m["test_error"] == hist["test_error"][finite[-1]]
-    assert tags["slnn.final_from"].startswith(f"epoch {int(m['final_epoch'])}, the last")
+    assert m["final/epoch"] == hist["epoch"][finite[-1]]
+    assert m["final/test_error"] == hist["test_error"][finite[-1]]
+    assert m["final/val_loss"] == hist["val_loss"][finite[-1]] == m["val_loss"]
+    assert tags["slnn.final_from"].startswith(f"epoch {int(m['final/epoch'])}, the last")
 
 
 # --- an unexpected failure is recorded, then raised ---
@@ -425,7 +460,7 @@ def test_cli_end_to_end(slnn_train, store, tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "5" and run.data.params["data.name"] == "iris_petal"
     assert [r.info.run_id for r in _runs(store, "cli")] == [run_id]
-    assert run.data.metrics["epochs_run"] == 5
+    assert run.data.metrics["final/epochs_run"] == 5
 
 
 def test_slnn_opens_sqlite_stores_in_wal_mode_with_commits_that_do_not_wait_for_the_disk(tmp_path):

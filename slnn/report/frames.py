@@ -24,8 +24,17 @@ REQUIRED_HISTORY = ("epoch", "val_loss", "val_error", "test_error")
 KEYS = ["data", "update", "activation", "lr"]  # one cell of the grid, over seeds
 TIDY_COLUMNS = ["run_id", "data", "update", "activation", "lr", "seed", "outcome", "epoch",
                 "step", "metric", "value"]
-FINALS = ("test_error", "test_loss", "epochs_run", "steps_run", "train_seconds", "final_epoch",
-          "chance_error", "n_classes")
+# a run's final figures: column -> where runs keep it now (``slnn.tracking.recorder``: summaries
+# under ``final/``, constants as tags), then where runs logged before that kept it (a metric of
+# the same name); a store may hold both kinds (a sweep resumed over older runs)
+FINALS = {"test_error": ("metrics.final/test_error", "metrics.test_error"),
+          "test_loss": ("metrics.final/test_loss", "metrics.test_loss"),
+          "epochs_run": ("metrics.final/epochs_run", "metrics.epochs_run"),
+          "steps_run": ("metrics.final/steps_run", "metrics.steps_run"),
+          "train_seconds": ("metrics.final/train_seconds", "metrics.train_seconds"),
+          "final_epoch": ("metrics.final/epoch", "metrics.final_epoch"),
+          "chance_error": ("tags.slnn.chance_error", "metrics.chance_error"),
+          "n_classes": ("tags.slnn.n_classes", "metrics.n_classes")}
 
 
 @dataclass
@@ -84,8 +93,9 @@ def runs_frame(df: pd.DataFrame) -> pd.DataFrame:
         "rule_fn": _col(df, "tags.slnn.rule_fn", None),
         "rule_digest": _col(df, "tags.slnn.rule_digest", None),
     })
-    for m in FINALS:
-        out[m] = pd.to_numeric(_col(df, f"metrics.{m}"), errors="coerce")
+    for m, (now, before) in FINALS.items():
+        out[m] = pd.to_numeric(_col(df, now), errors="coerce").fillna(
+            pd.to_numeric(_col(df, before), errors="coerce"))
     for k in ("data", "update", "activation"):
         out[k] = out[k].fillna("?").astype(str)
     # the status wins over a stale tag: a run still open is running; a closed run whose tag still

@@ -1,10 +1,12 @@
 """A trained network as an MLflow LoggedModel: a pyfunc model "from code", linked to its run.
 
-``log_model(client, experiment_id, run_id, W, activation, data)`` creates the LoggedModel
-(``MlflowClient.create_logged_model``, so it shows in the experiment's Models tab and the run's
-"Logged models"), writes its directory and uploads it (``log_model_artifacts``), then marks it
-READY. Load it with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or
-``runs:/<run_id>/model``.
+``log_model(client, experiment_id, run_id, W, activation, data, name=...)`` creates the
+LoggedModel (``MlflowClient.create_logged_model``, named for what it is: ``model_name`` gives
+``input-sigmoid-iris_petal``, with the run's params), writes its directory and uploads it
+(``log_model_artifacts``), marks it READY and logs it as the run's output (``log_outputs``), so
+it shows in the experiment's Models tab and under the run's "Logged models". Its metrics are
+the run's ``final/`` and ``best/`` summaries, logged with its ``model_id`` and data set. Load it
+with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or ``runs:/<run_id>/<name>``.
 
 ``mlflow.pyfunc.save_model`` costs about 2 s in a new process, most of it MLflow checking the
 pinned requirements against every installed distribution. Every model of the same data set,
@@ -237,12 +239,27 @@ def can_log(activation: str) -> bool:
     return activation in ACTIVATIONS
 
 
+def model_name(update: str, activation: str, data_name: str) -> str:
+    """What a logged model is, as its name: ``<rule>-<activation>-<data set>``
+    (``input-sigmoid-iris_petal``), with the characters MLflow refuses in a name as ``_``."""
+    name = f"{update}-{activation}-{data_name}"
+    return "".join("_" if c in "/:.%\"'" else c for c in name)
+
+
 def log_model(client, experiment_id: str, run_id: str, W: np.ndarray, activation: str, data,
-              name: str = "model") -> str:
-    """Log ``W`` as a LoggedModel of run ``run_id``; returns its model id."""
-    lm = client.create_logged_model(experiment_id, name=name, source_run_id=run_id,
-                                    tags={"slnn.activation": activation, "slnn.data": data.name},
-                                    model_type="slnn single-layer network")
+              name: str = "model", params: dict[str, str] | None = None,
+              tags: dict[str, str] | None = None, step: int = 0) -> str:
+    """Log ``W`` as a LoggedModel ``name`` of run ``run_id`` (with the run's ``params`` and
+    extra ``tags``), and as the run's output at ``step``, so the run page lists it under
+    "Logged models"; returns its model id. Its metrics are linked by the caller (``Metric``\ s
+    with its ``model_id``: ``recorder.metric_entities``, ``link_metrics``)."""
+    from mlflow.entities import LoggedModelOutput
+
+    lm = client.create_logged_model(
+        experiment_id, name=name, source_run_id=run_id,
+        params={k: str(v)[:6000] for k, v in (params or {}).items()},
+        tags={"slnn.activation": activation, "slnn.data": data.name, **(tags or {})},
+        model_type="slnn single-layer network")
     try:
         with tempfile.TemporaryDirectory(prefix="slnn-model-") as tmp:
             root = Path(tmp) / name
@@ -253,4 +270,24 @@ def log_model(client, experiment_id: str, run_id: str, W: np.ndarray, activation
         client.finalize_logged_model(lm.model_id, "FAILED")
         raise
     client.finalize_logged_model(lm.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(lm.model_id, step)])
     return lm.model_id
+
+
+def link_metrics(client, run_id: str, model_id: str, data) -> None:
+    """Give a model logged after its run ended (a sweep's best) the run's summary metrics: each
+    is logged again with the model's id and data set, at its own step and time, so the run's
+    history gains no point (MLflow skips a metric it already has) and the model gains it."""
+    from mlflow.entities import Metric
+
+    from slnn.tracking.recorder import MODEL_METRICS
+
+    run = client.get_run(run_id)
+    out = []
+    for key in run.data.metrics:
+        if key.startswith(MODEL_METRICS):
+            out += [Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id,
+                           dataset_name=data.name, dataset_digest=data.digest)
+                    for m in client.get_metric_history(run_id, key)]
+    for i in range(0, len(out), 1000):
+        client.log_batch(run_id, metrics=out[i:i + 1000])

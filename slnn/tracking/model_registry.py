@@ -40,11 +40,18 @@ class Cell:
 
     @classmethod
     def of(cls, run) -> "Cell":
-        t, m = run.data.tags, run.data.metrics
+        t = run.data.tags
         return cls(run.info.run_id, t.get("slnn.config_hash", run.info.run_id),
                    run.info.start_time, run.info.status == "FINISHED", t.get("slnn.outcome"),
-                   t.get("slnn.update"), m.get("val_loss", math.nan), m.get("val_error", math.nan),
-                   t.get("slnn.link_to"))
+                   t.get("slnn.update"), final_metric(run, "val_loss"),
+                   final_metric(run, "val_error"), t.get("slnn.link_to"))
+
+
+def final_metric(run, name: str) -> float:
+    """The run's ``final/<name>``; for a run logged before the summaries had their prefix, the
+    latest point of its ``<name>`` curve (the same epoch: the last with finite figures)."""
+    m = run.data.metrics
+    return m.get(f"final/{name}", m.get(name, math.nan))
 
 
 def keep_newest(newest: dict[str, Cell], cell: Cell) -> None:
@@ -85,18 +92,22 @@ def best_run(client, parent_run_id: str):
     return the_run(client, choose_best(newest.values(), parent_run_id)), parent
 
 
-def ensure_logged_model(client, run) -> str:
+def ensure_logged_model(client, run, model_tags: dict[str, str] | None = None) -> str:
     """The id of ``run``'s LoggedModel, logged now from its artifacts if it has none (a sweep's
-    runs log no model by default; its best run gets one when the sweep ends)."""
+    runs log no model by default; its best run gets one when the sweep ends); ``model_tags`` are
+    set on it either way (``best_of_sweep``)."""
     model_id = run.data.tags.get("slnn.model_id")
     if model_id:
+        if model_tags:
+            client.set_logged_model_tags(model_id, model_tags)
         return model_id
     import yaml
 
     from slnn.core.data import DataSpec, load_dataset
-    from slnn.tracking.model import can_log, log_model
+    from slnn.tracking.model import can_log, link_metrics, log_model, model_name
 
-    activation = run.data.tags.get("slnn.activation", "")
+    tags = run.data.tags
+    activation = tags.get("slnn.activation", "")
     if not can_log(activation):
         raise RegistryError(f"run {run.info.run_id} used activation {activation!r}, which a logged "
                             "model cannot compute: it has no model to register")
@@ -106,10 +117,35 @@ def ensure_logged_model(client, run) -> str:
         cfg_path = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp))
         cfg = yaml.safe_load(Path(cfg_path).read_text())
         data = load_dataset(DataSpec(**cfg["data"]), run_seed=cfg.get("seed", 0))
+        final_epoch = run.data.metrics.get("final/epoch", run.data.metrics.get("final_epoch", 0))
         model_id = log_model(client, run.info.experiment_id, run.info.run_id,
-                             np.load(w, allow_pickle=False), activation, data)
+                             np.load(w, allow_pickle=False), activation, data,
+                             name=model_name(tags.get("slnn.update", "slnn"), activation,
+                                             data.name),
+                             params=run.data.params, tags=model_tags or {},
+                             step=int(final_epoch) if math.isfinite(final_epoch) else 0)
+        link_metrics(client, run.info.run_id, model_id, data)
     client.set_tag(run.info.run_id, "slnn.model_id", model_id)
     return model_id
+
+
+def best_of_sweep(parent_run_id: str, study: str | None = None) -> dict[str, str]:
+    """The tags that say a model is its sweep's best (lowest final validation loss)."""
+    tags = {"slnn.best_of_sweep": parent_run_id,
+            "mlflow.note.content": f"The best run of sweep {parent_run_id} by final validation "
+                                   "loss (ties broken by validation error)."}
+    if study:
+        tags["slnn.study"] = study
+    return tags
+
+
+def mark_on_parent(client, parent_run_id: str, model_id: str) -> None:
+    """List the sweep's best model on its parent run's page too ("Logged models")."""
+    from mlflow.entities import LoggedModelOutput
+
+    outputs = client.get_run(parent_run_id).outputs
+    if model_id not in {m.model_id for m in (outputs.model_outputs if outputs else [])}:
+        client.log_outputs(parent_run_id, [LoggedModelOutput(model_id, 0)])
 
 
 def register_best(uri: str, parent_run_id: str, name: str | None = None,
@@ -126,7 +162,8 @@ def register_best(uri: str, parent_run_id: str, name: str | None = None,
     run, parent = best_run(client, parent_run_id)
     study = parent.data.tags.get("slnn.study", "sweep")
     name = name or f"slnn-{study}"
-    model_id = ensure_logged_model(client, run)
+    model_id = ensure_logged_model(client, run, best_of_sweep(parent_run_id, study))
+    mark_on_parent(client, parent_run_id, model_id)
     try:
         client.create_registered_model(name, description=f"best run of slnn sweep {study}")
     except MlflowException as e:

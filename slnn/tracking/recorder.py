@@ -1,7 +1,9 @@
-"""The thin layer that sends what the trainer reports to MLflow (the logging contract in README).
+"""The thin layer that sends what the trainer reports to MLflow (the logging contract:
+docs/tracking.md).
 
 One run costs a handful of calls: ``create_run``, one ``log_batch`` for params and tags, one or
-more ``log_batch`` for metrics (1,000 points per call, MLflow's limit), one ``log_artifacts`` for
+more ``log_batch`` for metrics (1,000 points per call, MLflow's limit: the curves by epoch,
+then the summaries once under ``final/``, ``best/``, ``min/`` and ``max/``), one ``log_artifacts`` for
 the whole artifact tree, and ``set_terminated``. Nothing is logged one metric at a time.
 """
 
@@ -44,9 +46,58 @@ def thin(values: np.ndarray, max_points: int) -> np.ndarray:
     return idx[chosen]
 
 
-def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> list:
+# summaries, logged once (step 0) under a prefix: MLflow's chart view draws each prefix in its own
+# section after the unprefixed learning curves, so a run page leads with its curves
+FINAL, BEST, MIN, MAX = "final/", "best/", "min/", "max/"
+# the final epoch's figures (of ``final_epoch``, the last with finite figures)
+FINAL_FIGURES = ("test_error", "test_loss", "val_error", "val_loss", "train_error", "train_loss")
+# the run's totals: ``final/<key>`` <- TrainResult attribute
+FINAL_TOTALS = {"epoch": "final_epoch", "epochs_run": "epochs_run", "steps_run": "steps_run",
+                "train_seconds": "train_seconds"}
+MODEL_METRICS = (FINAL, BEST)  # the summaries a logged model carries as its own metrics
+BEST_OF = ("val_loss", "val_error")  # best/<m> (the lowest) and best/<m>_epoch (its first epoch)
+
+
+def summary_values(result: TrainResult) -> dict[str, float]:
+    """The run's one-off figures by metric name (``final/...``, ``best/...``, ``min/...``,
+    ``max/...``); nan where there is nothing to say (never trained, no validation split)."""
+    h = result.history
+    epochs = np.asarray(h["epoch"], dtype=int)
+    fin = result.final  # the last epoch whose figures are finite (see TrainResult)
+    out = {FINAL + m: fin[m] for m in FINAL_FIGURES}
+    for key, attr in FINAL_TOTALS.items():
+        out[FINAL + key] = float(getattr(result, attr))
+    if result.final_epoch < 0:
+        out[FINAL + "epoch"] = np.nan
+    for m in BEST_OF:
+        v = np.asarray(h[m], dtype=float)
+        if np.isfinite(v).any():
+            i = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
+            out[BEST + m], out[BEST + m + "_epoch"] = float(v[i]), float(epochs[i])
+    for m in EPOCH_METRICS:
+        v = np.asarray(h[m], dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v):
+            out[MIN + m], out[MAX + m] = float(v.min()), float(v.max())
+    return out
+
+
+def constant_tags(result: TrainResult) -> dict[str, str]:
+    """What does not change during a run, as tags (not one-point metric charts): the number of
+    classes and the test split's chance error (exact: ``repr`` of the float)."""
+    tags = {}
+    if result.n_classes:  # 0: not known (a hand-made result)
+        tags[TAG_PREFIX + "n_classes"] = str(int(result.n_classes))
+    if np.isfinite(result.chance_error):
+        tags[TAG_PREFIX + "chance_error"] = repr(float(result.chance_error))
+    return tags
+
+
+def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int,
+                    model_id: str | None = None, dataset=None) -> list:
     """Per-epoch metrics (``step`` = epoch), each thinned to ``max_points`` keeping its extremes,
-    plus the final test figures and the run's totals at the last epoch."""
+    plus the summaries (``summary_values``) once at step 0. With ``model_id`` (and ``dataset``,
+    the run's data set), the ``final/`` and ``best/`` ones are also the logged model's metrics."""
     from mlflow.entities import Metric
 
     h = result.history
@@ -56,14 +107,13 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int) -> 
         values = np.asarray(h[name], dtype=float)
         out += [Metric(name, float(values[i]), timestamp_ms, int(epochs[i]))
                 for i in thin(values, max_points)]
-    fin = result.final  # the last epoch whose figures are finite (see TrainResult)
-    finals = {"test_loss": fin["test_loss"], "test_error": fin["test_error"],
-              "epochs_run": result.epochs_run, "steps_run": result.steps_run,
-              "train_seconds": result.train_seconds, "chance_error": result.chance_error,
-              "n_classes": result.n_classes or np.nan,  # 0: not known (a hand-made result)
-              "final_epoch": result.final_epoch if result.final_epoch >= 0 else np.nan}
-    last = int(epochs[-1]) if len(epochs) else 0
-    out += [Metric(k, float(v), timestamp_ms, last) for k, v in finals.items() if np.isfinite(v)]
+    link = {}
+    if model_id:
+        link = {"model_id": model_id}
+        if dataset is not None:
+            link.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
+    out += [Metric(k, float(v), timestamp_ms, 0, **(link if k.startswith(MODEL_METRICS) else {}))
+            for k, v in summary_values(result).items() if np.isfinite(v)]
     return out
 
 
@@ -119,6 +169,7 @@ class RunRecorder:
         self.client = client
         self.experiment_id = experiment_id
         self.params = params
+        self.tags = tags
         all_tags = {"mlflow.runName": run_name, **tags}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
@@ -150,8 +201,9 @@ class RunRecorder:
         """Log params, metrics, artifacts, the data set and the outcome; mark the run FINISHED.
 
         ``data`` (the run's ``Dataset``) is logged as the run's input (the UI's Dataset column).
-        ``model_activation`` also logs the network as a LoggedModel named ``model`` (only for a
-        run that trained to finite weights, with an activation the model's code knows);
+        ``model_activation`` also logs the network as a LoggedModel named for what it is
+        (``model.model_name``; only for a run that trained to finite weights, with an activation
+        the model's code knows), the run's output, with the run's params and its summary metrics;
         ``log()``, the run's log so far, is saved as ``run.log`` (read last, so it has what
         writing the rest said).
         """
@@ -176,20 +228,25 @@ class RunRecorder:
                 (root / "run.log").write_text(log())
             # artifacts first: a run marked with an outcome always has its files
             self._log_artifacts(str(root))
-        tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000]}
+        tags = {TAG_PREFIX + "outcome": result.outcome, TAG_PREFIX + "reason": result.reason[:5000],
+                **constant_tags(result)}
         if result.outcome == Outcome.DIVERGED:  # say where its final figures come from
             tags[TAG_PREFIX + "final_from"] = final_from(result)
+        model_id = None
         if (model_activation is not None and data is not None and result.outcome in TRAINED
                 and np.isfinite(result.W_final).all()):
-            from slnn.tracking.model import can_log, log_model
+            from slnn.tracking.model import can_log, log_model, model_name
 
             if can_log(model_activation):
-                tags[TAG_PREFIX + "model_id"] = log_model(
+                model_id = tags[TAG_PREFIX + "model_id"] = log_model(
                     self.client, self.experiment_id, self.run_id, result.W_final,
-                    model_activation, data)
+                    model_activation, data,
+                    name=model_name(self.tags.get(TAG_PREFIX + "update", "slnn"),
+                                    model_activation, data.name),
+                    params=self.params, step=max(result.final_epoch, 0))
         if data is not None:
             self._log_input(data)
-        self._log(metric_entities(result, max_metric_points, now), tags)
+        self._log(metric_entities(result, max_metric_points, now, model_id, data), tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _log_artifacts(self, folder: str) -> None:

@@ -376,8 +376,14 @@ def client_for(uri: str, *, write: bool = True):
     return client
 
 
+# MLflow's experiment kind: the UI opens an experiment of this kind in its "Model training" mode
+# (runs, charts, models) instead of the GenAI one (traces, the assistant)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def ensure_experiment(client, name: str) -> str:
-    """The id of experiment ``name``, created if missing (tolerating a concurrent creator)."""
+    """The id of experiment ``name``, created if missing (tolerating a concurrent creator) and
+    marked as a model-training experiment (``EXPERIMENT_KIND``)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -388,10 +394,16 @@ def ensure_experiment(client, name: str) -> str:
                     f"experiment {name!r} (id {exp.experiment_id}) in {client.tracking_uri} was "
                     "deleted: restore it (mlflow experiments restore --experiment-id "
                     f"{exp.experiment_id}) or record into another one (tracking.experiment=...)"))
+            if EXPERIMENT_KIND[0] not in exp.tags:  # made before slnn marked its experiments
+                try:
+                    client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+                except Exception:  # noqa: BLE001 - only how the UI opens it: not worth failing
+                    pass
             return exp.experiment_id
         try:
             return client.create_experiment(
-                name, artifact_location=_sqlite_artifact_root(client.tracking_uri, name))
+                name, artifact_location=_sqlite_artifact_root(client.tracking_uri, name),
+                tags=dict([EXPERIMENT_KIND]))
         except MlflowException:
             exp = client.get_experiment_by_name(name)  # another worker created it first
             if exp is None:
