@@ -548,8 +548,9 @@ class Orchestrator:
 
     def _log_best_model(self) -> str:
         """A sweep's runs log no model by default: its best run (by validation) gets one."""
-        from slnn.tracking.model_registry import (RegistryError, best_run, choose_best,
-                                                  ensure_logged_model, the_run)
+        from slnn.tracking.model_registry import (RegistryError, best_of_sweep, best_run,
+                                                  choose_best, ensure_logged_model,
+                                                  mark_on_parent, the_run)
 
         parent = self.state["parent_run_id"]
         try:
@@ -557,7 +558,9 @@ class Orchestrator:
                 run = the_run(self.client, choose_best(self._newest_finished, parent))
             else:
                 run, _ = best_run(self.client, parent)
-            model_id = ensure_logged_model(self.client, run)
+            model_id = ensure_logged_model(self.client, run,
+                                           best_of_sweep(parent, self.state.get("study")))
+            mark_on_parent(self.client, parent, model_id)
         except RegistryError as e:
             return f"; no model logged ({e})"
         self.client.set_tag(parent, "slnn.best_run", run.info.run_id)
