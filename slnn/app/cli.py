@@ -3,6 +3,7 @@
     slnn-train data=iris model.activation=tanh update=input optim.lr=0.1 seed=3
     slnn-train -m update=input,kronecker optim.lr=0.01,0.1,1.0 'seed=range(5)' data=iris_petal
     slnn-train --help                    # the config groups, their choices and every key
+    slnn-train --version                 # slnn's version, Hydra's and MLflow's
     python -m slnn ...                   # the same
 
 A single run's overrides are composed and validated before Hydra starts (one line and exit code
@@ -83,6 +84,12 @@ def explain_hydra_error(e: BaseException) -> str:
     cause = e.__cause__ or e.__context__
     detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
     more = " ".join(lines[1:2])
+    # OmegaConf's unformatted message template ("Value '$VALUE' of type '$VALUE_TYPE' ...") says
+    # nothing the head does not: never shown
+    detail, more = ("" if "$" in x and "$" not in head else x for x in (detail, more))
+    full_key = re.search(r"full_key: (\S+)", str(e))
+    if full_key and more.startswith("full_key:"):  # OmegaConf's type error: the key first
+        return f"{full_key.group(1)}: {'; '.join(dict.fromkeys(x for x in (head, detail) if x))}"
     return "; ".join(dict.fromkeys(x for x in (head, detail or more) if x))
 
 
@@ -129,6 +136,38 @@ def precheck(overrides: list[str], multirun: bool = False) -> None:
         die(explain_hydra_error(e))
 
 
+# what slnn-train's flags cannot be combined with -m: Hydra shows, or runs, one config for these
+ONE_CONFIG_FLAGS = {"--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
+                    "--resolve": "--resolve", "--shell-completion": "--shell-completion",
+                    "-sc": "--shell-completion", "--help": "--help", "-h": "--help",
+                    "--hydra-help": "--hydra-help"}
+
+
+def refuse_internal_keys(args: list[str]) -> None:
+    """``sweep.state`` and ``sweep.chunk`` are set by slnn's sweeper for its launcher jobs: a
+    user who sets one gets one line (a job re-run by hand, as its launcher runs it, sets
+    ``SLNN_SWEEP_JOB=1``)."""
+    from slnn.app.keys import INTERNAL_KEYS, override_key
+
+    if os.environ.get("SLNN_SWEEP_JOB"):
+        return
+    for a in args:
+        key = override_key(a)
+        if key in INTERNAL_KEYS:
+            die(f"{key} is set by slnn's sweeper for its jobs, not by users: leave it out "
+                "(slnn-train -m <overrides> runs a sweep)")
+
+
+def check_flags(args: list[str], flags: set[str]) -> None:
+    """Flags Hydra would refuse with a traceback: one line instead."""
+    if flags & MULTIRUN_FLAGS:
+        other = sorted({ONE_CONFIG_FLAGS[f] for f in flags if f in ONE_CONFIG_FLAGS} - {"--help"})
+        if other:
+            die(f"{other[0]} shows one config and cannot be combined with -m: leave out -m to "
+                f"see one cell's (slnn-train {other[0]}{' job' if other[0] == '--cfg' else ''} "
+                "<that cell's overrides>)")
+
+
 def die(msg: str) -> None:
     from slnn.tracking.faults import mask
 
@@ -146,6 +185,18 @@ def cli() -> None:
     shutdown.install()  # skip the seconds of garbage collection at the interpreter's exit
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
+    if flags & {"--version", "-V"}:  # slnn's own version, and the two it is built on
+        from slnn.tracking.console import version_line
+
+        print(version_line("slnn-train"))
+        sys.exit(0)
+    refuse_internal_keys(args)
+    check_flags(args, flags)
+    if flags & {"--help", "-h", "-sc", "--shell-completion"}:
+        from slnn.app.choices import hide_internal_keys_in_help, install_completion
+
+        hide_internal_keys_in_help()
+        install_completion()
     try:
         if not flags:  # a single run
             precheck(args)

@@ -21,6 +21,19 @@ from pathlib import Path
 from slnn.core.errors import ConfigError, did_you_mean
 
 
+# set by slnn's sweeper for its launcher jobs (``slnn.sweep.worker``): not shown in --help or
+# tab completion, never suggested, refused on the command line (``slnn.app.cli``)
+INTERNAL_KEYS = ("sweep.state", "sweep.chunk")
+
+
+def override_key(arg: str) -> str:
+    """The key of a command-line override (``+``, ``++`` and ``~`` dropped): ``optim.lr`` of
+    ``optim.lr=0.1``; ``""`` for a flag."""
+    if arg.startswith("-"):
+        return ""
+    return arg.split("=", 1)[0].lstrip("+~").strip()
+
+
 @functools.lru_cache(maxsize=1)
 def config_keys() -> tuple[str, ...]:
     """Every key of the schema, sections included: ``data``, ``data.split``, ..., ``seed``."""
@@ -63,7 +76,8 @@ def nearest(key: str, candidates) -> str:
 def unknown_key(key: str, groups=()) -> str:
     """The one-line message for a key that is neither a config key nor a config group."""
     what = "a config key" if "." in key else "a config key or group"
-    hint = nearest(key, [*config_keys(), *groups]) or " slnn-train --help lists every one"
+    users = [k for k in config_keys() if k not in INTERNAL_KEYS]
+    hint = nearest(key, [*users, *groups]) or " slnn-train --help lists every one"
     return f"{key} is not {what}:{hint}"
 
 

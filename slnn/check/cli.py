@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                f"1 a verdict outside --expect, 2 bad input, 130 interrupted. "
                f"Gallery rules for --builtin: {', '.join(GALLERY)}.",
     )
+    from slnn.tracking.console import version_line
+
+    p.add_argument("--version", action="version", version=version_line(PROG),
+                   help="show slnn's version, Hydra's and MLflow's, and exit")
     p.add_argument("rule", nargs="?", metavar="FILE.py:FUNC",
                    help="the rule: a Python file anywhere on disk and the function in it")
     p.add_argument("--builtin", metavar="NAME", help="check a gallery rule instead of a file")

@@ -51,11 +51,16 @@ gives one line on stderr and exit code 2.
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from slnn.tracking.console import version_line
+
     p = argparse.ArgumentParser(
         prog="slnn-report", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare how the update rules train, from one sweep recorded in MLflow: "
                     "learning curves, final test errors, outcomes, a summary table with 95% "
-                    "intervals and a verdict written from the numbers.")
+                    "intervals and a verdict written from the numbers. Each rule's best cell "
+                    "is chosen by validation error, ties going to the lower validation loss.")
+    p.add_argument("--version", action="version", version=version_line("slnn-report"),
+                   help="show slnn's version, Hydra's and MLflow's, and exit")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--experiment", metavar="NAME", default=None,
                        help="report the newest sweep in this MLflow experiment (default: slnn)")
@@ -80,8 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attach", action="store_true",
                    help="also log the report's files to the sweep's parent run under report/")
     p.add_argument("--register", nargs="?", const="", metavar="NAME",
-                   help="also register the sweep's best run (lowest final validation loss, ties "
-                        "by test error) in the Model Registry with the alias 'best', as NAME "
+                   help="also register the sweep's best run (the lowest final validation "
+                        "loss among runs that trained to a result, ties broken by validation "
+                        "error; never by a test figure) in the Model Registry with the alias "
+                        "'best', as NAME "
                         "(default: slnn-<study>)")
     p.add_argument("--rule-file", action="append", default=[], metavar="FILE",
                    help="a user's rule file (update=custom) the report may run to check the "

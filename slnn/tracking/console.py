@@ -40,6 +40,22 @@ def say(text: str, stream=None) -> None:
     stream.flush()
 
 
+def version_line(program_name: str) -> str:
+    """``slnn-train 0.1.0 (slnn 0.1.0, Hydra 1.3.8, MLflow 3.1.0, Python 3.11.9)``: what
+    ``--version`` prints, read from the installed packages' metadata (nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"{program_name} {of('slnn')} (slnn {of('slnn')}, Hydra {of('hydra-core')}, "
+            f"MLflow {of('mlflow')}, Python {platform.python_version()})")
+
+
 def suppress_run_urls() -> None:
     """MLflow's own "View run ... at <URI>" lines off in this process and the ones it starts:
     they would print a password in the URI (slnn's own lines say where a run is, masked). Set
