@@ -1,5 +1,5 @@
-"""Trained networks are MLflow models: every finished run logs ``model/`` (a pyfunc "model from
-code", weights as ``.npy``, no pickle), loadable with ``mlflow.pyfunc.load_model`` and servable with
+"""Trained networks are MLflow models: every finished run logs one, named
+``<rule>-<activation>-<data>`` (a pyfunc "model from code", weights as ``.npy``, no pickle), loadable with ``mlflow.pyfunc.load_model`` and servable with
 ``mlflow models serve``. Run: ``python -m pytest tests/test_models.py`` (``-m 'not slow'`` leaves
 out the serving test).
 
@@ -84,7 +84,8 @@ def _run(compose, store, tmp_path_factory, *overrides):
             run_id=r.run_id, artifact_path="weights/final.npy", dst_path=str(dst),
             tracking_uri=store.uri), allow_pickle=False)
         with global_tracking_uri(store.uri):
-            r.model = mlflow.pyfunc.load_model(f"runs:/{r.run_id}/model")
+            r.model_name = store.client.get_logged_model(r.model_id).name
+            r.model = mlflow.pyfunc.load_model(f"runs:/{r.run_id}/{r.model_name}")
     return r
 
 
@@ -133,7 +134,7 @@ def test_accuracy_of_predicted_on_the_test_split_is_one_minus_test_error(iris_ru
     predicted = r.model.predict(_raw_frame(data, data.x_test))["predicted"].to_numpy()
     truth = np.asarray(data.class_names)[data.t_test.argmax(axis=1)]
     accuracy = float(np.mean(predicted == truth))
-    assert accuracy == pytest.approx(1.0 - r.run.data.metrics["test_error"], abs=1e-12)
+    assert accuracy == pytest.approx(1.0 - r.run.data.metrics["final/test_error"], abs=1e-12)
     assert accuracy > 0.5  # 20 epochs of sigmoid on iris learn something; chance is 1/3
 
 
@@ -173,6 +174,30 @@ def test_weights_are_npy_equal_to_final_and_no_file_is_a_pickle(iris_run):
     assert meta["activation"] == "sigmoid"
 
 
+def test_the_logged_model_says_what_it_is_and_is_on_its_runs_page(iris_run, store):
+    """Named rule-activation-data, with the run's params, its final and best figures linked to
+    the model and the run's data set, and the run's output ("Logged models" on its page)."""
+    r = iris_run
+    lm = store.client.get_logged_model(r.model_id)
+    assert lm.name == r.model_name == "input-sigmoid-iris"
+    assert (lm.source_run_id, str(lm.status)) == (r.run_id, "READY")
+    assert lm.params == r.run.data.params
+    got = {m.key: (m.value, m.dataset_name, m.dataset_digest) for m in lm.metrics}
+    want = {k: (v, "iris", r.run.data.tags["slnn.data_digest"])
+            for k, v in r.run.data.metrics.items() if k.startswith(("final/", "best/"))}
+    assert got == want and "final/test_error" in got
+    assert [(m.model_id, m.step) for m in r.run.outputs.model_outputs] == [
+        (r.model_id, r.run.data.metrics["final/epoch"])]
+    assert "slnn.best_of_sweep" not in lm.tags  # a single run is nobody's best
+
+
+def test_model_names_never_hold_a_character_mlflow_refuses():
+    from slnn.tracking.model import model_name
+
+    assert model_name("input", "sigmoid", "iris_petal") == "input-sigmoid-iris_petal"
+    assert model_name("custom", "tanh", "my.data:v1/2") == "custom-tanh-my_data_v1_2"
+
+
 def test_two_runs_in_one_process_give_two_models_each_with_its_own_weights(
         compose, store, tmp_path_factory, iris_run):
     # the same data set and activation: the second model is a re-stamped copy of the first one
@@ -196,7 +221,7 @@ def test_two_runs_in_one_process_give_two_models_each_with_its_own_weights(
     assert list(out["predicted"]) == [data.class_names[j] for j in z.argmax(axis=1)]
     truth = np.asarray(data.class_names)[data.t_test.argmax(axis=1)]
     assert np.mean(out["predicted"].to_numpy() == truth) == pytest.approx(
-        1.0 - second.run.data.metrics["test_error"], abs=1e-12)
+        1.0 - second.run.data.metrics["final/test_error"], abs=1e-12)
     # and the two models answer differently on the same rows
     same_rows = _raw_frame(first.data, first.data.x_test)
     assert not np.allclose(first.model.predict(same_rows).iloc[:, :-1].to_numpy(),
@@ -275,7 +300,7 @@ def test_mlflow_models_serve_answers_as_the_in_process_model(iris_run, store, tm
     rows = data.x_test[:6]
     frame = _raw_frame(data, rows)
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
-    server = start_model_server(f"runs:/{iris_run.run_id}/model", tmp_path / "serve.log",
+    server = start_model_server(f"runs:/{iris_run.run_id}/{iris_run.model_name}", tmp_path / "serve.log",
                                 env=env, cwd=tmp_path)
     served = _invoke(server, frame)
     local = iris_run.model.predict(frame)

@@ -99,9 +99,9 @@ def test_parallel_sweep_records_every_cell_once_readable_over_http(team_sweep, t
         assert run.info.status == "FINISHED", run.info.run_name
         assert tags["slnn.outcome"] in EXPECTED_OUTCOMES, (run.info.run_name, tags["slnn.reason"])
         assert tags["slnn.data"] == "iris_petal" and run.data.params["train.epochs"] == "3"
-        assert 1 <= metrics["epochs_run"] <= 3
+        assert 1 <= metrics["final/epochs_run"] <= 3
         if tags["slnn.outcome"] != "diverged":
-            assert 0.0 <= metrics["test_error"] <= 1.0
+            assert 0.0 <= metrics["final/test_error"] <= 1.0
         # the weights come back over HTTP, as plain .npy
         local = Path(s.client.download_artifacts(run.info.run_id, "weights/final.npy",
                                                  str(tmp_path)))
@@ -132,12 +132,12 @@ def test_the_runs_are_rows_in_postgresql(team_sweep, postgres):
                     (s.parent,))
         assert {r for (r,) in cur.fetchall()} == {r.info.run_id for r in s.children}
         # only this sweep's runs: other tests on this xdist worker record into the same server
-        cur.execute("SELECT run_uuid, value FROM latest_metrics WHERE key = 'test_error'"
+        cur.execute("SELECT run_uuid, value FROM latest_metrics WHERE key = 'final/test_error'"
                     " AND run_uuid = ANY(%s)", ([r.info.run_id for r in s.children],))
         test_error = dict(cur.fetchall())
     conn.close()
-    assert test_error == {r.info.run_id: r.data.metrics["test_error"] for r in s.children
-                          if "test_error" in r.data.metrics}
+    assert test_error == {r.info.run_id: r.data.metrics["final/test_error"] for r in s.children
+                          if "final/test_error" in r.data.metrics}
 
 
 def test_the_same_sweep_again_skips_every_cell_and_writes_no_row(team_sweep, postgres):

@@ -95,7 +95,7 @@ def test_summary_numbers_equal_those_computed_from_the_mlflow_runs(report, child
     for r in children:
         key = (r.data.tags["slnn.update"], r.data.tags["slnn.activation"],
                float(r.data.params["optim.lr"]))
-        groups.setdefault(key, []).append(r.data.metrics["test_error"])
+        groups.setdefault(key, []).append(r.data.metrics["final/test_error"])
     assert len(groups) == 8 and all(len(v) == 2 for v in groups.values())
 
     summary = pd.read_csv(report / "summary.csv")
@@ -171,7 +171,7 @@ def test_verdict_compares_the_rules_from_the_numbers(report, children):
     for r in children:
         key = (r.data.tags["slnn.activation"], float(r.data.params["optim.lr"]))
         means.setdefault(key, {}).setdefault(r.data.tags["slnn.update"], []).append(
-            r.data.metrics["test_error"])
+            r.data.metrics["final/test_error"])
     lower = sum(np.mean(v["input"]) < np.mean(v["kronecker"]) - 1e-12 for v in means.values())
     assert (f"on iris_petal, paired by seed, `input` ends with the lower mean test error in "
             f"{lower} of 4 (activation, lr) cells") in verdict_lines

@@ -866,8 +866,9 @@ def test_a_parallel_sweep_records_into_a_tracking_server(mlflow_server, tmp_path
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.data.tags["slnn.outcome"] in FINISHED_OUTCOMES  # eta 0.1 for 3 epochs
-        assert {"train_loss", "val_loss", "test_error", "epochs_run"} <= set(run.data.metrics)
-        assert run.data.metrics["epochs_run"] == 3
+        assert {"train_loss", "val_loss", "final/test_error", "final/epochs_run"} <= set(
+            run.data.metrics)
+        assert run.data.metrics["final/epochs_run"] == 3
         local = client.download_artifacts(run.info.run_id, "weights/final.npy", str(tmp_path))
         W = np.load(local, allow_pickle=False)
         assert W.shape == (2 + 1, 3)  # (petal length, width, bias) x 3 species

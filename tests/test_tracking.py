@@ -539,3 +539,27 @@ def test_a_sweeps_cell_plots_only_when_asked_and_its_param_says_what_it_did(
     art = _download(store, result.run_id, tmp_path / "art")
     assert (art / "learning_curves.png").exists() == expected
     assert (art / "history.csv").exists()
+
+
+def test_the_report_reads_runs_logged_before_and_after_summaries_had_their_prefix():
+    """A store may hold both (a sweep resumed over older runs): each run's finals come from
+    where it keeps them, ``final/...`` and tags now, unprefixed metrics before."""
+    import pandas as pd
+
+    from slnn.report.frames import runs_frame
+
+    common = {"status": "FINISHED", "start_time": pd.Timestamp(0, unit="ms", tz="UTC"),
+              "tags.slnn.outcome": "max_epochs"}
+    old = {**common, "run_id": "old", "metrics.test_error": 0.25, "metrics.test_loss": 0.5,
+           "metrics.epochs_run": 30.0, "metrics.steps_run": 300.0, "metrics.train_seconds": 1.5,
+           "metrics.final_epoch": 29.0, "metrics.chance_error": 0.6, "metrics.n_classes": 3.0}
+    new = {**common, "run_id": "new", "metrics.final/test_error": 0.125,
+           "metrics.final/test_loss": 0.375, "metrics.final/epochs_run": 40.0,
+           "metrics.final/steps_run": 400.0, "metrics.final/train_seconds": 2.5,
+           "metrics.final/epoch": 40.0, "tags.slnn.chance_error": "0.631578947368421",
+           "tags.slnn.n_classes": "2"}
+    got = runs_frame(pd.DataFrame([old, new])).set_index("run_id")
+    cols = ["test_error", "test_loss", "epochs_run", "steps_run", "train_seconds", "final_epoch",
+            "chance_error", "n_classes"]
+    assert got.loc["old", cols].tolist() == [0.25, 0.5, 30, 300, 1.5, 29, 0.6, 3]
+    assert got.loc["new", cols].tolist() == [0.125, 0.375, 40, 400, 2.5, 40, 0.631578947368421, 2]
