@@ -45,8 +45,8 @@ from slnn.sweep import folder as sweep_folder
 from slnn.sweep.attempt import GONE_FILE
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
-from slnn.tracking.console import (browse_command, portable, relative, report_command, run_url,
-                                   say)
+from slnn.tracking.console import (browse_command, portable, relative, report_command, say,
+                                   sweep_url)
 from slnn.tracking.faults import describe, mask
 from slnn.tracking.liveness import process_owner
 
@@ -445,7 +445,7 @@ class Orchestrator:
                  f"; no report (sweep.report=false; write it: {rebuild})")
         print(mask(f"slnn: sweep {st['label']}: {line} in {elapsed:.1f} s; parent run {parent}"
                    f"{note}; browse: {browse_command(uri)} (the sweep: "
-                   f"{run_url(uri, st['experiment_id'], parent)})"), flush=True)
+                   f"{sweep_url(uri, st['experiment_id'], parent)})"), flush=True)
         return 1 if unexpected else 0
 
     def _step(self, step, none: str) -> str:

@@ -120,6 +120,17 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def sweep_url(uri: str, experiment_id: str, parent_run_id: str) -> str:
+    """Where a sweep's runs are in the UI: its experiment's runs, searched for the sweep's
+    children, in the UI's model-training mode (``run_url``'s server)."""
+    from urllib.parse import quote
+
+    base = run_url(uri, experiment_id, parent_run_id).split("/#/")[0]
+    search = quote(f"tags.mlflow.parentRunId = '{parent_run_id}'", safe="")
+    return (f"{base}/#/experiments/{experiment_id}/runs?searchFilter={search}"
+            "&workflowType=machine_learning")
+
+
 def report_command(uri: str, parent_run_id: str) -> str:
     """The command that rebuilds the report of the sweep under ``parent_run_id`` (a password in
     ``uri`` masked: the user types it in)."""
