@@ -21,6 +21,18 @@ What is generated from what:
   half-written) is written again; the module is then executed from the verified text itself,
   with the file's name, so what runs is what slnn generated whatever happens to the file.
 
+- Numba's own cache (``.nbi`` index and ``.nbc`` code files in ``kernels/__pycache__``, next to
+  the activation's and rule's modules, or under ``NUMBA_CACHE_DIR``) is pickles: loading them can
+  run any code put there. So before a kernel first compiles, each function's cache folder is
+  checked, with every folder above it: one that another user owns, or that its group or everyone
+  may write (an ancestor may if it has the sticky bit, as /tmp has), is bypassed: that function
+  is compiled in memory, its cache neither read nor written, and one line (once per folder and
+  process) names the folder and the fix (``chmod go-w``, or ``SLNN_CACHE_DIR`` /
+  ``NUMBA_CACHE_DIR`` set to a folder only this user can write). Bypassed, not refused: the cache
+  only saves compile time (a few seconds per process), the results are the same without it, and
+  a refusal would stop training, sweeps and checks on a shared or ``umask 002`` machine for the
+  sake of speed. The folders slnn makes itself are made private (0700).
+
 ``build(act, rule)`` returns the module's compiled entry points (``Kernels``): an epoch of the
 gradient rule one sample at a time, an epoch of any rule at any batch size, and each of those
 run over a chunk of epochs with the trainer's checks after each epoch (see the templates).
@@ -117,6 +129,63 @@ def _compiled_forms(act: Activation) -> tuple[Callable, Callable, Callable | Non
     return act.f, act.df, None
 
 
+def unsafe_folder(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """``(folder, why)`` when someone other than this user (or root) could change what ``path``
+    holds, else None: ``path``, or a folder above it, is owned by another user, or may be written
+    by its group or by everyone (allowed above ``path`` with the sticky bit, as /tmp has: others
+    cannot rename what is not theirs there). A folder not made yet is judged by those above it."""
+    import stat
+
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if uid is None:  # no POSIX owners (Windows): nothing to check the same way
+        return None
+    # the real folders, then the path as given (a symlink on the way is as safe as its folder)
+    for start in dict.fromkeys([Path(os.path.realpath(path)), Path(os.path.abspath(path))]):
+        first = True
+        for folder in (start, *start.parents):
+            try:
+                st = os.stat(folder)
+            except OSError:
+                continue
+            if st.st_uid not in (uid, 0):
+                return folder, f"{folder} is owned by another user (uid {st.st_uid})"
+            writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            if writable and (first or not st.st_mode & stat.S_ISVTX):
+                who = ("its group and everyone" if writable == stat.S_IWGRP | stat.S_IWOTH else
+                       "its group" if writable == stat.S_IWGRP else "everyone")
+                return folder, f"{folder} may be written by {who}"
+            first = False
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _guard_numba_cache(module) -> None:
+    """Compile without Numba's disk cache the functions of ``module`` whose cache folder is not
+    this user's alone (``unsafe_folder``): its files are pickles. One line per folder."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for value in list(vars(module).values()):
+        cache = getattr(value, "_cache", None) if isinstance(value, Dispatcher) else None
+        path = getattr(cache, "cache_path", None)
+        if not path:
+            continue
+        unsafe = unsafe_folder(path)
+        if unsafe is None:
+            continue
+        culprit, why = unsafe
+        value._cache = NullCache()  # never loads (unpickles) nor saves
+        if path not in _warned:
+            _warned.add(path)
+            print(f"slnn: Numba's cache {path} is not safe to load ({why}; its index is a "
+                  "pickle, which runs code when read): kernels compile without it in this "
+                  f"process (slower start, same results); fix: chmod go-w {culprit} (or chown "
+                  "it to yourself), or set SLNN_CACHE_DIR or NUMBA_CACHE_DIR to a folder only "
+                  "you can write", file=sys.stderr, flush=True)
+
+
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
@@ -131,7 +200,11 @@ def _cached_module(name: str, src: str) -> Path:
     folder = cache_dir()
     path = folder / f"{name}.py"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        # every folder it makes is private, Numba's __pycache__ too (made by Numba, it would
+        # follow the umask): the cache's files are pickles
+        pycache = folder / "__pycache__"
+        for made in reversed([p for p in (pycache, *pycache.parents) if not p.exists()]):
+            made.mkdir(exist_ok=True, mode=0o700)
         try:
             found = hashlib.sha256(path.read_bytes()).hexdigest()
         except FileNotFoundError:
@@ -188,5 +261,6 @@ def build(act: Activation, rule: UpdateRule):
     module.__file__ = str(path)
     sys.modules[name] = module
     exec(compile(src, str(path), "exec", dont_inherit=True), module.__dict__)
+    _guard_numba_cache(module)  # before anything compiles, so before any cache file is read
     return Kernels(module._online_kernel, module._batch_kernel, module._online_epochs,
                    module._batch_epochs)
