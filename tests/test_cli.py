@@ -229,18 +229,35 @@ def test_each_cells_log_is_an_artifact_of_its_run_with_its_warnings_and_errors(p
 
 
 @pytest.mark.slow
-def test_the_sweep_folder_shows_each_cells_own_overrides_and_no_empty_file(plugin_sweep):
+def test_the_sweep_folder_is_laid_out_as_hydra_lays_it_out_with_no_empty_file(plugin_sweep):
+    """``multirun.yaml`` in the sweep folder and, in each cell's folder, ``.hydra/`` with its
+    overrides, config and Hydra config, as Hydra's basic sweeper writes a job's folder."""
     proc, folder, _, runs = plugin_sweep
     sweep = folder / "multirun"
     cells = sorted((sweep / "cells").iterdir())
     expected = [[f"update={u}", f"seed={s}", "data=iris_petal", "train.epochs=2",
                  "tracking.plot=False"] for u in ("input", "warn", "boom") for s in (0, 1)]
-    assert [yaml.safe_load((c / "overrides.yaml").read_text()) for c in cells] == expected
+    assert [yaml.safe_load((c / ".hydra" / "overrides.yaml").read_text()) for c in cells] == expected
     assert [c.name for c in cells] == [f"{i:04d}-{u}-sigmoid-lr0.1-s{s}-iris_petal" for i, (u, s)
                                        in enumerate((u, s) for u in ("input", "warn", "boom")
                                                     for s in (0, 1))]
+    by_name = cell_runs(runs)
+    for i, (cell, overrides) in enumerate(zip(cells, expected)):
+        config = yaml.safe_load((cell / ".hydra" / "config.yaml").read_text())
+        run = by_name[cell.name.split("-", 1)[1]]
+        assert config["update"]["rule"] == run.data.params["update.rule"]
+        assert config["seed"] == int(run.data.params["seed"]) and config["train"]["epochs"] == 2
+        hydra = yaml.safe_load((cell / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        assert hydra["overrides"]["task"] == overrides and hydra["job"]["num"] == i
+        assert hydra["mode"] == "MULTIRUN" and hydra["runtime"]["output_dir"] == str(cell)
+    multirun = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    assert multirun["hydra"]["overrides"]["task"] == [
+        "update=input,warn,boom", "seed=0,1", "data=iris_petal", "train.epochs=2",
+        "tracking.plot=false"]
+    assert f"hydra.sweep.dir={folder}/multirun" in multirun["hydra"]["overrides"]["hydra"]
     # no Hydra folder per job (a chunk of cells, mislabelled), no empty log, no empty folder
-    assert not list(sweep.rglob(".hydra")) and not [p for p in sweep.iterdir() if p.name.isdigit()]
+    assert sorted(p.parent.parent for p in sweep.rglob(".hydra/hydra.yaml")) == cells
+    assert not [p for p in sweep.iterdir() if p.name.isdigit()]
     assert not [p for p in sweep.rglob("*") if p.is_file() and p.stat().st_size == 0]
     assert not [p for p in sweep.rglob("*") if p.is_dir() and not any(p.iterdir())]
     assert f"; each cell's overrides and log: multirun/cells/" in proc.stdout

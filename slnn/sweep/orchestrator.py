@@ -254,6 +254,7 @@ class Orchestrator:
         if other is not None:  # its ledger and chunk files must not be the other sweep's
             sweep_dir = sweep_dir / f"concurrent-{parent[:8]}"
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self._hydra_files(client, parent, sweep_dir)
         for i, c in enumerate(cells):
             c.index = i  # the cell's place in the grid: its folder's number, the same every rerun
         todo = the_plan.todo
@@ -282,10 +283,33 @@ class Orchestrator:
                      f" pid {t.get('slnn.pid', '?')} on {t.get('slnn.host', '?')}): this one has "
                      "its own parent, leaves the cells that sweep has claimed to it, and writes "
                      "its own report")
+        note += resumed
         where = f"; each cell's overrides and log: {relative(sweep_dir / 'cells')}/" if todo else ""
         print(mask(f"slnn: sweep {label}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to "
                    f"run (parent run {parent}){note}{where}"), flush=True)
         return todo
+
+    def _hydra_files(self, client, parent: str, sweep_dir: Path) -> str:
+        """Hydra's ``multirun.yaml`` in the sweep folder (each cell's ``.hydra/`` is written by
+        its job, ``worker.write_cell_folder``), a password masked; and for a resumed sweep (its
+        parent reopened, its folder a new one) a link ``previous`` to the folder the sweep ran
+        in before. The note for the start line: where the earlier session's files are."""
+        (sweep_dir / "multirun.yaml").write_text(mask(OmegaConf.to_yaml(self.config)))
+        try:
+            before = client.get_run(parent).data.tags.get("slnn.sweep_dir")
+            client.set_tag(parent, "slnn.sweep_dir", str(sweep_dir))
+        except Exception:  # noqa: BLE001 - a link is a convenience: the sweep goes on
+            return ""
+        if not before:
+            return ""
+        if Path(before) == sweep_dir:
+            return f"; continues in its folder {relative(sweep_dir)}"
+        if not Path(before).is_dir():
+            return ""
+        link = sweep_dir / "previous"
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(before, target_is_directory=True)
+        return f"; resumes the sweep of {relative(before)} (linked as {relative(link)})"
 
     def write_chunks(self, todo: list, n_chunks: int, shared: bool = False) -> list[list[str]]:
         """Write the cells to run for ``n_chunks`` launcher jobs (and keep them in memory for jobs

@@ -90,24 +90,62 @@ def _save_log(state: dict, folder: str, log) -> str | None:
     return relative(path)
 
 
-def write_cell_folder(state: dict, folder: str, overrides: list[str]) -> None:
-    """``cells/<folder>/overrides.yaml``: what Hydra's job folder would show for the cell, its own
-    overrides. Written by the job as the cell starts, so a sweep's start does not grow with its
-    grid, and a folder exists for each cell that ran."""
+# per process: the sweep's Hydra config (``multirun.yaml``'s ``hydra`` node), read once
+_HYDRA_NODE: dict[str, dict | None] = {}
+
+
+def _hydra_node(sweep_dir: Path) -> dict | None:
     import yaml
+
+    key = str(sweep_dir)
+    if key not in _HYDRA_NODE:
+        try:
+            _HYDRA_NODE[key] = (yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+                                or {}).get("hydra")
+        except (OSError, yaml.YAMLError, AttributeError):
+            _HYDRA_NODE[key] = None
+    return _HYDRA_NODE[key]
+
+
+def write_cell_folder(state: dict, folder: str, overrides: list[str], cfg=None) -> None:
+    """``cells/<folder>/.hydra/``, as Hydra writes a job's folder: ``overrides.yaml`` (the cell's
+    own overrides), ``config.yaml`` (its config, ``cfg``) and ``hydra.yaml`` (the sweep's Hydra
+    config with the cell's overrides, number and folder), a password in the store's URI masked
+    in all three. Written by the job as the cell starts, so a sweep's start does not grow with
+    its grid, and a folder exists for each cell that ran."""
+    import copy
+
+    import yaml
+    from omegaconf import OmegaConf
     from omegaconf._utils import get_omega_conf_dumper
 
     from slnn.tracking.faults import mask
 
     if not folder:
         return
-    overrides = [mask(o) for o in overrides]  # a password in tracking.uri=... stays out
     path = Path(state["dir"]) / "cells" / folder
-    path.mkdir(parents=True, exist_ok=True)
-    # OmegaConf.to_yaml's own dump, without making a config per cell (5x the time)
-    (path / "overrides.yaml").write_text(
-        yaml.dump(list(overrides), default_flow_style=False, allow_unicode=True,
-                  sort_keys=False, Dumper=get_omega_conf_dumper()))
+    hydra_dir = path / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+
+    def dump(obj) -> str:  # OmegaConf.to_yaml's own dump, masked
+        return mask(yaml.dump(obj, default_flow_style=False, allow_unicode=True,
+                              sort_keys=False, Dumper=get_omega_conf_dumper()))
+
+    (hydra_dir / "overrides.yaml").write_text(dump(list(overrides)))
+    if cfg is not None:
+        (hydra_dir / "config.yaml").write_text(
+            dump(OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg))
+    node = _hydra_node(Path(state["dir"]))
+    if node is not None:
+        hydra = copy.deepcopy(node)
+        num = int(folder.split("-", 1)[0]) if folder[:4].isdigit() else 0
+        hydra.setdefault("overrides", {})["task"] = list(overrides)
+        job = hydra.setdefault("job", {})
+        job.update({"num": num, "id": f"job_id_for_{num}",
+                    "override_dirname": ",".join(sorted(overrides))})
+        hydra.setdefault("runtime", {})["output_dir"] = str(path)
+        hydra["mode"] = "MULTIRUN"
+        (hydra_dir / "hydra.yaml").write_text(dump({"hydra": hydra}))
 
 
 def take(taken: Path, cell: str) -> bool:
@@ -229,7 +267,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
                     break
                 if launcher_gone.is_set():  # nobody is left to report to
                     break
-                write_cell_folder(state, folder, overrides)
+                write_cell_folder(state, folder, overrides, cfg)
                 try:
                     failed += not run_cell(cfg, c, chash, state, folder)
                 except CellTaken as e:
