@@ -40,3 +40,12 @@ def is_basic_launcher(launcher) -> bool:
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
     return isinstance(launcher, BasicLauncher)
+
+
+def hydra_app():
+    """Hydra's ``Hydra`` class, whose ``get_help`` formats ``--help`` (``hydra._internal``): slnn
+    wraps that method to leave its sweeper's internal keys out of the printed config
+    (``slnn.app.completion``). Checked with hydra-core 1.3.8."""
+    from hydra._internal.hydra import Hydra
+
+    return Hydra

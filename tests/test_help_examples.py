@@ -65,7 +65,9 @@ def test_every_example_of_both_helps_runs(tmp_path):
                        .replace("--from reports/guide_vs_correct", "--from reports/mine"))
             proc = run_example(command, tmp_path)
             assert proc.returncode == 0, (command, proc.stderr[-3000:])
-            assert f"(sweep {newest.info.run_id})" in proc.stdout, (command, proc.stdout)
+            said = ("(from the data in reports/mine)" if "--from" in command
+                    else f"(sweep {newest.info.run_id})")
+            assert said in proc.stdout, (command, proc.stdout)
     finally:
         stop_process(server.proc)
     assert (tmp_path / "reports" / "mine" / "report.html").exists()

@@ -193,7 +193,7 @@ def cli() -> None:
     refuse_internal_keys(args)
     check_flags(args, flags)
     if flags & {"--help", "-h", "-sc", "--shell-completion"}:
-        from slnn.app.choices import hide_internal_keys_in_help, install_completion
+        from slnn.app.completion import hide_internal_keys_in_help, install_completion
 
         hide_internal_keys_in_help()
         install_completion()
