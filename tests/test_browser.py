@@ -42,23 +42,30 @@ def report_html(tmp_path_factory, slnn_train):
 
 
 @pytest.fixture(scope="module")
-def page(report_html):
+def browser():
+    """One Chromium for the module: Playwright's sync API cannot start inside another's loop."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
-            pg = browser.new_page(viewport={"width": 1366, "height": 768})
-            messages, failures = [], []
-            pg.on("console", lambda m: messages.append((m.type, m.text)))
-            pg.on("pageerror", lambda e: failures.append(str(e)))
-            pg.on("requestfailed", lambda r: failures.append(f"{r.url[:80]}: {r.failure}"))
-            pg.goto(report_html.as_uri(), wait_until="load")
-            pg.messages, pg.failures = messages, failures
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            pg.screenshot(path=str(ARTIFACTS / "report_full_page.png"), full_page=True)
-            yield pg
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def page(report_html, browser):
+    pg = browser.new_page(viewport={"width": 1366, "height": 768})
+    messages, failures = [], []
+    pg.on("console", lambda m: messages.append((m.type, m.text)))
+    pg.on("pageerror", lambda e: failures.append(str(e)))
+    pg.on("requestfailed", lambda r: failures.append(f"{r.url[:80]}: {r.failure}"))
+    pg.goto(report_html.as_uri(), wait_until="load")
+    pg.messages, pg.failures = messages, failures
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "report_full_page.png"), full_page=True)
+    yield pg
+    pg.close()
 
 
 def test_it_renders_with_a_title_and_the_sections(page):
@@ -103,29 +110,26 @@ COMMITTED = sorted(p for p in (Path(__file__).resolve().parent.parent / "reports
 
 
 @pytest.mark.parametrize("report", COMMITTED, ids=[p.parent.name for p in COMMITTED])
-def test_the_first_screen_of_a_committed_report_shows_the_answer(report):
+def test_the_first_screen_of_a_committed_report_shows_the_answer(report, browser):
     """At 1440 x 900, without scrolling: the answer sentence, the whole answer figure and the
     start of the answer table (its header and first row)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1440, "height": 900})
-            pg.goto(report.as_uri(), wait_until="load")
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            pg.screenshot(path=str(ARTIFACTS / f"first_screen_{report.parent.name}.png"))
-            box = pg.evaluate("""() => {
-                const r = e => e ? e.getBoundingClientRect() : null;
-                const head = r(document.querySelector('p.headline'));
-                const img = r(document.querySelector('img'));
-                const row = r(document.querySelector('table tbody tr'));
-                return {head: head && head.bottom, img: img && img.bottom,
-                        imgAlt: document.querySelector('img').alt,
-                        row: row && row.bottom, h: window.innerHeight,
-                        text: document.querySelector('p.headline').innerText};
-            }""")
-        finally:
-            browser.close()
+    pg = browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        pg.goto(report.as_uri(), wait_until="load")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"first_screen_{report.parent.name}.png"))
+        box = pg.evaluate("""() => {
+            const r = e => e ? e.getBoundingClientRect() : null;
+            const head = r(document.querySelector('p.headline'));
+            const img = r(document.querySelector('img'));
+            const row = r(document.querySelector('table tbody tr'));
+            return {head: head && head.bottom, img: img && img.bottom,
+                    imgAlt: document.querySelector('img').alt,
+                    row: row && row.bottom, h: window.innerHeight,
+                    text: document.querySelector('p.headline').innerText};
+        }""")
+    finally:
+        pg.close()
     assert box["text"].strip() and len(box["text"].split()) <= 60, box["text"]
     assert "best cell" in box["imgAlt"]  # the first image is the answer figure
     assert box["head"] < box["img"] <= box["h"], box
