@@ -21,17 +21,17 @@ What is generated from what:
   half-written) is written again; the module is then executed from the verified text itself,
   with the file's name, so what runs is what slnn generated whatever happens to the file.
 
-- Numba's own cache (``.nbi`` index and ``.nbc`` code files in ``kernels/__pycache__``, next to
-  the activation's and rule's modules, or under ``NUMBA_CACHE_DIR``) is pickles: loading them can
-  run any code put there. So before a kernel first compiles, each function's cache folder is
-  checked, with every folder above it: one that another user owns, or that its group or everyone
-  may write (an ancestor may if it has the sticky bit, as /tmp has), is bypassed: that function
-  is compiled in memory, its cache neither read nor written, and one line (once per folder and
-  process) names the folder and the fix (``chmod go-w``, or ``SLNN_CACHE_DIR`` /
-  ``NUMBA_CACHE_DIR`` set to a folder only this user can write). Bypassed, not refused: the cache
-  only saves compile time (a few seconds per process), the results are the same without it, and
-  a refusal would stop training, sweeps and checks on a shared or ``umask 002`` machine for the
-  sake of speed. The folders slnn makes itself are made private (0700).
+- Numba's own cache (``.nbi`` index and ``.nbc`` code files in ``kernels/__pycache__``, or under
+  ``NUMBA_CACHE_DIR``) is pickles: loading them can run any code put there. So before a kernel
+  first compiles, the cache folder of each of its functions is checked with every folder above
+  it (not the ``__pycache__`` beside an imported module's own file: that is as trusted as the
+  file). One that another user owns, or that its group or everyone may write (a folder above it
+  may, with the sticky bit, as /tmp), is bypassed: the function is compiled in memory, its cache
+  neither read nor written, and one line (once per folder and process) names the folder and the
+  fix (``chmod go-w``, or ``SLNN_CACHE_DIR`` / ``NUMBA_CACHE_DIR`` set to a folder only this
+  user can write). Bypassed, not refused: the cache only saves compile time (a few seconds per
+  process), the results are the same without it, and a refusal would stop training, sweeps and
+  checks on a shared machine for the sake of speed. The folders slnn makes are private (0700).
 
 ``build(act, rule)`` returns the module's compiled entry points (``Kernels``): an epoch of the
 gradient rule one sample at a time, an epoch of any rule at any batch size, and each of those
@@ -161,6 +161,18 @@ def unsafe_folder(path: str | os.PathLike) -> tuple[Path, str] | None:
 _warned: set[str] = set()
 
 
+def _beside_imported_source(dispatcher, path: str) -> bool:
+    """Whether ``path`` is the ``__pycache__`` beside an imported module's own file (the
+    activation's, the rule's), not beside a generated kernel: whoever can write there can
+    already change that module or the bytecode Python imports from the same folder, so Numba's
+    cache there is trusted as the code is. Caches under ``NUMBA_CACHE_DIR``, Numba's user-wide
+    folder or slnn's kernel folder are checked."""
+    source = os.path.abspath(dispatcher.py_func.__code__.co_filename)
+    folder = os.path.dirname(source)
+    return (os.path.abspath(path) == os.path.join(folder, "__pycache__")
+            and os.path.realpath(folder) != os.path.realpath(cache_dir()))
+
+
 def _guard_numba_cache(module) -> None:
     """Compile without Numba's disk cache the functions of ``module`` whose cache folder is not
     this user's alone (``unsafe_folder``): its files are pickles. One line per folder."""
@@ -170,7 +182,7 @@ def _guard_numba_cache(module) -> None:
     for value in list(vars(module).values()):
         cache = getattr(value, "_cache", None) if isinstance(value, Dispatcher) else None
         path = getattr(cache, "cache_path", None)
-        if not path:
+        if not path or _beside_imported_source(value, path):
             continue
         unsafe = unsafe_folder(path)
         if unsafe is None:
