@@ -305,8 +305,8 @@ def test_a_custom_rule_single_run_from_an_empty_folder(slnn_train, tmp_path):
 
     c = to_config(compose_config("data=iris_petal", "train.epochs=10", "seed=4"))
     ref = train(load_dataset(c.data, run_seed=4), c, rng=np.random.default_rng(4))
-    assert run.data.metrics["val_error"] == pytest.approx(ref.final["val_error"], abs=1e-12)
-    assert run.data.metrics["val_loss"] == pytest.approx(ref.final["val_loss"], rel=1e-9)
+    assert run.data.metrics["final/val_error"] == pytest.approx(ref.final["val_error"], abs=1e-12)
+    assert run.data.metrics["final/val_loss"] == pytest.approx(ref.final["val_loss"], rel=1e-9)
 
 
 @pytest.mark.slow
@@ -325,8 +325,8 @@ def test_a_two_cell_sweep_and_resume_rerun_only_when_the_rule_file_changes(slnn_
     assert "slnn.rule_digest" not in runs["input"].data.tags
     assert "update.fn" not in runs["input"].data.params  # the built-in cell dropped it
     # the same numbers for both: my_step is the gradient
-    assert runs["custom"].data.metrics["val_loss"] == pytest.approx(
-        runs["input"].data.metrics["val_loss"], rel=1e-9)
+    assert runs["custom"].data.metrics["final/val_loss"] == pytest.approx(
+        runs["input"].data.metrics["final/val_loss"], rel=1e-9)
 
     again = slnn_train(args, cwd=tmp_path)
     assert "2 cells: 2 reused, 0 new; 0 to run" in again.stdout, again.stdout

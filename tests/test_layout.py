@@ -196,4 +196,4 @@ def test_a_rule_registered_in_one_line_runs_from_the_command_line(tmp_path):
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["update.rule"] == "sign" and run.data.tags["slnn.update"] == "sign"
     # it trained on the NumPy path (no compiled twin) and moved the weights
-    assert run.data.metrics["weight_norm"] > 0
+    assert run.data.metrics["curves/weight_norm"] > 0

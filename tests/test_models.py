@@ -31,6 +31,7 @@ import slnn.app.cli
 import slnn.app.run
 import slnn.app.schema
 from slnn.app.schema import to_config
+from slnn.tracking.recorder import MODEL_METRICS
 from servers import start_model_server, stop_process, tail
 
 IRIS = ("data=iris", "model.activation=sigmoid", "train.epochs=20", "seed=1")
@@ -184,7 +185,7 @@ def test_the_logged_model_says_what_it_is_and_is_on_its_runs_page(iris_run, stor
     assert lm.params == r.run.data.params
     got = {m.key: (m.value, m.dataset_name, m.dataset_digest) for m in lm.metrics}
     want = {k: (v, "iris", r.run.data.tags["slnn.data_digest"])
-            for k, v in r.run.data.metrics.items() if k.startswith(("final/", "best/"))}
+            for k, v in r.run.data.metrics.items() if k.startswith(MODEL_METRICS)}
     assert got == want and "final/test_error" in got
     assert [(m.model_id, m.step) for m in r.run.outputs.model_outputs] == [
         (r.model_id, r.run.data.metrics["final/epoch"])]

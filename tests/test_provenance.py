@@ -78,13 +78,14 @@ def test_every_epoch_is_in_mlflow_and_min_max_latest_equal_history(single, store
     hist, run_id = single.hist, single.run.info.run_id
     assert len(hist["epoch"]) == 121
     for name in EPOCH_METRICS:
-        points = sorted(store.client.get_metric_history(run_id, name), key=lambda m: m.step)
+        points = sorted(store.client.get_metric_history(run_id, f"curves/{name}"),
+                        key=lambda m: m.step)
         values = hist[name]
         finite = np.isfinite(values)
         assert [m.step for m in points] == [int(e) for e in hist["epoch"][finite]], name
         got = np.array([m.value for m in points])
         assert got.min() == values[finite].min() and got.max() == values[finite].max(), name
-        assert single.run.data.metrics[name] == values[finite][-1], name  # the UI's Latest
+        assert single.run.data.metrics[f"curves/{name}"] == values[finite][-1], name  # Latest
 
 
 def test_thinning_keeps_first_last_min_and_max():
@@ -253,8 +254,8 @@ def test_a_sweep_leaves_no_temporary_folder_and_its_parent_has_numbers(tmp_path)
     assert (m["cells"], m["finished"] + m["shape_mismatch"]) == (8, 8)
     children = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     for rule in ("input", "kronecker"):
-        best = min(r.data.metrics["val_error"] for r in children
-                   if r.data.tags["slnn.update"] == rule and "val_error" in r.data.metrics)
+        best = min(r.data.metrics["final/val_error"] for r in children
+                   if r.data.tags["slnn.update"] == rule and "final/val_error" in r.data.metrics)
         assert m[f"best_val_error.{rule}"] == best
     assert parent.data.tags["mlflow.note.content"].startswith("guide_reproduction: The guide's own setup")
     # the sweep's best run (by validation) carries the sweep's one logged model

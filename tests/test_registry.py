@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from slnn.app.schema import to_config
 from slnn.tracking.model_registry import RegistryError, register_best
+from slnn.tracking.recorder import MODEL_METRICS
 from slnn.app.run import build_dataset, run_one
 
 
@@ -58,7 +59,7 @@ def test_registers_the_lowest_validation_loss_with_alias(sweep_store):
     run_metrics = client.get_run(run_id).data.metrics
     linked = {m.key: m for m in lm.metrics}
     assert {k: m.value for k, m in linked.items()} == {
-        k: v for k, v in run_metrics.items() if k.startswith(("final/", "best/"))}
+        k: v for k, v in run_metrics.items() if k.startswith(MODEL_METRICS)}
     assert {(m.dataset_name, m.run_id) for m in linked.values()} == {("iris_petal", run_id)}
     # logging the model's metrics added no point to the run's history
     assert len(client.get_metric_history(run_id, "final/test_error")) == 1

@@ -27,7 +27,7 @@ import slnn.app.run
 import slnn.app.schema
 import slnn.tracking.recorder
 from slnn.app.schema import config_hash, to_config
-from slnn.tracking.recorder import EPOCH_METRICS, metric_entities
+from slnn.tracking.recorder import CURVES, EPOCH_METRICS, metric_entities
 from slnn.tracking.store import resolve_uri
 from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 
@@ -70,7 +70,10 @@ def _history(path: Path) -> dict[str, np.ndarray]:
 
 
 def _metric(store, run_id, name) -> tuple[list[int], list[float]]:
-    points = sorted(store.client.get_metric_history(run_id, name), key=lambda m: m.step)
+    """A metric's (steps, values); a curve's by its history column (``val_loss`` ->
+    ``curves/val_loss``)."""
+    key = CURVES + name if name in EPOCH_METRICS else name
+    points = sorted(store.client.get_metric_history(run_id, key), key=lambda m: m.step)
     return [m.step for m in points], [m.value for m in points]
 
 
@@ -198,11 +201,15 @@ def test_final_metrics(main_run, store):
     assert m["final/epoch"] == 30
     for name in ("val_loss", "val_error", "train_loss", "train_error"):  # the last epoch's
         assert m[f"final/{name}"] == main_run.hist[name][-1], name
-    summaries = [k for k in m if "/" in k]
+    summaries = [k for k in m if not k.startswith(CURVES)]
     for name in summaries:  # each logged once, at step 0: a bar, not a line, in the UI
         assert _metric(store, main_run.run_id, name)[0] == [0], name
-    # the old unprefixed names are gone: the run page's only unprefixed charts are the curves
-    assert sorted(k for k in m if "/" not in k) == sorted(EPOCH_METRICS)
+    # every metric has a prefix (MLflow's chart view puts unprefixed ones last), and the curves'
+    # sorts first: the run page's first section is the curves
+    sections = sorted({k.split("/")[0] for k in m})
+    assert "/" not in "".join(k.split("/", 1)[1] for k in m) and sections[0] + "/" == CURVES
+    assert sections == ["curves", "final", "max", "min"]
+    assert sorted(k for k in m if k.startswith(CURVES)) == sorted(CURVES + c for c in EPOCH_METRICS)
     # constants are tags, exact
     tags = main_run.run.data.tags
     assert tags["slnn.n_classes"] == "3"
@@ -212,14 +219,13 @@ def test_final_metrics(main_run, store):
     assert "slnn.final_from" not in tags  # only a diverged run says it
 
 
-def test_best_min_and_max_are_those_of_the_whole_history(main_run):
+def test_min_its_epoch_and_max_are_those_of_the_whole_history(main_run):
     m, h = main_run.run.data.metrics, main_run.hist
     for name in EPOCH_METRICS:
-        finite = np.asarray(h[name])[np.isfinite(h[name])]
-        assert m[f"min/{name}"] == finite.min() and m[f"max/{name}"] == finite.max(), name
-    for name in ("val_loss", "val_error"):
-        i = int(np.argmin(h[name]))  # the first epoch with the lowest value
-        assert (m[f"best/{name}"], m[f"best/{name}_epoch"]) == (h[name][i], h["epoch"][i])
+        finite = np.isfinite(h[name])
+        i = int(np.flatnonzero(h[name] == h[name][finite].min())[0])  # the first lowest epoch
+        assert (m[f"min/{name}"], m[f"min/{name}_epoch"]) == (h[name][i], h["epoch"][i]), name
+        assert m[f"max/{name}"] == h[name][finite].max(), name
 
 
 def test_weights_artifacts_are_float64_of_the_network_shape(main_run):
@@ -275,11 +281,11 @@ def test_metrics_are_thinned_but_history_csv_keeps_every_epoch(compose, store, t
         assert values == [hist[name][s] for s in steps], name
         # the UI's Min and Max are those of the whole history, not of the thinned points
         assert min(values) == hist[name][finite].min() and max(values) == hist[name][finite].max()
-    assert r.run.data.metrics["val_loss"] == hist["val_loss"][-1]  # the latest is the last epoch
+    assert r.run.data.metrics["curves/val_loss"] == hist["val_loss"][-1]  # latest: the last epoch
     # the summaries hold the exact extremes and the best epoch of all 51, not of the 10 points
     m = r.run.data.metrics
     i = int(np.argmin(hist["val_loss"]))
-    assert (m["best/val_loss"], m["best/val_loss_epoch"]) == (hist["val_loss"][i], hist["epoch"][i])
+    assert (m["min/val_loss"], m["min/val_loss_epoch"]) == (hist["val_loss"][i], hist["epoch"][i])
     assert m["min/train_error"] == hist["train_error"].min()
     # tracking.plot=false: no PNG, everything else still there
     assert not (art / "learning_curves.png").exists()
@@ -312,26 +318,26 @@ def test_metric_entities_thin_keeping_first_and_last_epoch(max_points):
     for m in metric_entities(res, max_points, timestamp_ms=123):
         by_name.setdefault(m.key, []).append(m)
     for name in EPOCH_METRICS:
-        steps = [m.step for m in by_name[name]]
+        points = by_name[CURVES + name]
+        steps = [m.step for m in points]
         col = HISTORY_COLUMNS.index(name)
-        assert all(m.value == col * 1000.0 + m.step for m in by_name[name]), name
+        assert all(m.value == col * 1000.0 + m.step for m in points), name
         assert steps == sorted(set(steps)) and len(steps) <= max_points
         assert steps[-1] == 50, name
         # each metric is thinned over its own finite epochs: grad_cosine starts at epoch 1
         assert steps[0] == (1 if name == "grad_cosine" else 0), name
-    assert len(by_name["val_loss"]) == min(max_points, 51)
+    assert len(by_name["curves/val_loss"]) == min(max_points, 51)
     col = {c: HISTORY_COLUMNS.index(c) * 1000.0 for c in HISTORY_COLUMNS}
     expected = {f"final/{c}": [(col[c] + 50, 0)] for c in
                 ("test_error", "test_loss", "val_error", "val_loss", "train_error", "train_loss")}
     expected.update({"final/epochs_run": [(50.0, 0)], "final/steps_run": [(350.0, 0)],
                      "final/train_seconds": [(1.5, 0)], "final/epoch": [(50.0, 0)]})
-    for c in ("val_loss", "val_error"):  # values rise with the epoch: the best is epoch 0
-        expected.update({f"best/{c}": [(col[c], 0)], f"best/{c}_epoch": [(0.0, 0)]})
-    for c in EPOCH_METRICS:  # grad_cosine has no epoch 0
-        expected.update({f"min/{c}": [(col[c] + (c == "grad_cosine"), 0)],
+    for c in EPOCH_METRICS:  # values rise with the epoch; grad_cosine has no epoch 0
+        first = float(c == "grad_cosine")
+        expected.update({f"min/{c}": [(col[c] + first, 0)], f"min/{c}_epoch": [(first, 0)],
                          f"max/{c}": [(col[c] + 50, 0)]})
     assert {k: [(m.value, m.step) for m in v] for k, v in by_name.items()
-            if k not in EPOCH_METRICS} == expected
+            if not k.startswith(CURVES)} == expected
     # no chance_error or n_classes anywhere: they are tags, and this result knows neither
     assert slnn.tracking.recorder.constant_tags(res) == {}
 
@@ -339,9 +345,9 @@ def test_metric_entities_thin_keeping_first_and_last_epoch(max_points):
 def test_metric_entities_leave_out_nan():
     res = _fake_result(5, with_val=False)
     keys = {m.key for m in metric_entities(res, 200, timestamp_ms=0)}
-    assert "val_loss" not in keys and "val_error" not in keys
-    assert {"train_loss", "grad_cosine", "final/test_loss"} <= keys
-    assert not {"best/val_loss", "min/val_loss", "final/val_error"} & keys
+    assert "curves/val_loss" not in keys and "curves/val_error" not in keys
+    assert {"curves/train_loss", "curves/grad_cosine", "final/test_loss"} <= keys
+    assert not {"min/val_loss", "min/val_loss_epoch", "max/val_error", "final/val_error"} & keys
 
 
 # --- expected outcomes are results, not exceptions ---
@@ -380,7 +386,7 @@ def test_divergence_is_a_finished_run(compose, store, tmp_path):
     finite = [i for i in range(n) if math.isfinite(hist["train_loss"][i])]
     assert m["final/epoch"] == hist["epoch"][finite[-1]]
     assert m["final/test_error"] == hist["test_error"][finite[-1]]
-    assert m["final/val_loss"] == hist["val_loss"][finite[-1]] == m["val_loss"]
+    assert m["final/val_loss"] == hist["val_loss"][finite[-1]] == m["curves/val_loss"]
     assert tags["slnn.final_from"].startswith(f"epoch {int(m['final/epoch'])}, the last")
 
 

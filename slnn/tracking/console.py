@@ -117,7 +117,8 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str:
 
     base = (strip_credentials(uri).rstrip("/") if uri.startswith(("http://", "https://"))
             else "http://127.0.0.1:5000")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    # the UI's model-training mode: a run page opened in its GenAI mode lists no logged models
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def sweep_url(uri: str, experiment_id: str, parent_run_id: str) -> str:

@@ -5,8 +5,9 @@ LoggedModel (``MlflowClient.create_logged_model``, named for what it is: ``model
 ``input-sigmoid-iris_petal``, with the run's params), writes its directory and uploads it
 (``log_model_artifacts``), marks it READY and logs it as the run's output (``log_outputs``), so
 it shows in the experiment's Models tab and under the run's "Logged models". Its metrics are
-the run's ``final/`` and ``best/`` summaries, logged with its ``model_id`` and data set. Load it
-with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or ``runs:/<run_id>/<name>``.
+the run's ``final/`` figures and best validation figures (``min/val_*``), logged with its
+``model_id`` and data set. Load it with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or
+``runs:/<run_id>/<name>``.
 
 ``mlflow.pyfunc.save_model`` costs about 2 s in a new process, most of it MLflow checking the
 pinned requirements against every installed distribution. Every model of the same data set,

@@ -3,7 +3,7 @@ docs/tracking.md).
 
 One run costs a handful of calls: ``create_run``, one ``log_batch`` for params and tags, one or
 more ``log_batch`` for metrics (1,000 points per call, MLflow's limit: the curves by epoch,
-then the summaries once under ``final/``, ``best/``, ``min/`` and ``max/``), one ``log_artifacts`` for
+as ``curves/<name>``, then the summaries once under ``final/``, ``min/`` and ``max/``), one ``log_artifacts`` for
 the whole artifact tree, and ``set_terminated``. Nothing is logged one metric at a time.
 """
 
@@ -22,10 +22,14 @@ from slnn.core.trainer import HISTORY_COLUMNS, TrainResult
 from slnn.tracking import liveness
 from slnn.tracking.store import TrackingError, explain
 
-# sent to MLflow per epoch (step = epoch); every epoch up to tracking.max_metric_points
-# (test figures only at the end: what a run is judged on is chosen on validation, and each
-# metric point costs a row in the store)
+# sent to MLflow per epoch (step = epoch) as ``curves/<name>``; every epoch up to
+# tracking.max_metric_points (test figures only at the end: what a run is judged on is chosen on
+# validation, and each metric point costs a row in the store)
 EPOCH_METRICS = ("train_loss", "val_loss", "train_error", "val_error", "grad_cosine", "weight_norm")
+# MLflow's chart view draws one section per prefix, the prefixes in alphabetical order and the
+# unprefixed metrics last ("Model metrics"); so the curves get the prefix that sorts first, and
+# a run page leads with them
+CURVES = "curves/"
 TAG_PREFIX = "slnn."
 
 
@@ -46,21 +50,24 @@ def thin(values: np.ndarray, max_points: int) -> np.ndarray:
     return idx[chosen]
 
 
-# summaries, logged once (step 0) under a prefix: MLflow's chart view draws each prefix in its own
-# section after the unprefixed learning curves, so a run page leads with its curves
-FINAL, BEST, MIN, MAX = "final/", "best/", "min/", "max/"
+# summaries, logged once (step 0) under prefixes that sort after ``curves/``: each is a section of
+# its own after the curves
+FINAL, MIN, MAX = "final/", "min/", "max/"
 # the final epoch's figures (of ``final_epoch``, the last with finite figures)
 FINAL_FIGURES = ("test_error", "test_loss", "val_error", "val_loss", "train_error", "train_loss")
 # the run's totals: ``final/<key>`` <- TrainResult attribute
 FINAL_TOTALS = {"epoch": "final_epoch", "epochs_run": "epochs_run", "steps_run": "steps_run",
                 "train_seconds": "train_seconds"}
-MODEL_METRICS = (FINAL, BEST)  # the summaries a logged model carries as its own metrics
-BEST_OF = ("val_loss", "val_error")  # best/<m> (the lowest) and best/<m>_epoch (its first epoch)
+# the summaries a logged model carries as its own metrics: its final figures, and its best
+# validation loss and error with their epochs
+MODEL_METRICS = (FINAL, MIN + "val_")
 
 
 def summary_values(result: TrainResult) -> dict[str, float]:
-    """The run's one-off figures by metric name (``final/...``, ``best/...``, ``min/...``,
-    ``max/...``); nan where there is nothing to say (never trained, no validation split)."""
+    """The run's one-off figures by metric name: ``final/<figure>`` (of ``final_epoch``) and the
+    run's totals, and for each curve its exact ``min/<m>`` (for a loss or an error, the best),
+    the first epoch reaching it ``min/<m>_epoch``, and ``max/<m>``; nan where there is nothing
+    to say (never trained, no validation split)."""
     h = result.history
     epochs = np.asarray(h["epoch"], dtype=int)
     fin = result.final  # the last epoch whose figures are finite (see TrainResult)
@@ -69,16 +76,13 @@ def summary_values(result: TrainResult) -> dict[str, float]:
         out[FINAL + key] = float(getattr(result, attr))
     if result.final_epoch < 0:
         out[FINAL + "epoch"] = np.nan
-    for m in BEST_OF:
-        v = np.asarray(h[m], dtype=float)
-        if np.isfinite(v).any():
-            i = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
-            out[BEST + m], out[BEST + m + "_epoch"] = float(v[i]), float(epochs[i])
     for m in EPOCH_METRICS:
         v = np.asarray(h[m], dtype=float)
-        v = v[np.isfinite(v)]
-        if len(v):
-            out[MIN + m], out[MAX + m] = float(v.min()), float(v.max())
+        finite = np.isfinite(v)
+        if finite.any():
+            i = int(np.nanargmin(np.where(finite, v, np.nan)))  # the first lowest
+            out[MIN + m], out[MIN + m + "_epoch"] = float(v[i]), float(epochs[i])
+            out[MAX + m] = float(v[finite].max())
     return out
 
 
@@ -97,7 +101,7 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int,
                     model_id: str | None = None, dataset=None) -> list:
     """Per-epoch metrics (``step`` = epoch), each thinned to ``max_points`` keeping its extremes,
     plus the summaries (``summary_values``) once at step 0. With ``model_id`` (and ``dataset``,
-    the run's data set), the ``final/`` and ``best/`` ones are also the logged model's metrics."""
+    the run's data set), the ``MODEL_METRICS`` ones are also the logged model's metrics."""
     from mlflow.entities import Metric
 
     h = result.history
@@ -105,7 +109,7 @@ def metric_entities(result: TrainResult, max_points: int, timestamp_ms: int,
     out = []
     for name in EPOCH_METRICS:
         values = np.asarray(h[name], dtype=float)
-        out += [Metric(name, float(values[i]), timestamp_ms, int(epochs[i]))
+        out += [Metric(CURVES + name, float(values[i]), timestamp_ms, int(epochs[i]))
                 for i in thin(values, max_points)]
     link = {}
     if model_id:
