@@ -55,7 +55,8 @@ def test_a_folder_is_one_grids(tmp_path, capsys):
     assert first != folder.grid_id(["a", "b"], "sqlite:///y.db", "slnn")  # another store
     assert first != folder.grid_id(["a", "b"], "sqlite:///x.db", "other")  # another experiment
     # a password is not part of what the grid is (and is never written: the id is a digest)
-    assert folder.grid_id(["a"], "http://u:one@h:1", "e") == folder.grid_id(["a"], "http://u:two@h:1", "e")
+    assert (folder.grid_id(["a"], "http://u:one@h:1", "e")
+            == folder.grid_id(["a"], "http://u:two@h:1", "e"))
 
     m = tmp_path / "m"
     folder.claim(m, first, "slnn-train -m seed=0,1", 2)
