@@ -569,3 +569,22 @@ def test_the_report_reads_runs_logged_before_and_after_summaries_had_their_prefi
             "chance_error", "n_classes"]
     assert got.loc["old", cols].tolist() == [0.25, 0.5, 30, 300, 1.5, 29, 0.6, 3]
     assert got.loc["new", cols].tolist() == [0.125, 0.375, 40, 400, 2.5, 40, 0.631578947368421, 2]
+
+
+def test_experiments_slnn_makes_or_uses_are_model_training_experiments(compose, store):
+    """MLflow's experiment kind: the UI opens such an experiment on its runs (model training),
+    not in its GenAI mode. An experiment made before slnn marked them gets the tag when used;
+    one a user marked otherwise keeps its kind."""
+    from slnn.tracking.store import EXPERIMENT_KIND, ensure_experiment
+
+    _run(compose, store, "data=iris_petal", "train.epochs=1", experiment="kind")
+    kind = store.client.get_experiment_by_name("kind").tags
+    assert EXPERIMENT_KIND == ("mlflow.experimentKind", "custom_model_development")
+    assert kind["mlflow.experimentKind"] == "custom_model_development"
+    older = store.client.create_experiment("older")
+    mine = store.client.create_experiment("mine", tags={"mlflow.experimentKind": "finetuning"})
+    assert ensure_experiment(store.client, "older") == older
+    assert ensure_experiment(store.client, "mine") == mine
+    assert store.client.get_experiment(older).tags["mlflow.experimentKind"] == \
+        "custom_model_development"
+    assert store.client.get_experiment(mine).tags["mlflow.experimentKind"] == "finetuning"
