@@ -288,7 +288,7 @@ def run_compare(args, rule: CheckedRule, overrides: list[str], out=None) -> int:
 def _headline(report_md: Path) -> str:
     """The report's headline: the paragraph after its title."""
     paras = report_md.read_text().split("\n\n")
-    return paras[1].strip() if len(paras) > 1 else ""
+    return paras[1].strip().strip("*") if len(paras) > 1 else ""  # the bold answer
 
 
 def main(argv=None) -> int:

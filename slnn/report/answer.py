@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import RAN, Outcome
-from slnn.report.inference import ALPHA, clopper_pearson, holm, rate_interval
+from slnn.report.inference import ALPHA, clopper_pearson, holm, rate_interval, smallest_p
 from slnn.report.inference import paired_tests
 from slnn.report.selection import SeedSplit, choose_best, crossfit, failure_scored, seed_split
 
@@ -208,10 +208,11 @@ def _compose(t: pd.DataFrame, reference: str, others: list[str], variant: str) -
             continue
         kinds[(r.data, r.update)] = ("tie" if r.n_pairs and not r.n_nonzero else
                                      "none" if not np.isfinite(r.p_holm) else
+                                     "few" if smallest_p(r.n_nonzero) > ALPHA else
                                      "same" if not r.significant else
                                      "lower" if r.diff < 0 else "higher")
     by = {k: [key for key, v in kinds.items() if v == k]
-          for k in ("lower", "higher", "same", "tie", "none")}
+          for k in ("lower", "higher", "same", "few", "tie", "none")}
     row = t.set_index(["data", "update"])
 
     def p_of(keys):
@@ -234,6 +235,10 @@ def _compose(t: pd.DataFrame, reference: str, others: list[str], variant: str) -
         if by["same"]:
             lines.append(f"No significant difference between them on "
                          f"{_list([d for d, _ in by['same']])}.")
+        if by["few"]:
+            n = min(int(row.loc[k, "n_nonzero"]) for k in by["few"])
+            lines.append(f"Too few seeds to tell them apart on {_list([d for d, _ in by['few']])}"
+                         f" ({n} seeds differ: p cannot go below {smallest_p(n):.2g}).")
         if by["tie"]:
             lines.append(f"Every seed ends with the same test error for both on "
                          f"{_list([d for d, _ in by['tie']])}.")
@@ -245,6 +250,7 @@ def _compose(t: pd.DataFrame, reference: str, others: list[str], variant: str) -
             bits = []
             for kind, words in (("lower", "ends lower than"), ("same", "does not differ "
                                 "significantly from"), ("higher", "ends higher than"),
+                                ("few", "has too few differing seeds to be told from"),
                                 ("tie", "ties with"), ("none", "has no test against")):
                 rules = [r for d, r in by[kind] if d == data]
                 if not rules:
