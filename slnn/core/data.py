@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
-import pandas as pd
 
 from slnn.core.errors import ConfigError, DataError
 from slnn.core.errors import check_choice as _choice  # one line, with the nearest choice
@@ -213,6 +212,9 @@ def load_csv(*, path: str | None = None, target: str | None = None) -> RawData:
     labels are numbers). Every malformed input raises a one-line DataError naming the file, the
     line (header = line 1) or column, and the fix.
     """
+    import pandas as pd  # here, not at the top: the built-in data sets and every command's
+    # start need no pandas (about 1 s of a command's import)
+
     _check_regular_file(path)
     try:
         # strings throughout so bad values can be quoted back as written; blank lines kept
