@@ -275,18 +275,16 @@ def log_model(client, experiment_id: str, run_id: str, W: np.ndarray, activation
     return lm.model_id
 
 
-def link_metrics(client, run_id: str, model_id: str, data) -> None:
+def link_metrics(client, run_id: str, model_id: str, data, prefixes: tuple[str, ...]) -> None:
     """Give a model logged after its run ended (a sweep's best) the run's summary metrics: each
     is logged again with the model's id and data set, at its own step and time, so the run's
     history gains no point (MLflow skips a metric it already has) and the model gains it."""
     from mlflow.entities import Metric
 
-    from slnn.tracking.recorder import MODEL_METRICS
-
     run = client.get_run(run_id)
     out = []
     for key in run.data.metrics:
-        if key.startswith(MODEL_METRICS):
+        if key.startswith(prefixes):  # recorder.MODEL_METRICS, passed in: no import back up
             out += [Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id,
                            dataset_name=data.name, dataset_digest=data.digest)
                     for m in client.get_metric_history(run_id, key)]

@@ -105,6 +105,7 @@ def ensure_logged_model(client, run, model_tags: dict[str, str] | None = None) -
 
     from slnn.core.data import DataSpec, load_dataset
     from slnn.tracking.model import can_log, link_metrics, log_model, model_name
+    from slnn.tracking.recorder import MODEL_METRICS
 
     tags = run.data.tags
     activation = tags.get("slnn.activation", "")
@@ -124,7 +125,7 @@ def ensure_logged_model(client, run, model_tags: dict[str, str] | None = None) -
                                              data.name),
                              params=run.data.params, tags=model_tags or {},
                              step=int(final_epoch) if math.isfinite(final_epoch) else 0)
-        link_metrics(client, run.info.run_id, model_id, data)
+        link_metrics(client, run.info.run_id, model_id, data, MODEL_METRICS)
     client.set_tag(run.info.run_id, "slnn.model_id", model_id)
     return model_id
 
