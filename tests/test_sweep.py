@@ -588,7 +588,7 @@ def assert_finished_runs_are_intact(uri: str) -> None:
             outcome = run.data.tags.get("slnn.outcome")
             assert outcome in EXPECTED_OUTCOMES, (run.info.run_name, outcome)
             assert has_final_weights(client, run) or outcome == "shape_mismatch", run.info.run_name
-            assert {"val_loss", "test_error"} <= set(run.data.metrics), run.info.run_name
+            assert {"curves/val_loss", "final/test_error"} <= set(run.data.metrics), run.info.run_name
 
 
 @pytest.mark.slow
@@ -866,15 +866,15 @@ def test_a_parallel_sweep_records_into_a_tracking_server(mlflow_server, tmp_path
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.data.tags["slnn.outcome"] in FINISHED_OUTCOMES  # eta 0.1 for 3 epochs
-        assert {"train_loss", "val_loss", "final/test_error", "final/epochs_run"} <= set(
-            run.data.metrics)
+        assert {"curves/train_loss", "curves/val_loss", "final/test_error",
+                "final/epochs_run"} <= set(run.data.metrics)
         assert run.data.metrics["final/epochs_run"] == 3
         local = client.download_artifacts(run.info.run_id, "weights/final.npy", str(tmp_path))
         W = np.load(local, allow_pickle=False)
         assert W.shape == (2 + 1, 3)  # (petal length, width, bias) x 3 species
         assert W.dtype == np.float64 and np.isfinite(W).all()
         # the last weight_norm logged is the norm of these very weights
-        norms = client.get_metric_history(run.info.run_id, "weight_norm")
+        norms = client.get_metric_history(run.info.run_id, "curves/weight_norm")
         last = max(norms, key=lambda m: m.step)
         assert last.step == 3
         assert np.isclose(np.linalg.norm(W), last.value, rtol=1e-9)
