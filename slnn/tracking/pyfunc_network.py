@@ -4,7 +4,7 @@ pandas and mlflow are installed. The weights are a ``.npy`` artifact loaded with
 ``allow_pickle=False``; the activation's name, the preprocessing and the names of features and
 classes are a small JSON artifact.
 
-    model = mlflow.pyfunc.load_model("models:/<model_id>")      # or runs:/<run_id>/model
+    model = mlflow.pyfunc.load_model("models:/<model_id>")      # or runs:/<run_id>/<model name>
     model.predict(frame)   # frame: one column per feature, raw units
     # -> p_<class> per class (outputs clipped at 0 and normalized), and `predicted` (class name)
 """
