@@ -472,8 +472,8 @@ def test_a_rule_worse_than_chance_is_said_to_be_above_chance_level():
     assert (k["test_error_lo"] > k["chance_error"]).all()  # what the words rest on
     line = [v for v in a.verdict if "cells `kronecker`" in v][0]
     assert "(0 of them near chance level, 4 above it)" in line
-    assert "below the chance level (the training split's majority class, 0.660) in 0 and above " \
-           "it in 4" in line
+    assert "below the chance level (the training split's majority class, 0.660 on iris_petal) in 0 " \
+           "and above it in 4" in line
 
 
 @pytest.mark.parametrize("data_seed, says", [

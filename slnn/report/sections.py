@@ -22,8 +22,14 @@ def _ci(lo: float, hi: float, digits: int = 3) -> str:
 
 
 def _ci_or_why(lo: float, hi: float, n: int, digits: int = 3) -> str:
-    """An interval, or why there is none: too few values, or all of them equal."""
+    """An interval, or why there is none: too few values, or all of them equal. An end that
+    excludes 0 but rounds to it is shown open, "(0, 0.039]", so that it reads as excluding 0
+    (a Hodges-Lehmann interval excludes 0 exactly when its test's p < 0.05)."""
     if np.isfinite(lo) and np.isfinite(hi):
+        if 0 < lo and round(lo, digits) == 0:
+            return f"(0, {hi:.{digits}f}]"
+        if hi < 0 and round(hi, digits) == 0:
+            return f"[{lo:.{digits}f}, 0)"
         return _ci(lo, hi, digits)
     return f"n/a ({n} seed{'s' * (n != 1)})" if n < MIN_INTERVAL else f"n/a (all {n} equal)"
 

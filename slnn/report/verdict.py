@@ -1,5 +1,5 @@
-"""The report's words, written from its numbers: the headline, the verdict, and per cell whether
-a rule learns.
+"""The report's words, written from its numbers: the verdict per data set, and per cell whether
+a rule learns (the answer's own words are ``slnn.report.answer``'s).
 
 Nothing here names a rule: whatever rules the sweep ran are compared. Every claim is as strong as
 its test and no stronger: "significantly" only where Holm's adjusted p (over every test of the
@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import RAN, Outcome
-from slnn.report.compare import REFERENCE, best_comparison
-from slnn.report.inference import ALPHA, TEST_NAME, no_interval, smallest_p
-from slnn.report.stats import chance_by_data, outcome_order
+from slnn.report.inference import ALPHA, no_interval, smallest_p
+from slnn.report.stats import chance_by_data
 
 TIE = 1e-12
 NEAR = 0.05  # with no interval: "near chance" means within this of the chance level
@@ -154,20 +153,22 @@ def head_to_head_counts(tests: pd.DataFrame, data: str, ra: str, rb: str) -> dic
 
 
 def _best_line(tests, summary, data, ra, rb) -> str:
-    best = summary[(summary["data"] == data) & summary["best"].astype(bool)].set_index("update")
-    if ra not in best.index or rb not in best.index:
+    """The best-vs-best test of the answer, in words: each rule at its cross-fitted best cell
+    (the cells the test row names), the mean test errors it paired (a diverged run scoring 1),
+    the Hodges-Lehmann difference and its test."""
+    t = tests[(tests["family"] == "best_vs_best") & (tests["data"] == data)
+              & (((tests["update_a"] == ra) & (tests["update_b"] == rb))
+                 | ((tests["update_a"] == rb) & (tests["update_b"] == ra)))]
+    if t.empty:
         return ""
-    ca, cb = best.loc[ra], best.loc[rb]
-    t = best_comparison(tests, summary, data, ra, rb)
-    text = (f"on {data}, chosen by validation error, `{ra}`'s best cell ({ca['activation']}, lr "
-            f"{ca['lr']:g}) ends with a test error of {fmt(ca['test_error_mean'])} "
-            f"{interval(ca['test_error_lo'], ca['test_error_hi'], ca['n_seeds'])} and `{rb}`'s "
-            f"({cb['activation']}, lr {cb['lr']:g}) with {fmt(cb['test_error_mean'])} "
-            f"{interval(cb['test_error_lo'], cb['test_error_hi'], cb['n_seeds'])}")
-    if t is None or t["n"] == 0:
-        return text + "; no seed trained in both cells, so they are not compared."
-    d = (f"paired over {int(t['n'])} seeds the difference ({ra} - {rb}, Hodges-Lehmann) is "
-         f"{fmt(t['hl'])} {interval(t['hl_lo'], t['hl_hi'], t['n'])}")
+    t = t.iloc[0]
+    text = (f"on {data}, each rule at its cross-fitted best cell, {t['a']} ends with a mean "
+            f"test error of {fmt(t['mean_a'])} and {t['b']} with {fmt(t['mean_b'])} (a "
+            "diverged run scoring 1)")
+    if t["n"] == 0:
+        return text + "; no seed ran in both, so they are not compared."
+    d = (f"paired over {int(t['n'])} seeds the difference ({t['update_a']} - {t['update_b']}, "
+         f"Hodges-Lehmann) is {fmt(t['hl'])} {interval(t['hl_lo'], t['hl_hi'], t['n'])}")
     if not np.isfinite(t["p"]):
         return f"{text}; {d}: {t['note']}."
     sig = "significant" if t["significant"] else "not significant"
@@ -179,6 +180,10 @@ def interval(lo: float, hi: float, n: int) -> str:
     """``[lo, hi]``, or why a mean over ``n`` seeds has none."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return f"({no_interval(int(n))})"
+    if 0 < lo and fmt(lo) == "0.000":  # open at 0: it excludes 0 (see sections._ci_or_why)
+        return f"(0, {fmt(hi)}]"
+    if hi < 0 and fmt(hi) == "0.000":
+        return f"[{fmt(lo)}, 0)"
     return f"[{fmt(lo)}, {fmt(hi)}]"
 
 
@@ -196,7 +201,7 @@ def _chance_counts(k: pd.Series) -> str:
     return text + (f", {k[ABOVE]} above it" if k.get(ABOVE, 0) else "")
 
 
-def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
+def _learn_line(data: str, rule: str, cells: pd.DataFrame, level: float = np.nan) -> str:
     k = cells["learn_kind"].value_counts()
     n = len(cells)
     if k.get(NONE, 0) == n:
@@ -212,11 +217,11 @@ def _learn_line(data: str, rule: str, cells: pd.DataFrame) -> str:
             + ", ".join(parts))
     if {"test_error_lo", "test_error_hi", "chance_error"} <= set(cells.columns):
         lo, hi = cells["test_error_lo"].astype(float), cells["test_error_hi"].astype(float)
-        ch = cells["chance_error"].astype(float)
+        ch = cells["chance_error"].astype(float)  # each cell's own, over its seeds
         below, above = int((hi < ch).sum()), int((lo > ch).sum())
         worse = k.get(RAISES, 0)
         text += (f"; its 95% interval ends below the chance level (the training split's "
-                 f"majority class, {fmt(float(ch.mean()))}) in {below} and above it in "
+                 f"majority class, {fmt(level)} on {data}) in {below} and above it in "
                  f"{above}; it ends significantly worse than it started in {worse}")
     return text + "."
 
@@ -290,7 +295,9 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
                     lines.append(f"on {data}, `{rule}`'s best cell by validation error is "
                                  f"{b['activation']}, lr {b['lr']:g}: test error "
                                  f"{fmt(b['test_error_mean'])} {ci}.")
-            for line in (_learn_line(data, rule, cells), _divergence_line(data, rule, cells)):
+            level = float(chance["chance_error"].get(data, np.nan))
+            for line in (_learn_line(data, rule, cells, level),
+                         _divergence_line(data, rule, cells)):
                 if line:
                     lines.append(line)
             for kind in (Outcome.FAILED, Outcome.KILLED):
@@ -300,189 +307,5 @@ def verdict(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
     return lines
 
 
-# --- the headline ----------------------------------------------------------------------------
-
 def _cells(n: int) -> str:
     return f"{n} cell" if n == 1 else f"{n} cells"
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _div_note(cell: pd.Series) -> str:
-    """' (1 of 6 runs in it diverged)' for a best cell that partly diverged, else ''."""
-    n = int(cell.get("n_diverged", 0) or 0)
-    return f" ({n} of {int(cell['n_ran'])} runs in it diverged)" if n else ""
-
-
-def _every_pair(tests: pd.DataFrame, s: pd.DataFrame, datas: list[str],
-                pairs: list[tuple[str, str]], chance: pd.Series) -> list[str]:
-    """A study of three or more rules without ``input``, every pair tested: one sentence on the
-    cells of every pair, one on every rule's best cell."""
-    bits = []
-    for ra, rb in dict.fromkeys(tuple(sorted(p)) for p in pairs):  # a pair once, in one order
-        cells = a_sig = b_sig = 0
-        for data in datas:  # each data set's own order of the pair (its own rules, sorted)
-            here = _pairs(tests, data)
-            if (ra, rb) in here:
-                c = head_to_head_counts(tests, data, ra, rb)
-                cells, a_sig, b_sig = cells + c["cells"], a_sig + c["a_sig"], b_sig + c["b_sig"]
-            elif (rb, ra) in here:
-                c = head_to_head_counts(tests, data, rb, ra)
-                cells, a_sig, b_sig = cells + c["cells"], a_sig + c["b_sig"], b_sig + c["a_sig"]
-        if not cells:
-            continue
-        bits.append(f"`{ra}` against `{rb}` in none of {_cells(cells)}" if not a_sig + b_sig
-                    else f"`{ra}` against `{rb}` in {a_sig + b_sig} of {_cells(cells)} (`{ra}` "
-                    f"lower in {a_sig}, `{rb}` lower in {b_sig})")
-    out = []
-    if bits:
-        out.append("Paired by seed in the same (activation, lr) cell, the mean test error differs "
-                   f"with Holm p < {ALPHA:g} for {_join(bits)}.")
-    bests = []
-    for data in datas:
-        b = s[(s["data"] == data) & s["best"].astype(bool)].set_index("update")
-        if len(b):
-            each = _join([f"{fmt(b.loc[r, 'test_error_mean'])} for `{r}`{_div_note(b.loc[r])}"
-                          for r in sorted(b.index)])
-            bests.append(f"{each} on {data} (chance level {fmt(chance.get(data, np.nan))})")
-    if bests:
-        out.append("Each rule's best cell, chosen by validation error, reaches a test error of "
-                   + "; ".join(bests) + "; the verdict tests the best cells of each pair above.")
-    return out
-
-
-def _against_reference(tests: pd.DataFrame, summary: pd.DataFrame, datas: list[str],
-                       rules: list[str], chance: pd.Series) -> list[str]:
-    """A study of several rules, each tested against ``input`` only: one sentence per data set
-    on the paired cell tests, one on the best cells."""
-    out = []
-    for data in datas:
-        bits = []
-        for rule in rules:
-            c = head_to_head_counts(tests, data, REFERENCE, rule)
-            if c["cells"]:
-                # a_sig: the reference significantly lower, so the rule's error higher
-                n = c["a_sig"] + c["b_sig"]
-                bits.append(f"`{rule}` in none of {_cells(c['cells'])}" if not n else
-                            f"`{rule}` in {n} of {_cells(c['cells'])} (higher in {c['a_sig']}, "
-                            f"lower in {c['b_sig']})")
-        if bits:
-            out.append(f"On {data}, against `{REFERENCE}` (the gradient) in the same "
-                       f"(activation, lr) cell, paired by seed, the mean test error differs "
-                       f"with Holm p < {ALPHA:g} for {_join(bits)}.")
-        best = summary[(summary["data"] == data) & summary["best"].astype(bool)].set_index("update")
-        if REFERENCE not in best.index:
-            continue
-        vs = []
-        for rule in rules:
-            if rule not in best.index:
-                continue
-            t = best_comparison(tests, summary, data, REFERENCE, rule)
-            if t is None or not np.isfinite(t["p"]):
-                how = "no test"
-            elif t["significant"]:
-                how = "significantly " + ("higher" if t["diff"] < 0 else "lower")
-            else:
-                how = "not significantly different"
-            vs.append(f"`{rule}` {fmt(best.loc[rule, 'test_error_mean'])} ({how})"
-                      f"{_div_note(best.loc[rule])}")
-        if vs:
-            out.append(f"Best cells by validation error on {data} (chance level "
-                       f"{fmt(chance.get(data, np.nan))}): `{REFERENCE}` reaches a test error of "
-                       f"{fmt(best.loc[REFERENCE, 'test_error_mean'])}"
-                       f"{_div_note(best.loc[REFERENCE])}; {_join(vs)}.")
-    return out
-
-
-def headline(runs: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame,
-             learn: pd.DataFrame) -> list[str]:
-    """3 to 5 sentences that open the report, every number from the tables."""
-    done = runs[runs["outcome"] != Outcome.RUNNING]
-    if done.empty:
-        return ["No run of this sweep has ended yet."]
-    s = summary.join(learn)
-    chance = chance_by_data(done)["chance_error"]
-    datas = sorted(done["data"].unique())
-    n_tests = int(np.isfinite(tests["p"]).sum()) if len(tests) else 0
-    ended = done["outcome"].value_counts()
-    ended = ", ".join(f"{ended[o]} {o}" for o in outcome_order(ended.index))
-    out = [f"This sweep has {len(done)} ended runs ({ended}) of {done['update'].nunique()} "
-           f"update rule(s) on {_join(datas)}; every comparison below pairs runs by seed (same "
-           f"split, same initial weights) and is a {TEST_NAME.split(' (')[0]} corrected with "
-           f"Holm's method over all {n_tests} tests of this report."]
-    pairs = list(dict.fromkeys(p for data in datas for p in _pairs(tests, data)))
-    if len(pairs) > 1 and all(ra == REFERENCE for ra, _ in pairs):
-        out += _against_reference(tests, summary, datas, [rb for _, rb in pairs], chance)
-    elif len(pairs) > 1:
-        out += _every_pair(tests, s, datas, pairs, chance)
-    elif pairs:
-        ra, rb = pairs[0]
-        per = [(data, head_to_head_counts(tests, data, ra, rb)) for data in datas
-               if (ra, rb) in _pairs(tests, data)]
-        per = [(data, c) for data, c in per if c["cells"]]
-        if per:
-            low = _join([f"{c['a_lower']} of the {_cells(c['cells'])} on {data} where both "
-                         "trained" for data, c in per])
-            sig = _join([str(c["a_sig"]) for _, c in per])
-            other = sum(c["b_sig"] for _, c in per)
-            out.append(f"`{ra}` ends with a lower mean test error than `{rb}` in {low}; the "
-                       f"difference has Holm p < {ALPHA:g} in {sig} of them, and `{rb}` is "
-                       + (f"significantly lower in {other} cell{'s' * (other != 1)}."
-                          if other else f"lower with Holm p < {ALPHA:g} in none."))
-        bests = []
-        for data in datas:
-            b = s[(s["data"] == data) & s["best"].astype(bool)].set_index("update")
-            if ra in b.index and rb in b.index:
-                t = best_comparison(tests, summary, data, ra, rb)
-                if t is None or not np.isfinite(t["p"]):
-                    sig = "no test"
-                else:
-                    sig = "significant" if t["significant"] else "not significant"
-                paired = ""
-                if t is not None and t["n"] and (t["n"] < b.loc[ra, "n_seeds"]
-                                                 or t["n"] < b.loc[rb, "n_seeds"]):
-                    paired = (f"; over the {int(t['n'])} seeds both trained, "
-                              f"{fmt(t['mean_a'])} against {fmt(t['mean_b'])}")
-                bests.append(f"{fmt(b.loc[ra, 'test_error_mean'])} for `{ra}`"
-                             f"{_div_note(b.loc[ra])} against "
-                             f"{fmt(b.loc[rb, 'test_error_mean'])} for `{rb}`"
-                             f"{_div_note(b.loc[rb])} on {data} "
-                             f"(chance level {fmt(chance.get(data, np.nan))}; {sig}{paired})")
-        if bests:
-            out.append("Each rule's best cell, chosen by validation error, reaches a test error "
-                       f"of {_join(bests)}.")
-    learn_bits = []
-    for rule in sorted(done["update"].unique()):
-        mine = s[(s["update"] == rule) & (s["learn_kind"] != NONE)]
-        cells = mine[mine["learn_kind"] != DIVERGED]
-        n_gone = len(mine) - len(cells)
-        gone = f"; every run that ran diverged in {n_gone} more" if n_gone else ""
-        if len(cells):
-            k = cells["learn_kind"].value_counts()
-            above = f", {k[ABOVE]} end above it" if k.get(ABOVE, 0) else ""
-            learn_bits.append(f"of the {_cells(len(cells))} where `{rule}` trained, it "
-                              f"{_sig(k.get(LOWERS, 0), 'lowers the test error')} "
-                              f"({k.get(CHANCE, 0)} stay near chance level{above}{gone})")
-        elif n_gone:
-            learn_bits.append(f"`{rule}` trained in none of its cells: every run that ran "
-                              f"diverged in {_cells(n_gone)}")
-    if learn_bits:
-        text = _join(learn_bits)
-        out.append(text[0].upper() + text[1:] + ".")
-    tail = []
-    for data in datas:
-        for rule in sorted(done["update"].unique()):
-            r = done[(done["data"] == data) & (done["update"] == rule)]
-            if len(r) and (r["outcome"] == Outcome.SHAPE_MISMATCH).all():
-                tail.append(f"`{rule}` could not run on {data} ({len(r)} of {len(r)} runs "
-                            f"shape_mismatch)")
-    for rule in sorted(done["update"].unique()):
-        r = done[(done["update"] == rule) & done["outcome"].isin(RAN)]
-        if len(r):
-            tail.append(f"`{rule}` diverged in {int((r['outcome'] == Outcome.DIVERGED).sum())} "
-                        f"of {len(r)} runs that ran")
-    if tail:
-        out.append(_join(tail) + ".")
-    return out[:5]
