@@ -244,6 +244,11 @@ def hodges_lehmann(d, bounds=DIFF_BOUNDS, alpha: float = ALPHA) -> tuple[float, 
     n = len(d)
     if n == 0:
         return np.nan, np.nan, np.nan
+    unit = _common_unit(d)
+    if unit is not None and unit != 1.0:  # error rates are k / n_test: shift in whole units
+        hl, lo, hi = hodges_lehmann(np.round(d / unit), (bounds[0] / unit, bounds[1] / unit),
+                                    alpha)
+        return float(hl * unit), _rescale(lo, unit), _rescale(hi, unit)
     i, j = np.triu_indices(n)
     walsh2 = differences(d[i] + d[j])  # twice the Walsh averages
     hl = float(np.median(walsh2) / 2)
@@ -289,6 +294,31 @@ def hodges_lehmann(d, bounds=DIFF_BOUNDS, alpha: float = ALPHA) -> tuple[float, 
             hi = np.nextafter(0.0, -1.0)
     lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return hl, float(lo), float(hi)
+
+
+def _rescale(v: float, unit: float) -> float:
+    """An interval end found in whole units, in the differences' own: a closed end (a Walsh
+    average, a multiple of 1/2) is multiplied; an open one (the next float past one) stays
+    open, the next float past the multiplied average."""
+    if not np.isfinite(v):
+        return float(v)
+    w = np.round(v * 2) / 2
+    if v == w or abs(v - w) > 1e-9 * max(1.0, abs(w)):  # closed, or a bound
+        return float(v * unit)
+    return float(np.nextafter(w * unit, np.inf if v > w else -np.inf))
+
+
+def _common_unit(d: np.ndarray, largest: int = 10_000) -> float | None:
+    """1 / N for the smallest N <= ``largest`` that makes every difference a whole number of
+    1 / N (error rates are k / n_test, their differences too), else None. Shifting by Walsh
+    averages is then exact integer arithmetic, where in floats 12-decimal rounding could miss
+    a tie or a zero one step from an interval's end."""
+    nz = np.abs(d[d != 0])
+    if len(nz) == 0:
+        return None
+    ns = np.arange(1, largest + 1, dtype=float)[:, None]
+    whole = np.all(np.abs(nz * ns - np.round(nz * ns)) < 1e-7, axis=1)  # one pass: about 1 ms
+    return 1.0 / float(ns[np.argmax(whole), 0]) if whole.any() else None
 
 
 def smallest_p(n_nonzero: int) -> float:
