@@ -19,6 +19,20 @@ FONT = 10
 WIDTH = 10.0  # inches: 1000 px at DPI
 
 
+def panels(n: int, row_height: float, **kw):
+    """A figure ``WIDTH`` wide of ``n`` panels, at most 3 a row, each row ``row_height`` (plus
+    ``extra`` inches) tall; the grid's unused panels are hidden. Returns (fig, axes)."""
+    extra = kw.pop("extra", 0.0)
+    ncol = min(3, n)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, squeeze=False,
+                             figsize=(WIDTH, row_height * nrow + extra),
+                             **kw)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def reference_levels(runs: pd.DataFrame) -> pd.DataFrame:
     """Per data set: ``chance`` (the test error of answering the training split's majority
     class, mean over seeds; each seed's runs share one split) and ``uniform`` (1 - 1/k)."""
@@ -45,12 +59,7 @@ def answer_figure(answer, runs: pd.DataFrame, pal: dict, out: Path) -> list[Fig]
     levels = reference_levels(runs)
     datas = sorted(t["data"].unique())
     rules = sorted(t["update"].unique())
-    ncol = min(3, len(datas))
-    nrow = int(np.ceil(len(datas) / ncol))
-    h = max(2.3, 0.34 * len(rules) + 1.3)
-    fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(WIDTH, h * nrow))
-    for ax in axes.flat[len(datas):]:
-        ax.set_visible(False)
+    fig, axes = panels(len(datas), max(2.3, 0.34 * len(rules) + 1.3))
     for ax, data in zip(axes.flat, datas):
         d = t[t["data"] == data].set_index("update")
         labels = []
@@ -110,19 +119,17 @@ def km_figure(answer, pal: dict, out: Path) -> list[Fig]:
     if km is None or km.empty:
         return [Fig(key, title, cap, note="no run has a history of its validation error.")]
     datas = sorted(km["data"].unique())
-    ncol = min(3, len(datas))
-    nrow = int(np.ceil(len(datas) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(WIDTH, 3.4 * nrow))
-    for ax in axes.flat[len(datas):]:
-        ax.set_visible(False)
+    fig, axes = panels(len(datas), 3.4)
     styles = ["-", "--", "-.", ":"]
     for ax, data in zip(axes.flat, datas):
         d = km[km["data"] == data]
         for i, (rule, g) in enumerate(d.groupby("update", sort=True)):
             g = g.sort_values("epoch")
             c = pal.get(rule, "0.3")
+            never = bool((g["surv"] >= 1).all())  # flat at 1: overplotted, so the label says it
             ax.step(g["epoch"], g["surv"], where="post", color=c, lw=1.8,
-                    ls=styles[i % len(styles)], label=rule)
+                    ls=styles[i % len(styles)], label=f"{rule} (none reached it)" if never
+                    else rule)
             if "lo" in g and "hi" in g:
                 ax.fill_between(g["epoch"], g["lo"], g["hi"], step="post", color=c, alpha=0.15)
         ev = answer.events
@@ -175,22 +182,23 @@ def best_lr_curves(sweep, pal: dict, out: Path) -> list[Fig]:
             if sub.empty:
                 figs.append(Fig(key, title, cap, note=f"no {metric} curve on {data}."))
                 continue
+            many = sub["update"].nunique() > 4  # too many for a legend inside each panel
+            if many:
+                cap += (" With this many rules the panels share one legend; each rule's "
+                        "learning rate per activation is the one with its lowest mean "
+                        "validation error there (a diverged run scoring 1).")
             for chunk in range(0, len(acts), 6):
                 part = acts[chunk:chunk + 6]
-                ncol = min(3, len(part))
-                nrow = int(np.ceil(len(part) / ncol))
-                fig, axes = plt.subplots(nrow, ncol, squeeze=False, sharex=True,
-                                         figsize=(WIDTH, 2.9 * nrow + 0.5))
-                for ax in axes.flat[len(part):]:
-                    ax.set_visible(False)
+                fig, axes = panels(len(part), 2.9, extra=0.5, sharex=True)
                 styles = ["-", "--", "-.", ":"]
+                order = sorted(sub["update"].unique())  # a rule's style is the same everywhere
                 for ax, act in zip(axes.flat, part):
                     d = sub[sub["activation"] == act]
-                    for i, (rule, g) in enumerate(d.groupby("update", sort=True)):
+                    for rule, g in d.groupby("update", sort=True):
                         g = g.sort_values("epoch")
                         c = pal.get(rule, "0.3")
                         ax.plot(g["epoch"], g["mean"], color=c, lw=1.7,
-                                ls=styles[i % len(styles)],
+                                ls=styles[order.index(rule) % len(styles)],
                                 label=f"{rule} (lr {g['lr'].iloc[0]:g})")
                         ax.fill_between(g["epoch"], g["lo"], g["hi"], color=c, alpha=0.15, lw=0)
                     if d.empty:
@@ -205,16 +213,35 @@ def best_lr_curves(sweep, pal: dict, out: Path) -> list[Fig]:
                     ax.set_title(act, fontsize=FONT + 1, loc="left")
                     ax.tick_params(labelsize=FONT)
                     ax.grid(alpha=0.3)
-                    if len(d):
+                    if len(d) and not many:
                         ax.legend(fontsize=FONT - 1, loc="best")
                 for ax in axes[-1, :]:
                     ax.set_xlabel("epoch", fontsize=FONT)
                 for ax in axes[:, 0]:
                     ax.set_ylabel(LABELS[metric].split(" (")[0], fontsize=FONT)
+                if many:  # one legend of the rules, in the grid's spare panel or below it
+                    _shared_legend(fig, axes, len(part), sub, pal, styles)
                 fig.tight_layout()
                 k = key if chunk == 0 else f"{key}_{chunk // 6 + 1}"
                 figs.append(Fig(k, title, cap, _save(fig, out / f"{k}.png")))
     return figs
+
+
+def _shared_legend(fig, axes, used: int, sub: pd.DataFrame, pal: dict, styles: list) -> None:
+    """A legend of every rule of ``sub`` (colour and line style as drawn), in the first unused
+    panel of ``axes`` if there is one, else below the figure."""
+    rules = sorted(sub["update"].unique())
+    handles = [plt.Line2D([], [], color=pal.get(r, "0.3"), lw=1.8, ls=styles[i % len(styles)])
+               for i, r in enumerate(rules)]
+    spare = list(axes.flat[used:])
+    if spare:
+        spare[0].set_visible(True)
+        spare[0].axis("off")
+        spare[0].legend(handles, rules, loc="center", fontsize=FONT, title="update rule",
+                        title_fontsize=FONT, frameon=False)
+    else:
+        fig.legend(handles, rules, loc="lower center", ncol=min(4, len(rules)), fontsize=FONT,
+                   bbox_to_anchor=(0.5, -0.02), frameon=False)
 
 
 def best_lr_cosines(sweep, out: Path) -> list[Fig]:
@@ -252,12 +279,7 @@ def best_lr_cosines(sweep, out: Path) -> list[Fig]:
             continue
         for chunk in range(0, len(rules), 6):
             part = rules[chunk:chunk + 6]
-            ncol = min(3, len(part))
-            nrow = int(np.ceil(len(part) / ncol))
-            fig, axes = plt.subplots(nrow, ncol, squeeze=False, sharey=True,
-                                     figsize=(WIDTH, 2.8 * nrow + 0.4))
-            for ax in axes.flat[len(part):]:
-                ax.set_visible(False)
+            fig, axes = panels(len(part), 2.8, extra=0.4, sharey=True)
             for ax, rule in zip(axes.flat, part):
                 d = sub[sub["update"] == rule]
                 for act, g in d.groupby("activation", sort=True):
@@ -299,11 +321,7 @@ def profile_figure(runs: pd.DataFrame, pal: dict, out: Path) -> list[Fig]:
     datas = [d for d in datas if len(profiles[d])]
     if not datas:
         return [Fig(key, title, cap, note="no run ran, so there is no profile.")]
-    ncol = min(3, len(datas))
-    nrow = int(np.ceil(len(datas) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(WIDTH, 3.3 * nrow))
-    for ax in axes.flat[len(datas):]:
-        ax.set_visible(False)
+    fig, axes = panels(len(datas), 3.3)
     styles = ["-", "--", "-.", ":"]
     for ax, data in zip(axes.flat, datas):
         for i, (rule, g) in enumerate(profiles[data].groupby("update", sort=True)):
