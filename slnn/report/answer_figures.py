@@ -174,19 +174,17 @@ def best_lr_curves(sweep, pal: dict, out: Path) -> list[Fig]:
         for metric in metrics:
             key = f"curves_{metric}_{_slug(data)}"
             title = f"{data}: {LABELS[metric]} vs epoch, each rule at its best lr per activation"
-            cap = (f"{LABELS[metric]} on {data}; one panel per activation, each rule at the "
-                   "learning rate with its lowest validation error for that activation (legend: "
-                   f"the lr); {BAND} over the seeds that did not diverge. A run that stopped "
-                   "early keeps its last value.")
             sub = b[(b["data"] == data) & (b["metric"] == metric)].dropna(subset=["mean"])
+            many = sub["update"].nunique() > 4  # too many for a legend inside each panel
+            cap = (f"{LABELS[metric]} on {data}; one panel per activation, each rule at the "
+                   "learning rate with its lowest mean validation error for that activation (a "
+                   "diverged run scoring 1; "
+                   + ("the panels share one legend of the rules" if many else "legend: the lr")
+                   + f"); {BAND} over the seeds that did not diverge. A run that stopped early "
+                   "keeps its last value.")
             if sub.empty:
                 figs.append(Fig(key, title, cap, note=f"no {metric} curve on {data}."))
                 continue
-            many = sub["update"].nunique() > 4  # too many for a legend inside each panel
-            if many:
-                cap += (" With this many rules the panels share one legend; each rule's "
-                        "learning rate per activation is the one with its lowest mean "
-                        "validation error there (a diverged run scoring 1).")
             for chunk in range(0, len(acts), 6):
                 part = acts[chunk:chunk + 6]
                 fig, axes = panels(len(part), 2.9, extra=0.5, sharex=True)
