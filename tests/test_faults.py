@@ -425,11 +425,26 @@ def test_two_identical_sweeps_at_once_train_every_cell_once(store, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     args = ["-m", "+experiment=guide_reproduction", "optim.lr=0.1", "seed=range(3)", "train.epochs=40",
             f"tracking.uri={store}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST]
-    first = subprocess.Popen([str(SLNN_TRAIN), *args, f"hydra.sweep.dir={tmp_path}/a"], cwd=tmp_path,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    second = run([SLNN_TRAIN, *args, f"hydra.sweep.dir={tmp_path}/b"], tmp_path, timeout=900)
-    out, err = first.communicate(timeout=900)
+    first_out = tmp_path / "first.out"
+    with open(first_out, "w") as fh:
+        first = subprocess.Popen([str(SLNN_TRAIN), *args, f"hydra.sweep.dir={tmp_path}/a"],
+                                 cwd=tmp_path, env=env, stdout=fh, stderr=subprocess.PIPE,
+                                 text=True)
+    # driven by events, not by the first being slow: once a cell of the first has ended (its
+    # launcher then only waits for its workers), the launcher is paused, so it cannot close its
+    # parent run before the second has planned; its workers go on with the cells they take
+    done = tmp_path / "a" / "progress.jsonl"
+    deadline = time.monotonic() + 300
+    while not (done.exists() and done.read_text().count("\n") >= 1):
+        assert first.poll() is None and time.monotonic() < deadline, first_out.read_text()
+        time.sleep(0.01)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = run([SLNN_TRAIN, *args, f"hydra.sweep.dir={tmp_path}/b"], tmp_path, timeout=900)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, err = first.communicate(timeout=900)
+    out = first_out.read_text()
     assert first.returncode == 0, err[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     a, b = START.search(out), START.search(second.stdout)
@@ -565,12 +580,13 @@ def test_a_server_outage_mid_sweep_is_ridden_out(mlflow_server, tmp_path):
                                   "train.epochs=4000", "sweep.report=false", *FAST,
                                   f"hydra.sweep.dir={tmp_path}/m"], cwd=tmp_path, env=env,
                                  stdout=fh, stderr=err, start_new_session=True)
+    done = tmp_path / "m" / "progress.jsonl"  # a line per ended cell, as the workers write it
     try:
         deadline = time.monotonic() + 300
-        while "[1/8]" not in out.read_text():
+        while not (done.exists() and done.read_text().count("\n") >= 1):  # the first cell
             assert sweep.poll() is None and time.monotonic() < deadline, \
                 (tmp_path / "sweep.err").read_text()[-3000:]
-            time.sleep(0.1)
+            time.sleep(0.05)
         stop_process(mlflow_server["proc"])  # the outage
         down = time.monotonic()
         time.sleep(15)

@@ -200,7 +200,10 @@ def test_a_pipe_gets_a_line_at_most_every_10_s_and_5_percent_of_the_cells(tmp_pa
     assert errs[-1].startswith("slnn: more cells failed: each one's error is in its log")
 
 
-def test_a_terminal_gets_one_line_redrawn_with_carriage_returns(tmp_path):
+def test_a_terminal_gets_one_line_redrawn_with_carriage_returns(tmp_path, monkeypatch):
+    # the line is cut to the terminal's width: a wide one here, whatever CI's COLUMNS says (80
+    # cut the last letter); the cut itself is test_a_terminal_line_is_cut_to_its_width
+    monkeypatch.setenv("COLUMNS", "200")
     progress, state, cells, clock = _progress(tmp_path, 10, tty=True)
     for cell in cells:
         clock.t += 0.5
@@ -221,3 +224,15 @@ def test_a_line_with_no_stream_is_dropped_as_print_would(monkeypatch):
 
     monkeypatch.setattr("sys.stdout", None)
     say("nowhere to go")  # no AttributeError
+
+
+def test_a_terminal_line_is_cut_to_its_width(tmp_path, monkeypatch):
+    """A redrawn line longer than the terminal would wrap, and \\r would then redraw only its
+    last row: it is cut one column short of the width."""
+    monkeypatch.setenv("COLUMNS", "40")
+    progress, state, cells, clock = _progress(tmp_path, 10, tty=True)
+    clock.t += 0.5
+    report_progress(state, "c", Outcome.MAX_EPOCHS, 0.5, cell=cells[0])
+    progress.poll()
+    draws = [d for d in progress.stream.getvalue().split("\r") if d]
+    assert draws and all(len(d.replace("\x1b[K", "")) <= 39 for d in draws), draws
