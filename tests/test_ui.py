@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,11 +22,8 @@ import pytest
 
 from servers import VENV_BIN, start_mlflow_server, stop_process
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("SLNN_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent
-                                / "test-artifacts"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+from test_browser import ARTIFACTS, CHROMIUM, FLAGS  # one Chromium setup for both
+
 WAIT_MS = 90_000  # the first page of a cold UI on a busy 2-core machine
 
 pytestmark = [

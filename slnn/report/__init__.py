@@ -83,7 +83,7 @@ def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
 def default_out(study: str, parent_run_id: str) -> Path:
     """``reports/<study>-<first 8 characters of the parent run id>/`` under the current
     directory: a folder of this sweep's own, never a committed report's ``reports/<study>/``."""
-    from slnn.report.figures import _slug
+    from slnn.report.figbase import _slug
 
     return Path("reports") / f"{_slug(study)}-{parent_run_id[:8]}"
 
@@ -119,7 +119,7 @@ def render_from(src: str | Path, out: str | Path | None = None, *,
     target = inputs.facts.get("target_error", 0.1) if target_error is None else target_error
     analysis = analyse(inputs.sweep, identity=inputs.identity, rule_checks=inputs.rule_checks,
                        target_error=target)
-    figs = make_figures(inputs.sweep, analysis.summary, folder, target, answer=analysis.answer)
+    figs = make_figures(inputs.sweep, analysis.summary, folder, analysis.answer)
     t = time.perf_counter()
     files = [folder / f for f in inputs.facts["files"]] + render(inputs.sweep, analysis, figs,
                                                                  folder)

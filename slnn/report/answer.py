@@ -54,11 +54,6 @@ def _per_seed(runs: pd.DataFrame, col: str) -> pd.Series:
     return v.groupby("seed")["_v"].mean()
 
 
-def _cell(runs: pd.DataFrame, data: str, rule: str, act: str, lr: float) -> pd.DataFrame:
-    return runs[(runs["data"] == data) & (runs["update"] == rule) & (runs["activation"] == act)
-                & (runs["lr"] == lr)]
-
-
 def _cells(c: pd.DataFrame) -> str:
     """'tanh, lr 0.1' or, when the two halves chose differently, both."""
     cells = c.drop_duplicates(["activation", "lr"])

@@ -33,6 +33,15 @@ def panels(n: int, row_height: float, **kw):
     return fig, axes
 
 
+def _label(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """A panel's title (top left), axis labels and ticks at the figures' size, a light grid."""
+    ax.set_title(title, fontsize=FONT + 1, loc="left")
+    ax.set_xlabel(xlabel, fontsize=FONT)
+    ax.set_ylabel(ylabel, fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.grid(alpha=0.3)
+
+
 def reference_levels(runs: pd.DataFrame) -> pd.DataFrame:
     """Per data set: ``chance`` (the test error of answering the training split's majority
     class, mean over seeds; each seed's runs share one split) and ``uniform`` (1 - 1/k)."""
@@ -139,11 +148,7 @@ def km_figure(answer, pal: dict, out: Path) -> list[Fig]:
                 ax.plot(g["time"], np.full(len(g), 1.02), "|", color=pal.get(rule, "0.3"),
                         ms=6, clip_on=False)
         ax.set_ylim(0, 1.05)
-        ax.set_title(data, fontsize=FONT + 1, loc="left")
-        ax.set_xlabel("epoch", fontsize=FONT)
-        ax.set_ylabel("share not yet at target", fontsize=FONT)
-        ax.tick_params(labelsize=FONT)
-        ax.grid(alpha=0.3)
+        _label(ax, data, "epoch", "share not yet at target")
         ax.legend(fontsize=FONT - 1)
     fig.tight_layout()
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
@@ -329,11 +334,7 @@ def profile_figure(runs: pd.DataFrame, pal: dict, out: Path) -> list[Fig]:
             ax.fill_between(g["tau"], g["lo"], g["hi"], step="post", color=c, alpha=0.12)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_title(data, fontsize=FONT + 1, loc="left")
-        ax.set_xlabel("tau (test error)", fontsize=FONT)
-        ax.set_ylabel("share of runs <= tau", fontsize=FONT)
-        ax.tick_params(labelsize=FONT)
-        ax.grid(alpha=0.3)
+        _label(ax, data, "tau (test error)", "share of runs <= tau")
         ax.legend(fontsize=FONT - 2, loc="lower right")
     fig.tight_layout()
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]

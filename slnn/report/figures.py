@@ -1,11 +1,10 @@
-"""The report's figures, drawn with seaborn onto the Agg backend and saved as PNG.
+"""The report's figures, drawn with seaborn onto the Agg backend and saved as PNG: the answer's
+and the curves' (``slnn.report.answer_figures``), and here the heatmaps, the outcomes and the
+guide's own plot.
 
 Each figure function returns ``Fig`` records: a drawn figure has a ``path``; one that could not be
 drawn has ``path=None`` and a ``note`` saying why, so the report never shows an empty image as a
-result. Bands are the 95% t-intervals of ``slnn.report.stats`` drawn with ``fill_between`` on a
-grid laid out like seaborn's ``FacetGrid(row="activation", col="lr", hue="update")`` but with fixed
-margins: FacetGrid's repeated tight-layout passes, and seaborn's bootstrap bands, took most of the
-time of a thousand-run report.
+result.
 """
 
 from __future__ import annotations
@@ -21,18 +20,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from slnn.report.facets import band, facet, wrap  # noqa: E402
-from slnn.report.figbase import BAND, DPI, LABELS, Fig, _save, _slug, _suptitle  # noqa: E402,F401
 from slnn.core.outcomes import Outcome  # noqa: E402
+from slnn.report.answer_figures import (answer_figure, best_lr_cosines,  # noqa: E402
+                                        best_lr_curves, km_figure, profile_figure)
+from slnn.report.facets import band  # noqa: E402
+from slnn.report.figbase import BAND, Fig, _save, _slug, _suptitle  # noqa: E402
 from slnn.report.frames import SweepData as Sweep  # noqa: E402
-from slnn.report.stats import bands, epochs_to_target, outcome_order  # noqa: E402
+from slnn.report.stats import bands, outcome_order  # noqa: E402
 from slnn.report.verdict import mismatch_reason  # noqa: E402
 
 OUTCOME_COLOURS = {Outcome.CONVERGED: "#2ca02c", Outcome.EARLY_STOPPED: "#17becf",
                    Outcome.MAX_EPOCHS: "#1f77b4", Outcome.DIVERGED: "#d62728",
                    Outcome.SHAPE_MISMATCH: "#7f7f7f", Outcome.FAILED: "#000000",
                    Outcome.KILLED: "#9467bd", Outcome.UNKNOWN: "#bcbd22", Outcome.RUNNING: "#ff7f0e"}
-# file names this module writes; the report folder is cleared of these before a new report
+# file names a report writes (epochs_to_target.png: older reports'); the report folder is
+# cleared of these before a new report, so that a figure not drawn again does not linger
 PATTERNS = ("curves_*.png", "grad_cosine_*.png", "test_error_heatmap*.png", "outcomes.png",
             "epochs_to_target.png", "guide_plot.png", "answer.png", "time_to_target.png",
             "performance_profile.png")
@@ -58,74 +60,6 @@ def _missing_rules(sweep: Sweep, data: str, present) -> str:
                          else f"{n} {o}")
         out.append(f"{rule}: no curves ({', '.join(parts)})")
     return "; ".join(out)
-
-
-def learning_curves(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
-    """1. Validation loss and error vs epoch per (activation, lr), colour = update rule."""
-    if sweep.done.empty:
-        return [Fig("curves", "learning curves", "", note="no run has ended yet: no curves.")]
-    metrics = ["val_loss", "val_error"]
-    b = bands(sweep, metrics, hold_last=True)
-    dropped = sweep.done[sweep.done["outcome"] == Outcome.DIVERGED]
-    figs = []
-    for data in sorted(sweep.done["data"].unique()):
-        n_div = int((dropped["data"] == data).sum())
-        for metric in metrics:
-            key = f"curves_{metric}_{_slug(data)}"
-            title = f"{data}: {LABELS[metric]} vs epoch"
-            cap = (f"{LABELS[metric]} on {data} vs epoch; facets: activation (rows) x learning "
-                   f"rate (columns); colour: update rule; {BAND}. A run that stopped early "
-                   "(converged, early-stopped) keeps its last value, as its weights no longer "
-                   "change" + (f"; {n_div} diverged run(s) are left out (see the outcomes)."
-                               if n_div else "."))
-            sub = b[(b["data"] == data) & (b["metric"] == metric)].dropna(subset=["mean"])
-            if sub.empty:
-                why = _missing_rules(sweep, data, []) or "no run recorded it"
-                figs.append(Fig(key, title, cap, note=f"no {metric} curve could be drawn on "
-                                f"{data}: no run has a history ({why})."))
-                continue
-            miss = _missing_rules(sweep, data, sub["update"].unique())
-            runs = sweep.done[sweep.done["data"] == data]
-            fig, _ = facet(sub, pal, LABELS[metric],
-                           f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
-                           runs[runs["update"].isin(sub["update"].unique())],
-                           ylim=(-0.02, 1.02) if metric.endswith("error") else None,
-                           yticks=[0, 0.25, 0.5, 0.75, 1] if metric.endswith("error") else None)
-            figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
-    return figs
-
-
-def grad_cosine(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
-    """3. The cosine between each applied step and the true negative gradient, vs epoch."""
-    if sweep.done.empty:
-        return [Fig("grad_cosine", "how far each rule's step is from the descent direction", "",
-                    note="no run has ended yet: no curves.")]
-    b = bands(sweep, ["grad_cosine"], hold_last=False, drop=())
-    figs = []
-    for data in sorted(sweep.done["data"].unique()):
-        key = f"grad_cosine_{_slug(data)}"
-        title = f"{data}: how far each rule's step is from the descent direction"
-        cap = (f"cosine between each update and the true negative gradient on {data}, averaged "
-               "over the updates of an epoch (1: the step is the descent direction; 0: "
-               "orthogonal; below 0: uphill); rows: activation, columns: update rule, colour: "
-               f"learning rate; {BAND} over the runs still training at that epoch.")
-        sub = b[b["data"] == data].dropna(subset=["mean"])
-        if sub.empty:
-            why = _missing_rules(sweep, data, []) or "no run recorded it"
-            figs.append(Fig(key, title, cap, note=f"no grad_cosine curve could be drawn on "
-                            f"{data}: no run has a history ({why})."))
-            continue
-        miss = _missing_rules(sweep, data, sub["update"].unique())
-        lrs = sorted(sub["lr"].unique())
-        lr_pal = dict(zip(lrs, sns.color_palette("viridis", len(lrs))))
-        fig, axes = facet(sub, lr_pal, LABELS["grad_cosine"],
-                          f"{title}\n{BAND}" + (f"\n{miss}" if miss else ""),
-                          sweep.done[sweep.done["data"] == data], ylim=(-1.05, 1.05),
-                          yticks=[-1, -0.5, 0, 0.5, 1], col="update", hue="lr")
-        for ax in axes.flat:
-            ax.axhline(0, color="0.5", lw=0.6, ls=":")
-        figs.append(Fig(key, title, cap, _save(fig, out / f"{key}.png", tight=False), note=miss))
-    return figs
 
 
 def heatmap(sweep: Sweep, summary: pd.DataFrame, out: Path) -> list[Fig]:
@@ -213,55 +147,6 @@ def outcomes(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     return [Fig(key, title, cap, _save(g.figure, out / f"{key}.png"))]
 
 
-def target_epochs(sweep: Sweep, pal: dict, out: Path, target: float) -> list[Fig]:
-    """5. Epochs until the validation error first drops to ``target``, per rule and activation."""
-    key = "epochs_to_target"
-    title = f"epochs until the validation error first reaches {target:g}"
-    cap = (f"the first epoch at which a run's validation error is <= {target:g} (set with "
-           "--target-error), pooled over learning rates and seeds; boxes and points show only "
-           "the runs that got there; the tick labels say how many did, of how many with a "
-           "history, per rule.")
-    e = epochs_to_target(sweep, target)
-    if e.empty:
-        return [Fig(key, title, cap, note="no run has a history, so no epochs can be counted.")]
-    if not e["reached"].any():
-        best = np.nanmin(sweep.history["val_error"].values) if len(sweep.history) else np.nan
-        return [Fig(key, title, cap, note=f"no run reached a validation error of {target:g} "
-                    f"(the lowest any run reached is {best:.3f}); try a larger --target-error.")]
-    datas, rules = sorted(e["data"].unique()), list(pal)
-    fig, axes = plt.subplots(len(datas), 1, squeeze=False,
-                             figsize=(max(6.0, 1.6 * e["activation"].nunique() + 2), 3.2 * len(datas)))
-    for ax, data in zip(axes[:, 0], datas):
-        d = e[e["data"] == data]
-        acts = sorted(d["activation"].unique())
-        hit = d[d["reached"]]
-        here = [r for r in rules if r in set(d["update"])]
-        if hit.empty:
-            ax.text(0.5, 0.5, f"no run on {data} reached {target:g}", ha="center",
-                    transform=ax.transAxes)
-            ax.set_xlim(-0.5, len(acts) - 0.5)
-            ax.set_yticks([])
-        else:
-            sns.boxplot(hit, x="activation", y="epoch", hue="update", order=acts, hue_order=here,
-                        palette=pal, ax=ax, fliersize=0, linewidth=0.8, dodge=True)
-            sns.stripplot(hit, x="activation", y="epoch", hue="update", order=acts,
-                          hue_order=here, palette=pal, ax=ax, dodge=True, size=3, alpha=0.6,
-                          edgecolor="0.2", linewidth=0.3, legend=False)
-            ax.legend(title="update rule", bbox_to_anchor=(1.01, 1), loc="upper left")
-        n = d.groupby(["activation", "update"])["reached"].agg(["sum", "size"])
-        ax.set_xticks(range(len(acts)))
-        ticks = [a + "".join(f"\n{r} {n.loc[(a, r), 'sum']}/{n.loc[(a, r), 'size']}"
-                             for r in here if (a, r) in n.index) for a in acts]
-        ax.set_xticklabels(ticks, fontsize=8)
-        ax.set_title(data, fontsize=10)
-        ax.set_xlabel("")
-        ax.set_ylabel("epoch")
-        ax.grid(axis="y", alpha=0.3)
-    _suptitle(fig, title, y=1.0, va="bottom")
-    fig.tight_layout()
-    return [Fig(key, title, cap, _save(fig, out / f"{key}.png"))]
-
-
 def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     """6. The guide's own plot: regression and classification error on each split vs steps."""
     key, title = "guide_plot", f"the guide's plot: error vs learning time, per update rule ({BAND})"
@@ -319,41 +204,24 @@ def guide_plot(sweep: Sweep, pal: dict, out: Path) -> list[Fig]:
     return [Fig(key, title, cap, _save(fig, out / f"{key}.png"), note=note)]
 
 
-def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, target_error: float, *,
-                 answer=None) -> list[Fig]:
-    """Every figure of the report, in the report's order, saved into ``out``: with ``answer``
-    (``slnn.report.answer.Answer``), its figure first and the time-to-target curves."""
+def make_figures(sweep: Sweep, summary: pd.DataFrame, out: Path, answer) -> list[Fig]:
+    """Every figure of the report, in the report's order, saved into ``out``: the ``answer``'s
+    (``slnn.report.answer.Answer``) first, then the time to target and the curves."""
     out.mkdir(parents=True, exist_ok=True)
     for pattern in PATTERNS:  # a figure that is not redrawn must not linger from an older report
         for old in out.glob(pattern):
             old.unlink()
     pal = palette(sweep.runs)
-    # no axes grid by default: the facet grids draw their own (see _facet), the others ask
+    # no axes grid by default: each figure asks for its own
     style = sns.axes_style("ticks", {"axes.grid": False})
     with style, sns.plotting_context("notebook", font_scale=0.8):
-        figs = []
-        if answer is not None:
-            from slnn.report.answer_figures import answer_figure, km_figure, profile_figure
-
-            figs += answer_figure(answer, sweep.runs, pal, out)
-            figs += km_figure(answer, pal, out)
-            figs += profile_figure(sweep.runs, pal, out)
-        if answer is not None:
-            from slnn.report.answer_figures import best_lr_curves
-
-            figs += best_lr_curves(sweep, pal, out)
-        else:
-            figs += learning_curves(sweep, pal, out)
+        figs = answer_figure(answer, sweep.runs, pal, out)
+        figs += km_figure(answer, pal, out)
+        figs += profile_figure(sweep.runs, pal, out)
+        figs += best_lr_curves(sweep, pal, out)
         figs += heatmap(sweep, summary, out)
-        if answer is not None:
-            from slnn.report.answer_figures import best_lr_cosines
-
-            figs += best_lr_cosines(sweep, out)
-        else:
-            figs += grad_cosine(sweep, pal, out)
+        figs += best_lr_cosines(sweep, out)
         figs += outcomes(sweep, pal, out)
-        if answer is None:
-            figs += target_epochs(sweep, pal, out, target_error)
         if sweep.study == "guide_reproduction":
             figs += guide_plot(sweep, pal, out)
     plt.close("all")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slnn.report.figures import Fig
+from slnn.report.figbase import Fig
 from slnn.report.frames import SweepData as Sweep
 from slnn.report.provenance import (display_uri, rebuild_command, regenerate_command,
                                     rerender_command)

@@ -1,4 +1,4 @@
-"""The numbers behind the report: the summary table, learning-curve bands, epochs to a target.
+"""The numbers behind the report: the summary table, learning-curve bands.
 
 The summary table's intervals respect their bounds: a mean error rate over seeds gets the
 quasi-binomial score interval of ``inference.rate_intervals`` (inside [0, 1], simulated coverage
@@ -197,15 +197,3 @@ def bands(sweep: Sweep, metrics: list[str], *, hold_last: bool,
     res = pd.concat(out, ignore_index=True)
     res["step"] = steps.reindex(pd.MultiIndex.from_frame(res[KEYS + ["epoch"]])).values
     return res
-
-
-def epochs_to_target(sweep: Sweep, target: float, metric: str = "val_error") -> pd.DataFrame:
-    """Per ended run with a history: the first epoch whose ``metric`` is <= ``target`` (nan if
-    never). Returns KEYS + [run_id, seed, outcome, reached, epoch]."""
-    h = sweep.history
-    runs = sweep.runs[sweep.runs["has_history"]]
-    hit = h.loc[h[metric] <= target].groupby("run_id")["epoch"].min()
-    out = runs[["run_id", *KEYS, "seed", "outcome"]].copy()
-    out["epoch"] = out["run_id"].map(hit)
-    out["reached"] = out["epoch"].notna()
-    return out.reset_index(drop=True)

@@ -88,7 +88,8 @@ def summary_values(result: TrainResult) -> dict[str, float]:
 
 def constant_tags(result: TrainResult) -> dict[str, str]:
     """What does not change during a run, as tags (not one-point metric charts): the number of
-    classes and the test split's chance error (exact: ``repr`` of the float)."""
+    classes and the chance error, answering the training split's majority class (exact: ``repr``
+    of the float)."""
     tags = {}
     if result.n_classes:  # 0: not known (a hand-made result)
         tags[TAG_PREFIX + "n_classes"] = str(int(result.n_classes))
