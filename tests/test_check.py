@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slnn.check import checker, cli, gallery
+from slnn.check import checker, gallery
+from slnn.app import check_cli as cli
 from scipy import stats
 
 from slnn.check.checker import (ACTIVATIONS, DEFAULT_SHAPES, LOSSES, check_batch, check_rule, make_batches,
                                 numeric_gradient, shape_fit)
-from slnn.check.cli import main
-from slnn.check.loader import RuleLoadError, digest, load_rule
+from slnn.app.check_cli import main
+from slnn.core.rulefile import RuleLoadError, digest, load_rule
 
 ACT_NAMES = list(ACTIVATIONS)
 
@@ -680,11 +681,11 @@ def test_cli_process_exit_code_and_stderr(tmp_path):
     path = _write(tmp_path, "import numpy as np\ndef my_step(x, net, z, t, delta):\n"
                             "    return x.T @ delta / 0.0\n")
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    bad = subprocess.run([sys.executable, "-m", "slnn.check", f"{path}:my_step"], env=env,
+    bad = subprocess.run([sys.executable, "-m", "slnn.app.check_cli", f"{path}:my_step"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "non-finite" in bad.stderr and "my_step" in bad.stderr
-    good = subprocess.run([sys.executable, "-m", "slnn.check", "--builtin", "no_bias",
+    good = subprocess.run([sys.executable, "-m", "slnn.app.check_cli", "--builtin", "no_bias",
                            "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0 and len(json.loads(good.stdout)) == len(ACT_NAMES)
 
@@ -698,7 +699,7 @@ def test_cli_help_exits_0(capsys):
 
 
 def test_check_imports_numpy_only():
-    code = ("import sys, slnn.check.cli; heavy = {'hydra', 'mlflow', 'numba', 'pandas', 'sklearn'}; "
+    code = ("import sys, slnn.app.check_cli; heavy = {'hydra', 'mlflow', 'numba', 'pandas', 'sklearn'}; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))")
     done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=60)

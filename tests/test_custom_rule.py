@@ -107,7 +107,7 @@ def test_a_custom_rule_has_no_compiled_form(rules_file):
 
 
 def test_an_error_inside_the_rule_mid_training_is_one_line(petal, rules_file):
-    from slnn.check.loader import RuleLoadError
+    from slnn.core.rulefile import RuleLoadError
 
     with pytest.raises(RuleLoadError) as e:
         train(petal, _spec(rule="custom", fn=f"{rules_file}:late_boom"), rng=np.random.default_rng(0))
@@ -453,7 +453,7 @@ def test_compare_refuses_a_broken_rule_before_training(rules_file):
     (["--builtin", "input", "--compare"], "--compare compares a rule with input: pick another rule"),
 ])
 def test_compare_options_are_checked(capsys, argv, message, tmp_path, monkeypatch):
-    from slnn.check.cli import main
+    from slnn.app.check_cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.py").write_text("def f(x, net, z, t, delta):\n    return x.T @ delta\n")

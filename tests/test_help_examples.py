@@ -135,7 +135,7 @@ def test_every_command_in_the_readme_and_the_docs_is_valid(doc, tmp_path, monkey
     from sklearn.datasets import load_iris
 
     from slnn.app.cli import MULTIRUN_FLAGS, precheck
-    from slnn.check.cli import build_parser as check_parser
+    from slnn.app.check_cli import build_parser as check_parser
     from slnn.report.cli import build_parser as report_parser
 
     iris = load_iris(as_frame=True)

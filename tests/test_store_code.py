@@ -46,7 +46,7 @@ def run(cmd: list, cwd: Path, env: dict | None = None, timeout: float = 300):
 # --- in process: loading by digest -----------------------------------------------------------
 
 def test_a_rule_file_runs_only_with_the_expected_digest(tmp_path):
-    from slnn.check.loader import RuleLoadError, load_rule, pinned
+    from slnn.core.rulefile import RuleLoadError, load_rule, pinned
 
     marker = tmp_path / "marker"
     path = tmp_path / "rule.py"

@@ -32,7 +32,7 @@ MULTIRUN_FLAGS = {"-m", "--multirun"}
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from slnn.app.run import quiet_libraries, run_one
-    from slnn.check.loader import RuleLoadError
+    from slnn.core.rulefile import RuleLoadError
     from slnn.tracking.store import TrackingError
 
     quiet_libraries()
@@ -115,7 +115,7 @@ def precheck(overrides: list[str], multirun: bool = False) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.app.keys import GroupChecker, check_keys, searchpath_of
-    from slnn.check.loader import RuleLoadError
+    from slnn.core.rulefile import RuleLoadError
 
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):

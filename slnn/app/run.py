@@ -78,10 +78,10 @@ class Progress:
 
 def check_custom_rule(c: Config, data: Dataset) -> str | None:
     """For ``update=custom``: load the user's file and call the function on random batches of
-    this run's ``W`` shape, activation and batch size (``slnn.check.custom.validate``), before
+    this run's ``W`` shape, activation and batch size (``slnn.core.custom.validate``), before
     any run starts; the file's sha256, or a one-line ``RuleLoadError`` naming the file, the
     function and the problem. None for a built-in rule."""
-    from slnn.check.custom import validate
+    from slnn.core.custom import validate
     from slnn.core.rules import CUSTOM
 
     if c.update.rule != CUSTOM:
@@ -228,7 +228,7 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
         on_open(rec.run_id)
     log.line(f"slnn: {name}: run {rec.run_id} started on {socket.gethostname()}, pid {os.getpid()}")
     try:
-        from slnn.check.loader import pinned
+        from slnn.core.rulefile import pinned
 
         # a user's rule trains from the bytes whose digest the run records, or not at all
         with pinned({c.update.fn.rpartition(":")[0]: tags["slnn.rule_digest"]}

@@ -110,7 +110,7 @@ def register_configs() -> None:
     cs.store(name="slnn_schema", node=Config)
     for name in UPDATE_RULES:
         cs.store(group="update", name=name, node={"rule": name}, provider="slnn")
-    # update=custom update.fn=FILE.py:FUNCTION: the user's own step (slnn.check.custom)
+    # update=custom update.fn=FILE.py:FUNCTION: the user's own step (slnn.core.custom)
     cs.store(group="update", name=CUSTOM, node={"rule": CUSTOM}, provider="slnn")
     for name in DATASETS:
         if not (CONF_DIR / "data" / f"{name}.yaml").exists():
@@ -121,8 +121,8 @@ def absolute_rule_fn(cfg: DictConfig) -> None:
     """``update.fn`` made absolute in ``cfg`` itself, against the folder the command was run from:
     the config hash, the run's params and a sweep's workers (which may run elsewhere) then all
     name the same file."""
-    from slnn.check.custom import absolute_spec
-    from slnn.check.loader import RuleLoadError
+    from slnn.core.custom import absolute_spec
+    from slnn.core.rulefile import RuleLoadError
 
     fn = OmegaConf.select(cfg, "update.fn", default=None)
     if fn:

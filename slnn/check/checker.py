@@ -602,7 +602,7 @@ def check_rule(rule: Callable, *, activations=None, shapes=DEFAULT_SHAPES,
     ``activations``: names from ``ACTIVATIONS`` (default: all). ``shapes``: ``(d, k)`` pairs.
     ``n_batches`` batches per shape, their sizes cycling through ``batch_sizes``. Every
     activation is checked on the same batches, drawn from ``np.random.default_rng(seed)``.
-    Exceptions from ``rule`` propagate (a rule from ``slnn.check.loader`` raises a one-line
+    Exceptions from ``rule`` propagate (a rule from ``slnn.core.rulefile`` raises a one-line
     ``RuleLoadError``).
     """
     names = list(ACTIVATIONS) if activations is None else list(activations)

@@ -21,7 +21,7 @@ the plausible mistakes of ``slnn.check.gallery`` (which takes them from here: on
 each rule), so a study can train them and show which still learn and why.
 
 ``update=custom update.fn=FILE.py:FUNCTION`` trains a user's own ``step`` from a file
-(``custom_rule``): it is loaded by ``slnn.check.loader``, has no compiled form, and so trains on
+(``custom_rule``): it is loaded by ``slnn.core.rulefile``, has no compiled form, and so trains on
 the NumPy path.
 """
 
@@ -201,17 +201,17 @@ def get_rule(name: str) -> UpdateRule:
 
 
 def custom_rule(fn: str) -> UpdateRule:
-    """``update=custom``: the user's ``FILE.py:FUNCTION`` (loaded by ``slnn.check.custom``, once
+    """``update=custom``: the user's ``FILE.py:FUNCTION`` (loaded by ``slnn.core.custom``, once
     per file content) as an ``UpdateRule`` with no compiled form, so it trains on the NumPy path.
 
     Every call gets copies of the arrays (the rule may modify them); a step that is not ``W``'s
     shape, an exception inside the function or a return value that is not an array of numbers
-    stops the run with one line (``slnn.check.loader.RuleLoadError``); non-finite values pass,
+    stops the run with one line (``slnn.core.rulefile.RuleLoadError``); non-finite values pass,
     so a rule whose weights blow up ends as ``diverged``, as a built-in rule does. ``step_shape``
     calls the function on random batches of the shape asked for.
     """
-    from slnn.check.custom import load, probe
-    from slnn.check.loader import CheckedRule, RuleLoadError
+    from slnn.core.custom import load, probe
+    from slnn.core.rulefile import CheckedRule, RuleLoadError
 
     rule = load(fn)
     lenient = CheckedRule(rule.func, rule.label, path=rule.path, digest=rule.digest,

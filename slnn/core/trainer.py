@@ -76,7 +76,7 @@ class ModelSpec:
 @dataclass
 class UpdateSpec:
     """Which update rule trains ``W``: a key of ``slnn.core.rules.UPDATE_RULES``, or ``custom``
-    with ``fn`` naming the user's ``FILE.py:FUNCTION`` (``slnn.check.custom``)."""
+    with ``fn`` naming the user's ``FILE.py:FUNCTION`` (``slnn.core.custom``)."""
 
     rule: str = "input"
     fn: Optional[str] = None

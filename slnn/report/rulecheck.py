@@ -149,7 +149,7 @@ def _rule_function(rule: str, rows: pd.DataFrame, rule_files=None):
         return None, label, (f"no file given with {FLAG} has the sha256 its runs recorded "
                              f"({digest[:12]}...; given: {seen}): not checked; pass {FLAG} "
                              "with the file these runs trained with")
-    from slnn.check.loader import RuleLoadError, load_rule
+    from slnn.core.rulefile import RuleLoadError, load_rule
 
     try:  # load_rule hashes the bytes it executes and refuses others (the file may change now)
         loaded = load_rule(f"{match}:{func}", expect=digest)

@@ -264,7 +264,7 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
     from slnn.app.cli import explain_hydra_error
     from slnn.app.keys import GroupChecker, check_key
     from slnn.app.run import build_dataset, check_custom_rule
-    from slnn.check.loader import RuleLoadError
+    from slnn.core.rulefile import RuleLoadError
     from slnn.core.errors import ConfigError, DataError
     from slnn.core.rules import CUSTOM
 

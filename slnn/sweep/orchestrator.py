@@ -133,7 +133,7 @@ def mask_launch_config(config: DictConfig) -> None:
 def _rule_digests(cells) -> dict:
     """``{file: sha256}`` of the user's rule files the grid was validated with (update=custom):
     jobs run exactly these bytes (``loader.pinned``), and the sweep's report may check them."""
-    from slnn.check.loader import parse_spec
+    from slnn.core.rulefile import parse_spec
 
     out = {}
     for c in cells:

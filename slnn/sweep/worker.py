@@ -256,7 +256,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
     done, launcher_gone = _watch_launcher(state)
-    from slnn.check.loader import pinned
+    from slnn.core.rulefile import pinned
 
     try:
         # a user's rule file runs here only as the sweep validated and recorded it: its sha256 is

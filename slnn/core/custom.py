@@ -1,6 +1,6 @@
 """A user's rule for training: ``update=custom update.fn=FILE.py:FUNCTION``.
 
-``load(fn)`` loads the file with ``slnn.check.loader`` (once per file content: a changed file is
+``load(fn)`` loads the file with ``slnn.core.rulefile`` (once per file content: a changed file is
 loaded again); ``slnn.core.rules.custom_rule`` makes it an ``UpdateRule`` with no compiled form,
 so the trainer runs it on the NumPy path. Its ``digest`` is the sha256 of the bytes that were
 executed; runs record it (``slnn.rule_digest``) and resume compares it.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slnn.check.loader import CheckedRule, RuleLoadError, load_rule, parse_spec
+from slnn.core.rulefile import CheckedRule, RuleLoadError, load_rule, parse_spec
 
 _loaded: dict[tuple[str, str], CheckedRule] = {}
 

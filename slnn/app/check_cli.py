@@ -26,7 +26,7 @@ from pathlib import Path
 from slnn.check.checker import (DEFAULT_N_BATCHES, DEFAULT_SHAPES, DESCENT_SHARE, SHAPE_MISMATCH,
                                 VERDICTS, check_rule)
 from slnn.check.gallery import GALLERY
-from slnn.check.loader import CheckedRule, RuleLoadError, load_rule
+from slnn.core.rulefile import CheckedRule, RuleLoadError, load_rule
 from slnn.check.report import format_shapes, format_table, summarize
 
 PROG = "slnn-check"
