@@ -1,8 +1,105 @@
-"""The only place slnn touches private Hydra or MLflow APIs. Each use says why no public API does
-the job, and which versions it was checked against (hydra-core 1.3.2, mlflow 3.x).
+"""The only place slnn touches private APIs of Hydra, OmegaConf, MLflow, SQLAlchemy, joblib and
+their plugins. Each function says why no public API does the job and which versions it was
+checked against; ``tests/test_layout.py`` fails on any such use elsewhere.
+
+``mlflow.store``: MLflow's documented Python API (its module index) holds ``mlflow.store.entities``
+and nothing else of ``mlflow.store``; the SQL store, the database helpers and the artifact
+repository registry are internals that change between releases, so they are reached only here.
 """
 
 from __future__ import annotations
+
+
+def omegaconf_yaml_dumper():
+    """The YAML dumper class ``OmegaConf.to_yaml`` dumps with (``omegaconf._utils``), so a file
+    slnn writes from a plain container reads exactly as one OmegaConf would write.
+
+    Why private: OmegaConf offers ``to_yaml`` on a config only; slnn dumps containers it has
+    masked. Checked with omegaconf 2.3.1."""
+    from omegaconf._utils import get_omega_conf_dumper
+
+    return get_omega_conf_dumper()
+
+
+def joblib_launcher_settings_step():
+    """Hydra's joblib launcher's own step from its config to ``joblib.Parallel``'s arguments
+    (``process_joblib_cfg``, in place); raises ImportError without the plugin.
+
+    Why private: the plugin applies it inside ``launch`` only; slnn needs the same arguments to
+    warm up the workers the launcher will reuse. Checked with hydra-joblib-launcher 1.2.0."""
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    return process_joblib_cfg
+
+
+def import_mlflow_sql_store() -> None:
+    """Import MLflow's SQL tracking store (SQLAlchemy and MLflow's ORM models: the slow part of
+    a first store call), so a warm worker has paid for it before its first cell.
+
+    Why private: ``mlflow.store.tracking.sqlalchemy_store`` is internal (see the module's
+    docstring); the import has no public trigger short of opening a store. Checked with mlflow
+    3.x (3.17.2)."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def artifact_repository(artifact_uri: str, tracking_uri: str):
+    """The artifact repository MLflow uses for ``artifact_uri`` (local folder,
+    ``mlflow-artifacts:`` through a server, S3, ...).
+
+    Why private: ``MlflowClient.log_artifacts`` first reads the whole run back only to learn the
+    artifact URI the caller already has; the registry function that maps a URI to its
+    repository lives in ``mlflow.store.artifact`` (internal). Callers fall back to the client on
+    any error. Checked with mlflow 3.x (3.17.2)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+
+
+def forget_sql_store_engine(uri: str):
+    """Remove MLflow's cached SQLAlchemy engine for ``uri`` from its class-level map and return
+    it (None if it has none), so the caller can dispose of it and a later client makes a new one.
+
+    Why private: ``SqlAlchemyStore._engine_map`` keeps one engine per URI for the life of the
+    process and MLflow has no call to drop one; a store file that is renamed into place must
+    have no connection left to its scratch name. Checked with mlflow 3.x (3.17.2)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    return SqlAlchemyStore._engine_map.pop(uri, None)
+
+
+def on_every_sqlalchemy_engine(event_name: str, listener) -> None:
+    """Call ``listener`` on SQLAlchemy's ``event_name`` (``"connect"``, ``"engine_connect"``) of
+    every engine of this process, MLflow's own included.
+
+    Why here: the listener is global, on SQLAlchemy's ``Engine`` class, because MLflow makes its
+    engines internally and offers no hook to set up their connections (SQLite pragmas) or to
+    close them at exit. Checked with SQLAlchemy 2.1.9, mlflow 3.x (3.17.2)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, event_name, listener)
+
+
+def mlflow_latest_schema_revision() -> str:
+    """The newest schema revision (alembic) of MLflow's SQL store that this MLflow knows.
+
+    Why private: ``mlflow.store.db.utils._get_latest_schema_revision``; MLflow checks it when it
+    opens a store and offers no public way to ask. Checked with mlflow 3.x (3.17.2)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def mlflow_sql_tables() -> set[str]:
+    """The tables of MLflow's SQL tracking store, as its ORM declares them.
+
+    Why private: ``mlflow.store.db.base_sql_model.Base.metadata``, filled by importing
+    ``mlflow.store.tracking.sqlalchemy_store``, is the only list of them. Checked with mlflow
+    3.x (3.17.2)."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - fills Base.metadata
+    from mlflow.store.db.base_sql_model import Base
+
+    return set(Base.metadata.tables)
 
 
 def split_sweep_arguments(overrides: list) -> list[list[str]]:
