@@ -117,8 +117,8 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str], cfg=None) 
 
     import yaml
     from omegaconf import OmegaConf
-    from omegaconf._utils import get_omega_conf_dumper
 
+    from slnn._compat import omegaconf_yaml_dumper
     from slnn.tracking.faults import mask
 
     if not folder:
@@ -129,7 +129,7 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str], cfg=None) 
 
     def dump(obj) -> str:  # OmegaConf.to_yaml's own dump, masked
         return mask(yaml.dump(obj, default_flow_style=False, allow_unicode=True,
-                              sort_keys=False, Dumper=get_omega_conf_dumper()))
+                              sort_keys=False, Dumper=omegaconf_yaml_dumper()))
 
     (hydra_dir / "overrides.yaml").write_text(dump(list(overrides)))
     if cfg is not None:
