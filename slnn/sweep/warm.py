@@ -29,13 +29,15 @@ def _import_for_a_cell() -> None:
     gcpause.pause()
     try:
         import mlflow.tracking  # noqa: F401
-        from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
 
         import slnn.app.cli  # noqa: F401 - Hydra, OmegaConf and the config schema
         import slnn.app.run  # noqa: F401
         import slnn.core.compiled.codegen  # noqa: F401 - Numba
         import slnn.sweep.worker  # noqa: F401
         import slnn.tracking.recorder  # noqa: F401
+        from slnn._compat import import_mlflow_sql_store
+
+        import_mlflow_sql_store()
     finally:
         gcpause.resume()
 
@@ -89,8 +91,11 @@ def joblib_settings(launcher) -> dict | None:
     """The ``joblib.Parallel`` arguments Hydra's joblib launcher will use, or None when
     ``launcher`` is not that launcher."""
     try:
-        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
         from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+        from slnn._compat import joblib_launcher_settings_step
+
+        process_joblib_cfg = joblib_launcher_settings_step()
     except ImportError:
         return None
     if not isinstance(launcher, JoblibLauncher) or launcher.joblib is None:
