@@ -48,18 +48,24 @@ def load(fn: str) -> CheckedRule:
 
 
 def probe(rule: CheckedRule, activation: str, n_in: int, n_out: int, batch_sizes, seed: int = 0):
-    """The rule's step on random batches of ``W``'s shape: ``[(batch size, step)]``."""
-    from slnn.check.checker import Batch, _call, make_batches
+    """The rule's step on random batches of ``W``'s shape ``(n_in, n_out)`` (standard normal
+    inputs with a bias column, one-hot targets, or 0/1 with one output): ``[(batch size, step)]``."""
     from slnn.core.activations import get_activation
 
     act = get_activation(activation)
     rng = np.random.default_rng(seed)
     out = []
-    for b in make_batches(rng, n_in - 1, n_out, tuple(batch_sizes)):
+    for n in batch_sizes:
+        x = np.concatenate([rng.normal(size=(n, n_in - 1)), np.ones((n, 1))], axis=1)
+        t = (np.eye(n_out)[rng.integers(0, n_out, size=n)] if n_out > 1
+             else rng.integers(0, 2, size=(n, 1)).astype(float))
+        net = x @ rng.normal(scale=1.0 / np.sqrt(n_in), size=(n_in, n_out))
+        z = act.f(net)
         try:
-            out.append((len(b.x), _call(rule, act, Batch(b.x, b.W, b.t))))
+            step = rule(x, net, z, t, (t - z) * act.df(net))
         except RuleLoadError as e:
             raise RuleLoadError(f"{e} (activation {activation})") from None
+        out.append((n, np.asarray(step, dtype=float)))
     return out
 
 
