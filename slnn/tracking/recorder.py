@@ -260,9 +260,9 @@ class RunRecorder:
         gave. MLflow's artifact-repository registry makes the same repository from that URI
         (local folder, ``mlflow-artifacts:`` through the server, S3, ...)."""
         try:
-            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+            from slnn._compat import artifact_repository
 
-            repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
+            repo = artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
         except Exception:  # noqa: BLE001 - MLflow moved it, or a URI only the client resolves
             self.client.log_artifacts(self.run_id, folder)
             return

@@ -188,8 +188,9 @@ def create_sqlite_store(path: str) -> None:
     import errno
     import sqlite3
 
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.tracking import MlflowClient
+
+    from slnn._compat import forget_sql_store_engine
 
     folder, name = os.path.split(os.path.abspath(path))
     scratch = os.path.join(folder, f"{SCRATCH_PREFIX}{os.getpid()}-{name}")
@@ -198,7 +199,7 @@ def create_sqlite_store(path: str) -> None:
     _listen_for_sqlite_connections()
     try:
         MlflowClient(tracking_uri=scratch_uri)  # creates and migrates the scratch store
-        engine = SqlAlchemyStore._engine_map.pop(scratch_uri, None)
+        engine = forget_sql_store_engine(scratch_uri)
         if engine is not None:
             engine.dispose()  # no connection may outlive the file's name
         con = sqlite3.connect(scratch)
@@ -269,8 +270,7 @@ def _listen_for_sqlite_connections() -> None:
         return
     import sqlite3
 
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from slnn._compat import on_every_sqlalchemy_engine
 
     def on_connect(dbapi_connection, connection_record):
         if not isinstance(dbapi_connection, sqlite3.Connection):
@@ -294,7 +294,7 @@ def _listen_for_sqlite_connections() -> None:
         finally:
             cursor.close()
 
-    event.listen(Engine, "connect", on_connect)
+    on_every_sqlalchemy_engine("connect", on_connect)
     _listening = True
 
 
@@ -304,8 +304,7 @@ def track_sqlite_engines() -> None:
     global _store_engines
     if _store_engines is not None:
         return
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from slnn._compat import on_every_sqlalchemy_engine
 
     def on_engine_connect(conn, *args):
         # every SQLite engine: disposing one that is not a store of ours costs nothing
@@ -314,7 +313,7 @@ def track_sqlite_engines() -> None:
             _store_engines.add(engine)
 
     _store_engines = weakref.WeakSet()
-    event.listen(Engine, "engine_connect", on_engine_connect)
+    on_every_sqlalchemy_engine("engine_connect", on_engine_connect)
 
 
 def close_sqlite_stores() -> None:
