@@ -102,6 +102,21 @@ def mlflow_sql_tables() -> set[str]:
     return set(Base.metadata.tables)
 
 
+def wrap_hydra_completion(wrap) -> None:
+    """Replace what Hydra's shell completion offers by ``wrap(original)``, a function of
+    ``(self, config_name, line)`` like the original; done once per process.
+
+    Why private: ``CompletionPlugin._query`` is the one method through which every shell's
+    completion plugin gets its candidates, and Hydra has no hook to filter them. Checked with
+    hydra-core 1.3.8."""
+    from hydra.plugins.completion_plugin import CompletionPlugin
+
+    if getattr(CompletionPlugin._query, "slnn", False):
+        return
+    wrapped = wrap(CompletionPlugin._query)
+    wrapped.slnn = True
+    CompletionPlugin._query = wrapped
+
 def split_sweep_arguments(overrides: list) -> list[list[str]]:
     """Every cell of a grid, in the order Hydra's basic sweeper launches them.
 

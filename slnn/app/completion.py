@@ -57,19 +57,17 @@ def complete(word: str, matches: list[str], flag: bool = False) -> list[str]:
 def install_completion() -> None:
     """Hydra's shell completion (``slnn-train -sc query=bash``, which the script ``-sc
     install=bash`` prints calls) with ``complete`` applied to what it offers."""
-    from hydra.plugins.completion_plugin import CompletionPlugin
+    from slnn._compat import wrap_hydra_completion
 
-    if getattr(CompletionPlugin._query, "slnn", False):
-        return
-    original = CompletionPlugin._query
+    def wrap(original):
+        def _query(self, config_name, line):
+            out = original(self, config_name, line)
+            word = "" if not line or line.endswith(" ") else line.split()[-1]
+            return sorted(complete(word, out, is_flag(word.split("=", 1)[0].lstrip("+~"))))
 
-    def _query(self, config_name, line):
-        out = original(self, config_name, line)
-        word = "" if not line or line.endswith(" ") else line.split()[-1]
-        return sorted(complete(word, out, is_flag(word.split("=", 1)[0].lstrip("+~"))))
+        return _query
 
-    _query.slnn = True
-    CompletionPlugin._query = _query
+    wrap_hydra_completion(wrap)
 
 
 def hide_internal_keys_in_help() -> None:

@@ -117,19 +117,18 @@ def _schema(con) -> str | None:
 
 
 def _head() -> str:
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    from slnn._compat import mlflow_latest_schema_revision
 
-    return _get_latest_schema_revision()
+    return mlflow_latest_schema_revision()
 
 
 def _mlflow_accepts(con, tables: set[str]) -> bool:
     """What MLflow checks when it opens a store: every table of its schema is there and the
     schema's version is the newest it knows. A store it accepts is used as it is, leftover
     ``_alembic_tmp_*`` tables or not (a plain MLflow client that raced a creation leaves some)."""
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - fills Base.metadata, as MLflow's
-    from mlflow.store.db.base_sql_model import Base
+    from slnn._compat import mlflow_sql_tables
 
-    return set(Base.metadata.tables) <= tables and _schema(con) == _head()
+    return mlflow_sql_tables() <= tables and _schema(con) == _head()
 
 
 # Rows a new store holds before anyone used it: its schema version, the Default experiment and
