@@ -149,7 +149,7 @@ def test_two_values_or_equal_values_give_no_interval():
 
 def test_the_identity_check_skips_runs_it_cannot_rebuild():
     """A run whose config.yaml names no data set (a synthetic run) is left out, not a crash."""
-    from slnn.report.identity import check_runs
+    from slnn.report.step_cosine import check_runs
 
     runs = pd.DataFrame({"run_id": ["a"], "artifact_uri": [""], "update": ["kronecker"],
                          "outcome": ["max_epochs"], "data": ["toy"], "activation": ["sigmoid"],

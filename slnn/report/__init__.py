@@ -51,11 +51,11 @@ class Analysis:
 def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
             rule_checks=_COMPUTE, target_error: float = 0.1) -> Analysis:
     """The summary, the tests, the words, of a sweep (or of its runs frame); with ``fetch``
-    (``source.artifact_reader``), also the identity of ``slnn.report.identity`` on a few logged
+    (``source.artifact_reader``), also the identity of ``slnn.report.step_cosine`` on a few logged
     runs of the guide's rule. ``identity`` and ``rule_checks``, when given (None included), are
     used as they are instead of being computed (a report's data files hold them)."""
     from slnn.report.compare import tests_table
-    from slnn.report.identity import RULE, check_runs
+    from slnn.report.step_cosine import RULE, check_runs
     from slnn.report.stats import summary_table
     from slnn.report.verdict import learning_verdicts, verdict
 
@@ -91,7 +91,7 @@ def default_out(study: str, parent_run_id: str) -> Path:
 def store_results(uri: str, sweep: SweepData) -> tuple[pd.DataFrame | None, dict | None]:
     """What a report needs beyond the runs and histories, computed where the store is: the
     identity on logged runs (their artifacts), and the checker's results per rule."""
-    from slnn.report.identity import RULE, check_runs
+    from slnn.report.step_cosine import RULE, check_runs
     from slnn.report.rulecheck import applies, check_rules
     from slnn.report.source import artifact_reader
 

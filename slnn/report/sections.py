@@ -93,7 +93,7 @@ def tests_display(tests: pd.DataFrame) -> pd.DataFrame:
 
 
 def identity_blocks(identity: pd.DataFrame | None) -> list[Block]:
-    from slnn.report.identity import RULE, WHY, residue
+    from slnn.report.step_cosine import RULE, WHY, residue
 
     if identity is None:
         return []

@@ -202,7 +202,7 @@ def _fetch(uri: str, run_id: str, artifact_uri: str, tmp: str,
 
 
 def artifact_reader(uri: str):
-    """``fetch(run_id, artifact_uri, name) -> bytes | None`` for ``slnn.report.identity``."""
+    """``fetch(run_id, artifact_uri, name) -> bytes | None`` for ``slnn.report.step_cosine``."""
     def fetch(run_id: str, artifact_uri: str, name: str) -> bytes | None:
         with tempfile.TemporaryDirectory(prefix="slnn-report-") as tmp:
             return _fetch(uri, run_id, artifact_uri, tmp, name)

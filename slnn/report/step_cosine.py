@@ -8,7 +8,7 @@ inner product is ``(x . z)(delta . delta)`` and their norms are ``|x| |delta|`` 
 cancels, and how well the guide's step points downhill depends only on how much the outputs
 look like the inputs.
 
-    from slnn.report.identity import sample_cosines, check_runs
+    from slnn.report.step_cosine import sample_cosines, check_runs
     cos_step, cos_zx = sample_cosines(W, data, "sigmoid")    # per training sample, at W
     table = check_runs(runs, fetch)                          # on a few logged kronecker runs
 """
