@@ -347,7 +347,7 @@ def floor_scaling(payload: Path, n: int, rounds: int) -> tuple[float, float]:
 def bench_tracking(rounds: int) -> None:
     for logger in ("mlflow", "alembic"):
         logging.getLogger(logger).setLevel(logging.WARNING)
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
     import slnn.app.run
@@ -356,13 +356,13 @@ def bench_tracking(rounds: int) -> None:
     from slnn.app.schema import config_hash, flatten, identity, run_name, to_config
     from slnn.core.trainer import train
 
-    with initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
+    with initialize_config_module(slnn.app.schema.CONF_PACKAGE, version_base="1.3"):
         cfg = compose("config", overrides=["data=iris", "train.epochs=100"])
     c = to_config(cfg)
     name = run_name(c)
     # as slnn.app.run.run_one builds them
     data = slnn.app.run.build_dataset(c)
-    params = slnn.app.run.run_params(cfg, c)
+    params = slnn.app.run.run_params(c)
     tags = slnn.app.run.run_tags(c, config_hash(cfg), data)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     result = train(data, c, rng=np.random.default_rng(c.seed))

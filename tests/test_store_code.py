@@ -151,9 +151,7 @@ def test_an_edited_rule_file_runs_neither_in_a_report_nor_in_a_sweeps_job(custom
         # the sweep's job, run again as its launcher runs it: the file is not the one the sweep
         # validated and recorded, so each cell fails before any of it runs
         state = folder / "m" / "slnn_sweep.json"
-        proc = run([BIN / "slnn-train", f"sweep.state={state}", "sweep.chunk=0",
-                    "hydra.output_subdir=null", "hydra.run.dir=."], folder,
-                   env={"SLNN_SWEEP_JOB": "1"})  # as the launcher does: the internal keys allowed
+        proc = run([BIN / "python", "-m", "slnn.sweep.worker", state, "0"], folder)
         assert not marker.exists()
         # each cell it took failed, with the reason in the ledger the launcher reads (and
         # prints, #24); the sweep's launcher is gone, so the job may stop after its first cell

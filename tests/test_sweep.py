@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -45,7 +46,8 @@ import slnn.app.schema
 from slnn.app.schema import config_hash, to_config
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
-EXPERIMENTS = sorted(p.stem for p in (slnn.app.schema.CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(f.name.removesuffix(".yaml") for f in slnn.app.schema.conf_group("experiment")
+                     .iterdir() if f.name.endswith(".yaml"))
 FINISHED_OUTCOMES = {"converged", "max_epochs", "early_stopped"}
 EXPECTED_OUTCOMES = FINISHED_OUTCOMES | {"diverged", "shape_mismatch"}
 
@@ -298,8 +300,8 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
     # two launcher jobs, one per worker, that took the 8 cells from one shared list: one list
     # file, one mark per cell, and each cell's folder was made by the job that took it
     [sweep_dir] = {p.parent for p in (tmp_path / "multirun").rglob("slnn_sweep.json")}
-    assert [p.name for p in (sweep_dir / "jobs").glob("chunk_*.json")] == ["chunk_0000.json"]
-    assert len(json.loads((sweep_dir / "jobs" / "chunk_0000.json").read_text())) == 8
+    assert [p.name for p in (sweep_dir / "jobs").glob("chunk_*.pkl")] == ["chunk_0000.pkl"]
+    assert len(pickle.loads((sweep_dir / "jobs" / "chunk_0000.pkl").read_bytes())) == 8
     state = json.loads((sweep_dir / "slnn_sweep.json").read_text())
     assert state["shared"] is True and state["taken"].startswith("taken-")
     assert [p.name for p in (sweep_dir / "jobs").glob("taken*")] == [state["taken"]]
@@ -702,7 +704,7 @@ def compose_study(name: str, *variants: tuple[str, ...]) -> list:
     """``[(cfg, sweeper params)]`` for ``+experiment=name`` plus each variant's overrides (one
     variant, none, by default), composed as ``slnn-train`` does."""
     out = []
-    with hydra.initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
+    with hydra.initialize_config_module(slnn.app.schema.CONF_PACKAGE, version_base="1.3"):
         for overrides in variants or [()]:
             cfg = hydra.compose("config", overrides=[f"+experiment={name}", *overrides],
                                 return_hydra_config=True)
@@ -721,7 +723,10 @@ def swept_values(key: str, values: str) -> list[str]:
 def is_group(key: str) -> bool:
     from hydra.core.config_store import ConfigStore
 
-    return (slnn.app.schema.CONF_DIR / key).is_dir() or key in ConfigStore.instance().repo
+    try:  # one of slnn's YAML groups (the repo's conf/<group>/ or experiments/)
+        return slnn.app.schema.conf_group(key).is_dir()
+    except ImportError:
+        return key in ConfigStore.instance().repo
 
 
 # what a study needs from the command line: compare trains the user's rule, update.fn=
@@ -915,18 +920,20 @@ def test_a_job_left_from_an_earlier_session_stops_taking_once_its_marks_are_gone
     parent). When the sweep is run again, it writes a new mark folder and removes the old one:
     the old job's next take finds its folder gone and it stops, so it takes none of the new
     session's cells (the cell it was running is covered by that cell's claim)."""
+    from types import SimpleNamespace
+
     from slnn.sweep.worker import _taken_by_this_job
 
     old, new = tmp_path / "taken-old", tmp_path / "taken-new"
     old.mkdir()
-    cells = [f"{i:04d}-cell" for i in range(6)]
-    job = _taken_by_this_job(cells, old, made=lambda c: c, folder=lambda c: c)
-    assert next(job) == "0000-cell"  # the old session's job is running its first cell
+    cells = [SimpleNamespace(folder=f"{i:04d}-cell") for i in range(6)]
+    job = _taken_by_this_job(cells, old)
+    assert next(job) is cells[0]  # the old session's job is running its first cell
     shutil.rmtree(old)  # the new session replaces the marks ...
     new.mkdir()
     assert list(job) == []  # ... and the old job takes nothing more
     assert list(new.iterdir()) == []
-    again = _taken_by_this_job(cells, new, made=lambda c: c, folder=lambda c: c)
+    again = _taken_by_this_job(cells, new)
     assert list(again) == cells  # while the new session's jobs take every cell
 
 

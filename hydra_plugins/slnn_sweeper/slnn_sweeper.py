@@ -2,6 +2,8 @@
 per sweep, and cells batched into a few launcher jobs so Hydra's per-job cost is paid per job.
 
 The logic lives in ``slnn.sweep.orchestrator``; this module only adapts it to Hydra's Sweeper API.
+Its launcher runs ``slnn.sweep.worker.run_job`` for each job, in place of the command line's
+``main`` that Hydra hands the sweeper (``setup``'s ``task_function``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ class SlnnSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         from slnn.sweep.slurm_launch import name_slurm_jobs
+        from slnn.sweep.worker import run_job
 
         self.config = config
         self.hydra_context = hydra_context
         self.slurm_job_name = name_slurm_jobs(config)  # None unless hydra/launcher=submitit_slurm
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=run_job, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
         from slnn.app.run import quiet_libraries

@@ -6,10 +6,10 @@
     slnn-train --version                 # slnn's version, Hydra's and MLflow's
     python -m slnn ...                   # the same
 
-A single run's overrides are composed and validated before Hydra starts (one line and exit code
-2 for a bad value); ``slnn.app.run.run_one`` does the rest. A sweep goes through slnn's Hydra
-sweeper (``hydra_plugins.slnn_sweeper``, logic in ``slnn.sweep``), whose launcher jobs come back
-here as chunks of cells for ``slnn.sweep.worker``.
+A single run's overrides are composed and validated once, before Hydra starts (one line and
+exit code 2 for a bad value); ``slnn.app.run.run_one`` trains and records that ``Config``. A
+sweep goes through slnn's Hydra sweeper (``hydra_plugins.slnn_sweeper``), whose launcher jobs run
+``slnn.sweep.worker.run_job``, never this module.
 """
 
 from __future__ import annotations
@@ -22,26 +22,24 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from slnn.app.schema import CONF_DIR, register_configs, to_config
+from slnn.app.schema import CONF_PACKAGE, CONF_PATH, Config, register_configs, to_config
 from slnn.core.errors import ConfigError, DataError
 
 register_configs()
 MULTIRUN_FLAGS = {"-m", "--multirun"}
+# the single run's Config, validated by ``precheck`` before Hydra started: ``main`` runs it
+_checked: list[Config] = []
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from slnn.app.run import quiet_libraries, run_one
     from slnn.core.rulefile import RuleLoadError
     from slnn.tracking.store import TrackingError
 
     quiet_libraries()
-    if cfg.sweep.chunk is not None:  # a job of the slnn sweeper: a chunk of cells
-        from slnn.sweep.worker import run_chunk
-
-        return run_chunk(cfg.sweep.state, cfg.sweep.chunk, uri=cfg.tracking.uri)
     try:
-        result = run_one(cfg)
+        result = run_one(_checked.pop() if _checked else cfg)
     except (ConfigError, DataError, TrackingError, RuleLoadError) as e:
         die(str(e))
     except Exception as e:  # a store that failed mid-run (disk full, gone, ...): one line
@@ -106,30 +104,33 @@ def _unknown_key_of(e: BaseException) -> str | None:
     return None
 
 
-def precheck(overrides: list[str], multirun: bool = False) -> None:
+def precheck(overrides: list[str], multirun: bool = False) -> Config | None:
     """Check every key, then compose (and for a single run validate) the config before Hydra
     starts, so a typo or a bad value fails with one line instead of Hydra's multi-line report
     or, for ``+key=``, a run that silently ignores the key. A sweep's swept values (``a,b``,
-    ``range()``) are checked cell by cell by its sweeper; here only what Hydra composes first."""
-    from hydra import compose, initialize_config_dir
+    ``range()``) are checked cell by cell by its sweeper; here only what Hydra composes first.
+    A single run's validated ``Config``, which ``main`` then runs (it is not validated again)."""
+    from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from slnn.app.keys import GroupChecker, check_keys, searchpath_of
     from slnn.core.rulefile import RuleLoadError
 
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        with initialize_config_module(CONF_PACKAGE, version_base="1.3"):
             check_keys(overrides, GroupChecker(searchpath_of(overrides)))
             if multirun:
                 parsed = OverridesParser.create().parse_overrides(list(overrides))
                 compose("config", overrides=[o.input_line for o in parsed
                                              if not o.is_sweep_override()])
+                return None
             else:
                 from slnn.app.run import build_dataset, check_custom_rule
 
                 c = to_config(compose("config", overrides=overrides))
                 if c.update.fn:  # the user's rule is loaded and called before the run starts
                     check_custom_rule(c, build_dataset(c))
+                return c
     except (ConfigError, DataError, RuleLoadError) as e:
         die(str(e))
     except Exception as e:  # hydra's composition and override-parsing errors
@@ -145,12 +146,10 @@ ONE_CONFIG_FLAGS = {"--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "
 
 def refuse_internal_keys(args: list[str]) -> None:
     """``sweep.state`` and ``sweep.chunk`` are set by slnn's sweeper for its launcher jobs: a
-    user who sets one gets one line (a job re-run by hand, as its launcher runs it, sets
-    ``SLNN_SWEEP_JOB=1``)."""
+    user who sets one gets one line (a job is run again by hand with
+    ``python -m slnn.sweep.worker STATE CHUNK``)."""
     from slnn.app.keys import INTERNAL_KEYS, override_key
 
-    if os.environ.get("SLNN_SWEEP_JOB"):
-        return
     for a in args:
         key = override_key(a)
         if key in INTERNAL_KEYS:
@@ -199,7 +198,7 @@ def cli() -> None:
         install_completion()
     try:
         if not flags:  # a single run
-            precheck(args)
+            _checked.append(precheck(args))
         elif flags <= MULTIRUN_FLAGS:  # a sweep (other flags: --help, --cfg, ... are Hydra's)
             precheck([a for a in args if a not in MULTIRUN_FLAGS], multirun=True)
         main()

@@ -1,12 +1,12 @@
 """One run, end to end: a validated config in, a trained network recorded in MLflow out.
 
     from slnn.app.run import run_one
-    result = run_one(cfg)          # cfg: a composed DictConfig (slnn.app.schema)
+    result = run_one(config)       # a validated Config (slnn.app.schema), or a composed DictConfig
 
-Data flows one way: the config (``slnn.app.schema``) builds the data set and is handed to the
-trainer (``slnn.core``) as it is; the result goes to the recorder (``slnn.tracking``), which
-writes the store. ``slnn.app.cli`` is the command line around this; sweep workers
-(``slnn.sweep.worker``) call ``run_one`` per cell.
+Data flows one way: the ``Config`` builds the data set and is handed to the trainer
+(``slnn.core``) as it is; the result goes to the recorder (``slnn.tracking``), which writes the
+store. ``slnn.app.cli`` is the command line around this; sweep jobs (``slnn.sweep.worker``) call
+``run_one`` per cell with the ``Config`` their launcher validated.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, st
 _DATA_KEYS = {"name", "split", "standardize", "guide_scaling", "seed"}
 
 
-def run_params(cfg: DictConfig, c: Config, plot: bool | None = None) -> dict[str, str]:
+def run_params(c: Config, plot: bool | None = None) -> dict[str, str]:
     """The params MLflow shows: the resolved config minus the data keys this data set ignores
     (an iris run shows no ``data.gate``), and whether the run plots (``plot``: what a null
     ``tracking.plot`` came to). The config hash and ``config.yaml`` stay complete."""
@@ -133,7 +133,7 @@ def run_params(cfg: DictConfig, c: Config, plot: bool | None = None) -> dict[str
     from slnn.core.data import DATASETS
 
     used = _DATA_KEYS | set(inspect.signature(DATASETS[c.data.name]).parameters)
-    ident = identity(cfg)
+    ident = identity(asdict(c))
     ident["data"] = {k: v for k, v in ident["data"].items() if k in used}
     return flatten(ident) | flatten({"tracking": {"plot": c.tracking.plot if plot is None else plot}})
 
@@ -184,15 +184,16 @@ def reap_orphans(client, exp_id: str) -> None:
         say(f"slnn: marked {n} run(s) of dead processes KILLED", sys.stderr)
 
 
-def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = None,
+def run_one(c: Config | DictConfig, *, chash: str | None = None,
             parent_run_id: str | None = None, quiet: bool = False,
             experiment_id: str | None = None, log: RunLog | None = None,
             on_open=None) -> TrainResult:
-    """Validate, train and record one run. Expected outcomes (diverged, shape_mismatch) return
-    normally; an unexpected failure is recorded as a FAILED run and then raised.
+    """Train and record one run of the validated ``Config`` ``c`` (a composed ``DictConfig`` is
+    validated first, once). Expected outcomes (diverged, shape_mismatch) return normally; an
+    unexpected failure is recorded as a FAILED run and then raised.
 
-    A sweep passes what it already has: the validated ``c`` and its ``chash`` (each cell is
-    validated and hashed once, when the grid is composed) and the ``experiment_id``, its own
+    A sweep passes what it already has: its cell's ``chash`` (each cell is validated and hashed
+    once, when the grid is composed) and the ``experiment_id``, its own
     ``log`` (``slnn.app.runlog``; without one the run's log also goes to the terminal unless
     ``quiet``; either way it is saved as the run's ``run.log`` artifact), and ``on_open(run_id)``,
     called once the run exists (a sweep's claim on the cell: it may delete the run and raise to
@@ -200,15 +201,16 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     """
     if log is None:
         with RunLog(echo=not quiet) as own:
-            return run_one(cfg, c=c, chash=chash, parent_run_id=parent_run_id, quiet=quiet,
+            return run_one(c, chash=chash, parent_run_id=parent_run_id, quiet=quiet,
                            experiment_id=experiment_id, log=own, on_open=on_open)
     from slnn.tracking import store
     from slnn.tracking.console import browse_command, run_url
     from slnn.tracking.faults import mask
     from slnn.tracking.recorder import RunRecorder
 
-    c = c if c is not None else to_config(cfg)
-    chash = chash or config_hash(cfg)
+    if not isinstance(c, Config):
+        c = to_config(c)
+    chash = chash or config_hash(asdict(c))
     if parent_run_id is None:
         mask_hydra_files()
     data = build_dataset(c)
@@ -223,7 +225,7 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
     plot = c.tracking.plot if c.tracking.plot is not None else parent_run_id is None
     log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
     tags = run_tags(c, chash, data)
-    rec = RunRecorder(client, exp_id, name, run_params(cfg, c, plot), tags, parent_run_id)
+    rec = RunRecorder(client, exp_id, name, run_params(c, plot), tags, parent_run_id)
     if on_open is not None:
         on_open(rec.run_id)
     log.line(f"slnn: {name}: run {rec.run_id} started on {socket.gethostname()}, pid {os.getpid()}")
@@ -240,7 +242,7 @@ def run_one(cfg: DictConfig, *, c: Config | None = None, chash: str | None = Non
                 if result.outcome in TRAINED else result.reason)
         done = f"slnn: {name}: {result.outcome} after {result.epochs_run} epochs, {what}"
         log.line(done)
-        rec.finish(result, mask(OmegaConf.to_yaml(cfg, resolve=True)), plot=plot,
+        rec.finish(result, mask(OmegaConf.to_yaml(c)), plot=plot,
                    title=name, max_metric_points=c.tracking.max_metric_points, data=data,
                    model_activation=c.model.activation if log_model else None, log=log.text)
     except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: submitit ends a job SLURM stops

@@ -1,7 +1,7 @@
 """One attempt at a sweep cell, as a worker makes it: claimed (``slnn.sweep.claims``), ridden
 through a store outage, and leaving a trace in MLflow even when it fails before its run opened.
 
-    result = run_claimed(cfg, c, chash, state, log)   # TrainResult; raises CellTaken or the failure
+    result = run_claimed(c, chash, state, log)   # c: the cell's Config; a TrainResult; raises CellTaken or the failure
 
 - Claim: the cell's run is its claim, checked as soon as the run exists.
 - Outage: MLflow's own HTTP retries are bounded (``slnn.tracking.store.HTTP_WAITS``: a call fails
@@ -105,22 +105,24 @@ def _close_left_open(state: dict, run_ids: list[str], why: str, failed: bool = F
             pass
 
 
-def record_unopened(cfg, c, chash: str, state: dict, exc: BaseException) -> str | None:
+def record_unopened(c, chash: str, state: dict, exc: BaseException) -> str | None:
     """A FAILED run, with the reason, for a cell that failed before its run was opened."""
+    from dataclasses import asdict
+
     from slnn.app.run import run_tags
     from slnn.app.schema import flatten, identity, run_name
     from slnn.tracking.recorder import RunRecorder
 
     try:
         rec = RunRecorder(_client(state), state["experiment_id"], run_name(c),
-                          flatten(identity(cfg)), run_tags(c, chash), state["parent_run_id"])
+                          flatten(identity(asdict(c))), run_tags(c, chash), state["parent_run_id"])
         rec.fail(exc)
         return rec.run_id
     except Exception:  # noqa: BLE001 - the store itself is the problem: the ledger has the cell
         return None
 
 
-def run_claimed(cfg, c, chash: str, state: dict, log=None):
+def run_claimed(c, chash: str, state: dict, log=None):
     """Claim the cell, train and record it; see the module's docstring."""
     from slnn.app.run import run_one
     from slnn.sweep.claims import CellTaken, claim_cell
@@ -141,7 +143,7 @@ def run_claimed(cfg, c, chash: str, state: dict, log=None):
 
     for attempt in (1, 2):
         try:
-            return run_one(cfg, c=c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
+            return run_one(c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
                            experiment_id=state["experiment_id"], on_open=on_open, log=log)
         except CellTaken:
             raise
@@ -157,7 +159,7 @@ def run_claimed(cfg, c, chash: str, state: dict, log=None):
             if _store_gone:  # nothing more can be written; the next command reaps its run
                 raise
             if not opened:
-                record_unopened(cfg, c, chash, state, e)
+                record_unopened(c, chash, state, e)
             else:  # it failed before training (its claim, say): not left RUNNING
                 first = (str(e).strip().splitlines() or [""])[0]
                 _close_left_open(state, opened, f"{type(e).__name__}: {first}", failed=True)

@@ -112,7 +112,7 @@ def wait_until_released(client, holder: str, poll: float = 1.0) -> str:
 
 
 def run_when_released(cells: list, state: dict, run_cell) -> int:
-    """Cells ``(cfg, c, chash, folder, holder)`` that live processes held: wait for each holder's run to
+    """Cells ``(grid.Cell, holder)`` that live processes held: wait for each holder's run to
     end, then run the cell (``run_cell`` counts it as skipped if the holder finished it). Returns
     how many failed."""
     from slnn.tracking.store import client_for
@@ -121,11 +121,11 @@ def run_when_released(cells: list, state: dict, run_cell) -> int:
     say(f"slnn: {len(cells)} cell(s) of this job are being run by another process; waiting "
         "for them")
     failed = 0
-    for cfg, c, chash, folder, holder in cells:
+    for cell, holder in cells:
         while True:
             wait_until_released(client, holder)
             try:
-                failed += not run_cell(cfg, c, chash, state, folder)
+                failed += not run_cell(cell.config, cell.hash, state, cell.folder)
                 break
             except CellTaken as e:
                 holder = e.holder

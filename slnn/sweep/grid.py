@@ -10,50 +10,86 @@ the schema's dataclasses (whose ``__post_init__`` checks run for every cell, as
 sure about (interpolations, overrides inside one another's subtree, ``+``/``~`` overrides, a value
 that only validates with the cell's others, any error) takes the general path: a copy of the
 composed base, updated, then ``to_object``; that path also gives every error its line. Both make
-the same config and hash (``tests/test_grid.py``). A cell's ``DictConfig`` is made only when it
-runs. Each distinct data set is built once (a malformed CSV fails here, not in a job).
+the same config and hash (``tests/test_grid.py``). Each distinct data set is built once (a malformed CSV fails here, not in a job).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from slnn.app.schema import Config, config_hash, to_config
-from slnn.sweep.cells import _build, _plain_copy, _plan, _Slow, cfg_of
 
 
+@dataclasses.dataclass
 class Cell:
-    """One grid point. ``cfg`` (the composed ``DictConfig``) is made when first asked for: the
-    sweep itself needs only the plain ``container``, the validated ``config`` and the hashes."""
+    """One grid point, composed, validated and hashed once, in the launching process; its jobs
+    get it as it is (pickled in the chunk file, ``container`` left out) and run its ``config``."""
 
-    __slots__ = ("overrides", "_cfg", "container", "config", "hash", "data_digest",
-                 "rule_digest", "index", "folder")
+    overrides: list[str]  # as the user would type them for this cell
+    config: Config  # validated
+    hash: str  # slnn.config_hash
+    data_digest: str = ""  # slnn.data_digest: the data this cell reads
+    # the resolved config as plain containers; sections a cell does not change may be shared
+    # with other cells of its grid: read it, never change it in place
+    container: dict | None = None
+    rule_digest: str | None = None  # slnn.rule_digest: the user's rule file (update=custom)
+    index: int = -1  # its place in the grid (set by the orchestrator)
+    folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
+    shortcut: bool = True  # made from plain containers, not on the general path (the tests ask)
 
-    def __init__(self, overrides: list[str], cfg: DictConfig | None, config: Config, hash: str,
-                 data_digest: str, container: dict | None = None, index: int = -1,
-                 folder: str = "", rule_digest: str | None = None):
-        self.overrides = overrides  # as the user would type them for this cell
-        self._cfg = cfg
-        # the resolved config as plain containers; sections a cell does not change may be
-        # shared with other cells of its grid: read it, never change it in place
-        self.container = (container if container is not None
-                          else OmegaConf.to_container(cfg, resolve=True))
-        self.config = config  # validated
-        self.hash = hash  # slnn.config_hash
-        self.data_digest = data_digest  # slnn.data_digest: the data this cell reads
-        self.rule_digest = rule_digest  # slnn.rule_digest: the user's rule file (update=custom)
-        self.index = index  # its place in the grid (set by the orchestrator)
-        self.folder = folder  # its folder under the sweep's cells/ (set when the chunks are written)
 
-    @property
-    def cfg(self) -> DictConfig:
-        """Composed and resolved (made from ``container`` on first use, as a worker does)."""
-        if self._cfg is None:
-            self._cfg = cfg_of(self.container)
-        return self._cfg
+class _Slow(Exception):
+    """This cell needs the general path (the composed base, copied and updated)."""
+
+
+def _plain_copy(x):
+    if isinstance(x, dict):
+        return {k: _plain_copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain_copy(v) for v in x]
+    return x
+
+
+def _plan(template, plain):
+    """How to make ``template``'s dataclasses from a container shaped like ``plain`` (the base's
+    resolved container), worked out once per base: ``(class, sections, lists)`` for a dataclass
+    (its fields that are dataclasses, with their plans, and those that hold lists or dicts, to be
+    copied), None for a plain value; ``_Slow`` where this shortcut cannot be sure to match what
+    ``OmegaConf.to_object`` makes."""
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
+        fields = dataclasses.fields(template)
+        if (not isinstance(plain, dict) or any(not f.init for f in fields)
+                or set(plain) != {f.name for f in fields}):
+            raise _Slow
+        sections, lists = {}, []
+        for f in fields:
+            sub = _plan(getattr(template, f.name), plain[f.name])
+            if sub is not None:
+                sections[f.name] = sub
+            elif f.name in plain and not isinstance(plain[f.name], (str, int, float, bool,
+                                                                    type(None))):
+                lists.append(f.name)
+        return type(template), sections, lists
+    if isinstance(plain, dict) and not (isinstance(template, dict) and not any(
+            dataclasses.is_dataclass(v) for v in template.values())):
+        raise _Slow  # a dict where the template has a structured value (or none)
+    return None
+
+
+def _build(plan, plain: dict):
+    """``plain`` as the dataclasses of ``plan`` (``_plan``'s), made the way ``OmegaConf.to_object``
+    makes them: each one's ``__post_init__`` checks run, and each gets its own lists."""
+    cls, sections, lists = plan
+    kw = dict(plain)
+    for name, sub in sections.items():
+        kw[name] = _build(sub, plain[name])
+    for name in lists:
+        kw[name] = _plain_copy(plain[name])
+    return cls(**kw)
 
 
 def fail(msg: str) -> None:
@@ -315,8 +351,9 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
                 if not shortcut:
                     raise _Slow
                 plain, c = base.cell(values, parsed, is_group)
-                cfg = None
+                fast = True
             except _Slow:
+                fast = False
                 cfg = copy.deepcopy(base.cfg)
                 _apply(cfg, parsed, is_group)
                 update = cfg["update"]  # not cfg.update: a DictConfig is a mapping, with .update()
@@ -338,8 +375,8 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
                 if key not in checked_rules:
                     checked_rules[key] = check_custom_rule(c, data)
                 rule_digest = checked_rules[key]
-            out.append(Cell(list(cell), cfg, c, config_hash(plain), digests[dkey], plain,
-                            rule_digest=rule_digest))
+            out.append(Cell(list(cell), c, config_hash(plain), digests[dkey], plain,
+                            rule_digest=rule_digest, shortcut=fast))
         except RuleLoadError as e:
             fail(f"{e}; no run was started")
         except (ConfigError, DataError) as e:
@@ -352,12 +389,11 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
 def study_question(study: str, searchpath=None) -> str:
     """The opening comment of a named study's file (the question it answers), without the
     commands that follow it; empty if there is no such file."""
-    from slnn.app.schema import CONF_DIR
-
     from slnn.app.keys import searchpath_folders
+    from slnn.app.schema import conf_group
 
-    for folder in [CONF_DIR, *searchpath_folders(searchpath)]:
-        path = folder / "experiment" / f"{study}.yaml"
+    theirs = [folder / "experiment" for folder in searchpath_folders(searchpath)]
+    for path in [group / f"{study}.yaml" for group in [conf_group("experiment"), *theirs]]:
         if path.is_file():
             lines = []
             for line in path.read_text().splitlines():

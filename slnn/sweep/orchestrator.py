@@ -25,6 +25,8 @@ missing.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import gc
 import json
@@ -88,14 +90,15 @@ def _chunks(items: list, n: int) -> list[list]:
     return [c for c in (items[i::n] for i in range(n)) if c]
 
 
-def _masked(container: dict) -> dict:
-    """A cell's resolved config with a password in its ``tracking.uri`` masked (what a chunk
-    file holds; the job puts the real URI back, ``worker.real_uri``)."""
-    tracking = container.get("tracking") or {}
-    uri = tracking.get("uri")
-    if not isinstance(uri, str) or mask(uri) == uri:
-        return container
-    return {**container, "tracking": {**tracking, "uri": mask(uri)}}
+def _for_job(cell):
+    """What a chunk file holds of a cell: the cell without its plain container, a password in its
+    ``tracking.uri`` and overrides masked (the job puts the real URI back, ``worker.real_uri``)."""
+    config = cell.config
+    if mask(config.tracking.uri) != config.tracking.uri:
+        config = copy.deepcopy(config)
+        config.tracking.uri = mask(config.tracking.uri)
+    return dataclasses.replace(cell, config=config, container=None,
+                               overrides=[mask(o) for o in cell.overrides])
 
 
 def _mask_strings(node) -> None:
@@ -312,21 +315,22 @@ class Orchestrator:
         return f"; resumes the sweep of {relative(before)} (linked as {relative(link)})"
 
     def write_chunks(self, todo: list, n_chunks: int, shared: bool = False) -> list[list[str]]:
-        """Write the cells to run for ``n_chunks`` launcher jobs (and keep them in memory for jobs
-        that run in this process); return one job's overrides per job.
+        """Write the cells to run for ``n_chunks`` launcher jobs (pickled ``grid.Cell``s: a job
+        runs them as they are, unchecked again); return one job's overrides per job.
 
         ``shared=False``: the cells are dealt round-robin into one chunk file per job, and each
         job trains its own chunk (a SLURM or submitit job: its share, and so its time limit,
         is known when it is submitted). ``shared=True``: every job takes its next cell from one
         list, the first job free takes the next cell not yet taken (``worker.take``), so jobs
         that are always running (joblib's workers) finish together whatever each cell costs."""
+        import pickle
+
         from slnn.app.schema import run_name
-        from slnn.sweep.worker import PREPARED
 
         st = self.state
         folder = Path(st["dir"]) / "jobs"
         folder.mkdir(exist_ok=True)
-        for old in folder.glob("chunk_*.json"):
+        for old in folder.glob("chunk_*.pkl"):
             old.unlink()
         # a shared list's marks live in a folder of this session's own: a joblib worker left
         # running by an earlier session of this sweep (its launcher killed with kill -9) finds
@@ -348,10 +352,7 @@ class Orchestrator:
         if shared:
             (folder / st["taken"]).mkdir()
         for k, chunk in enumerate(chunks):
-            cells = [{"overrides": [mask(o) for o in c.overrides], "hash": c.hash,
-                      "folder": c.folder, "config": _masked(c.container)} for c in chunk]
-            (folder / f"chunk_{k:04d}.json").write_text(json.dumps(cells))
-            PREPARED[(str(state_path), k)] = chunk  # grid.Cells: each makes its cfg when it runs
+            (folder / f"chunk_{k:04d}.pkl").write_bytes(pickle.dumps([_for_job(c) for c in chunk]))
         # a job runs many cells: Hydra's folder per job (a .hydra/ of internal keys, an empty
         # log) would mislabel them; each cell has its own folder under cells/ instead
         return [[f"sweep.state='{state_path}'", f"sweep.chunk={k}", "hydra.output_subdir=null",
@@ -387,13 +388,8 @@ class Orchestrator:
         from slnn.tracking.liveness import stop
         from slnn.tracking.runs import reap_dead_runs
 
-        from slnn.sweep.worker import PREPARED
-
         self._restore_env()
         st = self.state
-        state_path = str(Path(st["dir"]) / "slnn_sweep.json")
-        for key in [k for k in PREPARED if k[0] == state_path]:  # the cells, no longer needed
-            del PREPARED[key]
         entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell(self._cells())
         entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
         counts, line = summarize(entries, st["total"])

@@ -1,17 +1,17 @@
 """The job side of a sweep: train cells one after another, and record each in the ledger.
 
-A launcher job runs ``slnn-train sweep.state=<file> sweep.chunk=<k>``, which lands in
-``run_chunk``. The job trains either its own chunk of the cells (SLURM and submitit jobs, each
-given its share when submitted) or, with joblib's workers, the next cell of one shared list that
-no other job has taken yet (``take``), until none is left. With Hydra's basic launcher the job
-runs in the launching process, which has the validated cells in memory already (``PREPARED``);
-other launchers read them from the chunk file.
+``run_job`` is the task function the sweeper gives Hydra's launcher: a job's config carries
+``sweep.state=<file> sweep.chunk=<k>``, and the job reads its cells, already composed, validated
+and hashed by the launcher (``slnn.sweep.grid.Cell``, pickled in ``jobs/chunk_<k>.pkl``). It
+trains either its own chunk (SLURM and submitit jobs) or, with joblib's workers, the next cell of
+one shared list that no other job has taken yet (``take``), until none is left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 import time
 import traceback
@@ -22,11 +22,8 @@ from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
 from slnn.tracking.console import say
 
-# (state file, chunk) -> [grid.Cell], filled by the orchestrator in its own process
-PREPARED: dict[tuple[str, int], list] = {}
 
-
-def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
+def run_cell(c, chash: str, state: dict, folder: str = "") -> bool:
     """One cell. Never raises (but for an interrupt, or ``claims.CellTaken`` when another live
     process holds the cell): a failure is recorded in MLflow as a FAILED run and in the sweep's
     ledger, and the sweep goes on. False if it failed.
@@ -45,7 +42,7 @@ def run_cell(cfg, c, chash: str, state: dict, folder: str = "") -> bool:
     log = RunLog(echo=False)
     try:
         with log:
-            result = run_claimed(cfg, c, chash, state, log)
+            result = run_claimed(c, chash, state, log)
     except CellTaken as e:
         if not e.done:
             raise
@@ -107,9 +104,9 @@ def _hydra_node(sweep_dir: Path) -> dict | None:
     return _HYDRA_NODE[key]
 
 
-def write_cell_folder(state: dict, folder: str, overrides: list[str], cfg=None) -> None:
+def write_cell_folder(state: dict, folder: str, overrides: list[str], config=None) -> None:
     """``cells/<folder>/.hydra/``, as Hydra writes a job's folder: ``overrides.yaml`` (the cell's
-    own overrides), ``config.yaml`` (its config, ``cfg``) and ``hydra.yaml`` (the sweep's Hydra
+    own overrides), ``config.yaml`` (its ``Config``) and ``hydra.yaml`` (the sweep's Hydra
     config with the cell's overrides, number and folder), a password in the store's URI masked
     in all three. Written by the job as the cell starts, so a sweep's start does not grow with
     its grid, and a folder exists for each cell that ran."""
@@ -132,9 +129,8 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str], cfg=None) 
                               sort_keys=False, Dumper=omegaconf_yaml_dumper()))
 
     (hydra_dir / "overrides.yaml").write_text(dump(list(overrides)))
-    if cfg is not None:
-        (hydra_dir / "config.yaml").write_text(
-            dump(OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg))
+    if config is not None:
+        (hydra_dir / "config.yaml").write_text(mask(OmegaConf.to_yaml(config)))
     node = _hydra_node(Path(state["dir"]))
     if node is not None:
         hydra = copy.deepcopy(node)
@@ -161,54 +157,34 @@ def take(taken: Path, cell: str) -> bool:
     return True
 
 
-def _made(cell):
-    """``(cfg, Config, hash, folder, overrides)`` of a cell: a ``grid.Cell`` the launching process
-    prepared, or a chunk file's entry (its config made here, when its turn comes)."""
-    if isinstance(cell, dict):
-        from slnn.sweep.cells import cfg_of, config_of
+def _load_chunk(state: dict, chunk: int):
+    """The job's cells (``grid.Cell``s, typed and validated by the launcher): its own chunk, or
+    (``state["shared"]``) the cells it takes from the one shared list."""
+    from slnn.tracking.faults import mask
 
-        return (cfg_of(cell["config"]), config_of(cell["config"]), cell["hash"], _folder(cell),
-                cell["overrides"])
-    return cell.cfg, cell.config, cell.hash, cell.folder, cell.overrides
-
-
-def _folder(cell) -> str:
-    return cell.get("folder", "") if isinstance(cell, dict) else cell.folder
-
-
-def _load_chunk(state_path: str, state: dict, chunk: int):
-    """The job's cells as ``(cfg, Config, hash, folder, overrides)``, each made when its turn
-    comes: its own chunk, or (``state["shared"]``) the cells it takes from the one shared list."""
     shared = state.get("shared", False)
     jobs = Path(state["dir"]) / "jobs"
-    key = (state_path, 0 if shared else chunk)
-    # grid.Cells when the job runs in the launching process, else the chunk file's entries
-    cells = PREPARED.get(key) if shared else PREPARED.pop(key, None)
-    if cells is None:
-        cells = json.loads((jobs / f"chunk_{key[1]:04d}.json").read_text())
-        for cell in cells:  # the file holds the store's URI masked: put the real one back
-            tracking = cell["config"].get("tracking") or {}
-            if tracking.get("uri") is not None and tracking["uri"] != state["uri"]:
-                from slnn.tracking.faults import mask
-
-                if mask(state["uri"]) == tracking["uri"]:
-                    tracking["uri"] = state["uri"]
+    with open(jobs / f"chunk_{0 if shared else chunk:04d}.pkl", "rb") as f:
+        cells = pickle.load(f)
+    for cell in cells:  # the file holds the store's URI masked: put the real one back
+        if cell.config.tracking.uri == mask(state["uri"]):
+            cell.config.tracking.uri = state["uri"]
     if shared:
         return _taken_by_this_job(cells, jobs / state["taken"])
-    return (_made(cell) for cell in cells)
+    return iter(cells)
 
 
-def _taken_by_this_job(cells, taken: Path, made=_made, folder=_folder):
+def _taken_by_this_job(cells, taken: Path):
     """The next cell no job has taken yet, until none is left, or until a later session of the
     sweep has replaced this session's marks (this job was left running when its launcher died):
     the cell it is running then is the new session's to wait for, through its claim."""
     for cell in cells:
         try:
-            mine = take(taken, folder(cell))
+            mine = take(taken, cell.folder)
         except FileNotFoundError:
             return
         if mine:
-            yield made(cell)
+            yield cell
 
 
 def real_uri(masked: str, candidates) -> str:
@@ -230,6 +206,16 @@ def real_uri(masked: str, candidates) -> str:
     raise TrackingError(f"this job of the sweep was not given the password of the store "
                         f"{masked}: pass it as the sweep did (tracking.uri=... or "
                         "MLFLOW_TRACKING_URI) to every job")
+
+
+def run_job(cfg) -> int:
+    """A launcher job (the task function the sweeper hands Hydra's launcher; a module-level
+    function, so that joblib's workers and submitit's jobs import it by name): the cells of
+    ``sweep.chunk``. Returns how many failed."""
+    from slnn.app.run import quiet_libraries
+
+    quiet_libraries()
+    return run_chunk(cfg.sweep.state, cfg.sweep.chunk, uri=cfg.tracking.uri)
 
 
 def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
@@ -262,16 +248,16 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
         # a user's rule file runs here only as the sweep validated and recorded it: its sha256 is
         # checked on the bytes read, before any of it runs (a file edited since fails its cells)
         with threadpool_limits(limits=1), pinned(state.get("rule_digests")):
-            for cfg, c, chash, folder, overrides in _load_chunk(state_path, state, chunk):
+            for cell in _load_chunk(state, chunk):
                 if store_gone(state):  # the store stayed down: the sweep stops, with one line
                     break
                 if launcher_gone.is_set():  # nobody is left to report to
                     break
-                write_cell_folder(state, folder, overrides, cfg)
+                write_cell_folder(state, cell.folder, cell.overrides, cell.config)
                 try:
-                    failed += not run_cell(cfg, c, chash, state, folder)
+                    failed += not run_cell(cell.config, cell.hash, state, cell.folder)
                 except CellTaken as e:
-                    taken.append((cfg, c, chash, folder, e.holder))
+                    taken.append((cell, e.holder))
             if taken:
                 from slnn.sweep.claims import run_when_released
 
@@ -327,3 +313,7 @@ def _watch_launcher(state: dict):
 
     threading.Thread(target=watch, name="slnn-watch-launcher", daemon=True).start()
     return done, gone
+
+
+if __name__ == "__main__":  # a job run again by hand: python -m slnn.sweep.worker STATE CHUNK
+    sys.exit(1 if run_chunk(sys.argv[1], int(sys.argv[2])) else 0)
