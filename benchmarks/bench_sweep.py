@@ -204,7 +204,7 @@ import hydra, slnn.app.schema
 from hydra import compose
 from slnn.sweep import grid
 args, shortcut = json.loads(sys.argv[1]), sys.argv[2] == "shortcut"
-with hydra.initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
+with hydra.initialize_config_module(slnn.app.schema.CONF_PACKAGE, version_base="1.3"):
     config = compose("config", overrides=args[:1], return_hydra_config=True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t, c = time.perf_counter(), time.process_time()

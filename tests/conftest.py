@@ -62,8 +62,9 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def compose_config(*overrides: str):
-    """The config `slnn-train <overrides>` would run: Hydra's compose over the repo's conf/."""
-    with hydra.initialize_config_dir(str(slnn.app.schema.CONF_DIR), version_base="1.3"):
+    """The config `slnn-train <overrides>` would run: Hydra's compose over slnn's config package
+    (the repo's conf/ and experiments/)."""
+    with hydra.initialize_config_module(slnn.app.schema.CONF_PACKAGE, version_base="1.3"):
         return hydra.compose("config", overrides=list(overrides))
 
 

@@ -5,9 +5,10 @@ Configs are composed as users compose them (Hydra's compose over conf/ with smal
 command line runs as a real subprocess in `tmp_path`.
 """
 
+import io
 import json
 import re
-from pathlib import Path
+from importlib import resources
 
 import pytest
 from omegaconf import OmegaConf
@@ -17,8 +18,17 @@ from slnn.core.activations import ACTIVATIONS
 from slnn.app.schema import Config, ConfigError, config_hash, flatten, identity, to_config
 from slnn.core.trainer import INITS, SAMPLINGS
 
-CONF_DIR = Path(slnn.app.schema.CONF_DIR)
 GROUPS = ("data", "model", "update", "train")
+
+
+def _presets(group: str) -> dict:
+    """The YAML presets of one of slnn's config groups, by name, as the install ships them
+    (``update`` has none: its options are the registered rules)."""
+    try:
+        folder = slnn.app.schema.conf_group(group)
+    except ModuleNotFoundError:
+        return {}
+    return {f.name.removesuffix(".yaml"): f for f in folder.iterdir() if f.name.endswith(".yaml")}
 
 
 def _choices(group: str) -> list[str]:
@@ -27,20 +37,18 @@ def _choices(group: str) -> list[str]:
     from hydra.core.config_store import ConfigStore
 
     stored = ConfigStore.instance().repo.get(group, {})
-    return sorted({p.stem for p in (CONF_DIR / group).glob("*.yaml")}
-                  | {name.removesuffix(".yaml") for name in stored})
+    return sorted(set(_presets(group)) | {name.removesuffix(".yaml") for name in stored})
 
 
-def _yaml(path: Path) -> dict:
+def _yaml(file) -> dict:
     # OmegaConf's loader, as Hydra reads conf/ (PyYAML alone reads 1.0e4 as a string)
-    return OmegaConf.to_container(OmegaConf.load(path)) or {}
+    return OmegaConf.to_container(OmegaConf.load(io.StringIO(file.read_text()))) or {}
 
 
 def _values(group: str, choice: str) -> dict:
     """What choosing ``group=choice`` sets: its YAML file, or the node slnn stored for it."""
-    path = CONF_DIR / group / f"{choice}.yaml"
-    if path.exists():
-        return _yaml(path)
+    if choice in _presets(group):
+        return _yaml(_presets(group)[choice])
     from hydra.core.config_store import ConfigStore
 
     return OmegaConf.to_container(ConfigStore.instance().repo[group][f"{choice}.yaml"].node)
@@ -59,7 +67,7 @@ def _error(compose, *overrides: str) -> str:
 def test_default_config_validates_to_the_yaml_values(compose):
     c = to_config(compose())
     assert isinstance(c, Config)
-    primary = _yaml(CONF_DIR / "config.yaml")
+    primary = _yaml(resources.files(slnn.app.schema.CONF_PACKAGE).joinpath("config.yaml"))
     defaults = {k: v for d in primary["defaults"] if isinstance(d, dict) for k, v in d.items()
                 if k in GROUPS}  # not "override hydra/...": Hydra's own groups
     assert set(defaults) == set(GROUPS)

@@ -81,8 +81,9 @@ def unknown_key(key: str, groups=()) -> str:
     return f"{key} is not {what}:{hint}"
 
 
-def searchpath_folders(searchpath) -> list[Path]:
-    """The folders of ``hydra.searchpath`` entries (``file://dir`` or ``pkg://module/dir``)."""
+def searchpath_folders(searchpath) -> list:
+    """The folders of ``hydra.searchpath`` entries (``file://dir`` or ``pkg://module/dir``):
+    paths, or ``importlib.resources`` folders for packages."""
     import importlib.resources
 
     out = []
@@ -93,7 +94,8 @@ def searchpath_folders(searchpath) -> list[Path]:
         elif entry.startswith("pkg://"):
             module, _, sub = entry[len("pkg://"):].partition("/")
             try:
-                out.append(Path(str(importlib.resources.files(module.replace("/", ".")))) / sub)
+                base = importlib.resources.files(module.replace("/", "."))
+                out.append(base.joinpath(sub) if sub else base)
             except (ModuleNotFoundError, TypeError):
                 continue
     return out
@@ -102,7 +104,8 @@ def searchpath_folders(searchpath) -> list[Path]:
 class GroupChecker:
     """``is_group(key)``: does ``key`` name a config group: one of Hydra's known groups (slnn's
     own, and those slnn stores from its registries), or a folder of a ``hydra.searchpath`` entry
-    (a user's own studies and presets)? Needs Hydra initialized (``initialize_config_dir``)."""
+    (a user's own studies and presets)? Needs Hydra initialized on slnn's config
+    (``initialize_config_module(slnn.app.schema.CONF_PACKAGE)``)."""
 
     def __init__(self, searchpath=None):
         from hydra.core.global_hydra import GlobalHydra

@@ -2,10 +2,11 @@
 
 ``Config`` is a ``slnn.core.trainer.RunSpec`` (model, update, optim, train) with the data set's
 ``DataSpec`` and the tracking and sweep settings added. Hydra's ConfigStore holds it as
-``slnn_schema``; the YAML in ``slnn/conf/`` fills it. The range checks are the specs' own
-``__post_init__``, which OmegaConf calls when the composed config becomes these dataclasses
-(``to_config``): each value is checked once, and a bad one fails at start-up with one sentence
-that names the key and the fix. The trainer then takes the ``Config`` itself: nothing is copied.
+``slnn_schema``; the YAML in ``conf/`` (``slnn.conf`` once installed) fills it. The range
+checks are the specs' own ``__post_init__``, which OmegaConf calls when the composed config
+becomes these dataclasses (``to_config``): each value is checked once, and a bad one fails at
+start-up with one sentence that names the key and the fix. The trainer then takes the
+``Config`` itself: nothing is copied.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
@@ -24,8 +25,17 @@ from slnn.core.errors import ConfigError
 from slnn.core.rules import CUSTOM, UPDATE_RULES
 from slnn.core.trainer import RunSpec
 
-# the YAML config groups and the named studies, shipped inside the package
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# the YAML config groups and the named studies: the repository's conf/ and experiments/, which
+# setuptools maps to slnn.conf and slnn.conf.experiment (pyproject.toml's package-dir); Hydra
+# reads them through CONF_PATH in any install (hydra_plugins/slnn_sweeper/package_config.py)
+CONF_PACKAGE = "slnn.conf"
+CONF_PATH = f"pkg://{CONF_PACKAGE}"
+
+
+def conf_group(group: str):
+    """The presets of a config group of slnn's own (``data``, ``experiment``, ...), as an
+    ``importlib.resources`` folder, wherever the install put it."""
+    return resources.files(f"{CONF_PACKAGE}.{group}")
 
 
 @dataclass
@@ -113,7 +123,7 @@ def register_configs() -> None:
     # update=custom update.fn=FILE.py:FUNCTION: the user's own step (slnn.core.custom)
     cs.store(group="update", name=CUSTOM, node={"rule": CUSTOM}, provider="slnn")
     for name in DATASETS:
-        if not (CONF_DIR / "data" / f"{name}.yaml").exists():
+        if not conf_group("data").joinpath(f"{name}.yaml").is_file():
             cs.store(group="data", name=name, node={"name": name}, provider="slnn")
 
 

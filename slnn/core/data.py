@@ -8,7 +8,7 @@
 
 Nothing is downloaded: iris and digits ship inside scikit-learn. The arrays carry no bias column;
 the network adds it. Adding a data set is one loader returning `RawData` and one `DATASETS` line;
-`data=<name>` then works on the command line (a YAML preset in `slnn/conf/data/` is optional).
+`data=<name>` then works on the command line (a YAML preset in `conf/data/` is optional).
 
 `DataSpec` is the typed description of a data set; it checks its own values when it is made, and
 the command line's `data` config group is this very class, so every value is checked once.

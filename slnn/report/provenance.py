@@ -44,9 +44,10 @@ def display_uri(uri: str, cwd: str | Path | None = None) -> str:
 
 
 def study_command(study: str) -> str | None:
-    """The first sweep command in the header comment of ``slnn/conf/experiment/<study>.yaml``."""
+    """The first sweep command in the header comment of ``experiments/<study>.yaml`` (the
+    package ``slnn.conf.experiment`` once installed)."""
     try:
-        text = (resources.files("slnn") / "conf" / "experiment" / f"{study}.yaml").read_text()
+        text = (resources.files("slnn.conf.experiment") / f"{study}.yaml").read_text()
     except (FileNotFoundError, OSError, ValueError):
         return None
     for line in text.splitlines():

@@ -1,0 +1,1 @@
+"""The named studies (``+experiment=<name>``): the config group ``slnn.conf.experiment``."""
