@@ -198,7 +198,7 @@ def test_resume_plans_a_rerun_when_the_rule_file_changed():
     from slnn.tracking.runs import FinishedRun
 
     def cell(h, digest):
-        return Cell([], None, None, h, "data1", {}, rule_digest=digest)
+        return Cell([], None, h, "data1", {}, rule_digest=digest)
 
     finished = {"a": [FinishedRun("r1", "a", "code", "data1", None, 1, "sha-old")],
                 "b": [FinishedRun("r2", "b", "code", "data1", None, 1, None)]}

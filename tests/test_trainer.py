@@ -583,9 +583,9 @@ def test_a_chunk_counts_the_evaluation_so_one_call_stays_short(monkeypatch):
     calls = []
     real = Backend.epochs
 
-    def counting(self, W, x_a, t_a, idx, n_epochs, *args):
+    def counting(self, W, sets, idx, n_epochs, *args):
         calls.append((n_epochs, len(idx)))
-        return real(self, W, x_a, t_a, idx, n_epochs, *args)
+        return real(self, W, sets, idx, n_epochs, *args)
 
     monkeypatch.setattr(Backend, "epochs", counting)
     r = trainer.train(digits, activation="sigmoid", lr=0.1, epochs=300, steps_per_epoch=1,

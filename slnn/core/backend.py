@@ -3,6 +3,8 @@ or compiled by Numba; ``slnn.core.trainer`` calls only this."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from slnn.core.activations import Activation
@@ -11,6 +13,14 @@ from slnn.core.rules import UpdateRule
 
 _compiled: dict = {}
 _NO_UPDATES = np.empty(0, dtype=np.int64)
+
+
+class Stops(NamedTuple):
+    """The checks that can end a run after an epoch (nan / -1: none)."""
+
+    divergence_loss: float
+    target_val_loss: float
+    patience: int
 
 
 class Backend:
@@ -44,36 +54,36 @@ class Backend:
     def _kernel(self, batch_size):
         return self._online if batch_size == 1 and self._online is not None else self._batch
 
-    def epochs(self, W, x_a, t_a, idx, n_epochs, batch_size, eta, x_b, t_b, x_c, t_c,
-               divergence_loss, target_val_loss, patience, best_bad, out):
-        """Up to ``n_epochs`` epochs of ``epoch_evaluate``, each on its equal share of ``idx``,
-        with the checks that can end a run after each (``reference.epochs_numpy`` says what is
-        computed): one compiled call on the compiled path. ``(epochs run, why it ended)``."""
+    def epochs(self, W, sets, idx, n_epochs, batch_size, lr, stops: Stops, best_bad, out):
+        """Up to ``n_epochs`` epochs of ``epoch_evaluate`` on ``sets`` (``((x, t)`` of the
+        training, validation and test splits``)``), each on its equal share of ``idx``, with the
+        ``stops`` checked after each (``reference.epochs_numpy`` says what is computed): one
+        compiled call on the compiled path. ``(epochs run, why it ended)``."""
         if self.compiled:
             online = batch_size == 1 and self._online_epochs is not None
             run = self._online_epochs if online else self._batch_epochs
-            return run(W, x_a, t_a, idx, n_epochs, batch_size, float(eta), x_a, t_a, x_b, t_b,
-                       x_c, t_c, float(divergence_loss), float(target_val_loss), int(patience),
-                       best_bad, out)
-        return epochs_numpy(W, x_a, t_a, idx, n_epochs, batch_size, eta,
-                            ((x_a, t_a), (x_b, t_b), (x_c, t_c)), self.act, self.rule,
-                            divergence_loss, target_val_loss, patience, best_bad, out)
+            (x_a, t_a), (x_b, t_b), (x_c, t_c) = sets
+            return run(W, x_a, t_a, idx, n_epochs, batch_size, float(lr), x_a, t_a, x_b, t_b,
+                       x_c, t_c, float(stops.divergence_loss), float(stops.target_val_loss),
+                       int(stops.patience), best_bad, out)
+        return epochs_numpy(W, sets[0][0], sets[0][1], idx, n_epochs, batch_size, lr, sets,
+                            self.act, self.rule, *stops, best_bad, out)
 
-    def epoch(self, W, x1, t, idx, batch_size, eta):
+    def epoch(self, W, x1, t, idx, batch_size, lr):
         """One epoch of updates, ``W`` in place: ``(cos_sum, cos_count, finite)``."""
         if self.compiled:
             x0, t0 = x1[:0], t[:0]  # nothing to evaluate
-            return self._kernel(batch_size)(W, x1, t, idx, batch_size, float(eta),
+            return self._kernel(batch_size)(W, x1, t, idx, batch_size, float(lr),
                                             x0, t0, x0, t0, x0, t0)[0]
-        return epoch_numpy(W, x1, t, idx, batch_size, eta, self.act, self.rule)
+        return epoch_numpy(W, x1, t, idx, batch_size, lr, self.act, self.rule)
 
-    def epoch_evaluate(self, W, x_a, t_a, idx, batch_size, eta, x_b, t_b, x_c, t_c):
+    def epoch_evaluate(self, W, x_a, t_a, idx, batch_size, lr, x_b, t_b, x_c, t_c):
         """``epoch`` on set a, then ``evaluate_all`` on sets a, b, c, in one call on the
         compiled path: ``((cos_sum, cos_count, finite), (la, lb, lc, ea, eb, ec, norm))``."""
         if self.compiled:
-            return self._kernel(batch_size)(W, x_a, t_a, idx, batch_size, float(eta),
+            return self._kernel(batch_size)(W, x_a, t_a, idx, batch_size, float(lr),
                                             x_a, t_a, x_b, t_b, x_c, t_c)
-        out = epoch_numpy(W, x_a, t_a, idx, batch_size, eta, self.act, self.rule)
+        out = epoch_numpy(W, x_a, t_a, idx, batch_size, lr, self.act, self.rule)
         return out, self.evaluate_all(W, x_a, t_a, x_b, t_b, x_c, t_c)
 
     def evaluate(self, W, x1, t):

@@ -13,7 +13,7 @@ from slnn.core.activations import Activation
 from slnn.core.rules import UpdateRule, input_step
 
 
-def epoch_numpy(W, x1, t, idx, batch_size, eta, act: Activation, rule: UpdateRule):
+def epoch_numpy(W, x1, t, idx, batch_size, lr, act: Activation, rule: UpdateRule):
     """One epoch of updates on the NumPy reference path. ``W`` is updated in place.
 
     Parameters
@@ -42,7 +42,7 @@ def epoch_numpy(W, x1, t, idx, batch_size, eta, act: Activation, rule: UpdateRul
         step = rule.step(x, net, z, tb, delta)  # rule's direction, W's shape (checked before training)
         grad = input_step(x, net, z, tb, delta)  # the true negative gradient, (d+1, k)
         # update
-        W += eta * step
+        W += lr * step
         ns, ng = np.linalg.norm(step), np.linalg.norm(grad)
         if ns > 0.0 and ng > 0.0:
             cos_sum += float(np.sum(step * grad) / (ns * ng))
@@ -66,7 +66,7 @@ def evaluate_numpy(W, x1, t, act: Activation):
     return loss, error
 
 
-def epochs_numpy(W, x1, t, idx, n_epochs, batch_size, eta, sets, act: Activation,
+def epochs_numpy(W, x1, t, idx, n_epochs, batch_size, lr, sets, act: Activation,
                  rule: UpdateRule, divergence_loss, target_val_loss, patience, best_bad, out):
     """Up to ``n_epochs`` epochs, each its equal share of ``idx``, each followed by the
     evaluation of ``W`` on ``sets`` (three ``(x1, t)`` pairs) and the checks that can end a run;
@@ -83,7 +83,7 @@ def epochs_numpy(W, x1, t, idx, n_epochs, batch_size, eta, sets, act: Activation
     per = len(idx) // n_epochs
     for e in range(n_epochs):
         cos_sum, cos_count, finite = epoch_numpy(W, x1, t, idx[e * per:(e + 1) * per],
-                                                 batch_size, eta, act, rule)
+                                                 batch_size, lr, act, rule)
         (la, ea), (lb, eb), (lc, ec) = (evaluate_numpy(W, x, tt, act) for x, tt in sets)
         out[e] = (cos_sum / cos_count if cos_count else math.nan, la, lb, lc, ea, eb, ec,
                   float(np.linalg.norm(W)), float(np.isfinite(W).all()))

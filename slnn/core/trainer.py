@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from slnn.core.activations import ACTIVATIONS, get_activation
-from slnn.core.backend import Backend
+from slnn.core.backend import Backend, Stops
 from slnn.core.compiled.templates import (GOES_ON, LOSS_BLEW_UP, NO_PROGRESS, NOT_FINITE,
                                           TARGET_REACHED)
 from slnn.core.errors import ConfigError
@@ -93,7 +93,7 @@ class UpdateSpec:
 
 @dataclass
 class OptimSpec:
-    """Plain SGD with a fixed learning rate eta (the guide: 0.1)."""
+    """Plain SGD with a fixed learning rate ``lr`` (the guide: 0.1)."""
 
     lr: float = 0.1
 
@@ -213,23 +213,18 @@ def init_weights(n_in: int, n_out: int, rng: np.random.Generator, init: str = "u
     """Initial ``W`` of shape (n_in, n_out), ``n_in = n_features + 1``.
 
     ``uniform``: U[-scale, scale] (the guide: scale 0.5). ``glorot``: U[-a, a] with
-    ``a = scale * sqrt(6 / (n_in + n_out))`` (Glorot and Bengio's choice is scale 1).
+    ``a = scale * sqrt(6 / (n_in + n_out))`` (Glorot and Bengio's choice is scale 1). ``init`` is
+    one of ``INITS``, as ``ModelSpec`` checked.
     """
-    if init == "uniform":
-        a = scale
-    elif init == "glorot":
-        a = scale * math.sqrt(6.0 / (n_in + n_out))
-    else:
-        raise ValueError(f"unknown init {init!r}: choose one of {sorted(INITS)}")
+    a = scale if init == "uniform" else scale * math.sqrt(6.0 / (n_in + n_out))
     return rng.uniform(-a, a, size=(n_in, n_out))
 
 
 class _IndexStream:
-    """The order in which samples are visited, continued across epochs."""
+    """The order in which samples are visited, continued across epochs (``sampling``: one of
+    ``SAMPLINGS``, as ``TrainSpec`` checked)."""
 
     def __init__(self, n: int, sampling: str, rng: np.random.Generator):
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {sampling!r}: choose one of {sorted(SAMPLINGS)}")
         self.n, self.sampling, self.rng = n, sampling, rng
         self._buf = np.empty(0, dtype=np.int64)  # drawn but not yet used, for the next epoch
 
@@ -286,11 +281,12 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     elif options:
         raise TypeError("give either a RunSpec or keywords, not both")
     m, t = spec.model, spec.train
-    epochs, batch_size, lr = t.epochs, t.batch_size, spec.optim.lr
+    epochs, batch_size = t.epochs, t.batch_size
     rng = rng if rng is not None else np.random.default_rng()
     act, upd = get_activation(m.activation), resolve_rule(spec.update.rule, spec.update.fn)
     x_tr, x_va, x_te = with_bias(data.x_train), with_bias(data.x_val), with_bias(data.x_test)
     t_tr, t_va, t_te = data.t_train, data.t_val, data.t_test
+    sets = ((x_tr, t_tr), (x_va, t_va), (x_te, t_te))
     n_in, n_out = x_tr.shape[1], t_tr.shape[1]
     W = init_weights(n_in, n_out, rng, m.init, m.init_scale)
     W0 = W.copy()
@@ -302,10 +298,8 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
         return TrainResult(Outcome.SHAPE_MISMATCH, str(e), W0, W.copy(), empty,
                            chance_error=chance, n_classes=n_out)
 
+    # RunSpec has checked that train.backend=compiled names a rule with a compiled form
     compiled = t.backend == "compiled" or (t.backend == "auto" and upd.fast is not None)
-    if compiled and upd.fast is None:
-        raise ConfigError(f"update rule {upd.name!r} has no compiled form: set train.backend=numpy "
-                          "or train.backend=auto")
     be = Backend(act, upd, compiled)
     stream = _IndexStream(x_tr.shape[0], t.sampling, rng)
     n_steps = t.steps_per_epoch or math.ceil(x_tr.shape[0] / batch_size)
@@ -331,8 +325,9 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
             on_epoch(dict(zip(HISTORY_COLUMNS, row)))
 
     # the checks after each epoch, as the backends take them: nan / -1 for none
-    target = t.target_val_loss if use_val and t.target_val_loss is not None else math.nan
-    patience = t.patience if use_val and t.patience is not None else -1
+    stops = Stops(t.divergence_loss,
+                  t.target_val_loss if use_val and t.target_val_loss is not None else math.nan,
+                  t.patience if use_val and t.patience is not None else -1)
     best_bad = np.array([math.inf, 0.0])  # best validation loss, epochs since
     per_epoch = n_steps * batch_size
     # epochs run in chunks, one backend call each (the compiled path: Python once per chunk); a
@@ -349,8 +344,8 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
         # epoch 0: every split evaluated on the initial weights, through the same compiled
         # function as the others (so a run compiles one), with no updates and no checks
         out = np.empty((1, 9))
-        be.epochs(W, x_tr, t_tr, np.empty(0, dtype=np.int64), 1, batch_size, lr, x_va, t_va,
-                  x_te, t_te, math.inf, math.nan, -1, np.array([math.inf, 0.0]), out)
+        be.epochs(W, sets, np.empty(0, dtype=np.int64), 1, batch_size, spec.optim.lr,
+                  Stops(math.inf, math.nan, -1), np.array([math.inf, 0.0]), out)
         record(0, 0, math.nan, out[0, 1:8].tolist(), True)
         while epoch < epochs and why == GOES_ON:
             n = min(epochs - epoch, chunk)
@@ -360,8 +355,7 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
             # the same draws, in the same order, as one epoch at a time
             idx = stream.take_epochs(n, per_epoch)
             out = np.empty((n, 9))
-            done, why = be.epochs(W, x_tr, t_tr, idx, n, batch_size, lr, x_va, t_va, x_te, t_te,
-                                  t.divergence_loss, target, patience, best_bad, out)
+            done, why = be.epochs(W, sets, idx, n, batch_size, spec.optim.lr, stops, best_bad, out)
             for row in out[:done].tolist():  # Python floats: cheaper to look at than NumPy's
                 epoch += 1
                 steps += n_steps

@@ -165,10 +165,10 @@ def _store_and_evaluate(W, WT, x_a, t_a, x_b, t_b, x_c, t_c):
     return la, lb, lc, ea, eb, ec, math.sqrt(sq)
 
 
-def _online_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
+def _online_kernel(W, x1, t, idx, batch_size, lr, x_a, t_a, x_b, t_b, x_c, t_c):
     # An epoch of the online gradient rule (batch_size is 1), then the evaluation of the new W
     # on sets a, b, c: ((cos_sum, cos_count, finite), (la, lb, lc, ea, eb, ec, norm)). The update
-    # W += eta * (x outer delta) is fused: its cosine with the gradient is 1 by construction
+    # W += lr * (x outer delta) is fused: its cosine with the gradient is 1 by construction
     # wherever the step is not zero.
     WT = _transposed(W)
     k, n_in = WT.shape
@@ -194,8 +194,8 @@ def _online_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c)
         if size != 0.0:
             cos_sum += 1.0
             cos_count += 1
-        # update: WT[j] += eta (x delta_j), one axpy per row of WT (written as the reference
-        # writes it; reassociation lets LLVM hoist eta delta_j out of the loop), fused with the
+        # update: WT[j] += lr (x delta_j), one axpy per row of WT (written as the reference
+        # writes it; reassociation lets LLVM hoist lr delta_j out of the loop), fused with the
         # next sample's forward pass net_j = x_next . WT[j] on the new weights (this sample's
         # again after the last): one pass over W, not two
         nxt = idx[u + 1] if u + 1 < n_updates else row
@@ -203,7 +203,7 @@ def _online_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c)
             dj = delta[j]
             acc = 0.0
             for i in range(n_in):
-                w = WT[j, i] + eta * (x1[row, i] * dj)
+                w = WT[j, i] + lr * (x1[row, i] * dj)
                 WT[j, i] = w
                 acc += x1[nxt, i] * w
             net[j] = acc
@@ -225,7 +225,7 @@ def _online_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c)
     return (cos_sum, cos_count, finite), _store_and_evaluate(W, WT, x_a, t_a, x_b, t_b, x_c, t_c)
 
 
-def _batch_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
+def _batch_kernel(W, x1, t, idx, batch_size, lr, x_a, t_a, x_b, t_b, x_c, t_c):
     # An epoch of any rule, any batch size, then the evaluation as in _online_kernel. The rule's
     # step (and the gradient, for the cosine) is accumulated over the batch in W's layout, as
     # the rule's fast form writes it, then added to WT.
@@ -253,7 +253,7 @@ def _batch_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
             rule_fast(step, x, net, z, t[row], delta)  # noqa: F821
             if not SAME_RULE:  # noqa: F821
                 grad_fast(grad, x, net, z, t[row], delta)  # noqa: F821
-        # update: W += eta * (mean step), and the cosine of that step with the true gradient;
+        # update: W += lr * (mean step), and the cosine of that step with the true gradient;
         # the accumulators are zeroed for the next batch as they are read
         ns = 0.0
         ng = 0.0
@@ -267,7 +267,7 @@ def _batch_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
                 if not SAME_RULE:  # noqa: F821
                     gr = grad[i, j] / batch_size
                     grad[i, j] = 0.0
-                w = WT[j, i] + eta * st
+                w = WT[j, i] + lr * st
                 WT[j, i] = w
                 bad += w * 0.0  # 0 while every weight is finite, nan once one is not
                 ns += st * st
@@ -286,7 +286,7 @@ def _batch_kernel(W, x1, t, idx, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c):
 GOES_ON, NOT_FINITE, LOSS_BLEW_UP, TARGET_REACHED, NO_PROGRESS = 0, 1, 2, 3, 4
 
 
-def _epochs_KERNEL(W, x1, t, idx, n_epochs, batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c,
+def _epochs_KERNEL(W, x1, t, idx, n_epochs, batch_size, lr, x_a, t_a, x_b, t_b, x_c, t_c,
                    divergence_loss, target_val_loss, patience, best_bad, out):
     # Up to n_epochs epochs, each its share of idx through KERNEL (codegen makes one copy of
     # this function per kernel: _online_epochs, _batch_epochs) and then the evaluation, with the
@@ -299,7 +299,7 @@ def _epochs_KERNEL(W, x1, t, idx, n_epochs, batch_size, eta, x_a, t_a, x_b, t_b,
     n_in, k = W.shape
     for e in range(n_epochs):
         (cos_sum, cos_count, finite), fig = _KERNEL(  # noqa: F821 (the copy's kernel)
-            W, x1, t, idx[e * per:(e + 1) * per], batch_size, eta, x_a, t_a, x_b, t_b, x_c, t_c)
+            W, x1, t, idx[e * per:(e + 1) * per], batch_size, lr, x_a, t_a, x_b, t_b, x_c, t_c)
         out[e, 0] = cos_sum / cos_count if cos_count > 0 else math.nan
         for c in range(7):
             out[e, 1 + c] = fig[c]
