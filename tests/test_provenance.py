@@ -142,16 +142,6 @@ def test_the_network_is_a_logged_model_of_its_run(single, store):
     assert list(got["predicted"]) == [data.class_names[j] for j in z.argmax(1)]
 
 
-def test_logged_model_activations_equal_the_cores():
-    from slnn.core.activations import ACTIVATIONS
-    from slnn.tracking.pyfunc_network import ACTIVATIONS as MODEL
-
-    x = np.linspace(-8, 8, 101)
-    assert set(MODEL) <= set(ACTIVATIONS)
-    for name, f in MODEL.items():
-        np.testing.assert_allclose(f(x), ACTIVATIONS[name].f(x), rtol=1e-15, atol=0)
-
-
 # --- resume keyed on config, code and data (real sweeps as subprocesses) ---
 
 START = re.compile(r"^slnn: sweep \S+: (?P<cells>\d+) cells: (?P<reused>\d+) reused, "

@@ -3,7 +3,9 @@
 Each function is written with NumPy ufuncs only, so the same source works on arrays (the plain
 NumPy reference path) and on scalars inside the compiled kernel (``slnn.core.compiled`` jit-compiles it).
 Adding an activation is one pair of functions and one line in ``ACTIVATIONS``; the
-``model.activation=`` choices, ``--help``, the README's table and the tests follow the registry.
+``model.activation=`` choices, ``--help``, the README's table, the tests and the logged model
+follow the registry. A logged model runs without slnn on a copy of ``f``'s source
+(``slnn.tracking.model.model_code``), so ``f`` is a plain ``def`` that uses NumPy (``np``) only.
 """
 
 from __future__ import annotations

@@ -22,7 +22,11 @@ creation time, set through MLflow's ``Model`` API) and ``model_size_bytes``. An 
 to a hidden folder with a manifest of its files' hashes and renamed into place, so parallel
 processes never read half of one; an entry that does not match its manifest (a crash, a full
 disk) is saved afresh and replaced, and a cache that cannot be written is skipped.
-The model's code (``pyfunc_network.py``) needs only numpy, pandas and mlflow: no slnn.
+The model's code (``model_code``) needs only numpy, pandas and mlflow, no slnn: it is
+``pyfunc_network.py`` followed by the source of the activation's function, copied from the
+registry (``slnn.core.activations``) when the model is logged. An activation whose source cannot
+be copied so (no readable ``def``, a closure, a helper or module other than NumPy's or the
+standard library's) is a ``ConfigError`` before anything is logged.
 """
 
 from __future__ import annotations
@@ -75,15 +79,15 @@ def _save_with_mlflow(dest: Path, W: np.ndarray, activation: str, data) -> None:
         np.save(src / "weights.npy", W)
         (src / "meta.json").write_text(json.dumps(_meta(activation, data)))
         example = _example(data)
-        from slnn.tracking.pyfunc_network import SlnnNetwork  # the same code the model runs
-
-        net = SlnnNetwork()
+        code = src / CODE.name
+        code.write_text(model_code(activation))
+        net = _network(code)  # the same code the model runs
         ctx = type("Ctx", (), {"artifacts": {"weights": str(src / "weights.npy"),
                                              "meta": str(src / "meta.json")}})()
         net.load_context(ctx)
         signature = infer_signature(example, net.predict(ctx, example))
         mlflow.pyfunc.save_model(
-            str(dest), python_model=str(CODE),
+            str(dest), python_model=str(code),
             artifacts={"weights": str(src / "weights.npy"), "meta": str(src / "meta.json")},
             signature=signature, input_example=example,
             pip_requirements=[f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}",
@@ -210,7 +214,8 @@ def _template(key: tuple, W: np.ndarray, activation: str, data):
 def write_model(dest: Path, W: np.ndarray, activation: str, data, **identity) -> None:
     """Write the pyfunc model of ``W`` (trained on ``data`` with ``activation``) into ``dest``;
     ``identity`` sets fields of its MLmodel (``model_id``, ``run_id``, ``artifact_path``)."""
-    key = (activation, tuple(data.feature_names), tuple(data.class_names), W.shape)
+    code = hashlib.sha256(model_code(activation).encode()).hexdigest()
+    key = (activation, code, tuple(data.feature_names), tuple(data.class_names), W.shape)
     files, mlmodel = _template(key, W, activation, data)
     for rel, blob in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -234,10 +239,103 @@ def write_model(dest: Path, W: np.ndarray, activation: str, data, **identity) ->
 
 
 def can_log(activation: str) -> bool:
-    """Only activations the model's own code knows can be logged (a user's new one cannot)."""
-    from slnn.tracking.pyfunc_network import ACTIVATIONS
+    """Whether a model of ``activation`` can be logged (``model_code`` can copy its function)."""
+    from slnn.core.errors import ConfigError
 
-    return activation in ACTIVATIONS
+    try:
+        model_code(activation)
+    except ConfigError:
+        return False
+    return True
+
+
+def _network(path: Path):
+    """The ``SlnnNetwork`` a model's code file sets, run from the file as MLflow runs it."""
+    namespace = {"__name__": "slnn_model_code", "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - code slnn wrote
+    return namespace["MODEL"]
+
+
+def _refuse(activation: str, why: str):
+    from slnn.core.errors import ConfigError
+
+    return ConfigError(f"model.activation={activation!r} cannot be logged as a model, which runs "
+                       f"without slnn: {why}; define it with `def` using NumPy (np.*) only, or "
+                       "set tracking.log_model=false")
+
+
+def activation_source(activation: str) -> tuple[str, str]:
+    """The source of ``activation``'s function (``f`` in the registry) as a logged model runs it,
+    and the function's name: the imports it needs (NumPy or the standard library, under the names
+    it uses) and its ``def``, dedented. Raises ``ConfigError`` (one line) for a function the model could not run
+    on its own: unknown, source unreadable, not a plain ``def`` (a lambda, a decorated or nested
+    function with a closure), or one that uses anything but NumPy, the standard library and
+    builtins (a helper, a constant, slnn)."""
+    import ast
+    import builtins
+    import inspect
+    import textwrap
+    import types
+
+    from slnn.core.activations import ACTIVATIONS
+
+    if activation not in ACTIVATIONS:
+        raise _refuse(activation, f"no such activation (registered: {sorted(ACTIVATIONS)})")
+    f = ACTIVATIONS[activation].f
+    code = getattr(f, "__code__", None)
+    if code is None:
+        raise _refuse(activation, f"its function {f!r} is not written in Python")
+    if code.co_freevars:
+        raise _refuse(activation, f"its function uses {', '.join(code.co_freevars)} of the "
+                                  "function around it (a closure)")
+    try:
+        source = textwrap.dedent(inspect.getsource(f))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError) as e:
+        raise _refuse(activation, f"the source of {f.__qualname__} cannot be read "
+                                  f"({type(e).__name__})") from None
+    if (len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef)
+            or tree.body[0].decorator_list):
+        raise _refuse(activation, f"{f.__qualname__} is not a plain def (a lambda, or decorated)")
+    fn = tree.body[0]
+    own = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+    own |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    free = sorted({n.id for n in ast.walk(fn) if isinstance(n, ast.Name)
+                   and isinstance(n.ctx, ast.Load)} - own - {fn.name})
+    stdlib = set(sys.stdlib_module_names)
+    imports = []
+    for name in free:
+        if name in f.__globals__:
+            value = f.__globals__[name]
+        elif hasattr(builtins, name):
+            continue
+        else:
+            raise _refuse(activation, f"{f.__qualname__} uses {name!r}, which is not defined")
+        module = value if isinstance(value, types.ModuleType) else None
+        if module is not None and module.__name__.split(".")[0] in {"numpy"} | stdlib:
+            imports.append(f"import {module.__name__}" if module.__name__ == name
+                           else f"import {module.__name__} as {name}")
+        elif module is None and getattr(np, name, None) is value:  # from numpy import exp
+            imports.append(f"from numpy import {name}")
+        else:
+            where = getattr(value, "__module__", None) or getattr(value, "__name__", "")
+            raise _refuse(activation, f"{f.__qualname__} uses {name!r}"
+                                      f"{f' (from {where})' if where else ''}, which the model "
+                                      "would not have")
+    head = (f"# model.activation={activation!r}: {f.__module__}.{f.__qualname__}, copied when "
+            "this model was logged")
+    return "\n".join([head, *imports, "", "", source.rstrip()]), fn.name
+
+
+def model_code(activation: str) -> str:
+    """The code of a logged model of ``activation``: ``pyfunc_network.py``, then the activation's
+    function copied from the registry (``activation_source``) and the line that sets the model.
+    ``ConfigError`` (one line) if the function cannot be copied."""
+    source, name = activation_source(activation)
+    template = CODE.read_text()
+    if name in ("json", "np", "pd", "set_model", "PythonModel", "SlnnNetwork", "MODEL"):
+        raise _refuse(activation, f"its function's name {name!r} is one the model's code uses")
+    return f"{template.rstrip()}\n\n\n{source}\n\n\nMODEL = SlnnNetwork({name})\nset_model(MODEL)\n"
 
 
 def model_name(update: str, activation: str, data_name: str) -> str:
@@ -256,6 +354,7 @@ def log_model(client, experiment_id: str, run_id: str, W: np.ndarray, activation
     with its ``model_id``: ``recorder.metric_entities``, ``link_metrics``)."""
     from mlflow.entities import LoggedModelOutput
 
+    model_code(activation)  # an activation the model cannot run: one line, before anything is logged
     lm = client.create_logged_model(
         experiment_id, name=name, source_run_id=run_id,
         params={k: str(v)[:6000] for k, v in (params or {}).items()},

@@ -7,6 +7,10 @@ classes are a small JSON artifact.
     model = mlflow.pyfunc.load_model("models:/<model_id>")      # or runs:/<run_id>/<model name>
     model.predict(frame)   # frame: one column per feature, raw units
     # -> p_<class> per class (outputs clipped at 0 and normalized), and `predicted` (class name)
+
+This file is the template of the model's code: a logged model's copy of it ends with its
+activation's function, copied from the registry (``slnn.core.activations``) when it is logged,
+and the line that sets the model (``slnn.tracking.model.model_code``).
 """
 
 from __future__ import annotations
@@ -15,28 +19,21 @@ import json
 
 import numpy as np
 import pandas as pd
-from mlflow.models import set_model
+from mlflow.models import set_model  # noqa: F401 - the copy's last line calls it
 from mlflow.pyfunc import PythonModel
-
-# the activations a logged model can use, written out again here so that the model needs no
-# slnn (a test holds them equal to slnn.core.activations)
-ACTIVATIONS = {
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "tanh": np.tanh,
-    "guide_tanh": lambda x: (np.tanh(x) + 1.0) / 2.0,
-    "linear": lambda x: x * 1.0,
-    "relu": lambda x: np.maximum(x, 0.0),
-}
 
 
 class SlnnNetwork(PythonModel):
-    """``z = f([prepare(x), 1] @ W)``; class scores as a distribution, and the argmax class."""
+    """``z = f([prepare(x), 1] @ W)``; class scores as a distribution, and the argmax class.
+    ``activation``: ``f``, element-wise on NumPy arrays."""
+
+    def __init__(self, activation):
+        self.f = activation
 
     def load_context(self, context):
         self.W = np.load(context.artifacts["weights"], allow_pickle=False)  # (d + 1, k)
         with open(context.artifacts["meta"]) as fh:
             meta = json.load(fh)
-        self.f = ACTIVATIONS[meta["activation"]]
         self.features = meta["feature_names"]
         self.classes = meta["class_names"]
         self.shift = np.asarray(meta["shift"]) if meta["shift"] is not None else None
@@ -62,5 +59,3 @@ class SlnnNetwork(PythonModel):
         out["predicted"] = [self.classes[j] for j in np.argmax(z, axis=1)]
         return out
 
-
-set_model(SlnnNetwork())

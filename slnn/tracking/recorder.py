@@ -207,8 +207,8 @@ class RunRecorder:
 
         ``data`` (the run's ``Dataset``) is logged as the run's input (the UI's Dataset column).
         ``model_activation`` also logs the network as a LoggedModel named for what it is
-        (``model.model_name``; only for a run that trained to finite weights, with an activation
-        the model's code knows), the run's output, with the run's params and its summary metrics;
+        (``model.model_name``; only for a run that trained to finite weights; an activation the
+        model's code cannot copy is a ``ConfigError``), the run's output, with the run's params and its summary metrics;
         ``log()``, the run's log so far, is saved as ``run.log`` (read last, so it has what
         writing the rest said).
         """
@@ -240,15 +240,16 @@ class RunRecorder:
         model_id = None
         if (model_activation is not None and data is not None and result.outcome in TRAINED
                 and np.isfinite(result.W_final).all()):
-            from slnn.tracking.model import can_log, log_model, model_name
+            from slnn.tracking.model import log_model, model_name
 
-            if can_log(model_activation):
-                model_id = tags[TAG_PREFIX + "model_id"] = log_model(
-                    self.client, self.experiment_id, self.run_id, result.W_final,
-                    model_activation, data,
-                    name=model_name(self.tags.get(TAG_PREFIX + "update", "slnn"),
-                                    model_activation, data.name),
-                    params=self.params, step=max(result.final_epoch, 0))
+            # an activation the model's code cannot copy raises ConfigError: never a silently
+            # missing model
+            model_id = tags[TAG_PREFIX + "model_id"] = log_model(
+                self.client, self.experiment_id, self.run_id, result.W_final,
+                model_activation, data,
+                name=model_name(self.tags.get(TAG_PREFIX + "update", "slnn"),
+                                model_activation, data.name),
+                params=self.params, step=max(result.final_epoch, 0))
         if data is not None:
             self._log_input(data)
         self._log(metric_entities(result, max_metric_points, now, model_id, data), tags)
