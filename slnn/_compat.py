@@ -102,6 +102,18 @@ def mlflow_sql_tables() -> set[str]:
     return set(Base.metadata.tables)
 
 
+def mlflow_sql_models():
+    """MLflow's ORM classes of its SQL tracking store (``SqlRun``, ``SqlTag``, ``SqlParam``,
+    ``SqlLatestMetric``, ...), as the module ``mlflow.store.tracking.dbmodels.models``, for
+    queries that read many runs at once.
+
+    Why private: ``mlflow.store`` is internal (see the module's docstring) and its table layout
+    changes with MLflow's schema migrations; the public ``search_runs`` pages through runs one
+    query per page. Checked with mlflow 3.x (3.17.2)."""
+    from mlflow.store.tracking.dbmodels import models
+
+    return models
+
 def wrap_hydra_completion(wrap) -> None:
     """Replace what Hydra's shell completion offers by ``wrap(original)``, a function of
     ``(self, config_name, line)`` like the original; done once per process.

@@ -191,16 +191,19 @@ def test_private_library_apis_only_in_compat():
 
 
 @pytest.mark.parametrize("snippet, hit", [
-    ("from omegaconf._utils import get_omega_conf_dumper", "omegaconf._utils.get_omega_conf_dumper"),
+    ("from omegaconf._utils import get_omega_conf_dumper",
+     "omegaconf._utils.get_omega_conf_dumper"),
     ("import mlflow.store._x", "mlflow.store._x"),
     ("from mlflow.x import _y", "mlflow.x._y"),
     ("import mlflow\nmlflow._x()", "mlflow._x"),
-    ("import mlflow.tracking as t\nt._tracking_service.utils", "mlflow.tracking._tracking_service.utils"),
+    ("import mlflow.tracking as t\nt._tracking_service.utils",
+     "mlflow.tracking._tracking_service.utils"),
     ("from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore",
      "mlflow.store.tracking.sqlalchemy_store.SqlAlchemyStore"),
     ("from mlflow.tracking import MlflowClient as C\nC._engine_map.pop(u)",
      "mlflow.tracking.MlflowClient._engine_map.pop"),
-    ("from hydra_plugins.hydra_joblib_launcher._core import f", "hydra_plugins.hydra_joblib_launcher._core.f"),
+    ("from hydra_plugins.hydra_joblib_launcher._core import f",
+     "hydra_plugins.hydra_joblib_launcher._core.f"),
     ("from hydra.plugins.completion_plugin import CompletionPlugin\nCompletionPlugin._query",
      "hydra.plugins.completion_plugin.CompletionPlugin._query"),
     ("from sqlalchemy import event\nevent.listen(E, 'connect', f)", "sqlalchemy.event.listen"),

@@ -10,6 +10,7 @@ with ``mlflow.pyfunc.load_model`` in a process where ``import slnn`` fails.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -166,3 +167,25 @@ def test_a_run_whose_activation_cannot_be_served_fails_at_logging_with_no_model(
     assert run.info.status == "FAILED"
     assert "uses '_helper'" in json.dumps(run.data.tags)
     assert store.client.search_logged_models([exp.experiment_id]) == []
+
+
+def test_the_command_line_says_it_in_one_line_with_exit_code_2(tmp_path):
+    """A lambda registered at start-up (a ``sitecustomize`` on the path): ``slnn-train`` trains,
+    to finite weights, then stops with one line naming the activation, the reason and the fix."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import numpy as np\nfrom slnn.core.activations import ACTIVATIONS, Activation\n"
+        "ACTIVATIONS['mine'] = Activation('mine', lambda x: np.tanh(x),\n"
+        "                                 lambda x: 1 - np.tanh(x) ** 2)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(site)
+    proc = subprocess.run([sys.executable, "-m", "slnn", "data=iris", "model.activation=mine",
+                           "train.epochs=2", "train.backend=numpy", "tracking.plot=false",
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "slnn-train: error: model.activation='mine' cannot be logged as a model, which runs "
+        "without slnn: <lambda> is not a plain def (a lambda, or decorated); define it with `def` "
+        "using NumPy (np.*) only, or set tracking.log_model=false"], proc.stderr

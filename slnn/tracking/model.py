@@ -238,17 +238,6 @@ def write_model(dest: Path, W: np.ndarray, activation: str, data, **identity) ->
     template.save(str(dest / "MLmodel"))
 
 
-def can_log(activation: str) -> bool:
-    """Whether a model of ``activation`` can be logged (``model_code`` can copy its function)."""
-    from slnn.core.errors import ConfigError
-
-    try:
-        model_code(activation)
-    except ConfigError:
-        return False
-    return True
-
-
 def _network(path: Path):
     """The ``SlnnNetwork`` a model's code file sets, run from the file as MLflow runs it."""
     namespace = {"__name__": "slnn_model_code", "__file__": str(path)}
@@ -267,10 +256,10 @@ def _refuse(activation: str, why: str):
 def activation_source(activation: str) -> tuple[str, str]:
     """The source of ``activation``'s function (``f`` in the registry) as a logged model runs it,
     and the function's name: the imports it needs (NumPy or the standard library, under the names
-    it uses) and its ``def``, dedented. Raises ``ConfigError`` (one line) for a function the model could not run
-    on its own: unknown, source unreadable, not a plain ``def`` (a lambda, a decorated or nested
-    function with a closure), or one that uses anything but NumPy, the standard library and
-    builtins (a helper, a constant, slnn)."""
+    it uses) and its ``def``, dedented. Raises ``ConfigError`` (one line) for a function the
+    model could not run on its own: unknown, source unreadable, not a plain ``def`` (a lambda, a
+    decorated function, a closure), or one that uses anything but NumPy, the standard library
+    and builtins (a helper, a constant, slnn)."""
     import ast
     import builtins
     import inspect
@@ -354,7 +343,7 @@ def log_model(client, experiment_id: str, run_id: str, W: np.ndarray, activation
     with its ``model_id``: ``recorder.metric_entities``, ``link_metrics``)."""
     from mlflow.entities import LoggedModelOutput
 
-    model_code(activation)  # an activation the model cannot run: one line, before anything is logged
+    model_code(activation)  # one the model cannot run: one line, before anything is logged
     lm = client.create_logged_model(
         experiment_id, name=name, source_run_id=run_id,
         params={k: str(v)[:6000] for k, v in (params or {}).items()},

@@ -104,14 +104,16 @@ def ensure_logged_model(client, run, model_tags: dict[str, str] | None = None) -
     import yaml
 
     from slnn.core.data import DataSpec, load_dataset
-    from slnn.tracking.model import can_log, link_metrics, log_model, model_name
+    from slnn.core.errors import ConfigError
+    from slnn.tracking.model import link_metrics, log_model, model_code, model_name
     from slnn.tracking.recorder import MODEL_METRICS
 
     tags = run.data.tags
     activation = tags.get("slnn.activation", "")
-    if not can_log(activation):
-        raise RegistryError(f"run {run.info.run_id} used activation {activation!r}, which a logged "
-                            "model cannot compute: it has no model to register")
+    try:
+        model_code(activation)
+    except ConfigError as e:
+        raise RegistryError(f"run {run.info.run_id} has no model to register: {e}") from None
     with tempfile.TemporaryDirectory(prefix="slnn-register-") as tmp:
         tmp = Path(tmp)
         w = client.download_artifacts(run.info.run_id, "weights/final.npy", str(tmp))
