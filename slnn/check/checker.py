@@ -1,73 +1,10 @@
 """Check a weight-update rule against the gradient, measured numerically.
 
-The user signature (stable; built-in rules use it too)::
-
     def my_step(x, net, z, t, delta):   # arrays for one batch: x (n, d+1); net, z, t, delta (n, k)
         return x.T @ delta / len(x)     # a step shaped like W, (d+1, k); the trainer does W += eta * step
 
-``x`` holds the inputs with the bias column (all ones) last, ``net = x @ W``, ``z = f(net)``,
-``t`` the targets and ``delta = (t - z) * f'(net)``. The rule gets copies, so it may modify them.
-``docs/checker.md`` explains the verdicts and why their thresholds are where they are.
-
-What is measured
-----------------
-For each activation in ``ACTIVATIONS`` and each data shape in ``DEFAULT_SHAPES`` (``(d, k)`` =
-(features, outputs), all with ``k >= 2``: one with ``d + 1 == k``, a wider one, one with more
-outputs than inputs and one with two outputs), ``check_rule`` draws ``DEFAULT_N_BATCHES`` batches
-per data shape, their sizes cycling through ``DEFAULT_BATCH_SIZES``, from a seeded
-``np.random.Generator``: inputs ``N(0, 1)``, weights ``N(0, 1/(d+1))``, one-hot targets. A batch
-is redrawn until no ``net`` lies within ``4 h max|x|`` of 0 (so the finite differences never cross
-relu's kink) and at least one ``net`` is positive (so relu's gradient is not 0). Every activation
-sees the same batches. Where the step does not have ``W``'s shape on the first cycle of batch
-sizes, that data shape is not called further (its verdict is ``shape_mismatch`` either way).
-
-The reference is the negative gradient of the batch-mean loss ``0.5 ||t - z||^2``, computed from
-the loss alone by the 4th-order central difference on each weight,
-``(8 (L(w+h) - L(w-h)) - (L(w+2h) - L(w-2h))) / (12 h)`` with ``h = 3e-4`` (about 1e-12 absolute;
-the tests hold it to the analytic gradient). No rule's formula is used.
-
-Per batch: the step's shape against ``W``'s (``right``, ``broadcast`` = NumPy would broadcast it
-onto ``W`` without complaint, ``wrong``); where it is ``right``, its cosine with the negative
-gradient, its relative deviation ``||step - (-grad)|| / ||grad||``, its deviation from the negative
-gradient of each other loss in ``LOSSES`` that applies, and the least-squares factor ``c`` with
-``step ~ c (-grad)``. A step is never reshaped or broadcast into fitting.
-
-The tolerance follows the precision of the step: ``tolerance(dtype) = 1e-8 sqrt(eps / eps64)``
-(1e-8 for float64, 2.3e-4 for float32, 2.1e-2 for float16), where the dtype is the returned
-array's, or float32 (float16) when a float64 step holds only float32 (float16) values, as when a
-wrapper converted it. A step counts as *downhill* when its cosine exceeds that tolerance.
-
-Verdicts (the first that holds, over every batch considered)
-------------------------------------------------------------
-``shape_mismatch``
-    the step has ``W``'s exact shape on no data shape.
-``gradient``
-    equals ``-grad`` of ``0.5 ||t - z||^2`` (batch mean) within the tolerance on every batch.
-``other_loss_gradient:<name>``
-    equals ``-grad`` of another loss within the tolerance on every batch, where that loss applies
-    on every batch: ``sum_squared`` (the squared error *summed* over the batch), ``cross_entropy``
-    (binary cross-entropy, where the outputs lie in (0, 1)), ``softmax_cross_entropy``
-    (cross-entropy of ``softmax(net)``, two or more outputs).
-``gradient_scaled``
-    equals ``c (-grad)`` for one constant ``c > 0`` on every batch; ``scale`` = c.
-``descent``
-    downhill on all but a negligible share of batches: the 95% Clopper-Pearson interval of the
-    share of downhill batches reaches ``DESCENT_SHARE`` (0.999). With 4000 batches that allows
-    at most 8 uphill ones; with 25 batches or fewer, none.
-``not_descent``
-    otherwise: the step points uphill (or nowhere) on more than 1 batch in 1000, shown at 95%.
-
-Each result also reports ``downhill`` of ``n_compared`` batches, ``downhill_share`` and its
-``downhill_ci``. The exact verdicts need every batch; ``descent`` tolerates rare uphill batches
-because a threshold of "every batch" would flip with the seed for a rule that points uphill on,
-say, 1 batch in 10,000 (``no_derivative`` with tanh), and a threshold near 0.5 would flip for
-rules that point downhill about half the time (``kronecker`` with tanh, a random direction).
-
-A rule that fits ``W`` on some data shapes only (``kronecker`` fits only where ``d + 1 == k``)
-gets, per activation, the verdict computed over the shapes where it fits plus a ``fits_only``
-list naming them; each data shape also has its own verdict, from its own batches (a quarter of
-them, so less certain near the threshold). Verdicts are evidence from the batches drawn, not a
-proof.
+``check_rule(step)`` gives one verdict per activation. docs/checker.md says what is drawn and
+measured, what each verdict means, and why its thresholds are where they are.
 """
 
 from __future__ import annotations
@@ -259,7 +196,7 @@ def batch_cycle(n_batches: int, batch_sizes=DEFAULT_BATCH_SIZES) -> tuple[int, .
 def make_batches(rng: np.random.Generator, d: int, k: int,
                  batch_sizes=DEFAULT_BATCH_SIZES, h: float = H) -> list[Batch]:
     """Random batches for ``d`` features and ``k`` outputs, one per entry of ``batch_sizes``
-    (see the module docstring for the distribution and the conditions each batch meets; with
+    (docs/checker.md, "What it draws": their distribution and the conditions each meets; with
     ``k == 1`` the targets are binary 0/1)."""
     sizes = [int(n) for n in batch_sizes]
     out: list[Batch | None] = [None] * len(sizes)

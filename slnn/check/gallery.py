@@ -1,19 +1,8 @@
-"""A gallery of update rules: the gradient and the mistakes people plausibly make instead.
+"""The rules ``slnn-check --builtin NAME`` checks: the gradient and the plausible mistakes.
 
-Every rule has the user signature of ``slnn.check`` (see ``slnn.check.checker``)::
-
-    def step(x, net, z, t, delta):   # x (n, d+1) with the bias column last; net, z, t, delta (n, k)
-        ...                          # -> a step the trainer adds as W += eta * step
-
-and a shape function ``<name>_shape(n_in, n_out)`` giving the step's shape for ``W`` of shape
-``(n_in, n_out)`` (``n_in = d + 1``), so a trainer can reject a misfit before training starts.
-In their docstrings (``slnn.core.rules``), ``n`` is the batch size, ``d`` the number of features,
-``k`` the number of outputs and ``delta = (t - z) * f'(net)``. ``GALLERY`` maps each name to a
-``GalleryRule`` (the registry's ``UpdateRule``).
-
-The gallery only states what each rule computes; ``slnn-check --builtin NAME`` measures it.
-Each rule is defined once, in ``slnn.core.rules``, where it is also a trainable rule
-(``update=<name>``): the gallery is those rules under their short names.
+``GALLERY`` is every rule of the registry (``slnn.core.rules.UPDATE_RULES``, where each is defined
+once and is also trainable as ``update=<name>``), so a rule registered there can be checked here
+too; the short names below (``kronecker``, ``no_bias``, ...) are their ``step`` functions.
 """
 
 from __future__ import annotations
@@ -30,9 +19,8 @@ from slnn.core.rules import outer_transposed_step as outer_transposed
 from slnn.core.rules import sigmoid_shortcut_step as sigmoid_shortcut
 from slnn.core.rules import sum_not_mean_step as sum_not_mean
 
-NAMES = ("input", "kronecker", "no_derivative", "ascent", "outer_transposed", "sum_not_mean",
-         "sigmoid_shortcut", "no_bias")
-GALLERY: dict[str, GalleryRule] = {name: UPDATE_RULES[name] for name in NAMES}
+# every registered rule, in the registry's order: a rule added there is checkable here too
+GALLERY: dict[str, GalleryRule] = dict(UPDATE_RULES)
 
 __all__ = ["GALLERY", "GalleryRule", "ascent", "get_gallery_rule", "input", "kronecker", "no_bias",
            "no_derivative", "outer_transposed", "sigmoid_shortcut", "sum_not_mean"]
