@@ -1,42 +1,10 @@
 """Numba code generation: one compiled module per (activation, rule) pair, cached on disk.
 
-What is generated from what:
-- the module's text is ``_MODULE``, filled in with the import paths of the activation's ``f``
-  and ``df`` (``slnn.core.activations`` or wherever they are defined; for the registry's
-  sigmoid, the same formulas in ``fastexp``, whose ``exp`` LLVM vectorizes) and ``fdf`` (both
-  from one evaluation: ``fastexp.sigmoid_and_prime``, else ``f`` and ``df`` side by side), the
-  rule's ``fast`` form (``slnn.core.rules``), ``slnn.core.rules.input_fast`` as the gradient,
-  the outcome constants of the templates' module, ``SAME_RULE`` (whether
-  the rule's fast form is the gradient's), the source of the template loops of
-  ``slnn.core.compiled.templates`` (``templates._LOOPS``) copied in verbatim, and two copies of
-  its ``_epochs_KERNEL``, one per kernel (``templates._EPOCHS``);
-- its file name carries a digest of that text, of Numba's version, of the whole source of
-  ``fastexp`` and of the templates' module, and of the source of ``f``, ``df``, ``fdf``, ``fast``
-  and ``input_fast``, so an edit to any of them makes a new module (and a new compilation);
-- it is written atomically to ``cache_dir()`` (``SLNN_CACHE_DIR``, else ~/.cache/slnn); every
-  function in it is ``njit(cache=True)``, so Numba keeps the machine code next to it and later
-  processes load it in milliseconds instead of compiling again.
-- it is never imported as found: the text this process generates is the one recorded, and the
-  file on disk is used only if its sha256 is that text's. A file that differs (edited, planted,
-  half-written) is written again; the module is then executed from the verified text itself,
-  with the file's name, so what runs is what slnn generated whatever happens to the file.
-
-- Numba's own cache (``.nbi`` index and ``.nbc`` code files in ``kernels/__pycache__``, or under
-  ``NUMBA_CACHE_DIR``) is pickles: loading them can run any code put there. So before a kernel
-  first compiles, the cache folder of each of its functions is checked with every folder above
-  it (not the ``__pycache__`` beside an imported module's own file: that is as trusted as the
-  file). One that another user owns, or that its group or everyone may write (a folder above it
-  may, with the sticky bit, as /tmp), is bypassed: the function is compiled in memory, its cache
-  neither read nor written, and one line (once per folder and process) names the folder and the
-  fix (``chmod go-w``, or ``SLNN_CACHE_DIR`` / ``NUMBA_CACHE_DIR`` set to a folder only this
-  user can write). Bypassed, not refused: the cache only saves compile time (a few seconds per
-  process), the results are the same without it, and a refusal would stop training, sweeps and
-  checks on a shared machine for the sake of speed. The folders slnn makes are private (0700).
-
-``build(act, rule)`` returns the module's compiled entry points (``Kernels``): an epoch of the
-gradient rule one sample at a time, an epoch of any rule at any batch size, and each of those
-run over a chunk of epochs with the trainer's checks after each epoch (see the templates).
-"""
+``build(act, rule)`` fills the template loops (``slnn.core.compiled.templates``) in with the
+activation and the rule, writes the module into ``cache_dir()`` under a digest of its sources, runs
+it from the text this process generated (never from the file as found) and returns its compiled
+entry points (``Kernels``). docs/development.md ("The compiled path") says what goes into the
+text and the digest; docs/reliability.md why Numba's own cache is checked before it is used."""
 
 from __future__ import annotations
 

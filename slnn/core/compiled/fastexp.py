@@ -1,29 +1,10 @@
 """An ``exp`` that LLVM can vectorize, and the compiled path's sigmoid written with it.
 
-Numba compiles ``math.exp`` and ``np.exp`` on a scalar to a call of the C library's ``exp``: about
-10 ns an output here, and a loop that calls it runs one element at a time (Numba's vector math
-library, SVML, is not available on this machine's llvmlite). ``exp`` below is plain arithmetic,
-so a loop over a row of outputs compiles to AVX2 code that computes four at a time: the sigmoid of
-18,000 outputs costs about 3 ns each against 11 ns with the library call.
-
-How it computes exp(x), to within 2 ulp of NumPy's (the tests check it over the whole range):
-- range reduction (Cody and Waite): x = k ln 2 + r with k = round(x / ln 2) and |r| <= ln(2) / 2,
-  ln 2 split into a high part with trailing zero bits (k * LN2_HI is exact) and the rest;
-- k is rounded by the shifter trick: adding 1.5 * 2^52 leaves k in the low bits of the sum, so
-  there is no float-to-int conversion (AVX2 has none for 64-bit integers);
-- exp(r) by its Taylor series to r^13 (the first left-out term is below 2^-57 of the result),
-  summed by Estrin's scheme;
-- 2^k is made from its bits, as 2^(k // 2) * 2^(k - k // 2) so that results down to the smallest
-  subnormal (x near -745) and up to the largest double (x near 709.78) come out without an
-  overflow in between; x is clamped first, then +inf above 709.78, nan stays nan.
-
-Only the compiled path uses these (``codegen`` swaps them in for ``activations.sigmoid``); the
-NumPy reference keeps ``np.exp``. Both are held to each other at a relative 1e-12 like the rest of
-the compiled code. ``exp`` is compiled with contraction (multiply-adds fused) and nothing else,
-the activation forms that call it with no fast-math at all (``codegen``): reassociation could
-undo the range reduction (``(x * LOG2E + SHIFT) - SHIFT`` is not ``x * LOG2E`` in floating
-point). The tests check ``exp`` as it is compiled, whoever compiles it first.
-"""
+Numba compiles ``np.exp`` on a scalar to a call of the C library, one element at a time; the
+``exp`` here is plain arithmetic (range reduction, a Taylor series, 2^k built from its bits), so a
+loop over a row of outputs runs four at a time, within 2 ulp of NumPy's. Only the compiled path
+uses it; docs/development.md ("The compiled path") has the algorithm, its compile flags and the
+measurements."""
 
 import math
 

@@ -1,13 +1,10 @@
 """The compiled training loops, as templates: plain Python that Numba compiles.
 
-These functions are not called as they are. ``slnn.core.compiled.codegen`` copies their source
-into a small module generated per (activation, rule) pair, next to module-level globals ``f``,
-``df`` (the activation and its derivative), ``fdf`` (both from one evaluation), ``rule_fast``
-(the rule's one-sample form), ``grad_fast`` (the gradient's one-sample form, for the cosine)
-and ``SAME_RULE`` (the rule is the gradient). Numba treats those globals as compile-time
-constants, so their calls are inlined. They compute what ``slnn.core.reference`` computes, to
-a relative 1e-12 (the tests hold them to it), and each is bit-reproducible with itself.
-"""
+These functions are not called as they are: ``slnn.core.compiled.codegen`` copies their source
+into a module generated per (activation, rule) pair, beside the globals they call (``f``, ``df``,
+``fdf``, ``rule_fast``, ``grad_fast``, ``SAME_RULE``; docs/development.md, "The compiled path"),
+which Numba inlines as constants. They compute what ``slnn.core.reference`` computes, to a
+relative 1e-12, and each is bit-reproducible with itself."""
 
 import math
 
