@@ -189,3 +189,21 @@ def test_the_command_line_says_it_in_one_line_with_exit_code_2(tmp_path):
         "slnn-train: error: model.activation='mine' cannot be logged as a model, which runs "
         "without slnn: <lambda> is not a plain def (a lambda, or decorated); define it with `def` "
         "using NumPy (np.*) only, or set tracking.log_model=false"], proc.stderr
+
+
+def test_an_activation_whose_file_changed_since_import_is_refused(tmp_path, monkeypatch):
+    """The copy must be the code that trained: a source file edited after the import (a sweep
+    running while someone edits) no longer matches the function, and is refused."""
+    import importlib
+
+    (tmp_path / "my_acts.py").write_text("import numpy as np\n\n\ndef act(x):\n"
+                                         "    return np.tanh(x)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("my_acts")
+    monkeypatch.setitem(ACTIVATIONS, "mine", Activation("mine", module.act, module.act))
+    assert "return np.tanh(x)" in model_code("mine")  # as imported: copied
+    (tmp_path / "my_acts.py").write_text("import numpy as np\n\n\ndef act(x):\n"
+                                         "    return np.tanh(x) * 2.0 + 1.0\n")
+    with pytest.raises(ConfigError, match="the source file of act changed since it was imported"):
+        model_code("mine")
+    monkeypatch.delitem(sys.modules, "my_acts")

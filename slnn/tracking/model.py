@@ -258,8 +258,9 @@ def activation_source(activation: str) -> tuple[str, str]:
     and the function's name: the imports it needs (NumPy or the standard library, under the names
     it uses) and its ``def``, dedented. Raises ``ConfigError`` (one line) for a function the
     model could not run on its own: unknown, source unreadable, not a plain ``def`` (a lambda, a
-    decorated function, a closure), or one that uses anything but NumPy, the standard library
-    and builtins (a helper, a constant, slnn)."""
+    decorated function, a closure), one that uses anything but NumPy, the standard library and
+    builtins (a helper, a constant, slnn), or one whose file changed since it was imported (the
+    copy is compiled and must be the bytecode that trained)."""
     import ast
     import builtins
     import inspect
@@ -313,7 +314,14 @@ def activation_source(activation: str) -> tuple[str, str]:
                                       "would not have")
     head = (f"# model.activation={activation!r}: {f.__module__}.{f.__qualname__}, copied when "
             "this model was logged")
-    return "\n".join([head, *imports, "", "", source.rstrip()]), fn.name
+    text = "\n".join([head, *imports, "", "", source.rstrip()])
+    copy_ = {}
+    exec(compile(text, "<model activation>", "exec"), copy_)  # noqa: S102 - the source f runs
+    if (copy_[fn.name].__code__.co_code, copy_[fn.name].__code__.co_names) != (code.co_code,
+                                                                               code.co_names):
+        raise _refuse(activation, f"the source file of {f.__qualname__} changed since it was "
+                                  "imported")
+    return text, fn.name
 
 
 def model_code(activation: str) -> str:
