@@ -1,16 +1,10 @@
 """A user's rule for training: ``update=custom update.fn=FILE.py:FUNCTION``.
 
-``load(fn)`` loads the file with ``slnn.core.rulefile`` (once per file content: a changed file is
-loaded again); ``slnn.core.rules.custom_rule`` makes it an ``UpdateRule`` with no compiled form,
-so the trainer runs it on the NumPy path. Its ``digest`` is the sha256 of the bytes that were
-executed; runs record it (``slnn.rule_digest``) and resume compares it.
-
+``load(fn)`` loads the file with ``slnn.core.rulefile`` (again only when its content changed);
+``slnn.core.rules.custom_rule`` makes it an ``UpdateRule`` that trains on the NumPy path.
 ``validate(fn, activation, n_in, n_out, batch_sizes)`` is what the command line calls before any
-run starts: it loads the rule and calls it on random batches of the run's own shape and
-activation, so a missing file or function, an exception inside it, a return value that is not an
-array of numbers, a step that is not ``W``'s shape, or non-finite values on ordinary inputs are
-one line (``RuleLoadError``) that names the file, the function and the problem.
-"""
+run starts: it calls the rule on random batches of the run's own shape and activation, so any
+problem is one ``RuleLoadError`` line (docs/extending.md lists them)."""
 
 from __future__ import annotations
 

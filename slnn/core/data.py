@@ -1,18 +1,10 @@
 """Data sets for a single-layer classifier: a registry of loaders, split and scaled by one function.
 
-    >>> from slnn.core.data import DataSpec, load_dataset
-    >>> ds = load_dataset(DataSpec("iris", split=[0.5, 0.25, 0.25], seed=0))
-    >>> ds = load_dataset("iris", split=[0.5, 0.25, 0.25], seed=0)    # the same
-    >>> ds.x_train.shape, ds.t_train.shape, ds.n_val, ds.n_test
-    ((75, 4), (75, 3), 37, 38)
+    ds = load_dataset(DataSpec("iris", split=[0.5, 0.25, 0.25], seed=0))  # or load_dataset("iris", ...)
+    ds.x_train.shape, ds.t_train.shape, ds.n_val, ds.n_test   # ((75, 4), (75, 3), 37, 38)
 
-Nothing is downloaded: iris and digits ship inside scikit-learn. The arrays carry no bias column;
-the network adds it. Adding a data set is one loader returning `RawData` and one `DATASETS` line;
-`data=<name>` then works on the command line (a YAML preset in `conf/data/` is optional).
-
-`DataSpec` is the typed description of a data set; it checks its own values when it is made, and
-the command line's `data` config group is this very class, so every value is checked once.
-"""
+``DataSpec``, the command line's ``data`` group, checks its own values when made. Nothing is
+downloaded; the arrays carry no bias column. Adding a data set: docs/extending.md."""
 
 from __future__ import annotations
 

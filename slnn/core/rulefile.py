@@ -1,23 +1,10 @@
 """Load a user's update rule from ``path/to/file.py:function_name``.
 
-The file may be anywhere on disk: its bytes are read once, compiled and executed as a fresh
-module (named ``slnn_user_rule_<digest prefix>``); its directory is not added to ``sys.path``, so
-nothing else can shadow it and nothing next to it is imported by accident (a rule file that
-imports a sibling module of its own will fail to load, with that ``ImportError`` named). No
-``__pycache__`` is written next to the file. ``digest(path)`` is the sha256 of the file's bytes,
-for runs to record; ``load_rule`` records the digest of exactly the bytes it executed.
-
-Loading by digest: ``load_rule(spec, expect=sha)``, or a file ``pin``ned to a digest in this
-process (a sweep's jobs pin the file the sweep validated), executes the file only when the
-sha256 of the bytes it read is that one, and otherwise raises before running any of it.
-
-Every problem is one line that names the file, the function and the problem, raised as
-``RuleLoadError`` (a ``ValueError``): a bad spec, a missing file, a syntax error or exception
-while importing, a missing or non-callable function, a signature that cannot take the five
-arrays, and, when the loaded rule is called, an exception inside it, a return value that is not
-an array of numbers, or non-finite values. Anything the user's code prints goes to stderr, so
-``--json`` output on stdout stays parseable.
-"""
+The file's bytes are read once and run as a fresh module, its folder kept off ``sys.path``;
+``load_rule(spec, expect=sha)``, or a file ``pin``ned in this process, runs it only if those bytes
+have that SHA-256. ``digest`` is what runs record. Every problem, in loading or in calling the
+rule (``CheckedRule``), is one ``RuleLoadError`` line naming the file, the function and the
+problem; docs/extending.md ("Training it") says how a file is loaded and what is refused."""
 
 from __future__ import annotations
 

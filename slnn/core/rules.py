@@ -1,29 +1,10 @@
 """Weight-update rules, keyed by the names users type (``update=<name>``).
 
-A rule turns one batch's forward pass into the direction ``U`` that is added to ``W`` as
-``W += eta * U``. Every rule has the same signature::
-
-    def step(x, net, z, t, delta):   # x (n, d+1) inputs with the bias column last;
-        ...                          # net, z, t, delta (n, k); returns U of W's shape (d+1, k)
-
-``step`` is the plain NumPy form, the reference every faster path is held to. ``fast``
-(optional) is the same rule for one sample, ``fast(out, x, net, z, t, delta)`` with 1-D arrays,
-accumulating into ``out``; it is written so that Numba can compile it into the training kernel
-(``slnn.core.compiled``). A rule without one trains on the NumPy path.
-
-Adding a rule is one ``step`` function (plus its ``fast`` twin, if you want it compiled) and one
-line in ``UPDATE_RULES``; ``update=<name>``, ``--help``, the README's table and the tests follow
-the registry.
-
-Names follow the guide ("15 Steps to Implement a Neural Net"): ``kronecker`` is its Step 12 as
-written, ``W += eta * kronecker(transpose(z), delta)``. The other rules below ``kronecker`` are
-the plausible mistakes of ``slnn.check.gallery`` (which takes them from here: one definition of
-each rule), so a study can train them and show which still learn and why.
-
-``update=custom update.fn=FILE.py:FUNCTION`` trains a user's own ``step`` from a file
-(``custom_rule``): it is loaded by ``slnn.core.rulefile``, has no compiled form, and so trains on
-the NumPy path.
-"""
+Every rule is ``step(x, net, z, t, delta) -> U`` (x (n, d+1) with the bias column last; net, z,
+t, delta (n, k)), applied as ``W += eta * U``, with an optional one-sample ``fast`` twin that
+Numba compiles. Adding one is a function and a line of ``UPDATE_RULES``; ``update=custom`` trains
+a user's file (``custom_rule``). docs/extending.md says how; docs/configuration.md what each
+built-in rule is (``kronecker``: the guide's Step 12 as written; then the checker's gallery)."""
 
 from __future__ import annotations
 
