@@ -114,6 +114,22 @@ def mlflow_sql_models():
 
     return models
 
+def omegaconf_raw(node, key):
+    """What ``node[key]`` of a DictConfig or ListConfig holds as written, unresolved: a child
+    DictConfig or ListConfig (None when it is None or missing), else the raw value (an
+    interpolation as its string).
+
+    Why private: OmegaConf's public access resolves interpolations, and ``to_container`` copies
+    the whole tree; masking credentials in place must read each node as written
+    (``Container._get_node``, ``Node._value``, ``_is_none``, ``_is_missing``). Checked with
+    omegaconf 2.3.1."""
+    from omegaconf import DictConfig, ListConfig
+
+    child = node._get_node(key)
+    if isinstance(child, (DictConfig, ListConfig)):
+        return None if child._is_none() or child._is_missing() else child
+    return child._value() if child is not None else None
+
 def wrap_hydra_completion(wrap) -> None:
     """Replace what Hydra's shell completion offers by ``wrap(original)``, a function of
     ``(self, config_name, line)`` like the original; done once per process.

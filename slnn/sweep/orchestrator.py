@@ -106,15 +106,15 @@ def _mask_strings(node) -> None:
     holds a credential (``faults.mask``)."""
     from omegaconf import DictConfig, ListConfig, read_write
 
+    from slnn._compat import omegaconf_raw
+
     with read_write(node):
         keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
         for key in keys:
-            child = node._get_node(key)
-            if isinstance(child, (DictConfig, ListConfig)):
-                if not child._is_none() and not child._is_missing():
-                    _mask_strings(child)
+            value = omegaconf_raw(node, key)
+            if isinstance(value, (DictConfig, ListConfig)):
+                _mask_strings(value)
                 continue
-            value = child._value() if child is not None else None
             if isinstance(value, str) and mask(value) != value:
                 node[key] = mask(value)
 
