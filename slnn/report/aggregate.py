@@ -1,29 +1,11 @@
 """Aggregates over a data set's runs in which a diverged run is a failed run, not a missing one.
 
-    from slnn.report.aggregate import probability_of_improvement, iqm_interval, performance_profile
     probability_of_improvement(runs, "kronecker", "input")   # {"p", "lo", "hi", "n_cells"}
     iqm_interval(runs, "kronecker")                          # (estimate, lo, hi)
     performance_profile(runs, np.linspace(0, 1, 101))        # update, tau, share, lo, hi
 
-``runs`` holds one data set's runs (columns update, activation, lr, seed, outcome, test_error).
-The per-cell paired tests (``compare``) pair the seeds where both rules trained, so a rule that
-diverges often is judged on its lucky survivors. These three measures, after Agarwal et al. 2021
-("Deep RL at the Edge of the Statistical Precipice"), keep every run that ran: a diverged run (or
-one whose test error is nan or inf) loses to every run that did not diverge, ties with another
-diverged run, counts as test error 1.0 in the interquartile mean, and never reaches any tau in the
-performance profile. Runs that never ran (failed, killed, shape mismatch, still running) are left
-out: they say nothing about the rule.
-
-Intervals: the probability of improvement and the IQM get a percentile bootstrap, stratified
-(runs are resampled within each cell and rule, the cells kept), vectorised, seeded; the profile's
-shares get Clopper-Pearson intervals, which treat the runs as one sample and so are a little
-wider than a stratified interval would be (stratifying can only lower the variance).
-
-Why not the ``rliable`` package, which implements these: it needs ``arch`` < 8, and arch 7.2
-(the newest it accepts) fails at import with this venv's pandas 3 (``deprecate_kwarg``); it also
-wants a score matrix with the same number of runs in every cell, and has no notion of a diverged
-run. The computations are a few lines of numpy and scipy.
-"""
+``runs``: one data set's runs (update, activation, lr, seed, outcome, test_error). Why these
+measures, how a diverged run counts, and why not ``rliable``: docs/statistics.md."""
 
 from __future__ import annotations
 

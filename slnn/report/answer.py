@@ -1,16 +1,10 @@
 """The report's first screen: the answer in at most 60 words, one table, one figure.
 
-Per data set and rule: the best cell (``slnn.report.selection``: cross-fitted, each half of the
-seeds reported at the cell the other half chose), its test error with a diverged run counted as
-an error of 1, the probability that a run of the rule ends below a run of the reference rule in the same
-cell (``slnn.report.aggregate``; every cell, no choice involved), the divergence rate over every
-run of the rule, and the median epochs until the validation error first reaches the target
-(Kaplan-Meier, runs that never reach it censored: ``slnn.report.survival``).
-
-The answer's words come from the best-vs-best tests: per data set, each rule at its cross-fitted
-best cell against the reference rule at its own, paired by seed, a diverged run scoring 1, an
-exact Wilcoxon signed-rank test, Holm-adjusted with every other test of the report.
-"""
+Per data set and rule: the best cell (``selection``, cross-fitted), its test error (a diverged run
+counted as 1), the probability of improvement over the reference rule (``aggregate``), the
+divergence rate and the median epochs to the target (``survival``). The words come from the
+best-vs-best tests, each rule's best cell against the reference rule's, paired by seed, Holm-
+adjusted with every other test (docs/statistics.md)."""
 
 from __future__ import annotations
 

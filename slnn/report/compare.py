@@ -1,31 +1,9 @@
 """Every paired comparison a report makes, as one family of tests corrected together by Holm.
 
-    from slnn.report.compare import tests_table
     tests = tests_table(runs, summary)     # one row per test; tests.csv in the report folder
 
-Three kinds (``family``), all on the final test error of runs that trained without diverging,
-paired by seed (a seed fixes the split and the initial weights, the same for every rule):
-
-- ``head_to_head``: per (data, activation, lr) cell, rule ``a`` against rule ``b`` over the seeds
-  where both trained. With two rules, that one pair; with more and ``input`` (the gradient) among
-  them, each other rule against ``input`` only (many-to-one: the question a study of several
-  rules asks is how each compares with the gradient, and k - 1 tests instead of k(k - 1)/2 keep
-  Holm's correction from spending its power on pairs of mistakes); with more and no ``input``,
-  every pair;
-- ``learning``: per (data, rule, activation, lr) cell, the final test error against the same
-  runs' test error at epoch 0: does the rule lower the error at all;
-- ``best_vs_best``: per data set, each rule's best cell (by validation error, ``stats.mark_best``)
-  against the other's (the same pairs as ``head_to_head``), over the seeds both trained (left
-  out when both best cells are the same (activation, lr): that is a head-to-head test already).
-
-Each row has the Wilcoxon signed-rank p-value (``inference.paired_tests``: exact over the sign
-flips, ties and all, up to 50 differing pairs; ``method`` says what ran), the mean paired
-difference ``diff`` (descriptive, no interval), the Hodges-Lehmann estimate of ``a - b``
-``hl`` with its 95% interval ``hl_lo``/``hl_hi`` made by inverting the same test (so it excludes
-0 exactly when p < 0.05), and ``p_holm``: Holm's adjustment over every test of the table. A
-cell with no pair, or whose differences are all zero, has no test (p nan, and a ``note`` saying
-so); it does not count in the family.
-"""
+The kinds of test (``head_to_head``, ``learning``, ``best_vs_best``), which pairs of rules are
+compared and the columns of a row are in docs/statistics.md ("Which comparisons are made")."""
 
 from __future__ import annotations
 

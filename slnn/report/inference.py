@@ -1,20 +1,11 @@
-"""The report's inference: exact paired tests with the intervals that invert them, intervals of
-mean error rates that stay in [0, 1], Clopper-Pearson, Holm.
+"""The report's inference: exact paired tests and their intervals, rate intervals in [0, 1], Holm.
 
-    from slnn.report.inference import rate_interval, clopper_pearson, paired_test, holm
     lo, hi = rate_interval(errors)             # mean error over seeds: score interval in [0, 1]
     lo, hi = clopper_pearson(3, 20)            # exact interval of a rate, inside [0, 1]
     t = paired_test(final, initial)            # exact Wilcoxon p, Hodges-Lehmann + interval
     adjusted = holm(p_values)                  # Holm's step-down adjustment, nan left alone
 
-The Wilcoxon signed-rank p is exact, ties and zeros included, up to ``EXACT_MAX`` differing pairs:
-the null distribution over the sign flips of the observed mid-ranks is counted by a small dynamic
-program over doubled ranks (integers), in microseconds; only above that does scipy's normal
-approximation run, and ``method`` says so. The Hodges-Lehmann interval is the set of shifts that
-same test does not reject, so it excludes 0 exactly when p < 0.05. Holm's adjustment is five lines
-(scipy has none; the tests hold it to statsmodels). docs/statistics.md says why each method and
-what the simulations measured.
-"""
+docs/statistics.md says how each is computed, why, and what the simulations measured."""
 
 from __future__ import annotations
 

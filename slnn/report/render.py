@@ -1,13 +1,9 @@
 """Write the report folder's documents: the analysis' tables (summary.csv, tests.csv), report.md
-that links the PNGs, and a self-contained report.html with the figures embedded as base64 (the data
-files they are drawn from are ``slnn.report.datafiles``'s).
+that links the PNGs, and a self-contained report.html with the figures embedded (the data files
+they are drawn from are ``slnn.report.datafiles``'s).
 
-Everything written is a function of the data files and the code, but for one line: the header's
-``generated`` time (``GENERATED``), which tests comparing two renders leave out.
-
-Both documents are made from one list of blocks (``document``): a headline, a table of contents,
-then the sections, so that the Markdown and the HTML say the same thing.
-"""
+Both documents are made from one list of blocks (``document``), so they say the same thing, and
+both are a function of the data files and the code but for the ``GENERATED`` line."""
 
 from __future__ import annotations
 

@@ -1,28 +1,11 @@
-"""The report's section on each update rule next to its checker verdict: what ``slnn-check``
-measures about the step (``slnn.check``), beside what training with it did in this sweep.
+"""The report's section on each update rule beside its checker verdict (``slnn.check``).
 
-    from slnn.report.rulecheck import check_rules, rulecheck_blocks
     checks = check_rules(runs)                  # {rule: RuleCheck}, the checker run per rule
     blocks = rulecheck_blocks(checks, summary, learn, tests)
 
-It appears when a sweep trains a rule other than the guide's two (``input``, ``kronecker``): the
-gallery's mistakes (the ``mistakes`` study) or a user's rule (``update=custom``, e.g. from
-``slnn-check FILE:FUNC --compare``). A registry rule is checked by name. A user's rule is code,
-and a report never runs code because a store names it (anyone who can write to the store can
-change the ``slnn.rule_fn`` tag): it is checked only from a file the user gave the report
-(``slnn-report --rule-file FILE``, or ``with allow_rule_files([...])`` around the call; a sweep
-passes the file it validated), and only when that file's sha256 is the one the runs recorded
-(``slnn.rule_digest``), compared on the bytes that are then executed. Otherwise the section says,
-in one sentence, why it was not checked and which flag to pass.
-
-Every word is generated from a test: the checker's verdict words are ``slnn.check.report``'s (they
-say what held on the batches checked, no more), the learning words are the report's own
-(``slnn.report.verdict``: "significantly" only where Holm's p < 0.05). The one identity stated,
-that for a single sample a step's cosine with the negative gradient equals ``cos(z, x)``, is
-stated for a rule only where it held, to within 1e-8, on every single-sample batch checked on
-which the step fits (it holds for ``kronecker``, whose step is ``kron(z, delta)`` where the
-gradient's is ``kron(x, delta)``).
-"""
+A registry rule is checked by name; a user's rule only from a file given to the report whose
+SHA-256 is the one its runs recorded (``allow_rule_files``). docs/reports.md says when the section
+appears and what it says; docs/extending.md why a report never runs the code a store names."""
 
 from __future__ import annotations
 

@@ -1,18 +1,10 @@
 """Which cell is a rule's best, chosen so that the choice does not flatter it.
 
-Choosing the best of many (activation, lr) cells and reporting its test error on the same seeds
-rewards the cell whose seeds were luckiest (the winner's curse). slnn cross-fits the choice: the
-study's seeds are split in two halves by value; each half chooses a best cell by validation error,
-and the other half's seeds are reported at that cell. Every seed's reported test error thus comes
-from a cell chosen without it, and every seed still counts (no power is lost to a held-out half).
-With fewer than 4 seeds there is nothing to hold out: the choice and the report use every seed,
-and ``SeedSplit.held_out`` is False so the report can say the figure is optimistic.
-
-The score of a cell is the mean final validation error over the choosing seeds, a diverged run
-counting as an error of 1 (a failed run, as a user meets it). Ties (equal to 1e-12) go to the
-lower mean final validation loss (diverged: infinite), then to fewer diverged runs, then to the
-larger learning rate (the one that trains faster). Never the test error, never the names.
-"""
+The study's seeds are split in two halves; each half chooses a best (activation, lr) cell by
+validation error (a diverged run scoring 1), and the other half is reported at it (``crossfit``),
+so no seed's reported test error comes from a cell it helped choose. With fewer than 4 seeds both
+are every seed and ``SeedSplit.held_out`` is False. The tie-breaks and the reasons are in
+docs/statistics.md ("Choosing a rule's best cell")."""
 
 from __future__ import annotations
 
@@ -93,7 +85,8 @@ def cell_scores(runs: pd.DataFrame, seeds) -> pd.DataFrame:
 
 def choose_best(runs: pd.DataFrame, seeds=None, by=("data", "update")) -> pd.DataFrame:
     """One row per group ``by`` (default: per data set and rule): its best cell by
-    ``cell_scores`` over ``seeds`` (default: every seed) and the rule in the module docstring.
+    ``cell_scores`` over ``seeds`` (default: every seed): the lowest ``score``, ties (to 12
+    decimals) to the lower ``tie``, then fewer diverged runs, then the larger learning rate.
     Columns: ``by`` + activation, lr, score, tie, n_diverged, n (the choosing seeds' figures)."""
     if seeds is None:
         seeds = pd.to_numeric(runs["seed"], errors="coerce").dropna().unique()

@@ -1,13 +1,9 @@
 """The numbers behind the report: the summary table, learning-curve bands.
 
-The summary table's intervals respect their bounds: a mean error rate over seeds gets the
-quasi-binomial score interval of ``inference.rate_intervals`` (inside [0, 1], simulated coverage
-at least 93% at 10 and 20 seeds), a mean of epochs a 95% Student t interval clipped to
-[0, epochs]; a divergence rate gets the exact Clopper-Pearson interval. Error figures count only
-the runs that trained without diverging; a cell where every run diverged has none. The figures'
-bands are 95% t intervals over the runs at every epoch, ``mean +- t(0.975, n - 1) * sd /
-sqrt(n)``, unclipped: a picture of the spread; the table holds the inference.
-"""
+A mean error rate over seeds gets the score interval of ``inference.rate_intervals`` (inside
+[0, 1]), a mean of epochs a t interval clipped to [0, epochs], a divergence rate Clopper-Pearson;
+error figures count only runs that trained without diverging. The figures' bands are unclipped
+95% t intervals per epoch, a picture of the spread (docs/statistics.md)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,8 @@
-"""Why the guide's step is not the gradient, and the identity cos(kron(z, delta), x (x) delta) =
-cos(z, x) checked on logged runs.
+"""Why the guide's step is not the gradient: cos(kronecker step, gradient step) = cos(z, x) for one
+sample (derived in docs/background.md), checked on logged runs for the report.
 
-For one sample, the gradient step is the outer product ``x delta^T`` ((d+1, k): the chain rule,
-``dL/dW_ij = delta_j x_i``), and the guide's Step 12 is ``z delta^T`` ((k, k)). Their Frobenius
-inner product is ``(x . z)(delta . delta)`` and their norms are ``|x| |delta|`` and
-``|z| |delta|``, so their cosine is ``(x . z) / (|x| |z|) = cos(z, x)``: the sensitivity
-cancels, and how well the guide's step points downhill depends only on how much the outputs
-look like the inputs.
-
-    from slnn.report.step_cosine import sample_cosines, check_runs
     cos_step, cos_zx = sample_cosines(W, data, "sigmoid")    # per training sample, at W
-    table = check_runs(runs, fetch)                          # on a few logged kronecker runs
-"""
+    table = check_runs(runs, fetch)                          # on a few logged kronecker runs"""
 
 from __future__ import annotations
 

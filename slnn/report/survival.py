@@ -1,27 +1,11 @@
 """Convergence as time to an event: epochs until the validation error first reaches a target.
 
-    from slnn.report.survival import time_to_target, km_curves, km_median, logrank_tests
     events = time_to_target(history, runs, target=0.1)   # one row per run: time, reached
     km_curves(events)                  # Kaplan-Meier: share not yet at target, per epoch, 95% band
     km_median(events)                  # median epochs to target with its 95% interval
     logrank_tests(events, "input")     # each rule's curve against the reference rule's
 
-A run that never reaches the target is not dropped (that made the slowest rule look fast): it is
-censored. By default (``censor="budget"``) a run that ended without reaching the target, however
-it ended, is censored at the epoch budget (``train.epochs``, the runs' ``epochs_max``): a diverged
-run's weights are gone and an early-stopped run's no longer change, so neither would have reached
-it later. Censoring them at the epoch they stopped (``censor="last"``) would treat stopping as
-uninformative, and the Kaplan-Meier estimate would then give their share to the runs still going:
-a rule that diverges in half its runs and reaches the target at epoch 50 in the other half would
-get a median of 50 instead of "not reached". Runs that ended for other reasons (killed, failed,
-still running) are censored at their last logged epoch either way: for them it is unknown.
-
-Everything is scipy.stats: ``ecdf`` of ``CensoredData`` (the product-limit estimate) with its
-``confidence_interval(method="log-log")`` (Greenwood's variance on the log(-log) scale, inside
-[0, 1]); the median is the first epoch at which the curve is <= 0.5, and its interval runs from
-the first epoch at which the band's lower edge is <= 0.5 to the first at which its upper edge is
-(nan: not reached); ``logrank`` for the tests. ``lifelines`` would do the same but pins pandas below 3.
-"""
+A run that never reaches the target is censored, not dropped; where, and why: docs/statistics.md."""
 
 from __future__ import annotations
 
@@ -59,7 +43,7 @@ def time_to_target(tidy: pd.DataFrame, runs: pd.DataFrame, target: float,
     ``time``, the first epoch whose ``metric`` is <= ``target`` (``reached`` True), or, for a
     run that never gets there (``reached`` False), the epoch it is censored at: its budget
     ``epochs_max`` when it ended with a trained or diverged outcome and ``censor="budget"``, else
-    its last logged epoch (the module docstring says why). Columns ``EVENT_COLUMNS``."""
+    its last logged epoch (docs/statistics.md says why). Columns ``EVENT_COLUMNS``."""
     if censor not in ("budget", "last"):
         raise ValueError(f"time_to_target: censor must be 'budget' or 'last', not {censor!r}")
     h = _metric(tidy, metric)
