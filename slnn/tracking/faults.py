@@ -1,17 +1,11 @@
 """What went wrong with a tracking store, in one line that names the real cause, and URIs with
 their credentials masked.
 
-    from slnn.tracking.faults import describe, mask, is_outage
     mask("http://ann:s3cret@host:5000")       # 'http://ann:***@host:5000'
     describe(uri, exc)                         # 'the tracking store ... is read-only (...): ...'
 
-Every message slnn prints about a store goes through ``mask``: a password in a URI (which MLflow
-accepts, e.g. ``http://user:pass@host`` or ``postgresql://user:pass@host/db``) is never shown.
-``describe`` reads the whole chain of an exception (MLflow wraps SQLAlchemy, which wraps sqlite3
-or a driver) and recognises: a corrupt file, a read-only store, a full disk, a missing database
-driver, a locked store, a schema left by an older MLflow, a server that refuses the credentials,
-answers errors, or does not answer. Anything else keeps its own first line.
-"""
+Every message slnn prints about a store goes through ``mask``. The causes ``describe`` recognises
+are listed in docs/faults.md ("One line per store fault")."""
 
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
 """Which code made a run: MLflow's standard source tags, so the UI's Source and User columns fill,
 and slnn's own version, a hash of its source files and a dirty flag.
 
-    from slnn.tracking.provenance import code_hash, source_tags
     source_tags()   # {"mlflow.source.name": ..., "slnn.code_hash": ..., ...}
 
-``slnn.code_hash`` is a SHA-256 over the path and bytes of every ``.py`` file of the installed
-``slnn`` package and of its Hydra plugin, so it changes with any edit, committed or not, in a
-checkout or in an installed wheel. Resume compares it (``slnn.sweep.orchestrator``): a run made by
-other code is not reused unless asked. Each value is computed once per process.
-"""
+Each value is computed once per process; docs/tracking.md says what each tag holds."""
 
 from __future__ import annotations
 
