@@ -6,10 +6,12 @@ that drive every list of choices (help, README, config groups). Run with
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -188,6 +190,83 @@ def test_private_library_apis_only_in_compat():
             found[str(p.relative_to(PKG.parent))] = hits
     assert not found, (f"private APIs used outside slnn/_compat.py: {found}; put each behind a "
                        "function in slnn/_compat.py that says why and the versions checked")
+
+
+
+def _their_private_attributes() -> set[str]:
+    """The private attributes (methods, fields) of the public classes slnn handles of those
+    libraries: what ``obj._x`` on one of their objects would reach."""
+    import joblib
+    import submitit
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobReturn
+    from hydra.plugins.completion_plugin import CompletionPlugin
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.base import Container, Node
+    from sqlalchemy.engine import Engine
+
+    classes = [DictConfig, ListConfig, Node, Container, MlflowClient, Run, JobReturn,
+               CompletionPlugin, Launcher, Sweeper, HydraConfig, ConfigStore, Engine,
+               joblib.Parallel, submitit.Job, submitit.AutoExecutor]
+    out = {n for c in classes for n in dir(c) if _private(n)}
+    for c in classes:  # and what their methods set on instances: self._x = ...
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(c)))
+        except (OSError, TypeError):
+            continue
+        out |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                and isinstance(n.ctx, ast.Store) and _private(n.attr)}
+    return out
+
+
+def private_attribute_reads(source: str, theirs: set[str], ours: set[str]) -> list[str]:
+    """``"<line>: <name>"`` for each ``obj._name`` (or ``getattr(obj, "_name")``) in ``source``
+    whose ``_name`` is a private attribute of their classes (``theirs``) that slnn does not
+    define itself (``ours``): private state of an object of theirs, whatever its variable."""
+    hits = []
+    for node in ast.walk(ast.parse(source)):
+        name = (node.attr if isinstance(node, ast.Attribute) else
+                node.args[1].value if (isinstance(node, ast.Call)
+                                       and isinstance(node.func, ast.Name)
+                                       and node.func.id in ("getattr", "setattr", "hasattr")
+                                       and len(node.args) > 1
+                                       and isinstance(node.args[1], ast.Constant)) else None)
+        if isinstance(name, str) and name in theirs and name not in ours:
+            hits.append(f"{node.lineno}: {name}")
+    return sorted(hits, key=lambda h: int(h.split(":")[0]))
+
+
+def _names_defined(sources: list[str]) -> set[str]:
+    out = set()
+    for source in sources:
+        for n in ast.walk(ast.parse(source)):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.add(n.name)
+            elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                out.add(n.attr)
+            elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                out.add(n.id)
+    return out
+
+
+def test_no_private_attribute_of_their_objects_outside_compat():
+    sources = {p: p.read_text() for p in _checked_modules()}
+    theirs, ours = _their_private_attributes(), _names_defined(list(sources.values()))
+    found = {str(p.relative_to(PKG.parent)): hits for p, src in sources.items()
+             if p != PKG / "_compat.py" and (hits := private_attribute_reads(src, theirs, ours))}
+    assert not found, (f"private attributes of Hydra, OmegaConf, MLflow, ... objects read "
+                       f"outside slnn/_compat.py: {found}")
+    # the guard itself: what slnn once did, and what passes
+    assert private_attribute_reads("child = node._get_node(key)\nclient._tracking_client.store\n"
+                                   "getattr(ret, '_return_value')", theirs, ours) == [
+        "1: _get_node", "2: _tracking_client", "3: _return_value"]
+    assert private_attribute_reads("self._lock\nos._exit(1)\nx.__class__", theirs,
+                                   ours | {"_lock"}) == []
 
 
 @pytest.mark.parametrize("snippet, hit", [
