@@ -28,7 +28,7 @@ from scipy import stats as st
 from slnn.report.inference import (EXACT_MAX, clopper_pearson, hodges_lehmann, holm,
                                    mean_interval, mean_intervals, paired_test, paired_tests,
                                    rate_interval, rate_intervals, signed_rank, smallest_p)
-from slnn.report.provenance import display_uri, study_command
+from slnn.report.regenerate import display_uri, study_command
 
 FAST = ["tracking.plot=false", "tracking.log_model=false", "sweep.report=false"]
 GRID = ["update=input,kronecker", "model.activation=sigmoid,linear", "optim.lr=0.3,1000",

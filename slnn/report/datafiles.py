@@ -57,7 +57,7 @@ class Inputs:
 
 def facts_of(sweep: SweepData, folder: str | None, target_error: float) -> dict:
     """sweep.json's content for ``sweep`` (no path or password of this machine in it)."""
-    from slnn.report.provenance import display_uri
+    from slnn.report.regenerate import display_uri
     from slnn.tracking.console import portable
     from slnn.tracking.faults import mask
 

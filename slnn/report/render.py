@@ -17,8 +17,8 @@ import pandas as pd
 
 from slnn.report.figbase import Fig
 from slnn.report.frames import SweepData as Sweep
-from slnn.report.provenance import (display_uri, rebuild_command, regenerate_command,
-                                    rerender_command)
+from slnn.report.regenerate import (display_uri, rebuild_command, regenerate_command,
+                                     rerender_command)
 from slnn.report.sections import Block, analysis_sections, appendix_sections
 from slnn.report.stats import outcome_order
 
