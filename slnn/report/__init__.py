@@ -147,15 +147,38 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
     reading, plotting and rendering, and attaching. Raises ``ReportError`` (one line) when there
     is nothing to report.
     """
-    from slnn.report.datafiles import write_inputs
+    from slnn.report.datafiles import TIDY, TidyWriter, write_inputs
+    from slnn.report.source import parent_run
 
     t0 = time.perf_counter()
-    sweep = read_sweep(uri, parent_run_id)
-    sweep.tidy  # noqa: B018 (built here, so that reading is timed as reading)
+    if out is None:
+        study = parent_run(uri, parent_run_id).data.tags.get("slnn.study", "sweep")
+        out = default_out(study, parent_run_id)
+    folder = Path(out)
+    # the histories go to tidy.parquet a chunk of runs at a time as they are read, never all
+    # held at once; the file takes its name once complete
+    part = folder / (TIDY + ".part")
+    writer: list = []
+
+    def on_chunk(runs: pd.DataFrame, history: pd.DataFrame) -> None:
+        if not writer:
+            folder.mkdir(parents=True, exist_ok=True)
+            writer.append(TidyWriter(part, runs))
+        writer[0].write(runs, history)
+
+    try:
+        sweep = read_sweep(uri, parent_run_id, on_chunk=on_chunk)
+    except BaseException:
+        if writer:
+            writer[0].close()
+            part.unlink(missing_ok=True)
+        raise
+    writer[0].close()
+    part.replace(folder / TIDY)
     identity, checks = store_results(uri, sweep)
-    folder = Path(out) if out is not None else default_out(sweep.study, parent_run_id)
     write_inputs(sweep, folder, target_error=target_error, identity=identity,
-                 rule_checks=checks)
+                 rule_checks=checks, tidy_written=True)
+    del sweep, identity, checks  # the report is drawn from the files, as report_from does
     t1 = time.perf_counter()
     spent: dict = {}
     folder, files = render_from(folder, timings=spent)

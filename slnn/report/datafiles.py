@@ -8,7 +8,9 @@ folder, is then rendered from them as read back (``load_inputs``), so the two ca
   parent status, counts, study, the command that ran it, what is missing), the folder the data
   were first written to, the target error, and the list of files below that this report needs;
 - ``runs.csv``: one row per cell (the newest run per config), as read from the store;
-- ``tidy.parquet``: every run's history, one row per (run, epoch, metric);
+- ``tidy.parquet``: every run's history, one row per (run, epoch, metric), written a chunk of
+  runs at a time (``TidyWriter``): each row group holds whole runs (metric-major within it), as
+  the file's metadata says, so it is read back a row group at a time (``tidy_chunks``);
 - ``identity.csv`` (sweeps with the guide's rule): the cos(z, x) identity checked on logged runs,
   which needs their initial weights and configs from the store's artifacts (exact figures);
 - ``rulecheck.json`` (sweeps with a rule other than the guide's two): the checker's results per
@@ -23,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
-from slnn.report.frames import METRICS, SweepData, add_history_finals
+from slnn.report.frames import (FINAL_COLUMNS, METRICS, SweepData, history_finals,
+                                needed_runs, parse_histories, tidy_frame)
 
 FORMAT = 1
 SWEEP = "sweep.json"
@@ -34,6 +38,10 @@ TIDY = "tidy.parquet"
 IDENTITY = "identity.csv"
 RULECHECK = "rulecheck.json"
 REQUIRED = (SWEEP, RUNS, TIDY)
+# tidy.parquet's metadata key saying that each row group holds whole runs (files written before
+# it are one metric-major frame: read whole)
+WHOLE_RUNS = b"slnn.row_groups"
+CHUNK = 200  # runs per row group when a sweep held in memory is written
 # runs.csv's text columns: read as text ("None", the logged null of data.seed, stays "None")
 TEXT = ("run_id", "status", "start_time", "config_hash", "data", "update", "activation",
         "data_seed", "outcome", "reason", "rule_digest", "rule_fn")
@@ -79,12 +87,58 @@ def shown_folder(folder: Path) -> str | None:
         return None
 
 
+class TidyWriter:
+    """tidy.parquet written a chunk of runs at a time: ``write(runs, history)`` appends the
+    chunk's rows (``frames.tidy_frame``) as one row group; ``close()`` ends the file. The text
+    columns are dictionaries with 32-bit indices whatever a chunk holds, so every row group has
+    the schema of the first."""
+
+    def __init__(self, path: Path, runs: pd.DataFrame):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        empty = tidy_frame(runs.iloc[:0], parse_histories({})[0])
+        base = pa.Schema.from_pandas(empty, preserve_index=False)
+        fields = [pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+                  if pa.types.is_dictionary(f.type) else f for f in base]
+        self.schema = pa.schema(fields, metadata={**(base.metadata or {}),
+                                                  WHOLE_RUNS: b"whole runs"})
+        self.path = Path(path)
+        self._writer = pq.ParquetWriter(self.path, self.schema)
+
+    def write(self, runs: pd.DataFrame, history: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        if not len(history):
+            return
+        table = pa.Table.from_pandas(tidy_frame(runs, history), schema=self.schema,
+                                     preserve_index=False)
+        self._writer.write_table(table, row_group_size=len(table))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def write_tidy(path: Path, runs: pd.DataFrame, history: pd.DataFrame) -> None:
+    """tidy.parquet of a sweep held in memory, ``CHUNK`` runs a row group."""
+    w = TidyWriter(path, runs)
+    try:
+        for start in range(0, len(runs), CHUNK):
+            part = runs.iloc[start:start + CHUNK]
+            w.write(part, history[history["run_id"].isin(part["run_id"])])
+    finally:
+        w.close()
+
+
 def write_inputs(sweep: SweepData, out: Path, *, target_error: float,
-                 identity: pd.DataFrame | None = None, rule_checks: dict | None = None) -> None:
-    """Write the data files of ``sweep`` (and the store-only results) into ``out``."""
+                 identity: pd.DataFrame | None = None, rule_checks: dict | None = None,
+                 tidy_written: bool = False) -> None:
+    """Write the data files of ``sweep`` (and the store-only results) into ``out``;
+    ``tidy_written``: tidy.parquet is there already (``TidyWriter`` while reading the store)."""
     out.mkdir(parents=True, exist_ok=True)
     facts = facts_of(sweep, shown_folder(out), target_error)
-    sweep.tidy.to_parquet(out / TIDY, index=False)
+    if not tidy_written:
+        write_tidy(out / TIDY, sweep.runs, sweep.history)
     # no path of the machine in the data: a user rule is named by its digest there, not its file
     sweep.runs.drop(columns=["artifact_uri", "rule_fn"], errors="ignore").to_csv(out / RUNS,
                                                                            index=False)
@@ -143,51 +197,118 @@ def read_runs(path: Path) -> pd.DataFrame:
 
 def history_of(tidy: pd.DataFrame) -> pd.DataFrame:
     """The wide history (run_id, epoch, step, one column per metric) back from the tidy frame,
-    rows in the order the tidy frame has them (``frames.tidy_frame`` is metric-major)."""
+    rows in the order the tidy frame has them (``frames.tidy_frame`` is metric-major). Runs and
+    metrics are compared by their codes (``pd.factorize``): turning a million categorical
+    labels into strings took most of a report's reading."""
     columns = ["run_id", "epoch", "step", *METRICS]
     if tidy.empty:
         empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns[1:]})
         empty.insert(0, "run_id", pd.Series(dtype=str))
         return empty.astype({"epoch": "int64", "step": "int64"})
-    metric = tidy["metric"].astype(str).to_numpy()
-    first = tidy[metric == metric[0]]
-    wide = pd.DataFrame({"run_id": first["run_id"].astype(str).to_numpy(),
-                         "epoch": first["epoch"].to_numpy(dtype="int64"),
-                         "step": first["step"].to_numpy(dtype="int64")})
-    keys = pd.MultiIndex.from_arrays([wide["run_id"], wide["epoch"]])
+    mcodes, mnames = pd.factorize(tidy["metric"])
+    code_of = {str(m): i for i, m in enumerate(mnames)}
+    rcodes, rnames = pd.factorize(tidy["run_id"])
+    rnames = np.array([str(r) for r in rnames], dtype=object)
+    epoch = tidy["epoch"].to_numpy()
+    value = tidy["value"].to_numpy(dtype="float64")
+    first = mcodes == mcodes[0]
+    runs_first, epochs_first = rcodes[first], epoch[first]
+    wide = pd.DataFrame({"run_id": rnames[runs_first],
+                         "epoch": epochs_first.astype("int64"),
+                         "step": tidy["step"].to_numpy()[first].astype("int64")})
+    keys = None
     for m in METRICS:
-        block = tidy[metric == m]
-        if len(block) == len(wide) and (block["run_id"].astype(str).to_numpy()
-                                        == wide["run_id"].to_numpy()).all() and \
-                (block["epoch"].to_numpy() == wide["epoch"].to_numpy()).all():
-            wide[m] = block["value"].to_numpy(dtype="float64")
+        sel = mcodes == code_of.get(m, -2)
+        if sel.sum() == len(wide) and (rcodes[sel] == runs_first).all() and \
+                (epoch[sel] == epochs_first).all():
+            wide[m] = value[sel]
         else:  # another order, or a metric some runs lack: by (run, epoch)
-            s = block.set_index([block["run_id"].astype(str), "epoch"])["value"]
+            if keys is None:
+                keys = pd.MultiIndex.from_arrays([wide["run_id"], wide["epoch"]])
+            s = pd.Series(value[sel], index=pd.MultiIndex.from_arrays(
+                [rnames[rcodes[sel]], epoch[sel]]))
             s = s[~s.index.duplicated()]
             wide[m] = s.reindex(keys).to_numpy(dtype="float64")
     return wide[columns]
 
 
-def load_inputs(src: Path) -> Inputs:
-    """The folder's data files as a ``SweepData`` plus the store-only results."""
+HISTORY_OF = ["run_id", "epoch", "step", "metric", "value"]  # the columns history_of reads
+
+
+def tidy_chunks(path: Path):
+    """``chunks(runs=None)``: a function that yields tidy.parquet's wide history (``history_of``)
+    a row group at a time, or, with ``runs`` (a set of run ids), only those runs' rows, skipping
+    row groups without them. A file written before row groups held whole runs is read whole, once
+    (its wide history is kept for the next call)."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    meta = pf.schema_arrow.metadata or {}
+    if WHOLE_RUNS not in meta:
+        whole = []
+
+        def legacy(runs=None):
+            if not whole:
+                whole.append(history_of(pd.read_parquet(path)))
+            h = whole[0]
+            yield h if runs is None else h[h["run_id"].isin(runs)]
+        return legacy
+
+    import pyarrow as pa
+
+    def chunks(runs=None):
+        for i in range(pf.num_row_groups):
+            if runs is not None:
+                ids = pf.read_row_group(i, columns=["run_id"]).column(0)
+                if not any(r in runs for r in ids.unique().to_pylist()):
+                    continue
+            h = history_of(pf.read_row_group(i, columns=HISTORY_OF).to_pandas())
+            pa.default_memory_pool().release_unused()  # Arrow's pool keeps what it freed
+            yield h if runs is None else h[h["run_id"].isin(runs)]
+    return chunks
+
+
+def load_inputs(src: Path, *, full: bool = False) -> Inputs:
+    """The folder's data files as a ``SweepData`` plus the store-only results.
+
+    tidy.parquet is read a row group at a time: first for each run's figures made from its
+    history (``frames.history_finals``), then for the histories the report draws
+    (``frames.needed_runs``), which are all ``SweepData.history`` holds (``history_runs`` says
+    so); ``full`` keeps every run's history and the tidy frame as the file has it."""
     src = Path(src)
     facts = check_folder(src)
     runs = read_runs(src / RUNS)
-    tidy = pd.read_parquet(src / TIDY)
-    history = history_of(tidy)
-    if len(history):  # derived columns: made again by this code, from the histories
-        add_history_finals(runs, history)
-    runs["has_history"] = runs["run_id"].isin(set(history["run_id"]))
+    chunks = tidy_chunks(src / TIDY)
+    finals, have = [], set()
+    for h in chunks():
+        if len(h):
+            ids = h["run_id"].unique()
+            have.update(ids)
+            finals.append(history_finals(runs[runs["run_id"].isin(ids)], h))
+    if finals:  # derived columns: made again by this code, from the histories
+        f = pd.concat(finals)
+        for col in FINAL_COLUMNS:
+            runs[col] = runs["run_id"].map(f[col])
+    runs["has_history"] = runs["run_id"].isin(have)
+    study = facts.get("study", "sweep")
+    needed = None if full else needed_runs(runs, study)
+    if needed is not None and have and not (needed & have):
+        # nothing drawn, but the figures must still see that histories exist
+        needed = {next(iter(sorted(have)))}
+    parts = [h for h in chunks(needed) if len(h)]
+    history = pd.concat(parts, ignore_index=True) if parts else history_of(pd.DataFrame())
     n_cells = facts.get("n_cells")
     sweep = SweepData(uri=facts.get("tracking_uri", ""), parent_run_id=facts["parent_run_id"],
                       experiment_id=str(facts.get("experiment_id", "")),
                       experiment_name=facts.get("experiment_name", ""),
-                      study=facts.get("study", "sweep"),
+                      study=study,
                       parent_status=facts.get("parent_status", ""),
                       n_cells=int(n_cells) if n_cells is not None else None, runs=runs,
                       history=history, n_children=int(facts.get("n_children", len(runs))),
-                      notes=list(facts.get("notes", [])), command=facts.get("command", ""))
-    sweep.__dict__["tidy"] = tidy  # the cached property: the file as it is
+                      notes=list(facts.get("notes", [])), command=facts.get("command", ""),
+                      history_runs="all" if full else "needed")
+    if full:
+        sweep.__dict__["tidy"] = pd.read_parquet(src / TIDY)  # the cached property: the file
     sweep.folder = facts.get("folder")
     identity = None
     if IDENTITY in facts.get("files", []):

@@ -53,6 +53,9 @@ class SweepData:
     n_children: int = 0  # every child, including superseded reruns
     notes: list[str] = field(default_factory=list)  # what is missing or odd, in sentences
     command: str = ""  # the slnn-train command that ran the sweep, as typed (tag slnn.command)
+    # whose histories ``history`` holds: "all" runs', or, as a report reads its folder
+    # (``datafiles.load_inputs``), only the "needed" ones (``needed_runs``)
+    history_runs: str = "all"
 
     @property
     def done(self) -> pd.DataFrame:
@@ -118,9 +121,10 @@ def newest_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
     return kept.drop(columns="_done").sort_values(KEYS + ["seed"]).reset_index(drop=True)
 
 
-def _varying_params(df: pd.DataFrame, keep: pd.Index) -> list[str]:
-    """Params other than seed that differ inside one (data, update, activation, lr) cell."""
-    sub = df.loc[keep]
+def varying_params(sub: pd.DataFrame) -> list[str]:
+    """Params other than seed that differ inside one (data, update, activation, lr) cell, among
+    the rows of ``sub`` (``tags.slnn.*`` and ``params.*`` columns: the kept runs, or their
+    distinct rows, ``source.RunRecords.params_frame``)."""
     if sub.empty:
         return []
     keys = ["tags.slnn.data", "tags.slnn.update", "tags.slnn.activation", "params.optim.lr"]
@@ -225,7 +229,9 @@ def tidy_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 # --- what is missing or odd ------------------------------------------------------------------
 
-def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[str]:
+def notes(sweep: SweepData, params: pd.DataFrame, all_runs: pd.DataFrame) -> list[str]:
+    """What is missing or odd, in sentences; ``params``: the kept runs' cell keys and params
+    (``varying_params``)."""
     runs, notes = sweep.runs, []
     running = int((runs["outcome"] == Outcome.RUNNING).sum())
     if running:
@@ -250,7 +256,7 @@ def notes(sweep: SweepData, df: pd.DataFrame, all_runs: pd.DataFrame) -> list[st
         kinds = ", ".join(f"{n} {k}" for k, n in nohist["outcome"].value_counts().items())
         notes.append(f"{len(nohist)} ended run(s) have no history.csv ({kinds}): they are counted "
                      "in the outcomes but have no curves.")
-    vary = _varying_params(df, df.index[df["run_id"].isin(runs["run_id"])])
+    vary = varying_params(params)
     if vary:
         notes.append("inside a (data, update, activation, lr) cell these params also vary: "
                      f"{', '.join(vary)}; the seeds of such a cell mix those settings, and where "
@@ -275,3 +281,33 @@ def add_history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> None:
         if col in h:
             val = h.set_index(["run_id", "epoch"])[col]
             runs[col] = runs["run_id"].map(pd.Series(val.reindex(keys).values, index=at.index))
+
+
+FINAL_COLUMNS = ["initial_test_error", "val_error", "val_loss"]
+
+
+def history_finals(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """``add_history_finals``'s columns for the runs of ``runs``, indexed by run_id: each is a
+    function of one run's own history, so a sweep's runs can be done a chunk at a time."""
+    r = runs[[c for c in ("run_id", "final_epoch") if c in runs.columns]].copy()
+    add_history_finals(r, history)
+    return r.set_index("run_id").reindex(columns=FINAL_COLUMNS)
+
+
+def needed_runs(runs: pd.DataFrame, study: str) -> set[str]:
+    """The runs whose histories a report draws or reads: every run of each rule's best cell per
+    (data, activation) (the curves and cosines, ``answer_figures``), the cross-fitted best cells'
+    runs (the time to target, ``answer.build``), and, for the guide's reproduction (its plot
+    picks the cell with most seeds per rule among all), every run. The rest of a sweep's
+    histories only give each run's ``history_finals``."""
+    from slnn.report.selection import choose_best, crossfit, seed_split
+
+    if study == "guide_reproduction" or runs.empty:
+        return set(runs["run_id"])
+    done = runs[runs["outcome"] != Outcome.RUNNING]
+    best = choose_best(done, by=("data", "update", "activation"))
+    keep = set()
+    if len(best):
+        keep |= set(runs.merge(best[KEYS], on=KEYS)["run_id"])
+    keep |= set(crossfit(runs, seed_split(runs))["run_id"])
+    return keep

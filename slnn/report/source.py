@@ -1,21 +1,27 @@
-"""Read one sweep out of MLflow: its parent run, one row per cell, and every run's full history.
+"""Read one sweep out of MLflow: its parent run, one row per cell, and every run's history.
 
     from slnn.report.source import read_sweep
     sweep = read_sweep("sqlite:///mlflow.db", "<parent run id>")
     sweep.runs      # one row per cell: data, update, activation, lr, seed, outcome, test_error, ...
     sweep.tidy      # run_id, data, update, activation, lr, seed, outcome, epoch, step, metric, value
 
-Params, tags and final metrics come from paged ``MlflowClient.search_runs`` queries; the
-per-epoch history comes from each run's ``history.csv`` artifact, read straight from disk when the
-artifact store is local and downloaded with a small thread pool otherwise. Nothing is fetched one
-metric at a time. Shaping what was read into frames is ``slnn.report.frames`` (no MLflow there).
+The runs come a page at a time, each reduced at once to the few params, tags and final metrics a
+report reads (``RunRecords``): from a SQL store (SQLite, PostgreSQL, MySQL) by a query of those
+columns alone, from any other store (a folder, an MLflow server) through paged
+``MlflowClient.search_runs``. The per-epoch history comes from each run's ``history.csv`` artifact,
+read straight from disk when the artifact store is local and downloaded with a small thread pool
+otherwise, in chunks of runs (``CHUNK``): ``read_sweep(..., on_chunk=f)`` hands each chunk to ``f``
+(the report writes it to tidy.parquet) instead of keeping it, so reading a sweep of any size holds
+one chunk of histories at a time. Shaping what was read into frames is ``slnn.report.frames``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +30,11 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from slnn.core.outcomes import Outcome
-from slnn.report.frames import (REQUIRED_HISTORY, SweepData, add_history_finals,
+from slnn.report.frames import (FINALS, REQUIRED_HISTORY, SweepData, history_finals,
                                 newest_per_cell, notes, parse_histories, runs_frame)
+
+CHUNK = 200  # runs whose histories are read, parsed and handed on together
+PAGE = 1000  # runs read from the store at a time
 
 
 class ReportError(RuntimeError):
@@ -170,6 +179,235 @@ def search_frame(client, experiment_ids: list[str], filter_string: str) -> pd.Da
             return frame
 
 
+# --- runs, a page at a time, reduced to what a report reads ------------------------------------
+
+# what a report reads of a run (``frames.runs_frame``): these tags, params and latest metrics;
+# every other param only for the note on params that vary inside a cell (``RunRecords``)
+_FINAL_COLUMNS = [c for pair in FINALS.values() for c in pair]
+TAG_KEYS = ("slnn.config_hash", "slnn.data", "slnn.update", "slnn.activation", "slnn.outcome",
+            "slnn.reason", "slnn.rule_fn", "slnn.rule_digest", "slnn.link_to",
+            *dict.fromkeys(c[len("tags."):] for c in _FINAL_COLUMNS if c.startswith("tags.")))
+PARAM_KEYS = ("data.name", "update.rule", "model.activation", "optim.lr", "seed", "data.seed",
+              "train.epochs")
+METRIC_KEYS = tuple(dict.fromkeys(c[len("metrics."):] for c in _FINAL_COLUMNS
+                                  if c.startswith("metrics.")))
+# the params the note on varying params ignores (``frames.varying_params``)
+_NOT_VARYING = ("seed", "optim.lr")
+_NAN = math.nan
+
+
+class RunRecords:
+    """Runs as columns of the few fields a report reads (``run_id``, ``status``, ``start_time``,
+    ``artifact_uri``, ``tags.*``, ``params.*``, ``metrics.*`` as ``search_frame`` names them, a
+    column only once some run has it), plus each run's other params as the id of their distinct
+    set (a sweep's runs share a handful): a run costs a few hundred bytes, not its whole record."""
+
+    def __init__(self):
+        self.cols: dict[str, list] = {"run_id": [], "status": [], "start_time": [],
+                                      "artifact_uri": [], "_sig": []}
+        self.n = 0
+        self._sigs: dict[tuple, int] = {}
+        self.sig_params: list[dict] = []
+
+    def add(self, run_id: str, status: str, start_time, artifact_uri: str, params: dict,
+            tags: dict, metrics: dict) -> None:
+        row = {"run_id": run_id, "status": status, "start_time": start_time,
+               "artifact_uri": artifact_uri or ""}
+        for k in TAG_KEYS:
+            v = tags.get(k)
+            if v is not None:
+                row["tags." + k] = sys.intern(v)
+        for k in PARAM_KEYS:
+            v = params.get(k)
+            if v is not None:
+                row["params." + k] = sys.intern(v)
+        for k in METRIC_KEYS:
+            v = metrics.get(k)
+            if v is not None:
+                row["metrics." + k] = float(v)
+        sig = tuple(sorted((k, v) for k, v in params.items() if k not in _NOT_VARYING
+                           and not k.startswith(("tracking.", "sweep."))))
+        if sig not in self._sigs:
+            self._sigs[sig] = len(self.sig_params)
+            self.sig_params.append(dict(sig))
+        row["_sig"] = self._sigs[sig]
+        for k in row.keys() - self.cols.keys():
+            self.cols[k] = [_NAN] * self.n
+        for k, col in self.cols.items():
+            col.append(row.get(k, _NAN))
+        self.n += 1
+
+    def extend(self, other: "RunRecords") -> None:
+        remap = []
+        for sig in other.sig_params:
+            key = tuple(sorted(sig.items()))
+            if key not in self._sigs:
+                self._sigs[key] = len(self.sig_params)
+                self.sig_params.append(sig)
+            remap.append(self._sigs[key])
+        for k in other.cols.keys() - self.cols.keys():
+            self.cols[k] = [_NAN] * self.n
+        for k, col in self.cols.items():
+            if k == "_sig":
+                col += [remap[i] for i in other.cols["_sig"]]
+            else:
+                col += other.cols.get(k, [_NAN] * other.n)
+        self.n += other.n
+
+    def keep(self, mask: list[bool]) -> None:
+        for k, col in self.cols.items():
+            self.cols[k] = [v for v, m in zip(col, mask) if m]
+        self.n = sum(mask)
+
+    def column(self, name: str) -> list:
+        return self.cols.get(name, [_NAN] * self.n)
+
+    def frame(self) -> pd.DataFrame:
+        """The runs as ``search_frame`` gives them (the columns above only)."""
+        frame = pd.DataFrame({k: v for k, v in self.cols.items() if k != "_sig"})
+        if len(frame):
+            frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
+        return frame
+
+    def params_frame(self, run_ids) -> pd.DataFrame:
+        """One row per distinct (data, update, activation, lr, other params) among ``run_ids``:
+        the cell's keys as tags and params, and every param (``frames.varying_params``)."""
+        keys = ["tags.slnn.data", "tags.slnn.update", "tags.slnn.activation", "params.optim.lr"]
+        keys = [k for k in keys if k in self.cols]
+        wanted = set(run_ids)
+        seen, rows = set(), []
+        cols = [self.cols[k] for k in keys]
+        for i, run_id in enumerate(self.cols["run_id"]):
+            if run_id not in wanted:
+                continue
+            key = tuple(c[i] for c in cols) + (self.cols["_sig"][i],)
+            if key in seen:
+                continue
+            seen.add(key)
+            row = dict(zip(keys, key))
+            row.update({"params." + k: v for k, v in self.sig_params[key[-1]].items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _sql_scheme(uri: str) -> bool:
+    return uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
+
+
+class RunReader:
+    """Runs of one experiment, a page at a time, as ``RunRecords``.
+
+    On a SQL store the runs are read by a query of the few columns a report needs, through
+    SQLAlchemy on the store's own URI and MLflow's table definitions: ``search_runs`` builds a
+    full ``Run`` (every param, tag and metric as objects) for each run, which took 20 of the 57 s
+    of a 4,200-run report and most of its memory. Any other store (a folder, an MLflow server) is
+    read through paged ``MlflowClient.search_runs``."""
+
+    def __init__(self, uri: str, client, experiment_id: str):
+        self.uri, self.client, self.exp = uri, client, experiment_id
+        self.engine = None
+        if _sql_scheme(uri):
+            from sqlalchemy import create_engine
+
+            self.engine = create_engine(uri)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    # --- the queries
+    def children(self, parent_run_id: str) -> RunRecords:
+        if self.engine is None:
+            return self._search(f"tags.mlflow.parentRunId = '{parent_run_id}'")
+        from mlflow.store.tracking.dbmodels.models import SqlTag
+        from sqlalchemy import select
+
+        kids = select(SqlTag.run_uuid).where(SqlTag.key == "mlflow.parentRunId",
+                                             SqlTag.value == parent_run_id)
+        return self._sql(lambda run: run.run_uuid.in_(kids))
+
+    def by_ids(self, run_ids: list[str]) -> RunRecords:
+        out = RunRecords()
+        for i in range(0, len(run_ids), PAGE if self.engine is not None else 100):
+            page = run_ids[i:i + (PAGE if self.engine is not None else 100)]
+            if self.engine is None:
+                out.extend(self._search("attributes.run_id IN (" +
+                                        ", ".join(f"'{t}'" for t in page) + ")"))
+            else:
+                out.extend(self._sql(lambda run, page=page: run.run_uuid.in_(page)))
+        return out
+
+    def finished_with_hashes(self, hashes: set[str]) -> RunRecords:
+        """FINISHED runs of the experiment whose config hash is one of ``hashes``."""
+        if self.engine is None:
+            out = RunRecords()
+            every = self._search("attributes.status = 'FINISHED'")
+            mask = [h in hashes for h in every.column("tags.slnn.config_hash")]
+            every.keep(mask)
+            out.extend(every)
+            return out
+        from mlflow.store.tracking.dbmodels.models import SqlTag
+        from sqlalchemy import select
+
+        out = RunRecords()
+        todo = sorted(hashes)
+        for i in range(0, len(todo), PAGE):
+            with_hash = select(SqlTag.run_uuid).where(SqlTag.key == "slnn.config_hash",
+                                                      SqlTag.value.in_(todo[i:i + PAGE]))
+            out.extend(self._sql(lambda run, q=with_hash: run.run_uuid.in_(q)
+                                 & (run.status == "FINISHED")))
+        return out
+
+    # --- the two ways to read
+    def _search(self, filter_string: str) -> RunRecords:
+        from slnn.tracking.runs import iter_runs
+
+        out = RunRecords()
+        for r in iter_runs(self.client, [self.exp], filter_string, page=PAGE):
+            out.add(r.info.run_id, r.info.status, r.info.start_time, r.info.artifact_uri,
+                    r.data.params, r.data.tags, r.data.metrics)
+        return out
+
+    def _sql(self, where) -> RunRecords:
+        """The runs ``where(SqlRun)`` selects in this experiment (active ones, newest first, as
+        ``search_runs`` orders them), their fields read a page of runs at a time."""
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+        from sqlalchemy import select
+
+        out = RunRecords()
+        q = (select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time, SqlRun.artifact_uri)
+             .where(SqlRun.experiment_id == int(self.exp), SqlRun.lifecycle_stage == "active",
+                    where(SqlRun))
+             .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
+        with self.engine.connect() as conn:
+            runs = conn.execute(q).all()
+            for i in range(0, len(runs), PAGE):
+                page = runs[i:i + PAGE]
+                ids = [r[0] for r in page]
+                tags: dict = {r: {} for r in ids}
+                params: dict = {r: {} for r in ids}
+                metrics: dict = {r: {} for r in ids}
+                for run_id, k, v in conn.execute(
+                        select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+                        .where(SqlTag.run_uuid.in_(ids), SqlTag.key.in_(TAG_KEYS))):
+                    if v is not None:
+                        tags[run_id][k] = v
+                for run_id, k, v in conn.execute(
+                        select(SqlParam.run_uuid, SqlParam.key, SqlParam.value)
+                        .where(SqlParam.run_uuid.in_(ids))):
+                    params[run_id][k] = v
+                for run_id, k, v, nan in conn.execute(
+                        select(SqlLatestMetric.run_uuid, SqlLatestMetric.key,
+                               SqlLatestMetric.value, SqlLatestMetric.is_nan)
+                        .where(SqlLatestMetric.run_uuid.in_(ids),
+                               SqlLatestMetric.key.in_(METRIC_KEYS))):
+                    metrics[run_id][k] = math.nan if nan else v
+                for run_id, status, start, art in page:
+                    out.add(run_id, status, start, art, params[run_id], tags[run_id],
+                            metrics[run_id])
+        return out
+
+
 # --- the histories -----------------------------------------------------------------------------
 
 def _local_path(artifact_uri: str) -> Path | None:
@@ -243,34 +481,28 @@ def _grid_hashes(client, parent) -> list[str] | None:
         return None
 
 
-def _with_cells_done_elsewhere(client, exp_id: str, parent, df: pd.DataFrame) -> pd.DataFrame:
+def _with_cells_done_elsewhere(reader: RunReader, parent, recs: RunRecords) -> None:
     """Add the FINISHED runs of grid cells that this sweep skipped because another sweep had
     already run them (they are children of that other sweep's parent)."""
-    hashes = _grid_hashes(client, parent)
+    hashes = _grid_hashes(reader.client, parent)
     if not hashes:
-        return df
-    have = set(df["tags.slnn.config_hash"].dropna()) if "tags.slnn.config_hash" in df else set()
+        return
+    have = {h for h in recs.column("tags.slnn.config_hash") if isinstance(h, str)}
     missing = set(hashes) - have
-    if not missing:
-        return df
-    done = search_frame(client, [exp_id], "attributes.status = 'FINISHED'")
-    if done.empty or "tags.slnn.config_hash" not in done:
-        return df
-    extra = done[done["tags.slnn.config_hash"].isin(missing)]
-    return pd.concat([df, extra], ignore_index=True) if len(extra) else df
+    if missing:
+        recs.extend(reader.finished_with_hashes(missing))
 
 
-def _follow_links(client, exp_id: str, df: pd.DataFrame) -> pd.DataFrame:
+def _follow_links(reader: RunReader, recs: RunRecords) -> None:
     """Replace each link run (a cell this sweep reused from another sweep) by the run it links
     to, whose history and artifacts are the cell's."""
-    if "tags.slnn.link_to" not in df or df["tags.slnn.link_to"].isna().all():
-        return df
-    links = df["tags.slnn.link_to"].notna()
-    targets = list(dict.fromkeys(df.loc[links, "tags.slnn.link_to"]))
-    found = [search_frame(client, [exp_id], "attributes.run_id IN (" +
-                          ", ".join(f"'{t}'" for t in targets[i:i + 100]) + ")")
-             for i in range(0, len(targets), 100)]
-    return pd.concat([df[~links], *found], ignore_index=True)
+    links = [isinstance(t, str) for t in recs.column("tags.slnn.link_to")]
+    if not any(links):
+        return
+    targets = list(dict.fromkeys(t for t, is_link in zip(recs.column("tags.slnn.link_to"), links)
+                                 if is_link))
+    recs.keep([not is_link for is_link in links])
+    recs.extend(reader.by_ids(targets))
 
 
 def _reap(client, exp_id: str) -> None:
@@ -284,32 +516,60 @@ def _reap(client, exp_id: str) -> None:
         pass
 
 
-def read_sweep(uri: str, parent_run_id: str) -> SweepData:
-    """The sweep's runs, then their histories. Raises ``ReportError`` with one line when the
-    parent does not exist, is not a sweep's parent, or has no children."""
+def parent_run(uri: str, parent_run_id: str):
+    """The sweep's parent run (``ReportError`` if it is none)."""
+    return _parent(open_client(uri), uri, parent_run_id)
+
+
+def read_sweep(uri: str, parent_run_id: str, *, on_chunk=None, chunk: int = CHUNK) -> SweepData:
+    """The sweep's runs, then their histories, ``chunk`` runs at a time. With ``on_chunk``, each
+    chunk's rows of ``runs`` and their wide history are handed to ``on_chunk(runs, history)``
+    as they are read and not kept (``SweepData.history`` is then empty); the runs' columns made
+    from the histories (``frames.history_finals``) are filled in either way. Raises
+    ``ReportError`` with one line when the parent does not exist, is not a sweep's parent, or has
+    no children."""
     client = open_client(uri)
     parent = _parent(client, uri, parent_run_id)
     exp_id = parent.info.experiment_id
     _reap(client, exp_id)
     exp = _mlflow_call(uri, "looking up the experiment", client.get_experiment, exp_id)
     study = parent.data.tags.get("slnn.study", "sweep")
-    df = _mlflow_call(uri, "searching the sweep's runs", search_frame, client, [exp_id],
-                      f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    if df is not None and not df.empty:
-        df = _mlflow_call(uri, "reading the runs this sweep reused", _follow_links, client,
-                          exp_id, df)
-    # cells other sweeps ran (done before, or claimed by a concurrent sweep) count as well
-    df = _mlflow_call(uri, "searching runs of cells done by other sweeps",
-                      _with_cells_done_elsewhere, client, exp_id, parent,
-                      df if df is not None else pd.DataFrame())
-    if df is None or df.empty:
+    reader = RunReader(uri, client, exp_id)
+    try:
+        recs = _mlflow_call(uri, "searching the sweep's runs", reader.children, parent_run_id)
+        if recs is not None and recs.n:
+            _mlflow_call(uri, "reading the runs this sweep reused", _follow_links, reader, recs)
+        recs = recs if recs is not None else RunRecords()
+        # cells other sweeps ran (done before, or claimed by a concurrent sweep) count as well
+        _mlflow_call(uri, "searching runs of cells done by other sweeps",
+                     _with_cells_done_elsewhere, reader, parent, recs)
+    finally:
+        reader.close()
+    if not recs.n:
         raise ReportError(f"sweep {parent_run_id} ({study}) at {uri} has no runs yet: wait for "
                           "its first job to start, or check the sweep's output for errors")
-    all_runs = runs_frame(df)
+    all_runs = runs_frame(recs.frame())
     runs = newest_per_cell(all_runs)
-    history, lacking = read_histories(uri, runs)
-    add_history_finals(runs, history)
-    runs["has_history"] = runs["run_id"].isin(history["run_id"].unique())
+    varying = recs.params_frame(runs["run_id"])
+    del recs
+    kept, finals, lacking, have = [], [], {}, set()
+    for start in range(0, len(runs), chunk):
+        part = runs.iloc[start:start + chunk]
+        history, lack = read_histories(uri, part)
+        lacking.update(lack)
+        finals.append(history_finals(part, history))
+        have.update(history["run_id"].unique())
+        if on_chunk is not None:
+            on_chunk(part, history)
+        else:
+            kept.append(history)
+    if not kept:
+        kept = [parse_histories({})[0]]
+    history = pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0]
+    finals = pd.concat(finals) if finals else history_finals(runs, history)
+    for col in finals.columns:
+        runs[col] = runs["run_id"].map(finals[col])
+    runs["has_history"] = runs["run_id"].isin(have)
     n_cells = parent.data.tags.get("slnn.n_cells")
     sweep = SweepData(uri=uri, parent_run_id=parent_run_id, experiment_id=exp_id,
                       experiment_name=exp.name if exp else exp_id, study=study,
@@ -323,5 +583,5 @@ def read_sweep(uri: str, parent_run_id: str) -> SweepData:
         sweep.notes.append(f"{len(lacking)} run(s) have a history.csv without a column the report "
                            f"needs ({', '.join(REQUIRED_HISTORY)}), so they have no curves: "
                            f"{named}{more}.")
-    sweep.notes += notes(sweep, df, all_runs)
+    sweep.notes += notes(sweep, varying, all_runs)
     return sweep
