@@ -117,7 +117,7 @@ def bench_close(uri: str, parent: str, rounds: int = 3) -> None:
     import statistics
     import tracemalloc
 
-    from slnn.tracking.model_registry import Cell, choose_best, keep_newest, the_run
+    from slnn.tracking.model_registry import ChildRun, choose_best, keep_newest, the_run
     from slnn.tracking.runs import iter_runs
     from slnn.tracking.store import client_for
 
@@ -131,14 +131,14 @@ def bench_close(uri: str, parent: str, rounds: int = 3) -> None:
                                       "'FINISHED'", max_results=50000)
         newest = {}
         for r in finished:
-            keep_newest(newest, Cell.of(r))
+            keep_newest(newest, ChildRun.of(r))
         return len(every), choose_best(newest.values(), parent).run_id
 
     def now():
         newest, finished = {}, {}
         n = 0
         for r in iter_runs(client, [exp], children):
-            cell = Cell.of(r)
+            cell = ChildRun.of(r)
             keep_newest(newest, cell)
             if cell.finished:
                 keep_newest(finished, cell)

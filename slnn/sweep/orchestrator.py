@@ -539,15 +539,15 @@ class Orchestrator:
         from mlflow.entities import Metric
 
         from slnn.core.outcomes import TRAINED
-        from slnn.tracking.model_registry import Cell, keep_newest
+        from slnn.tracking.model_registry import ChildRun, keep_newest
         from slnn.tracking.runs import iter_runs
 
         st = self.state
-        newest: dict[str, Cell] = {}  # by config hash, whatever its status
-        newest_finished: dict[str, Cell] = {}
+        newest: dict[str, ChildRun] = {}  # by config hash, whatever its status
+        newest_finished: dict[str, ChildRun] = {}
         for r in iter_runs(self.client, [st["experiment_id"]],
                            f"tags.mlflow.parentRunId = '{st['parent_run_id']}'"):
-            cell = Cell.of(r)
+            cell = ChildRun.of(r)
             keep_newest(newest, cell)
             if cell.finished:
                 keep_newest(newest_finished, cell)

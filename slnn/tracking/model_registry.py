@@ -25,8 +25,9 @@ class RegistryError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Cell:
-    """What choosing a sweep's best run needs of a child run: a few fields, not the whole run."""
+class ChildRun:
+    """What choosing a sweep's best run needs of a child run: a few fields, not the whole run
+    (a sweep's grid point is ``slnn.sweep.grid.Cell``)."""
 
     run_id: str
     config_hash: str
@@ -39,7 +40,7 @@ class Cell:
     link_to: str | None
 
     @classmethod
-    def of(cls, run) -> "Cell":
+    def of(cls, run) -> "ChildRun":
         t = run.data.tags
         return cls(run.info.run_id, t.get("slnn.config_hash", run.info.run_id),
                    run.info.start_time, run.info.status == "FINISHED", t.get("slnn.outcome"),
@@ -54,17 +55,17 @@ def final_metric(run, name: str) -> float:
     return m.get(f"final/{name}", m.get(name, math.nan))
 
 
-def keep_newest(newest: dict[str, Cell], cell: Cell) -> None:
+def keep_newest(newest: dict[str, ChildRun], cell: ChildRun) -> None:
     """A rerun cell counts once, by its newest run."""
     old = newest.get(cell.config_hash)
     if old is None or cell.start_time > old.start_time:
         newest[cell.config_hash] = cell
 
 
-def choose_best(newest_finished, parent_run_id: str) -> Cell:
+def choose_best(newest_finished, parent_run_id: str) -> ChildRun:
     """The best of the newest FINISHED run per config: lowest final validation loss, then
     validation error (never test figures), among runs that trained to a result."""
-    def key(c: Cell):
+    def key(c: ChildRun):
         return (c.val_loss if math.isfinite(c.val_loss) else math.inf,
                 c.val_error if math.isfinite(c.val_error) else math.inf)
 
@@ -75,7 +76,7 @@ def choose_best(newest_finished, parent_run_id: str) -> Cell:
     return min(trained, key=key)
 
 
-def the_run(client, best: Cell):
+def the_run(client, best: ChildRun):
     """The full run ``best`` stands for (a link run stands for the run it links to)."""
     return client.get_run(best.link_to or best.run_id)
 
@@ -85,10 +86,10 @@ def best_run(client, parent_run_id: str):
     from slnn.tracking.runs import iter_runs
 
     parent = client.get_run(parent_run_id)
-    newest: dict[str, Cell] = {}
+    newest: dict[str, ChildRun] = {}
     for r in iter_runs(client, [parent.info.experiment_id],
                        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'"):
-        keep_newest(newest, Cell.of(r))
+        keep_newest(newest, ChildRun.of(r))
     return the_run(client, choose_best(newest.values(), parent_run_id)), parent
 
 
