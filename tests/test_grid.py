@@ -143,6 +143,7 @@ def test_a_job_gets_its_cells_typed_as_validated_with_the_password_put_back(hydr
     from slnn.app.schema import Config
     from slnn.sweep import worker
     from slnn.sweep.orchestrator import _for_job
+    from slnn.sweep.state import SweepState
 
     uri = "postgresql://me:s3cret@db.example/mlflow"
     [cell] = grid.compose_cells("config", [["data=blobs", "seed=2", f"tracking.uri={uri}"]])
@@ -156,7 +157,7 @@ def test_a_job_gets_its_cells_typed_as_validated_with_the_password_put_back(hydr
         raise AssertionError("a job validated its cell again")
 
     monkeypatch.setattr(Config, "__post_init__", checked_again)
-    [got] = worker._load_chunk({"dir": str(tmp_path), "uri": uri, "shared": False}, 0)
+    [got] = worker._load_chunk(SweepState(dir=str(tmp_path), uri=uri), 0)
     assert got.config == cell.config and got.config.tracking.uri == uri
     assert (got.hash, got.folder, got.container) == (cell.hash, cell.folder, None)
     assert cell.config.tracking.uri == uri  # the launcher's own cell was not masked in place

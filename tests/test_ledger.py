@@ -11,10 +11,11 @@ import time
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import Ledger, report_progress
 from slnn.sweep.progress import LedgerReader, Progress
+from slnn.sweep.state import SweepState
 
 
 def test_the_reader_reads_only_what_was_appended_and_counts_each_cell_once(tmp_path):
-    state = {"dir": str(tmp_path), "total": 6, "n_skipped": 1, "start": time.time()}
+    state = SweepState(dir=str(tmp_path), total=6, n_skipped=1, start=time.time())
     ledger = Ledger(tmp_path / "progress.jsonl")
     reader = LedgerReader(ledger.path)
     report_progress(state, "a", Outcome.MAX_EPOCHS, 0.1, val_error=0.25, cell="0000-a")
@@ -35,7 +36,7 @@ def test_the_reader_reads_only_what_was_appended_and_counts_each_cell_once(tmp_p
 
 
 def test_a_line_another_worker_is_still_writing_is_read_once_complete(tmp_path):
-    state = {"dir": str(tmp_path), "total": 4, "n_skipped": 0, "start": time.time()}
+    state = SweepState(dir=str(tmp_path), total=4, n_skipped=0, start=time.time())
     path = tmp_path / "progress.jsonl"
     reader = LedgerReader(path)
     report_progress(state, "a", Outcome.MAX_EPOCHS, 0.1)
@@ -49,7 +50,7 @@ def test_a_line_another_worker_is_still_writing_is_read_once_complete(tmp_path):
 
 
 def test_the_same_folders_next_sweep_starts_counting_again(tmp_path):
-    state = {"dir": str(tmp_path), "total": 5, "n_skipped": 1, "start": time.time()}
+    state = SweepState(dir=str(tmp_path), total=5, n_skipped=1, start=time.time())
     ledger = Ledger(tmp_path / "progress.jsonl")
     reader = LedgerReader(ledger.path)
     for name in "abc":
@@ -67,7 +68,7 @@ def test_a_cell_written_twice_counts_once_with_its_result_and_a_shared_name_does
     names are equal (a grid over a key the name does not show) stay two cells."""
     from slnn.sweep.ledger import summarize
 
-    state = {"dir": str(tmp_path), "total": 4, "n_skipped": 0, "start": time.time()}
+    state = SweepState(dir=str(tmp_path), total=4, n_skipped=0, start=time.time())
     ledger = Ledger(tmp_path / "progress.jsonl")
     report_progress(state, "x", Outcome.KILLED, 0.1, cell="0000-x")
     report_progress(state, "x", Outcome.MAX_EPOCHS, 0.1, cell="0000-x")  # the leftover job
@@ -77,7 +78,7 @@ def test_a_cell_written_twice_counts_once_with_its_result_and_a_shared_name_does
     cells = ledger.per_cell()
     assert sorted((e["cell"], e["outcome"]) for e in cells) == [
         ("0000-x", "max_epochs"), ("0001-y", "diverged"), ("0002-y", "max_epochs")]
-    counts, line = summarize(cells, state["total"])
+    counts, line = summarize(cells, state.total)
     assert counts[Outcome.MAX_EPOCHS] == 2 and counts[Outcome.DIVERGED] == 1
     assert line.endswith("1 not run (of 4 cells)") and "0 skipped" in line
     # a cell that only ever had KILLED or SKIPPED lines keeps its last one
@@ -89,7 +90,7 @@ def test_a_cell_written_twice_counts_once_with_its_result_and_a_shared_name_does
 def test_the_progress_count_and_the_lost_cells_go_by_cell_not_by_line_or_name(tmp_path, capsys):
     from slnn.sweep.lost import lost_cells, lost_cells_line
 
-    state = {"dir": str(tmp_path), "total": 3, "n_skipped": 0, "start": time.time()}
+    state = SweepState(dir=str(tmp_path), total=3, n_skipped=0, start=time.time())
     report_progress(state, "x", Outcome.MAX_EPOCHS, 0.1, cell="0000-x")  # a leftover job's line
     report_progress(state, "x", Outcome.SKIPPED, 0.1, cell="0000-x")     # this session's
     report_progress(state, "y", Outcome.MAX_EPOCHS, 0.1, cell="0001-y")
@@ -113,8 +114,9 @@ _WRITER = """
 import sys, time
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
-state = {"dir": sys.argv[1], "start": float(sys.argv[2]), "total": 2 * int(sys.argv[3]),
-         "n_skipped": 0}
+from slnn.sweep.state import SweepState
+state = SweepState(dir=sys.argv[1], start=float(sys.argv[2]), total=2 * int(sys.argv[3]),
+                   n_skipped=0)
 for i in range(int(sys.argv[3])):
     report_progress(state, f"w{sys.argv[4]}-{i}", Outcome.MAX_EPOCHS, 0.31, val_error=0.162)
 """
@@ -161,7 +163,7 @@ class Stream(io.StringIO):
 
 def _progress(tmp_path, n: int, tty: bool):
     clock = FakeClock(1000.0)
-    state = {"dir": str(tmp_path), "total": n, "n_skipped": 0, "start": clock.t, "label": "g"}
+    state = SweepState(dir=str(tmp_path), total=n, n_skipped=0, start=clock.t, label="g")
     cells = [f"{i:04d}-c" for i in range(n)]
     out, err = Stream(tty), Stream(False)
     return Progress(state, cells, workers=2, stream=out, err=err, clock=clock), state, cells, clock

@@ -44,6 +44,7 @@ import slnn.app.cli
 import slnn.app.run
 import slnn.app.schema
 from slnn.app.schema import config_hash, to_config
+from slnn.sweep.state import SweepState
 
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")  # the venv's console script
 EXPERIMENTS = sorted(f.name.removesuffix(".yaml") for f in slnn.app.schema.conf_group("experiment")
@@ -302,10 +303,10 @@ def test_parallel_grid_records_one_finished_child_per_cell_under_one_parent(tmp_
     [sweep_dir] = {p.parent for p in (tmp_path / "multirun").rglob("slnn_sweep.json")}
     assert [p.name for p in (sweep_dir / "jobs").glob("chunk_*.pkl")] == ["chunk_0000.pkl"]
     assert len(pickle.loads((sweep_dir / "jobs" / "chunk_0000.pkl").read_bytes())) == 8
-    state = json.loads((sweep_dir / "slnn_sweep.json").read_text())
-    assert state["shared"] is True and state["taken"].startswith("taken-")
-    assert [p.name for p in (sweep_dir / "jobs").glob("taken*")] == [state["taken"]]
-    marks = sorted(p.name for p in (sweep_dir / "jobs" / state["taken"]).iterdir())
+    state = SweepState.load(sweep_dir / "slnn_sweep.json")
+    assert state.shared is True and state.taken.startswith("taken-")
+    assert [p.name for p in (sweep_dir / "jobs").glob("taken*")] == [state.taken]
+    marks = sorted(p.name for p in (sweep_dir / "jobs" / state.taken).iterdir())
     assert marks == sorted(p.name for p in (sweep_dir / "cells").iterdir())
     assert len(marks) == 8
 

@@ -311,9 +311,10 @@ def test_a_fault_in_a_step_of_the_sweeps_end_is_a_note_not_a_traceback():
     import errno
 
     from slnn.sweep.orchestrator import Orchestrator
+    from slnn.sweep.state import SweepState
 
     run = object.__new__(Orchestrator)  # only the state the end's steps read
-    run.state = {"uri": "sqlite:////tmp/nowhere/mlflow.db"}
+    run.state = SweepState(dir="/tmp/nowhere", uri="sqlite:////tmp/nowhere/mlflow.db")
 
     def full():
         raise OSError(errno.ENOSPC, "No space left on device")

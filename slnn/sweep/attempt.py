@@ -21,29 +21,31 @@ import os
 import time
 from pathlib import Path
 
+from slnn.sweep.state import SweepState
+
 OUTAGE_WAIT = float(os.environ.get("SLNN_OUTAGE_WAIT", "300"))
 _store_gone = False  # a wait for the store ran out in this process: fail fast from now on
 
 
-def _client(state: dict):
+def _client(state: SweepState):
     from slnn.tracking.store import client_for
 
-    return client_for(state["uri"])
+    return client_for(state.uri)
 
 
 GONE_FILE = "store_gone.txt"  # in a sweep's folder: why its store stopped answering for good
 
 
-def store_gone(state: dict) -> str | None:
+def store_gone(state: SweepState) -> str | None:
     """Why this sweep's store stayed down past the outage wait (a job noted it), or None."""
     try:
-        return (Path(state["dir"]) / GONE_FILE).read_text().strip() or "the store stayed down"
+        return (Path(state.dir) / GONE_FILE).read_text().strip() or "the store stayed down"
     except (OSError, KeyError):
         return None
 
 
 def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT,
-                   state: dict | None = None) -> bool:
+                   state: "SweepState | None" = None) -> bool:
     """Poll until the store answers healthily again (True), or ``timeout`` passes (False; with
     the sweep's ``state``, noted for every job and the launcher: ``store_gone``)."""
     global _store_gone
@@ -69,9 +71,9 @@ def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT,
         except Exception:  # noqa: BLE001 - still down
             time.sleep(min(2.0, OUTAGE_WAIT / 10))
     _store_gone = True
-    if state is not None and state.get("dir"):
+    if state is not None and state.dir:
         try:
-            (Path(state["dir"]) / GONE_FILE).write_text(mask(
+            (Path(state.dir) / GONE_FILE).write_text(mask(
                 f"the tracking store {uri} {why} for more than {timeout:.0f} s "
                 "(SLNN_OUTAGE_WAIT)") + "\n")
         except OSError:
@@ -79,7 +81,7 @@ def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT,
     return False
 
 
-def _close_left_open(state: dict, run_ids: list[str], why: str, failed: bool = False) -> None:
+def _close_left_open(state: SweepState, run_ids: list[str], why: str, failed: bool = False) -> None:
     """The runs this cell opened that are still RUNNING (an outage, or a failure before training
     began): closed as KILLED, or as FAILED with ``why``."""
     from mlflow.entities import RunTag
@@ -105,7 +107,7 @@ def _close_left_open(state: dict, run_ids: list[str], why: str, failed: bool = F
             pass
 
 
-def record_unopened(c, chash: str, state: dict, exc: BaseException) -> str | None:
+def record_unopened(c, chash: str, state: SweepState, exc: BaseException) -> str | None:
     """A FAILED run, with the reason, for a cell that failed before its run was opened."""
     from dataclasses import asdict
 
@@ -114,41 +116,41 @@ def record_unopened(c, chash: str, state: dict, exc: BaseException) -> str | Non
     from slnn.tracking.recorder import RunRecorder
 
     try:
-        rec = RunRecorder(_client(state), state["experiment_id"], run_name(c),
-                          flatten(identity(asdict(c))), run_tags(c, chash), state["parent_run_id"])
+        rec = RunRecorder(_client(state), state.experiment_id, run_name(c),
+                          flatten(identity(asdict(c))), run_tags(c, chash), state.parent_run_id)
         rec.fail(exc)
         return rec.run_id
     except Exception:  # noqa: BLE001 - the store itself is the problem: the ledger has the cell
         return None
 
 
-def run_claimed(c, chash: str, state: dict, log=None):
+def run_claimed(c, chash: str, state: SweepState, log=None):
     """Claim the cell, train and record it; see the module's docstring."""
     from slnn.app.run import run_one
     from slnn.sweep.claims import CellTaken, claim_cell
     from slnn.tracking.faults import classify, is_outage
 
     opened: list[str] = []
-    done_after = int(state["start"] * 1000) if state.get("force") else 0
+    done_after = int(state.start * 1000) if state.force else 0
 
     def on_open(run_id: str) -> None:
         opened.append(run_id)
         try:
-            claim_cell(_client(state), state["experiment_id"], chash, run_id,
+            claim_cell(_client(state), state.experiment_id, chash, run_id,
                        done_after_ms=done_after,
-                       reuse_other_code=bool(state.get("reuse_other_code")))
+                       reuse_other_code=bool(state.reuse_other_code))
         except CellTaken:
             opened.remove(run_id)  # a claim given up has deleted its run
             raise
 
     for attempt in (1, 2):
         try:
-            return run_one(c, chash=chash, parent_run_id=state["parent_run_id"], quiet=True,
-                           experiment_id=state["experiment_id"], on_open=on_open, log=log)
+            return run_one(c, chash=chash, parent_run_id=state.parent_run_id, quiet=True,
+                           experiment_id=state.experiment_id, on_open=on_open, log=log)
         except CellTaken:
             raise
         except Exception as e:  # noqa: BLE001 - classified, then retried, recorded or raised
-            uri = state["uri"]
+            uri = state.uri
             if attempt == 1 and is_outage(uri, e):
                 cause = classify(uri, e)[0]
                 if wait_for_store(uri, cause, state=state):

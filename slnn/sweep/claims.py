@@ -36,8 +36,9 @@ from __future__ import annotations
 import random
 import time
 
-from slnn.tracking.liveness import beat, is_alive, owner_tags, stop
+from slnn.sweep.state import SweepState
 from slnn.tracking.console import say
+from slnn.tracking.liveness import beat, is_alive, owner_tags, stop
 from slnn.tracking.runs import mark_killed, why_dead
 
 
@@ -111,13 +112,13 @@ def wait_until_released(client, holder: str, poll: float = 1.0) -> str:
         time.sleep(poll)
 
 
-def run_when_released(cells: list, state: dict, run_cell) -> int:
+def run_when_released(cells: list, state: SweepState, run_cell) -> int:
     """Cells ``(grid.Cell, holder)`` that live processes held: wait for each holder's run to
     end, then run the cell (``run_cell`` counts it as skipped if the holder finished it). Returns
     how many failed."""
     from slnn.tracking.store import client_for
 
-    client = client_for(state["uri"])
+    client = client_for(state.uri)
     say(f"slnn: {len(cells)} cell(s) of this job are being run by another process; waiting "
         "for them")
     failed = 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slnn.core.outcomes import TRAINED, Outcome
+from slnn.sweep.state import SweepState
 
 _NO_RESULT = {Outcome.SKIPPED, Outcome.KILLED}  # what a cell's other line may say instead
 
@@ -73,14 +74,14 @@ def cell_line(name: str, outcome: str, seconds: float, val_error: float | None =
     return f"slnn: {name}: {outcome} ({', '.join(parts)}){tail}"
 
 
-def report_progress(state: dict, name: str, outcome: str, seconds: float,
+def report_progress(state: SweepState, name: str, outcome: str, seconds: float,
                     train_seconds: float = 0.0, *, val_error: float | None = None,
                     warnings: int = 0, log: str | None = None, cell: str = "",
                     error: str | None = None) -> str:
     """Record one finished cell (``cell``: its folder, unique in the sweep) in the ledger, with
     where its log is and, if it failed, its error's first line (the launcher prints that one);
     append the cell's own line (``cell_line``) to its log in its folder; return that line."""
-    ledger = Ledger(Path(state["dir"]) / "progress.jsonl")
+    ledger = Ledger(Path(state.dir) / "progress.jsonl")
     val = float(val_error) if val_error is not None and math.isfinite(val_error) else None
     me = {"name": name, **({"cell": cell} if cell else {}), "outcome": str(outcome),
           "seconds": round(seconds, 6),
@@ -90,7 +91,7 @@ def report_progress(state: dict, name: str, outcome: str, seconds: float,
     ledger.add(**me)
     line = cell_line(name, str(outcome), seconds, val, warnings, error)
     if cell:
-        folder = Path(state["dir"]) / "cells" / cell
+        folder = Path(state.dir) / "cells" / cell
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "run.log", "a") as f:
             f.write(line + "\n")

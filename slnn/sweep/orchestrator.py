@@ -47,6 +47,7 @@ from slnn.sweep import folder as sweep_folder
 from slnn.sweep.attempt import GONE_FILE
 from slnn.sweep.grid import compose_cells, enumerate_cells, fail, study_question
 from slnn.sweep.ledger import Ledger, summarize
+from slnn.sweep.state import SweepState
 from slnn.tracking.console import (browse_command, portable, relative, report_command, say,
                                    sweep_url)
 from slnn.tracking.faults import describe, mask
@@ -170,7 +171,7 @@ class Orchestrator:
 
     def __init__(self, config: DictConfig, arguments: list[str]):
         self.config, self.arguments = config, arguments
-        self.state: dict | None = None
+        self.state: SweepState | None = None
         self.client = None
 
     def set_env(self) -> None:
@@ -261,20 +262,19 @@ class Orchestrator:
         for i, c in enumerate(cells):
             c.index = i  # the cell's place in the grid: its folder's number, the same every rerun
         todo = the_plan.todo
-        self.state = {
-            "dir": str(sweep_dir), "uri": uri, "experiment_id": exp_id, "parent_run_id": parent,
-            "total": len(cells), "n_skipped": len(cells) - len(todo), "start": time.time(),
-            "study": study, "label": label, "report": bool(first.sweep.report), "force": force,
-            "reuse_other_code": reuse_other_code, "register": bool(first.sweep.register),
-            "log_best_model": first.tracking.log_model is not False,
-            "rule_digests": _rule_digests(cells),
+        self.state = SweepState(
+            dir=str(sweep_dir), uri=uri, experiment_id=exp_id, parent_run_id=parent,
+            total=len(cells), n_skipped=len(cells) - len(todo), start=time.time(),
+            study=study, label=label, report=bool(first.sweep.report), force=force,
+            reuse_other_code=reuse_other_code, register=bool(first.sweep.register),
+            log_best_model=first.tracking.log_model is not False,
+            rule_digests=_rule_digests(cells),
             # a named study's report goes into the sweep's own folder (a concurrent sweep of the
             # same grid has its own), never over the committed reports/<study>/; an ad-hoc grid's
             # into reports/sweep-<parent id 8>/ (slnn.report.default_out)
-            "report_out": str(sweep_dir / "report") if study != "sweep" else None,
-        }
-        self.state["store_file"] = _store_file(uri)
-        self.state["launcher"] = process_owner()  # a job whose launcher died stops (worker)
+            report_out=str(sweep_dir / "report") if study != "sweep" else None,
+            store_file=_store_file(uri),
+            launcher=process_owner())  # a job whose launcher died stops (worker)
         self.client = client
         Ledger(sweep_dir / "progress.jsonl").path.unlink(missing_ok=True)
         (sweep_dir / GONE_FILE).unlink(missing_ok=True)  # an earlier session's outage
@@ -328,7 +328,7 @@ class Orchestrator:
         from slnn.app.schema import run_name
 
         st = self.state
-        folder = Path(st["dir"]) / "jobs"
+        folder = Path(st.dir) / "jobs"
         folder.mkdir(exist_ok=True)
         for old in folder.glob("chunk_*.pkl"):
             old.unlink()
@@ -337,20 +337,20 @@ class Orchestrator:
         # its folder gone at its next take and stops, instead of taking this session's cells
         for old in folder.glob("taken*"):
             shutil.rmtree(old, ignore_errors=True)
-        st["taken"] = f"taken-{uuid.uuid4().hex[:12]}" if shared else None
+        st.taken = f"taken-{uuid.uuid4().hex[:12]}" if shared else None
         for c in todo:  # each cell's folder is made by the job, when the cell's turn comes
             c.folder = f"{c.index:04d}-{run_name(c.config)}"
-        state_path = Path(st["dir"]) / "slnn_sweep.json"
-        st["shared"] = bool(shared)
+        state_path = Path(st.dir) / "slnn_sweep.json"
+        st.shared = bool(shared)
         # the files of a sweep's folder hold no secret: a password in the store's URI is masked
         # there, and each job takes the real URI from its own config or environment (``worker``)
-        state_path.write_text(json.dumps({**st, "uri": mask(st["uri"])}))
+        st.save(state_path, mask(st.uri))
         mask_launch_config(self.config)  # what the launcher pickles for its jobs, too
         self.todo_folders = [c.folder for c in todo]
         n_jobs = max(1, min(n_chunks, len(todo)))
         chunks = [todo] if shared else _chunks(todo, n_jobs)
         if shared:
-            (folder / st["taken"]).mkdir()
+            (folder / st.taken).mkdir()
         for k, chunk in enumerate(chunks):
             (folder / f"chunk_{k:04d}.pkl").write_bytes(pickle.dumps([_for_job(c) for c in chunk]))
         # a job runs many cells: Hydra's folder per job (a .hydra/ of internal keys, an empty
@@ -390,18 +390,18 @@ class Orchestrator:
 
         self._restore_env()
         st = self.state
-        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell(self._cells())
-        entries += [{"outcome": Outcome.SKIPPED}] * st["n_skipped"]
-        counts, line = summarize(entries, st["total"])
-        stop(st["parent_run_id"])
+        entries = Ledger(Path(st.dir) / "progress.jsonl").per_cell(self._cells())
+        entries += [{"outcome": Outcome.SKIPPED}] * st.n_skipped
+        counts, line = summarize(entries, st.total)
+        stop(st.parent_run_id)
         # an interrupted sweep's workers may take a moment to die: reap their runs as they go
         for _ in range(12 if status == "KILLED" else 1):
             try:
-                reap_dead_runs(self.client, st["experiment_id"], st["parent_run_id"])
-                reap_slurm_runs(self.client, st["experiment_id"], st["parent_run_id"])
+                reap_dead_runs(self.client, st.experiment_id, st.parent_run_id)
+                reap_slurm_runs(self.client, st.experiment_id, st.parent_run_id)
                 if status != "KILLED" or not self.client.search_runs(
-                        [st["experiment_id"]], max_results=1, filter_string="attributes.status ="
-                        f" 'RUNNING' and tags.mlflow.parentRunId = '{st['parent_run_id']}'"):
+                        [st.experiment_id], max_results=1, filter_string="attributes.status ="
+                        f" 'RUNNING' and tags.mlflow.parentRunId = '{st.parent_run_id}'"):
                     break
             except Exception:  # noqa: BLE001 - the next command reaps them; the parent matters more
                 break
@@ -415,8 +415,8 @@ class Orchestrator:
             self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         for attempt in range(4):
             try:
-                self.client.set_tag(st["parent_run_id"], "slnn.summary", line)
-                self.client.set_terminated(st["parent_run_id"], status)
+                self.client.set_tag(st.parent_run_id, "slnn.summary", line)
+                self.client.set_terminated(st.parent_run_id, status)
                 error = None
                 break
             except Exception as e:  # noqa: BLE001
@@ -435,37 +435,37 @@ class Orchestrator:
         from slnn.sweep.attempt import store_gone
 
         st = self.state
-        entries = Ledger(Path(st["dir"]) / "progress.jsonl").per_cell(self._cells())
+        entries = Ledger(Path(st.dir) / "progress.jsonl").per_cell(self._cells())
         # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
-        not_run = st["total"] - st["n_skipped"] - len(entries)
+        not_run = st.total - st.n_skipped - len(entries)
         unexpected = sum(1 for e in entries if e["outcome"] not in EXPECTED) + max(not_run, 0)
         gone = store_gone(st)
         if gone:  # the store stayed down: closing the parent would wait for it again
             from slnn.tracking.liveness import stop
 
-            stop(st["parent_run_id"])
+            stop(st.parent_run_id)
             self._restore_env()
-            _, line = summarize(entries + [{"outcome": Outcome.SKIPPED}] * st["n_skipped"],
-                                st["total"])
-            say(mask(f"slnn: sweep {st['label']} stopped: {gone}; {line}; run the same command "
+            _, line = summarize(entries + [{"outcome": Outcome.SKIPPED}] * st.n_skipped,
+                                st.total)
+            say(mask(f"slnn: sweep {st.label} stopped: {gone}; {line}; run the same command "
                      "again once the store answers (the next command closes the parent run "
-                     f"{st['parent_run_id']})"), sys.stderr)
+                     f"{st.parent_run_id})"), sys.stderr)
             return 1
         _, line = self.close("FAILED" if unexpected else "FINISHED")
         fault = self._store_fault(entries)
         if fault:
-            say(mask(f"slnn: sweep {st['label']}: {fault}"), sys.stderr)
+            say(mask(f"slnn: sweep {st.label}: {fault}"), sys.stderr)
             return 1
-        elapsed = time.time() - st["start"]
-        uri, parent = st["uri"], st["parent_run_id"]
-        note = self._step(self._log_best_model, "no model logged") if st.get("log_best_model") else ""
-        note += self._step(self._register, "nothing registered") if st.get("register") else ""
+        elapsed = time.time() - st.start
+        uri, parent = st.uri, st.parent_run_id
+        note = self._step(self._log_best_model, "no model logged") if st.log_best_model else ""
+        note += self._step(self._register, "nothing registered") if st.register else ""
         rebuild = report_command(uri, parent)
-        note += (self._write_report(rebuild) if st.get("report") else
+        note += (self._write_report(rebuild) if st.report else
                  f"; no report (sweep.report=false; write it: {rebuild})")
-        print(mask(f"slnn: sweep {st['label']}: {line} in {elapsed:.1f} s; parent run {parent}"
+        print(mask(f"slnn: sweep {st.label}: {line} in {elapsed:.1f} s; parent run {parent}"
                    f"{note}; browse: {browse_command(uri)} (the sweep: "
-                   f"{sweep_url(uri, st['experiment_id'], parent)})"), flush=True)
+                   f"{sweep_url(uri, st.experiment_id, parent)})"), flush=True)
         return 1 if unexpected else 0
 
     def _step(self, step, none: str) -> str:
@@ -474,7 +474,7 @@ class Orchestrator:
         try:
             return step()
         except Exception as e:  # noqa: BLE001 - disk full, read-only, a deleted experiment, 500s
-            return f"; {none} ({describe(self.state['uri'], e)})"
+            return f"; {none} ({describe(self.state.uri, e)})"
 
     def _store_fault(self, entries: list[dict]) -> str | None:
         """Why the runs this sweep would report are not (all) in its store, or None: its SQLite
@@ -483,9 +483,9 @@ class Orchestrator:
         from slnn.core.outcomes import TRAINED
 
         st = self.state
-        was, path = st.get("store_file"), _sqlite_file(st["uri"])
+        was, path = st.store_file, _sqlite_file(st.uri)
         if was is not None and path is not None:
-            now = _store_file(st["uri"])
+            now = _store_file(st.uri)
             if now is None:
                 return (f"the tracking store {path} was deleted while the sweep ran, and the runs "
                         "it recorded with it: restore it from a backup, or run the same command "
@@ -501,12 +501,12 @@ class Orchestrator:
         if found is None:
             if not claimed:
                 return None
-            return (f"could not count this sweep's runs in the tracking store {st['uri']} "
+            return (f"could not count this sweep's runs in the tracking store {st.uri} "
                     f"({getattr(self, '_count_error', 'unknown error')}): its {claimed} finished "
                     "cell(s) may not be recorded; run the same command again to check and "
                     "complete it")
         if found < claimed:
-            return (f"the tracking store {st['uri']} holds {found} finished cell(s) of this sweep "
+            return (f"the tracking store {st.uri} holds {found} finished cell(s) of this sweep "
                     f"where it trained {claimed}: the store lost runs while the sweep ran "
                     "(deleted, replaced or restored); run the same command again to record them")
         return None
@@ -522,8 +522,8 @@ class Orchestrator:
         for attempt in range(3):
             try:
                 return len({r.data.tags.get("slnn.config_hash", r.info.run_id) for r in iter_runs(
-                    self.client, [st["experiment_id"]],
-                    f"tags.mlflow.parentRunId = '{st['parent_run_id']}'")
+                    self.client, [st.experiment_id],
+                    f"tags.mlflow.parentRunId = '{st.parent_run_id}'")
                     if r.info.status == "FINISHED"})
             except Exception as e:  # noqa: BLE001 - named in the line if it keeps failing
                 self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -545,8 +545,8 @@ class Orchestrator:
         st = self.state
         newest: dict[str, ChildRun] = {}  # by config hash, whatever its status
         newest_finished: dict[str, ChildRun] = {}
-        for r in iter_runs(self.client, [st["experiment_id"]],
-                           f"tags.mlflow.parentRunId = '{st['parent_run_id']}'"):
+        for r in iter_runs(self.client, [st.experiment_id],
+                           f"tags.mlflow.parentRunId = '{st.parent_run_id}'"):
             cell = ChildRun.of(r)
             keep_newest(newest, cell)
             if cell.finished:
@@ -555,7 +555,7 @@ class Orchestrator:
         self._n_finished_in_store = len(newest_finished)
         outcomes = Counter(c.outcome for c in newest.values())
         now = int(time.time() * 1000)
-        values = {"cells": st["total"], "finished": sum(outcomes[o] for o in TRAINED)}
+        values = {"cells": st.total, "finished": sum(outcomes[o] for o in TRAINED)}
         for o in (Outcome.DIVERGED, Outcome.SHAPE_MISMATCH, Outcome.FAILED, Outcome.KILLED):
             values[str(o)] = outcomes[o]
         best: dict[str, float] = {}
@@ -563,7 +563,7 @@ class Orchestrator:
             if c.outcome in TRAINED and not math.isnan(c.val_error) and c.update:
                 best[c.update] = min(c.val_error, best.get(c.update, c.val_error))
         values.update({f"best_val_error.{rule}": v for rule, v in best.items()})
-        self.client.log_batch(st["parent_run_id"],
+        self.client.log_batch(st.parent_run_id,
                               metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
 
     def _log_best_model(self) -> str:
@@ -572,14 +572,14 @@ class Orchestrator:
                                                   choose_best, ensure_logged_model,
                                                   mark_on_parent, the_run)
 
-        parent = self.state["parent_run_id"]
+        parent = self.state.parent_run_id
         try:
             if getattr(self, "_newest_finished", None) is not None:  # read when the sweep closed
                 run = the_run(self.client, choose_best(self._newest_finished, parent))
             else:
                 run, _ = best_run(self.client, parent)
             model_id = ensure_logged_model(self.client, run,
-                                           best_of_sweep(parent, self.state.get("study")))
+                                           best_of_sweep(parent, self.state.study))
             mark_on_parent(self.client, parent, model_id)
         except RegistryError as e:
             return f"; no model logged ({e})"
@@ -600,8 +600,8 @@ class Orchestrator:
         else:  # e.g. joblib's TerminatedWorkerError when a worker was killed
             first = (str(e).strip().splitlines() or [""])[0][:200]
             how = f"interrupted ({type(e).__name__}: {first})" if e is not None else "interrupted"
-        print(mask(f"slnn: sweep {self.state['label']} {how}: {line}; run the same command "
-                   f"again to finish it (parent run {self.state['parent_run_id']})"),
+        print(mask(f"slnn: sweep {self.state.label} {how}: {line}; run the same command "
+                   f"again to finish it (parent run {self.state.parent_run_id})"),
               file=sys.stderr, flush=True)
         signals.reported = True
 
@@ -618,8 +618,8 @@ class Orchestrator:
         from slnn.sweep.lost import lost_cells_line
 
         _, line = self.close("FAILED")
-        entries = Ledger(Path(self.state["dir"]) / "progress.jsonl").per_cell(self._cells())
-        print(lost_cells_line(self.state["study"], exc, getattr(self, "todo_folders", []), entries,
+        entries = Ledger(Path(self.state.dir) / "progress.jsonl").per_cell(self._cells())
+        print(lost_cells_line(self.state.study, exc, getattr(self, "todo_folders", []), entries,
                               line), file=sys.stderr, flush=True)
         return 1
 
@@ -627,14 +627,14 @@ class Orchestrator:
         from slnn.tracking.model_registry import RegistryError, register_best
 
         try:
-            name, version, run_id = register_best(self.state["uri"], self.state["parent_run_id"])
+            name, version, run_id = register_best(self.state.uri, self.state.parent_run_id)
         except RegistryError as e:
             return f"; nothing registered ({e})"
         return f"; registered {name} version {version} (run {run_id}) as {name}@best"
 
     def _write_report(self, rebuild: str) -> str:
         """``; report: <folder> (rebuild: <command>)``, or why there is none. A named study's
-        report goes into ``<sweep folder>/report/`` (``state["report_out"]``), an ad-hoc grid's
+        report goes into ``<sweep folder>/report/`` (``state.report_out``), an ad-hoc grid's
         into ``reports/sweep-<parent id 8>/``: never over a tracked ``reports/<study>/``."""
         st = self.state
         try:
@@ -643,9 +643,9 @@ class Orchestrator:
         except ImportError:
             return ""
         try:
-            with allow_rule_files(st.get("rule_digests") or ()):  # the files it validated
-                folder = report_for_parent(st["uri"], st["parent_run_id"], attach=True,
-                                           out=st.get("report_out"))
+            with allow_rule_files(st.rule_digests or ()):  # the files it validated
+                folder = report_for_parent(st.uri, st.parent_run_id, attach=True,
+                                           out=st.report_out)
         except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
             why = (str(e).splitlines() or [type(e).__name__])[0][:200]
             return f"; no report ({why}; retry: {rebuild})"

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from slnn.core.outcomes import TRAINED, Outcome
 from slnn.sweep.ledger import cell_key, fmt_eta
+from slnn.sweep.state import SweepState
 from slnn.tracking.console import relative, say
 
 PIPE_SECONDS = 10.0  # a pipe gets a progress line at most this often ...
@@ -100,14 +101,14 @@ def rate_text(per_second: float) -> str:
 class Progress:
     """Draws a sweep's progress from its ledger in a thread of the launching process."""
 
-    def __init__(self, state: dict, cells: list[str], workers: int = 1, stream=None,
+    def __init__(self, state: SweepState, cells: list[str], workers: int = 1, stream=None,
                  err=None, clock=time.time):
         self.state, self.workers, self.clock = state, max(1, workers), clock
         self.stream = sys.stdout if stream is None else stream
         self.err = sys.stderr if err is None else err
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.todo = len(cells)
-        self.reader = LedgerReader(Path(state["dir"]) / "progress.jsonl", set(cells) or None)
+        self.reader = LedgerReader(Path(state.dir) / "progress.jsonl", set(cells) or None)
         self.last_time, self.last_done = clock(), 0
         self.estimated = False
         self.failures = 0
@@ -123,9 +124,9 @@ class Progress:
     def line(self, bar: bool) -> str:
         st = self.state
         done = self.done()
-        total, reused = st["total"], st["n_skipped"]
+        total, reused = st.total, st.n_skipped
         counts = Counter(e["outcome"] for e in self.reader.last.values())
-        elapsed = max(self.clock() - st["start"], 1e-9)
+        elapsed = max(self.clock() - st.start, 1e-9)
         rate = done / elapsed
         left = max(self.todo - done, 0)
         eta = fmt_eta(left / rate) if rate > 0 else "?"
@@ -166,16 +167,16 @@ class Progress:
                     self._say(f"slnn: {e['name']} failed: {e['error']}{where}", self.err)
                 elif self.failures == MAX_FAILURE_LINES + 1:
                     self._say("slnn: more cells failed: each one's error is in its log "
-                              f"({relative(Path(self.state['dir']) / 'cells')}/*/run.log)", self.err)
+                              f"({relative(Path(self.state.dir) / 'cells')}/*/run.log)", self.err)
         done, now = self.done(), self.clock()
         few = max(3, self.workers)
         if not self.estimated and done >= min(few, self.todo) and done < self.todo:
             self.estimated = True
-            elapsed = max(now - self.state["start"], 1e-9)
+            elapsed = max(now - self.state.start, 1e-9)
             whole = elapsed / done * self.todo
             if whole - elapsed >= ESTIMATE_SECONDS:
                 s = "s" if self.workers != 1 else ""
-                self._say(f"slnn: sweep {self.state.get('label', '')}: about {fmt_eta(whole)} "
+                self._say(f"slnn: sweep {self.state.label}: about {fmt_eta(whole)} "
                           f"for its {self.todo} cells to run, {fmt_eta(whole - elapsed)} left "
                           f"(estimated from the first {done} cells on {self.workers} worker{s})",
                           self.stream)

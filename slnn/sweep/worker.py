@@ -9,7 +9,6 @@ one shared list that no other job has taken yet (``take``), until none is left.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import sys
@@ -20,10 +19,11 @@ from pathlib import Path
 
 from slnn.core.outcomes import Outcome
 from slnn.sweep.ledger import report_progress
+from slnn.sweep.state import SweepState
 from slnn.tracking.console import say
 
 
-def run_cell(c, chash: str, state: dict, folder: str = "") -> bool:
+def run_cell(c, chash: str, state: SweepState, folder: str = "") -> bool:
     """One cell. Never raises (but for an interrupt, or ``claims.CellTaken`` when another live
     process holds the cell): a failure is recorded in MLflow as a FAILED run and in the sweep's
     ledger, and the sweep goes on. False if it failed.
@@ -74,14 +74,14 @@ def run_cell(c, chash: str, state: dict, folder: str = "") -> bool:
     return True
 
 
-def _save_log(state: dict, folder: str, log) -> str | None:
+def _save_log(state: SweepState, folder: str, log) -> str | None:
     """Write the cell's log into its folder; the path to show (relative to the working
     directory when below it), or None without a folder."""
     from slnn.tracking.console import relative
 
     if not folder:
         return None
-    path = Path(state["dir"]) / "cells" / folder / "run.log"
+    path = Path(state.dir) / "cells" / folder / "run.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(log.text())
     return relative(path)
@@ -104,7 +104,7 @@ def _hydra_node(sweep_dir: Path) -> dict | None:
     return _HYDRA_NODE[key]
 
 
-def write_cell_folder(state: dict, folder: str, overrides: list[str], config=None) -> None:
+def write_cell_folder(state: SweepState, folder: str, overrides: list[str], config=None) -> None:
     """``cells/<folder>/.hydra/``, as Hydra writes a job's folder: ``overrides.yaml`` (the cell's
     own overrides), ``config.yaml`` (its ``Config``) and ``hydra.yaml`` (the sweep's Hydra
     config with the cell's overrides, number and folder), a password in the store's URI masked
@@ -120,7 +120,7 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str], config=Non
 
     if not folder:
         return
-    path = Path(state["dir"]) / "cells" / folder
+    path = Path(state.dir) / "cells" / folder
     hydra_dir = path / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
 
@@ -131,7 +131,7 @@ def write_cell_folder(state: dict, folder: str, overrides: list[str], config=Non
     (hydra_dir / "overrides.yaml").write_text(dump(list(overrides)))
     if config is not None:
         (hydra_dir / "config.yaml").write_text(mask(OmegaConf.to_yaml(config)))
-    node = _hydra_node(Path(state["dir"]))
+    node = _hydra_node(Path(state.dir))
     if node is not None:
         hydra = copy.deepcopy(node)
         num = int(folder.split("-", 1)[0]) if folder[:4].isdigit() else 0
@@ -157,20 +157,20 @@ def take(taken: Path, cell: str) -> bool:
     return True
 
 
-def _load_chunk(state: dict, chunk: int):
+def _load_chunk(state: SweepState, chunk: int):
     """The job's cells (``grid.Cell``s, typed and validated by the launcher): its own chunk, or
-    (``state["shared"]``) the cells it takes from the one shared list."""
+    (``state.shared``) the cells it takes from the one shared list."""
     from slnn.tracking.faults import mask
 
-    shared = state.get("shared", False)
-    jobs = Path(state["dir"]) / "jobs"
+    shared = state.shared
+    jobs = Path(state.dir) / "jobs"
     with open(jobs / f"chunk_{0 if shared else chunk:04d}.pkl", "rb") as f:
         cells = pickle.load(f)
     for cell in cells:  # the file holds the store's URI masked: put the real one back
-        if cell.config.tracking.uri == mask(state["uri"]):
-            cell.config.tracking.uri = state["uri"]
+        if cell.config.tracking.uri == mask(state.uri):
+            cell.config.tracking.uri = state.uri
     if shared:
-        return _taken_by_this_job(cells, jobs / state["taken"])
+        return _taken_by_this_job(cells, jobs / state.taken)
     return iter(cells)
 
 
@@ -234,11 +234,11 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     from slnn.sweep.claims import CellTaken
 
     signals.install()  # a worker sent SIGTERM closes its open run as KILLED
-    state = json.loads(Path(state_path).read_text())
-    state["uri"] = real_uri(state["uri"], (uri, os.environ.get("MLFLOW_TRACKING_URI")))
+    state = SweepState.load(state_path)
+    state.uri = real_uri(state.uri, (uri, os.environ.get("MLFLOW_TRACKING_URI")))
     # a worker started before the sweep opened its store (``warm``) has not inherited this; a job
     # whose environment names the store (a SLURM node's setup, say) keeps its own
-    os.environ.setdefault("MLFLOW_TRACKING_URI", state["uri"])
+    os.environ.setdefault("MLFLOW_TRACKING_URI", state.uri)
     failed = 0
     taken = []  # cells another live process holds: run (or skipped) once it lets them go
     done, launcher_gone = _watch_launcher(state)
@@ -247,7 +247,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
     try:
         # a user's rule file runs here only as the sweep validated and recorded it: its sha256 is
         # checked on the bytes read, before any of it runs (a file edited since fails its cells)
-        with threadpool_limits(limits=1), pinned(state.get("rule_digests")):
+        with threadpool_limits(limits=1), pinned(state.rule_digests):
             for cell in _load_chunk(state, chunk):
                 if store_gone(state):  # the store stayed down: the sweep stops, with one line
                     break
@@ -269,7 +269,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
 
         done.set()
         flush_std_streams()
-        if state.get("launcher") and state["launcher"] != process_owner():
+        if state.launcher and state.launcher != process_owner():
             # a worker of its own: idle now, a SIGTERM ends it quietly (Terminated raised in
             # loky's loop printed a traceback); the launcher's own process keeps its handler
             try:
@@ -282,7 +282,7 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
 LAUNCHER_GRACE = 10.0  # seconds a worker whose launcher died gives its cell to end
 
 
-def _watch_launcher(state: dict):
+def _watch_launcher(state: SweepState):
     """In a job that runs in a process of its own on this machine (a joblib worker), watch the
     sweep's launcher. If it dies (killed with -9, say), the job takes no further cell, and its
     process exits as soon as the cell in hand is recorded (at most ``LAUNCHER_GRACE`` seconds
@@ -295,7 +295,7 @@ def _watch_launcher(state: dict):
     from slnn.tracking.liveness import is_alive, process_owner
 
     done, gone = threading.Event(), threading.Event()
-    launcher = state.get("launcher")
+    launcher = state.launcher
     if not launcher or launcher == process_owner():  # Hydra's basic launcher: this process
         return done, gone
 
