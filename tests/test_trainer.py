@@ -603,3 +603,29 @@ def test_an_empty_training_split_is_a_result_not_a_crash(petal, backend):
     empty = dataclasses.replace(petal, x_train=petal.x_train[:0], t_train=petal.t_train[:0])
     r = train(empty, activation="sigmoid", epochs=5, backend=backend, rng=_rng(0))
     assert r.outcome == "diverged" and "training loss nan" in r.reason and r.epochs_run == 1
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_a_pruned_run_stops_at_the_check_it_was_told_to_with_the_weights_of_that_epoch(backend):
+    """``check_every=k``: a True from ``on_epoch`` at the k-th epoch stops the run there as
+    ``pruned``, its history and weights those of a run that was given exactly that many epochs
+    (same seed); a True at an epoch between checks is not a stop."""
+    data = load_dataset("iris_petal")
+    kw = dict(activation="tanh", rule="input", lr=0.05, epochs=40, patience=None,
+              target_val_loss=None, backend=backend)
+    asked = []
+
+    def prune(row):
+        asked.append(row["epoch"])
+        return row["epoch"] >= 7  # true from epoch 7 on: the first check after it is epoch 10
+
+    cut = train(data, rng=np.random.default_rng(3), on_epoch=prune, check_every=5, **kw)
+    short = train(data, rng=np.random.default_rng(3), **{**kw, "epochs": 10})
+    assert cut.outcome == "pruned" and "epoch 10" in cut.reason
+    assert cut.epochs_run == 10 and asked == list(range(11))
+    np.testing.assert_array_equal(cut.W_final, short.W_final)
+    for col in HISTORY_COLUMNS:
+        np.testing.assert_array_equal(cut.history[col], short.history[col])
+    never = train(data, rng=np.random.default_rng(3), on_epoch=lambda row: False, check_every=5,
+                  **kw)
+    assert never.outcome == "max_epochs" and never.epochs_run == 40

@@ -3,7 +3,7 @@
     from slnn.core.outcomes import Outcome, TRAINED
     Outcome.DIVERGED == "diverged"        # a str enum: it compares equal to the tag's text
 
-The trainer produces the first five; the recorder adds ``failed`` and ``killed`` (an error or an
+The trainer produces the first six; the recorder adds ``failed`` and ``killed`` (an error or an
 interruption), ``running`` while a run is open, and a sweep counts cells it left out as
 ``skipped``. No other module spells an outcome as a string.
 """
@@ -19,6 +19,7 @@ class Outcome(StrEnum):
     EARLY_STOPPED = "early_stopped"  # no new best validation loss for train.patience epochs
     DIVERGED = "diverged"  # the weights or the training loss blew up
     SHAPE_MISMATCH = "shape_mismatch"  # the rule's step cannot be added to W: never trained
+    PRUNED = "pruned"  # a search's trial stopped early by its pruner (slnn.sweep.search)
     FAILED = "failed"  # an unexpected error
     KILLED = "killed"  # interrupted (Ctrl-C, SIGTERM, a dead process reaped later)
     RUNNING = "running"  # still open
@@ -31,9 +32,9 @@ TRAINED = frozenset({Outcome.CONVERGED, Outcome.MAX_EPOCHS, Outcome.EARLY_STOPPE
 # training ran (so epochs and steps mean something), whether or not the weights stayed finite
 RAN = TRAINED | {Outcome.DIVERGED}
 # results a study expects: a sweep whose cells all end in one of these exits 0
-EXPECTED = RAN | {Outcome.SHAPE_MISMATCH, Outcome.SKIPPED}
+EXPECTED = RAN | {Outcome.SHAPE_MISMATCH, Outcome.SKIPPED, Outcome.PRUNED}
 # the run did not produce a result
 FAILED = frozenset({Outcome.FAILED, Outcome.KILLED, Outcome.UNKNOWN})
 # the order in which reports list outcomes
 ORDER = (Outcome.CONVERGED, Outcome.EARLY_STOPPED, Outcome.MAX_EPOCHS, Outcome.DIVERGED,
-         Outcome.SHAPE_MISMATCH, Outcome.FAILED, Outcome.KILLED, Outcome.UNKNOWN, Outcome.RUNNING)
+         Outcome.SHAPE_MISMATCH, Outcome.PRUNED, Outcome.FAILED, Outcome.KILLED, Outcome.UNKNOWN, Outcome.RUNNING)

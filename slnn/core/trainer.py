@@ -40,6 +40,7 @@ SAMPLINGS = ("shuffle", "random", "sequential")
 # longer): Python's cost per call is paid once per chunk, a call stays a fraction of a second on
 # the built-in data sets, and the chunk's sample indices stay small (1 MB)
 CHUNK_UPDATES = 1 << 17
+PRUNED = -1  # why a run stopped, beside the backends' reasons: a search's pruner said so
 INITS = ("uniform", "glorot")
 BACKENDS = ("auto", "compiled", "numpy")
 HISTORY_COLUMNS = (
@@ -263,7 +264,8 @@ def _snapshot_epochs(epochs: int, n: int) -> set[int]:
 
 
 def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None = None,
-          on_epoch: Callable[[dict], None] | None = None, **options) -> TrainResult:
+          on_epoch: Callable[[dict], bool | None] | None = None, check_every: int = 0,
+          **options) -> TrainResult:
     """Train ``W`` of shape (n_features + 1, n_outputs) on ``data`` (an ``slnn.core.data.Dataset``).
 
     ``spec`` is a ``RunSpec`` (the command line passes its whole config, which is one); or give
@@ -274,7 +276,9 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     (``converged``), after ``patience`` epochs without a new best validation loss
     (``early_stopped``), or when the weights or the training loss blow up (``diverged``). A rule
     whose step does not have ``W``'s shape ends at once as ``shape_mismatch``. Nothing raises for
-    those outcomes: they are results. ``on_epoch(row)`` is called with each history row.
+    those outcomes: they are results. ``on_epoch(row)`` is called with each history row; with
+    ``check_every=k``, epochs run in chunks that end at every k-th epoch, and ``on_epoch``
+    returning True at such an epoch stops the run there as ``pruned`` (a search's pruner).
     """
     if spec is None:
         spec = RunSpec.of(**options)
@@ -311,7 +315,7 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
     sized = [n > 0 for n in (x_tr.shape[0], x_va.shape[0], x_te.shape[0])]
     final_epoch = -1
 
-    def record(epoch, step, cos, figures, w_finite):
+    def record(epoch, step, cos, figures, w_finite) -> bool:
         nonlocal final_epoch
         if not w_finite:  # figures of non-finite weights would be artefacts: none
             row = (epoch, step) + (math.nan,) * (len(HISTORY_COLUMNS) - 2)
@@ -321,8 +325,7 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
             if all(math.isfinite(v) for v, has in zip((l_tr, l_va, l_te), sized) if has):
                 final_epoch = epoch
         rows.append(row)
-        if on_epoch is not None:
-            on_epoch(dict(zip(HISTORY_COLUMNS, row)))
+        return bool(on_epoch(dict(zip(HISTORY_COLUMNS, row)))) if on_epoch is not None else False
 
     # the checks after each epoch, as the backends take them: nan / -1 for none
     stops = Stops(t.divergence_loss,
@@ -352,17 +355,24 @@ def train(data, spec: RunSpec | None = None, *, rng: np.random.Generator | None 
             upcoming = [e for e in snap_order if e > epoch]
             if upcoming:
                 n = min(n, upcoming[0] - epoch)
+            if check_every > 0:  # a chunk ends at each check, so a run stops where it is told
+                n = min(n, check_every - epoch % check_every)
             # the same draws, in the same order, as one epoch at a time
             idx = stream.take_epochs(n, per_epoch)
             out = np.empty((n, 9))
+            stop = False
             done, why = be.epochs(W, sets, idx, n, batch_size, spec.optim.lr, stops, best_bad, out)
             for row in out[:done].tolist():  # Python floats: cheaper to look at than NumPy's
                 epoch += 1
                 steps += n_steps
-                record(epoch, steps, row[0], row[1:8], row[8] == 1.0)
+                stop = record(epoch, steps, row[0], row[1:8], row[8] == 1.0)
             if epoch in snap_at:
                 snaps[epoch] = W.copy()
-    if why == NOT_FINITE:
+            if stop and why == GOES_ON and check_every > 0 and epoch % check_every == 0:
+                why = PRUNED
+    if why == PRUNED:
+        outcome, reason = Outcome.PRUNED, f"stopped by the search's pruner in epoch {epoch}"
+    elif why == NOT_FINITE:
         outcome, reason = Outcome.DIVERGED, f"weights became non-finite in epoch {epoch}"
     elif why == LOSS_BLEW_UP:
         outcome = Outcome.DIVERGED

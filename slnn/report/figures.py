@@ -31,7 +31,8 @@ from slnn.report.verdict import mismatch_reason  # noqa: E402
 
 OUTCOME_COLOURS = {Outcome.CONVERGED: "#2ca02c", Outcome.EARLY_STOPPED: "#17becf",
                    Outcome.MAX_EPOCHS: "#1f77b4", Outcome.DIVERGED: "#d62728",
-                   Outcome.SHAPE_MISMATCH: "#7f7f7f", Outcome.FAILED: "#000000",
+                   Outcome.SHAPE_MISMATCH: "#7f7f7f", Outcome.PRUNED: "#8c564b",
+                   Outcome.FAILED: "#000000",
                    Outcome.KILLED: "#9467bd", Outcome.UNKNOWN: "#bcbd22", Outcome.RUNNING: "#ff7f0e"}
 # file names a report writes (epochs_to_target.png: older reports'); the report folder is
 # cleared of these before a new report, so that a figure not drawn again does not linger
