@@ -1,4 +1,4 @@
-"""Tests for slnn.app.shutdown, the quick exit of slnn's commands: run with
+"""Tests for slnn.app.shutdown, the quick exit of slnn's commands, and slnn.app.gcpause: run with
 `python -m pytest tests/test_shutdown.py -q`.
 
 Each test runs a small program in a fresh interpreter, because what is tested happens as that
@@ -67,6 +67,24 @@ def test_a_store_only_read_is_closed_too(tmp_path):
         shutdown.install()
         from slnn.tracking.store import client_for
         client = client_for({f"sqlite:///{tmp_path}/mlflow.db"!r}, write=False)
+        print(len(client.search_runs([e.experiment_id for e in client.search_experiments()])))
+        """)
+    proc = subprocess.run([sys.executable, "-c", reader], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "1"
+    assert sorted(p.name for p in tmp_path.glob("mlflow.db*")) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def test_a_store_opened_by_mlflow_alone_is_closed_too(tmp_path):
+    # the hook closes the engines MLflow itself cached, so a client slnn did not make (a
+    # notebook's, or a library's) leaves the store whole in its file as well
+    assert _run(tmp_path).returncode == 0
+    reader = textwrap.dedent(f"""\
+        from slnn.app import shutdown
+        shutdown.install()
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient({f"sqlite:///{tmp_path}/mlflow.db"!r})
         print(len(client.search_runs([e.experiment_id for e in client.search_experiments()])))
         """)
     proc = subprocess.run([sys.executable, "-c", reader], cwd=tmp_path, capture_output=True,

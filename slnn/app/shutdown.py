@@ -1,21 +1,6 @@
-"""A quick exit for slnn's commands: the interpreter's own teardown, skipped where it only costs.
-
-When a Python process that has imported MLflow, SQLAlchemy, pandas, Hydra and Numba ends, the
-interpreter's last garbage collections walk every object those imports made: 1.5 s measured
-for a process that only imports what a sweep worker imports, and 0.08 s for ``import mlflow``
-once the objects are frozen (``gc.freeze``: moved where the collector no longer looks). Every
-single run and every sweep paid it after its last line.
-
-``install()`` registers, at the start of a command, an ``atexit`` hook that runs after the
-hooks registered later (MLflow's, Hydra's, loky's: ``atexit`` runs them last in, first out, and
-joblib's worker shutdown runs before any of them). It closes the SQLite stores' pooled
-connections first, as the teardown did (the last one to close folds the write-ahead log into
-the database file), then freezes the objects. What the interpreter still does after it:
-flush and close every file and stream that is not in a reference cycle, run ``__del__`` of
-objects that are not, free the modules. What it no longer does: collect objects left in
-cycles at exit, which Python has never promised to finalize (the language reference, on
-``__del__``).
-"""
+"""A quick exit: the interpreter's last garbage collections skipped (``gc.freeze`` at exit),
+after MLflow's SQLite connections are closed (the last one folds a store's write-ahead log into
+its file). Measured, with the figures, in docs/development.md ("Speed tricks")."""
 
 from __future__ import annotations
 
@@ -34,9 +19,10 @@ def flush_std_streams() -> None:
 
 
 def _before_teardown() -> None:
-    store = sys.modules.get("slnn.tracking.store")  # not imported: nothing was opened
-    if store is not None:
-        store.close_sqlite_stores()
+    if "mlflow" in sys.modules:
+        from slnn._compat import dispose_mlflow_sql_engines
+
+        dispose_mlflow_sql_engines()
     flush_std_streams()
     gc.freeze()
 
@@ -45,7 +31,8 @@ _installed = False
 
 
 def install() -> None:
-    """Register the hook (once per process, however often a command's ``main`` is called)."""
+    """Register the hook once, at a command's start: ``atexit`` runs it after the hooks
+    registered later (MLflow's, Hydra's, loky's)."""
     global _installed
     if not _installed:
         atexit.register(_before_teardown)

@@ -1,19 +1,7 @@
-"""One attempt at a sweep cell, as a worker makes it: claimed (``slnn.sweep.claims``), ridden
-through a store outage, and leaving a trace in MLflow even when it fails before its run opened.
-
-    result = run_claimed(c, chash, state, log)   # c: the cell's Config; a TrainResult; raises CellTaken or the failure
-
-- Claim: the cell's run is its claim, checked as soon as the run exists.
-- Outage: MLflow's own HTTP retries are bounded (``slnn.tracking.store.HTTP_WAITS``: a call fails
-  in ~8 s), so a sweep rides out a longer outage here: a cell whose store call failed because
-  the server does not answer or answers errors (or SQLite stayed locked) waits until the store
-  answers healthily again, for at most ``SLNN_OUTAGE_WAIT`` seconds (default 300), closes its
-  interrupted run as KILLED and runs once more. Once a wait has run out the sweep stops: the
-  job notes it in the sweep's folder (``store_gone``), every job takes no further cell, and the
-  sweep ends with one line instead of failing each remaining cell in turn.
-- Trace: a cell that fails before its run was opened (its CSV deleted mid-sweep, say) is recorded
-  as a FAILED run with the reason, so the UI, the report and the summary line agree.
-"""
+"""One attempt at a sweep cell, as a job makes it (``run_claimed``): claimed
+(``slnn.sweep.claims``), ridden through a store outage of up to ``SLNN_OUTAGE_WAIT`` seconds
+(after which every job stops: ``store_gone``), and recorded as a FAILED run even when it fails
+before its run opened. The outage rules: docs/faults.md ("Servers")."""
 
 from __future__ import annotations
 

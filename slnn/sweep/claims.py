@@ -1,35 +1,7 @@
-"""Claims: two sweeps over the same cells on one store (SQLite or a server) never both train a
-cell, and two sweeps over the same grid never share a parent run or a report folder.
-
-The claim on a cell is the cell's run itself. A worker opens the run (RUNNING, with the cell's
-``slnn.config_hash`` and its owner's ``slnn.owner`` and ``slnn.heartbeat``, see
-``slnn.tracking.liveness``) before training, and right after that call has returned (so the run is
-committed) it searches the experiment for the cell's other runs:
-
-- a FINISHED run made from the same data and code (with ``sweep.force``: one started after
-  this sweep did): the cell is done by someone else. The worker deletes its own run and counts the cell as skipped;
-- a RUNNING run whose owner is alive: the cell is taken. The worker deletes its own run, moves
-  the cell to the end of its job's cells, and then waits for that run to end: FINISHED counts as
-  skipped, anything else (killed, failed) is claimed and run again;
-- a RUNNING run whose owner is dead (same machine and pid namespace: no process with its pid and
-  start time; elsewhere: no heartbeat for ``LEASE_SECONDS``): the claim has expired; the worker
-  marks that run KILLED and goes on;
-- nothing else: the worker trains.
-
-Why no cell is trained twice: every search starts after its own claim was committed, so of two
-claims on one cell the later search sees both, and a worker trains only if its search saw no
-other live claim. Two workers may see each other and both step back; each then waits a random
-moment and tries again. Only ``create_run``, ``search_runs`` and ``delete_run`` are used, so it
-works the same on SQLite, PostgreSQL behind ``mlflow server``, or any store. A deleted claim is
-invisible to searches, reports and the UI (``mlflow gc`` removes it for good).
-
-The parent run of a sweep (``open_parent``): the same grid run again reopens the grid's newest
-parent, unless a live sweep is running it. Two sweeps must not both reopen it, so reopening is
-claimed with a param (``slnn.session.<k>`` = the owner): a param cannot be changed once written,
-so of two processes writing the same one only the first succeeds, on any store. A sweep that
-finds the grid running, or loses that race, opens a parent of its own, and writes its ledger and
-report into folders of their own.
-"""
+"""Claims: the claim on a cell is its run, checked right after it is opened (``claim_cell``), so
+two sweeps over the same cells on one store never both train a cell; a sweep's parent run is
+reopened only by the process that wrote its next ``slnn.session.<k>`` param (``open_parent``).
+Why this is safe, on any store: docs/faults.md ("Claims")."""
 
 from __future__ import annotations
 

@@ -1,18 +1,7 @@
-"""Start a sweep's joblib workers while the launching process is still preparing the grid.
-
-With ``hydra/launcher=joblib`` and two or more jobs, Hydra's launcher creates loky's worker
-processes only once the sweep is prepared (every cell composed and checked, the store opened, the
-parent run made), and each worker then imports Hydra, MLflow, NumPy and Numba before its first
-cell: seconds on a small machine, paid after the preparation, not beside it.
-
-``start`` makes the same ``joblib.Parallel`` call the launcher will make (same settings, same
-worker environment), in a background thread, with one task per worker that imports what a cell
-needs. joblib keeps one reusable executor per process and hands it to the next ``Parallel`` whose
-arguments match, so the launcher's jobs land on workers that are already warm. If anything differs
-(a setting, the environment), joblib makes new workers, as it would have without this: the
-warm-up can cost a little, never correctness. Any launcher other than joblib, or a single job
-(joblib then runs jobs in the launching process), gets no warm-up.
-"""
+"""joblib's workers started, and made to import what a cell needs, while the launching process
+prepares the grid (Hydra's launcher starts them only once it is prepared), and stopped as soon as
+every job has returned. joblib hands the launcher the same reusable executor when its settings
+match; otherwise it makes new workers, as without this. Measured in docs/development.md."""
 
 from __future__ import annotations
 
@@ -21,18 +10,16 @@ import threading
 
 
 def _import_for_a_cell() -> None:
-    """What a worker imports before its first cell, so the import is paid while the launching
-    process prepares (unpickling this function has already imported slnn and joblib), with the
-    garbage collector paused meanwhile (``slnn.app.gcpause``)."""
+    """What a worker imports before its first cell, the collector paused (``slnn.app.gcpause``)."""
     from slnn.app import gcpause
 
     gcpause.pause()
     try:
         import mlflow.tracking  # noqa: F401
 
-        import slnn.app.cli  # noqa: F401 - Hydra, OmegaConf and the config schema
         import slnn.app.run  # noqa: F401
         import slnn.core.compiled.codegen  # noqa: F401 - Numba
+        import slnn.sweep.grid  # noqa: F401 - Hydra, OmegaConf, the schema: the pickled cells
         import slnn.sweep.worker  # noqa: F401
         import slnn.tracking.recorder  # noqa: F401
         from slnn._compat import import_mlflow_sql_store
@@ -63,28 +50,20 @@ class Warmup:
         self.thread.join(timeout)
 
     def discard(self) -> None:
-        """Nothing to run after all (every cell done, or the grid failed its checks): stop the
-        warm workers now, even halfway through their imports, instead of at their idle timeout."""
+        """Nothing to run after all (every cell done, or a bad grid): stop the workers now."""
         self.discarded = True
-        _shut_down(kill=True)
+        self.release()
 
     def release(self) -> None:
-        """The launcher's jobs have all returned: stop the workers now, while the launching
-        process closes the sweep, instead of at its exit, where loky's graceful shutdown waited
-        1.4-1.8 s for them (measured on a 16-cell sweep). They are idle: every job has
-        returned its result, and each job flushes its output as it ends (``worker``), so
-        stopping them loses nothing."""
-        _shut_down(kill=True)
+        """Stop the workers (idle: every job has returned, its output flushed) instead of at
+        this process's exit, where loky's graceful shutdown waits for them."""
+        try:
+            from joblib.externals.loky import get_reusable_executor
 
-
-def _shut_down(kill: bool) -> None:
-    try:
-        from joblib.externals.loky import get_reusable_executor
-
-        # reuse=True: the executor joblib made for the warm-up and the jobs, whatever its settings
-        get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=kill)
-    except Exception:  # noqa: BLE001 - they exit on their own at the idle timeout
-        pass
+            # reuse=True: the executor of the warm-up and the jobs, whatever its settings
+            get_reusable_executor(reuse=True).shutdown(wait=False, kill_workers=True)
+        except Exception:  # noqa: BLE001 - they exit on their own at the idle timeout
+            pass
 
 
 def joblib_settings(launcher) -> dict | None:
@@ -120,15 +99,9 @@ def _workers(settings: dict) -> int:
 
 def jobs_for(launcher, chunks: int | None) -> tuple[int, bool]:
     """How many launcher jobs a sweep's cells go to (``hydra.sweeper.chunks`` if set), and
-    whether the jobs take their cells from one shared list:
-
-    - joblib with 2+ workers: one job per worker, each taking the next cell no job has taken,
-      so the workers end together and Hydra's per-job set-up (about a second) is paid once a
-      worker;
-    - Hydra's basic launcher, or joblib with one worker (the jobs run one after another in the
-      launching process): one job;
-    - any other launcher (submitit: local processes, SLURM): 4 jobs per CPU, each given its own
-      chunk, so that what a job will run, and so how long, is known when it is submitted."""
+    whether they take their cells from one shared list: joblib with 2+ workers, one job per
+    worker, shared; the basic launcher (or one joblib worker), one job; any other launcher
+    (submitit, SLURM), 4 jobs per CPU, each with its own chunk (docs/sweeps.md)."""
     from slnn._compat import is_basic_launcher
 
     settings = joblib_settings(launcher)

@@ -1,19 +1,7 @@
-"""Is the process that opened a run still alive? Who owns a run, a heartbeat while it is open,
-and the test every reaper and claim uses, so that a live run is never marked KILLED.
-
-    tags = owner_tags()                    # at create_run: slnn.host, slnn.pid, slnn.owner, slnn.heartbeat
-    beat(client, run_id); ...; stop(run_id)   # refresh slnn.heartbeat while the run is open
-    is_alive(run.data.tags)                # True, False, or None (cannot tell: treat as alive)
-
-A pid alone says little: it is reused, and a process in another pid namespace (a container with
-the same hostname) has pids of its own. ``slnn.owner`` is ``host/boot_id/pid_namespace/pid/
-start_time``: a run whose owner shares this machine's boot and pid namespace is alive exactly
-when its pid exists with the same start time. For any other owner (another machine, container or
-boot) the heartbeat decides: the owner rewrites ``slnn.heartbeat`` (unix seconds) every
-``HEARTBEAT_SECONDS`` while the run is open, and a run whose heartbeat is older than
-``LEASE_SECONDS`` is dead. Runs recorded before slnn wrote ``slnn.owner`` fall back to host and
-pid, as before.
-"""
+"""Is the process that opened a run still alive? ``owner_tags`` say who owns a run
+(``slnn.owner``: host/boot/pid namespace/pid/start time), ``beat`` keeps its ``slnn.heartbeat``
+fresh while it is open, and ``is_alive`` judges (True, False, or None: cannot tell), so that a
+live run is never marked KILLED. The rules: docs/faults.md ("Liveness")."""
 
 from __future__ import annotations
 

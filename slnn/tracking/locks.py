@@ -1,20 +1,7 @@
-"""Safe opening of a SQLite store across processes: one lock around creating or upgrading it, and
-a look at the file first, so a broken store is explained in one line instead of a traceback.
-
-    with store_lock(uri):              # a no-op for servers and databases other than SQLite
-        inspect_sqlite(uri, write=True)  # raises TrackingError: corrupt, half-migrated, read-only
-        create_sqlite_store(path)        # slnn.tracking.store: a new store, made whole or not at all
-
-MLflow creates a fresh SQLite store by running its whole chain of schema migrations, with no lock
-of its own across programs and no transaction: two processes doing it at once, or one
-interrupted, can leave the store half-migrated (an old ``alembic_version`` beside leftover
-``_alembic_tmp_*`` tables, or a column added twice). Every slnn process opens a SQLite store
-inside ``store_lock``, a ``filelock.FileLock`` on ``<store>.lock`` beside the database, so one
-creates while the others wait and then find it ready; it creates it in a scratch file that is
-put in place only when whole. A store that MLflow itself would accept (every table, the newest
-schema version) is used as it is. One left half-made and empty by an older slnn is moved aside
-and made again; one with runs is refused with the commands that repair it.
-"""
+"""A SQLite store opened safely across processes: one ``filelock`` lock on ``<store>.lock``
+around creating or upgrading it (``store_lock``), and a look at the file first
+(``inspect_sqlite``), so a corrupt, half-migrated or read-only store is one line. What happens to
+each kind of store: docs/faults.md ("Store creation")."""
 
 from __future__ import annotations
 
