@@ -1,0 +1,101 @@
+"""The adaptive search's settings and its Optuna studies (slnn.sweep.search), without a sweep."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from slnn.core.errors import ConfigError
+from slnn.sweep.search import journal, open_study, parse_search, study_name, trial_in
+
+SPACE = {"optim.lr": "tag(log, interval(1e-4, 10))"}
+
+
+def spec(**kw):
+    return parse_search({"space": SPACE, "trials": 6, "batch": 2, "tune_seeds": "range(100,102)",
+                         "confirm_seeds": "range(5)", **kw}, ["data", "update"])
+
+
+def test_the_space_reads_hydra_optuna_sweeper_syntax():
+    s = parse_search({"space": {"optim.lr": "tag(log, interval(1e-4, 10))",
+                                "train.batch_size": "choice(1, 4)",
+                                "train.epochs": "int(interval(10, 50))"}}, [])
+    lr, bs, ep = (s.space[k] for k in ("optim.lr", "train.batch_size", "train.epochs"))
+    assert (lr.low, lr.high, lr.log) == (1e-4, 10.0, True)
+    assert list(bs.choices) == [1, 4]
+    assert (ep.low, ep.high, ep.log) == (10, 50, False) and type(ep).__name__ == "IntDistribution"
+    assert s.tune_seeds == (100, 101, 102) and s.confirm_seeds == tuple(range(20))
+    assert [s.seed_of(n) for n in range(5)] == [100, 101, 102, 100, 101]
+
+
+@pytest.mark.parametrize("node, needle", [
+    ({"space": {}}, "search.space is empty"),
+    ({"space": {"optim.lr": "interval(1, 0.1)"}}, "low < high"),
+    ({"space": {"optim.lr": "tag(log, interval(0, 1))"}}, "low > 0 on a log scale"),
+    ({"space": {"optim.lr": "0.1"}}, "is not a range to search"),
+    ({"space": {"optim.lr": "interval(("}}, "does not parse"),
+    ({"space": {"update": "choice(a, b)"}}, "update is both a grid axis"),
+    ({"space": SPACE, "tune_seeds": "range(3)", "confirm_seeds": "range(2, 10)"},
+     "seed 2 is both a tuning and a confirmation seed"),
+    ({"space": SPACE, "tune_seeds": [1, 1]}, "repeats a seed"),
+    ({"space": SPACE, "tune_seeds": "-1"}, "is not a list of seeds"),
+    ({"space": SPACE, "trials": 0}, "trials=0 must be a whole number >= 1"),
+    ({"space": SPACE, "sampler": "cma"}, "choose one of ['tpe', 'random']"),
+    ({"space": SPACE, "pruner": "hyperband"}, "choose one of ['median', 'halving', 'none']"),
+    ({"space": SPACE, "budget": 3}, "search.budget is not a search setting"),
+])
+def test_a_bad_search_is_one_line_that_names_it(node, needle):
+    with pytest.raises(ConfigError) as e:
+        parse_search(node, ["update", "data"])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_seed_may_not_be_a_grid_axis_of_a_search():
+    with pytest.raises(ConfigError, match="remove seed from hydra.sweeper.params"):
+        parse_search({"space": SPACE}, ["update", "seed"])
+
+
+def test_a_study_resumes_from_its_journal_with_its_trials(tmp_path):
+    s = spec()
+    name = study_name("abc", "data=iris update=input")
+    first = open_study(journal(tmp_path), name, s)
+    asked = [first.ask(s.space) for _ in range(3)]
+    first.tell(asked[0].number, 0.25)
+    again = open_study(journal(tmp_path), name, s)  # a new process would do the same
+    states = {t.number: t.state.name for t in again.get_trials(deepcopy=False)}
+    assert states == {0: "COMPLETE", 1: "RUNNING", 2: "RUNNING"}
+    assert again.trials[1].params == asked[1].params
+    assert again.ask(s.space).number == 3  # no number is handed out twice
+    assert study_name("abc", "a") != study_name("abc", "b") != study_name("abd", "a")
+
+
+def _report(folder, name, number, values):
+    s = spec(pruner="median")
+    trial = trial_in(journal(folder), name, number, s)
+    out = []
+    for step, v in enumerate(values, start=1):
+        trial.report(v, step * s.check_every)
+        out.append(bool(trial.should_prune()))
+    return out
+
+
+def test_a_job_reports_to_its_trial_from_another_process_and_is_pruned_when_worse(tmp_path):
+    """The median pruner, told by trials that ended, prunes a trial whose reports are worse
+    than their median, reported from another process (as a sweep's job does)."""
+    s = spec(pruner="median")
+    name = study_name("abc", "arm")
+    study = open_study(journal(tmp_path), name, s)
+    for final in (0.1, 0.2):  # two trials end, after reporting their curves
+        t = study.ask(s.space)
+        for step in (10, 20, 30):
+            t.report(final + 1.0 / step, step)
+        study.tell(t, final)
+    good, bad = study.ask(s.space), study.ask(s.space)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        said_good = pool.apply(_report, (tmp_path, name, good.number, [0.1, 0.1, 0.1]))
+        said_bad = pool.apply(_report, (tmp_path, name, bad.number, [5.0, 5.0, 5.0]))
+    assert said_good == [False, False, False]
+    assert said_bad == [True, True, True]
+    assert study.trials[bad.number].intermediate_values == {10: 5.0, 20: 5.0, 30: 5.0}
