@@ -42,8 +42,7 @@ class Cell:
     shortcut: bool = True  # made from plain containers, not on the general path (the tests ask)
 
 
-class _Slow(Exception):
-    """This cell needs the general path (the composed base, copied and updated)."""
+_UNSURE = object()  # _plan's answer where the shortcut cannot vouch for what to_object makes
 
 
 def _plain_copy(x):
@@ -58,16 +57,18 @@ def _plan(template, plain):
     """How to make ``template``'s dataclasses from a container shaped like ``plain`` (the base's
     resolved container), worked out once per base: ``(class, sections, lists)`` for a dataclass
     (its fields that are dataclasses, with their plans, and those that hold lists or dicts, to be
-    copied), None for a plain value; ``_Slow`` where this shortcut cannot be sure to match what
+    copied), None for a plain value; ``_UNSURE`` where this shortcut cannot be sure to match what
     ``OmegaConf.to_object`` makes."""
     if dataclasses.is_dataclass(template) and not isinstance(template, type):
         fields = dataclasses.fields(template)
         if (not isinstance(plain, dict) or any(not f.init for f in fields)
                 or set(plain) != {f.name for f in fields}):
-            raise _Slow
+            return _UNSURE
         sections, lists = {}, []
         for f in fields:
             sub = _plan(getattr(template, f.name), plain[f.name])
+            if sub is _UNSURE:
+                return _UNSURE
             if sub is not None:
                 sections[f.name] = sub
             elif f.name in plain and not isinstance(plain[f.name], (str, int, float, bool,
@@ -76,7 +77,7 @@ def _plan(template, plain):
         return type(template), sections, lists
     if isinstance(plain, dict) and not (isinstance(template, dict) and not any(
             dataclasses.is_dataclass(v) for v in template.values())):
-        raise _Slow  # a dict where the template has a structured value (or none)
+        return _UNSURE  # a dict where the template has a structured value (or none)
     return None
 
 
@@ -203,22 +204,25 @@ class _Base:
         try:  # the groups alone may not validate (data=csv wants a path): such cells compose
             self.plan = _plan(to_config(cfg), self.plain) if self.fast else None
         except Exception:  # noqa: BLE001 - each cell then passes or fails on the general path
+            self.plan = _UNSURE
+        if self.plan is _UNSURE:
             self.fast, self.plan = False, None
         self.typed: dict[str, tuple[list[str], object] | None] = {}
         self._scratch: DictConfig | None = None
 
-    def value(self, text: str, ov, is_group) -> tuple[list[str], object]:
-        """The typed value one override sets on the base alone; ``_Slow`` if it does not
-        validate alone (a bad value, or one that needs the cell's other values): the general
-        path then gives the cell its usual error line."""
+    def value(self, text: str, ov, is_group) -> tuple[list[str], object] | None:
+        """The typed value one override sets on the base alone; None if it does not validate
+        alone (a bad value, or one that needs the cell's other values): the general path then
+        gives the cell its usual error line."""
         if text not in self.typed:
             try:
-                self.typed[text] = self._leaf(ov)
-            except _Slow:
-                pass
+                leaf = self._leaf(ov)
             except Exception:  # noqa: BLE001 - a bad value: the general path says so
                 self.typed[text] = None
                 self._scratch = None
+            else:
+                if leaf is not None:
+                    self.typed[text] = leaf
         if text not in self.typed:
             try:
                 cfg = copy.deepcopy(self.cfg)
@@ -231,62 +235,62 @@ class _Base:
                 self.typed[text] = (path, node)
             except Exception:  # noqa: BLE001 - decided, with its message, by the general path
                 self.typed[text] = None
-        if self.typed[text] is None:
-            raise _Slow
         return self.typed[text]
 
-    def _leaf(self, ov) -> tuple[list[str], object]:
+    def _leaf(self, ov) -> tuple[list[str], object] | None:
         """A plain value for an existing leaf: set on a scratch copy of the base (OmegaConf
         converts and checks it), read back and put back, so the base is not copied per distinct
-        value; ``_Slow`` for anything else. The cell's own checks run when its dataclasses are
-        made."""
+        value; None for anything else. The cell's own checks run when its dataclasses are made."""
         key = ov.key_or_group
         if ov.is_add() or ov.is_force_add() or ov.is_delete() or "${" in key:
-            raise _Slow
+            return None
         if self._scratch is None:
             self._scratch = copy.deepcopy(self.cfg)
         cfg = self._scratch
         old = OmegaConf.select(cfg, key, default="__missing__")
         if isinstance(old, str) and old == "__missing__" or OmegaConf.is_config(old):
-            raise _Slow
+            return None
         OmegaConf.update(cfg, key, ov.value(), merge=True)
         try:
             new = OmegaConf.select(cfg, key)
         finally:
             OmegaConf.update(cfg, key, old, merge=True)
         if OmegaConf.is_config(new) or isinstance(new, (dict, list)):
-            raise _Slow
+            return None
         return key.split("."), new
 
-    def cell(self, values: list[str], parsed: list, is_group) -> tuple[dict, Config]:
-        """``(container, config)`` for one cell, or ``_Slow``."""
+    def cell(self, values: list[str], parsed: list, is_group) -> tuple[dict, Config] | None:
+        """``(container, config)`` for one cell, or None: the general path decides it."""
         if not self.fast or any("${" in v for v in values):
-            raise _Slow
+            return None
         paths = [ov.key_or_group for ov in parsed]
         for a in paths:  # an override inside another's subtree: order matters, so compose
             if sum(b == a or b.startswith(a + ".") for b in paths) > 1:
-                raise _Slow
+                return None
         # the base's container with the cell's values set: the sections a value changes are
         # copied, the others are the base's own (a Cell's container is never changed in place)
         plain = dict(self.plain)
         copied: set[tuple] = set()
         for text, ov in zip(values, parsed):
-            path, value = self.value(text, ov, is_group)
+            typed = self.value(text, ov, is_group)
+            if typed is None:
+                return None
+            path, value = typed
             node = plain
             for i, p in enumerate(path[:-1]):
                 if not isinstance(node.get(p), dict):
-                    raise _Slow
+                    return None
                 if tuple(path[:i + 1]) not in copied:
                     node[p] = dict(node[p])
                     copied.add(tuple(path[:i + 1]))
                 node = node[p]
             if path[-1] not in node or isinstance(node[path[-1]], dict):
-                raise _Slow  # a new key or a whole section: not the base's shape
+                return None  # a new key or a whole section: not the base's shape
             node[path[-1]] = _plain_copy(value)
         try:
             return plain, _build(self.plan, plain)
         except Exception:  # noqa: BLE001 - the general path gives the error its usual line
-            raise _Slow from None
+            return None
 
 
 def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
@@ -347,13 +351,11 @@ def compose_cells(config_name: str, cells: list[list[str]], searchpath=None, *,
                 bases[groups] = _Base(compose(config_name, overrides=list(groups) + extra))
             base = bases[groups]
             parsed = parse(values)
-            try:
-                if not shortcut:
-                    raise _Slow
-                plain, c = base.cell(values, parsed, is_group)
-                fast = True
-            except _Slow:
-                fast = False
+            made = base.cell(values, parsed, is_group) if shortcut else None
+            fast = made is not None
+            if fast:
+                plain, c = made
+            else:  # the general path
                 cfg = copy.deepcopy(base.cfg)
                 _apply(cfg, parsed, is_group)
                 update = cfg["update"]  # not cfg.update: a DictConfig is a mapping, with .update()
