@@ -12,7 +12,6 @@ from pathlib import Path
 from slnn.sweep.state import SweepState
 
 OUTAGE_WAIT = float(os.environ.get("SLNN_OUTAGE_WAIT", "300"))
-_store_gone = False  # a wait for the store ran out in this process: fail fast from now on
 
 
 def _client(state: SweepState):
@@ -28,26 +27,24 @@ def store_gone(state: SweepState) -> str | None:
     """Why this sweep's store stayed down past the outage wait (a job noted it), or None."""
     try:
         return (Path(state.dir) / GONE_FILE).read_text().strip() or "the store stayed down"
-    except (OSError, KeyError):
+    except OSError:
         return None
 
 
-def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT,
-                   state: "SweepState | None" = None) -> bool:
-    """Poll until the store answers healthily again (True), or ``timeout`` passes (False; with
-    the sweep's ``state``, noted for every job and the launcher: ``store_gone``)."""
-    global _store_gone
+def wait_for_store(state: SweepState, why: str, timeout: float = OUTAGE_WAIT) -> bool:
+    """Poll until the sweep's store answers healthily again (True), or ``timeout`` passes or
+    another job's wait has run out (False; noted in the sweep's folder for every job and the
+    launcher: ``store_gone``)."""
     from slnn.app.runlog import to_terminal
     from slnn.tracking.faults import mask
     from slnn.tracking.store import check_reachable
 
-    if _store_gone:
+    uri = state.uri
+    if store_gone(state):
         return False
     to_terminal(mask(f"slnn: the tracking store {uri} {why}; waiting up to {timeout:.0f} s for it"))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state is not None and store_gone(state):  # another job's wait ran out: so has this
-            break
+    while time.monotonic() < deadline and not store_gone(state):
         try:
             if uri.startswith(("http://", "https://")):
                 check_reachable(uri, timeout=5)
@@ -57,9 +54,8 @@ def wait_for_store(uri: str, why: str, timeout: float = OUTAGE_WAIT,
                 MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
             return True
         except Exception:  # noqa: BLE001 - still down
-            time.sleep(min(2.0, OUTAGE_WAIT / 10))
-    _store_gone = True
-    if state is not None and state.dir:
+            time.sleep(min(2.0, timeout / 10))
+    if not store_gone(state):
         try:
             (Path(state.dir) / GONE_FILE).write_text(mask(
                 f"the tracking store {uri} {why} for more than {timeout:.0f} s "
@@ -141,12 +137,12 @@ def run_claimed(c, chash: str, state: SweepState, log=None):
             uri = state.uri
             if attempt == 1 and is_outage(uri, e):
                 cause = classify(uri, e)[0]
-                if wait_for_store(uri, cause, state=state):
+                if wait_for_store(state, cause):
                     _close_left_open(state, opened, f"the tracking store {cause} while it ran;"
                                      " the cell was run again")
                     opened.clear()
                     continue
-            if _store_gone:  # nothing more can be written; the next command reaps its run
+            if store_gone(state):  # nothing more can be written; the next command reaps its run
                 raise
             if not opened:
                 record_unopened(c, chash, state, e)

@@ -9,6 +9,7 @@ one shared list that no other job has taken yet (``take``), until none is left.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
@@ -87,21 +88,15 @@ def _save_log(state: SweepState, folder: str, log) -> str | None:
     return relative(path)
 
 
-# per process: the sweep's Hydra config (``multirun.yaml``'s ``hydra`` node), read once
-_HYDRA_NODE: dict[str, dict | None] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _hydra_node(sweep_dir: Path) -> dict | None:
+    """The sweep's Hydra config (``multirun.yaml``'s ``hydra`` node), read once per process."""
     import yaml
 
-    key = str(sweep_dir)
-    if key not in _HYDRA_NODE:
-        try:
-            _HYDRA_NODE[key] = (yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
-                                or {}).get("hydra")
-        except (OSError, yaml.YAMLError, AttributeError):
-            _HYDRA_NODE[key] = None
-    return _HYDRA_NODE[key]
+    try:
+        return (yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}).get("hydra")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
 
 
 def write_cell_folder(state: SweepState, folder: str, overrides: list[str], config=None) -> None:
