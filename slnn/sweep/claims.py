@@ -34,8 +34,7 @@ def give_up(client, run_id: str) -> None:
 
 def _same_making(run, own, reuse_other_code: bool) -> bool:
     """Whether a FINISHED ``run`` of the cell was made from the data (and, unless
-    ``reuse_other_code``, the code) that ``own`` (this process's claim) is made from: only then
-    is the cell done (``slnn.sweep.resume`` reruns it otherwise)."""
+    ``reuse_other_code``, the code) of ``own`` (this process's claim): only then is it done."""
     if own is None:
         return True
     mine, theirs = own.data.tags, run.data.tags
@@ -47,9 +46,8 @@ def _same_making(run, own, reuse_other_code: bool) -> bool:
 
 def claim_cell(client, exp_id: str, chash: str, run_id: str, *, done_after_ms: int = 0,
                reuse_other_code: bool = False) -> None:
-    """Keep the cell for ``run_id`` (just created), or delete it and raise ``CellTaken``.
-    A FINISHED run makes the cell done only when it was made from the same data and code as
-    ``run_id`` and started at or after ``done_after_ms`` (``sweep.force``: only this sweep's)."""
+    """Keep the cell for ``run_id`` (just created), or delete it and raise ``CellTaken``; a
+    FINISHED run counts only if started at or after ``done_after_ms`` (``sweep.force``)."""
     runs = _runs_of(client, exp_id, chash)
     own = next((r for r in runs if r.info.run_id == run_id), None)
     for r in runs:
@@ -68,9 +66,8 @@ def claim_cell(client, exp_id: str, chash: str, run_id: str, *, done_after_ms: i
 
 
 def wait_until_released(client, holder: str, poll: float = 1.0) -> str:
-    """Wait while ``holder`` (another process's run) is RUNNING and its owner alive; return how it
-    ended (a run status, or ``DELETED`` for a claim its owner gave up). A dead owner's run is
-    marked KILLED on the way."""
+    """Wait while ``holder`` (another process's run) is RUNNING and its owner alive; how it ended
+    (a status, or ``DELETED``: a claim given up). A dead owner's run is marked KILLED."""
     while True:
         run = client.get_run(holder)
         if run.info.lifecycle_stage == "deleted":
@@ -86,8 +83,7 @@ def wait_until_released(client, holder: str, poll: float = 1.0) -> str:
 
 def run_when_released(cells: list, state: SweepState, run_cell) -> int:
     """Cells ``(grid.Cell, holder)`` that live processes held: wait for each holder's run to
-    end, then run the cell (``run_cell`` counts it as skipped if the holder finished it). Returns
-    how many failed."""
+    end, then run the cell (skipped if the holder finished it). How many failed."""
     from slnn.tracking.store import client_for
 
     client = client_for(state.uri)
@@ -126,14 +122,8 @@ def _live_parents(client, exp_id: str, sweep_hash: str, mine: str | None = None)
 def open_parent(client, exp_id: str, sweep_hash: str, force: bool, tags: dict,
                 reopen_tags: dict | None = None) -> tuple[str, str, object]:
     """(the sweep's parent run id, its name, the live parent run of another sweep over the same
-    grid or None). ``tags`` are a new parent's (``mlflow.runName``, ``slnn.sweep_hash``, ...);
-    ``reopen_tags`` are written on a reopened one (the command that resumes it).
-
-    The same grid run again reopens its newest parent. Two sweeps must not both reopen it, so the
-    reopening is claimed first with a param, ``slnn.session.<k>`` = this process's owner: a
-    param cannot change once written (the store's primary key on run and key), so of two
-    processes writing session k only one succeeds; the other opens a parent of its own.
-    """
+    grid or None): the grid's newest parent reopened, its ``slnn.session.<k>`` param claimed
+    first (see the module), else a new one with ``tags``; ``reopen_tags`` go on a reopened one."""
     from mlflow.entities import RunTag
     from mlflow.exceptions import MlflowException
 
