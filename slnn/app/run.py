@@ -104,7 +104,7 @@ def rule_tags(c: Config) -> dict[str, str]:
 def run_tags(c: Config, chash: str, data: Dataset | None = None) -> dict[str, str]:
     """What a run is (config hash, rule, activation, data and its digest), which code made it
     (``slnn.tracking.provenance``), and which process owns it (``slnn.tracking.liveness``)."""
-    from slnn.sweep.slurm import JOB_TAG, job_id_from_env
+    from slnn.tracking.runs import JOB_TAG, job_id_from_env
     from slnn.tracking.liveness import owner_tags
     from slnn.tracking.provenance import source_tags
 
@@ -249,7 +249,7 @@ def run_one(c: Config | DictConfig, *, chash: str | None = None,
         _record_failure(rec, e, "KILLED", log)
         raise
     except BaseException as e:
-        from slnn.sweep.slurm import is_launcher_failure  # the job is being stopped by SLURM
+        from slnn.tracking.runs import is_launcher_failure  # the job is being stopped by SLURM
 
         _record_failure(rec, e, "KILLED" if is_launcher_failure(e) else "FAILED", log)
         raise

@@ -1,5 +1,5 @@
 """SLURM around a sweep: which job a run ran in, whether that job still runs, and cancelling the
-sweep's jobs. Used by ``slnn.app.run`` (the job id tag), ``slnn.sweep.orchestrator`` (the reaper)
+sweep's jobs. Used by ``slnn.sweep.orchestrator`` (the reaper)
 and the ``slnn`` sweeper (a unique job name; ``scancel`` on Ctrl-C/SIGTERM).
 
 Liveness by host and pid does not work across nodes; a run made in a SLURM job carries
@@ -14,18 +14,11 @@ import shutil
 import subprocess
 import uuid
 
-JOB_TAG = "slnn.slurm_job_id"
+# which SLURM job a run ran in, and a job's end seen as an error: a run's own record
+from slnn.tracking.runs import JOB_TAG, is_launcher_failure, job_id_from_env  # noqa: F401
+
 # sacct states of a job that can still write its runs
 _ALIVE = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING"}
-
-
-def job_id_from_env(env=None) -> str | None:
-    """The SLURM job this process runs in (``<array job>_<task>`` for an array task), or None."""
-    env = os.environ if env is None else env
-    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        return f"{array}_{task}"
-    return env.get("SLURM_JOB_ID") or None
 
 
 def _run(cmd: list[str], timeout: float = 20) -> str | None:
@@ -110,10 +103,3 @@ def wait_gone(name: str, timeout: float = 30) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
-
-
-def is_launcher_failure(exc: BaseException) -> bool:
-    """An error from the launcher about its jobs (a job cancelled or killed by the scheduler),
-    not a bug: the sweep ends with one line instead of a traceback."""
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"UncompletedJobError", "FailedJobError", "FailedSubmissionError"})

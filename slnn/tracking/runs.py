@@ -3,6 +3,7 @@ runs were left RUNNING by a process that no longer exists (``slnn.tracking.liven
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from slnn.core.outcomes import Outcome
 from slnn.tracking.liveness import is_alive
 
 
+JOB_TAG = "slnn.slurm_job_id"  # the SLURM job a run ran in (``slnn.sweep.slurm`` reaps by it)
 PAGE = 1000  # runs per search_runs page: a sweep of any size is read in pages of this many
 
 
@@ -118,3 +120,19 @@ def link_to_parent(client, experiment_id: str, run_id: str, parent_run_id: str) 
         client.log_batch(link.info.run_id, params=params[i:i + 100], metrics=metrics[i:i + 100])
     client.set_terminated(link.info.run_id, "FINISHED")
     return link.info.run_id
+
+
+def job_id_from_env(env=None) -> str | None:
+    """The SLURM job this process runs in (``<array job>_<task>`` for an array task), or None."""
+    env = os.environ if env is None else env
+    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return env.get("SLURM_JOB_ID") or None
+
+
+def is_launcher_failure(exc: BaseException) -> bool:
+    """An error from the launcher about its jobs (a job cancelled or killed by the scheduler),
+    not a bug: the sweep ends with one line instead of a traceback."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"UncompletedJobError", "FailedJobError", "FailedSubmissionError"})
