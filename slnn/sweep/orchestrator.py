@@ -382,8 +382,23 @@ class Orchestrator:
             else:
                 os.environ[var] = value
 
-    def close(self, status: str) -> tuple[Counter, str]:
+    def _retried(self, step, attempts: int):
+        """``step()``'s value, tried ``attempts`` times on fresh connections (an interrupt can
+        leave a worker, or this process's own pool, holding SQLite's write lock a moment); the
+        last attempt's error is raised."""
         from slnn._compat import dispose_store_connections
+
+        for attempt in range(attempts):
+            try:
+                return step()
+            except Exception:  # noqa: BLE001 - tried again, or raised on the last attempt
+                if attempt == attempts - 1:
+                    raise
+                gc.collect()  # a connection nobody references any more: closed, lock released
+                dispose_store_connections(self.client)
+                time.sleep(0.5 * (attempt + 1))
+
+    def close(self, status: str) -> tuple[Counter, str]:
         from slnn.sweep.slurm import reap_slurm_runs
         from slnn.tracking.liveness import stop
         from slnn.tracking.runs import reap_dead_runs
@@ -406,26 +421,20 @@ class Orchestrator:
             except Exception:  # noqa: BLE001 - the next command reaps them; the parent matters more
                 break
             time.sleep(0.25)
-        error = None
-        # an interrupt can leave a worker (or this process's own pool) holding SQLite's write
-        # lock for a moment: retry on fresh connections before giving up
         try:
             self._log_summary_metrics()
         except Exception as e:  # noqa: BLE001 - the numbers are in the children; closing matters more
             self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        for attempt in range(4):
-            try:
-                self.client.set_tag(st.parent_run_id, "slnn.summary", line)
-                self.client.set_terminated(st.parent_run_id, status)
-                error = None
-                break
-            except Exception as e:  # noqa: BLE001
-                error = e
-                gc.collect()  # a connection nobody references any more: closed, lock released
-                dispose_store_connections(self.client)
-                time.sleep(0.5 * (attempt + 1))
-        if error is not None:  # the summary still reaches the user
-            line += f" (could not close the parent run: {(str(error).splitlines() or [''])[0][:200]})"
+
+        def close_parent() -> None:
+            self.client.set_tag(st.parent_run_id, "slnn.summary", line)
+            self.client.set_terminated(st.parent_run_id, status)
+
+        try:
+            self._retried(close_parent, 4)
+        except Exception as error:  # noqa: BLE001 - the summary still reaches the user
+            first = (str(error).splitlines() or [""])[0][:200]
+            line += f" (could not close the parent run: {first})"
         self.closed = (status, line)
         return counts, line
 
@@ -515,21 +524,18 @@ class Orchestrator:
         """How many cells have a FINISHED run under the parent, or None if the store cannot say
         (tried a few times on fresh connections: a killed worker may hold SQLite's lock a
         moment)."""
-        from slnn._compat import dispose_store_connections
         from slnn.tracking.runs import iter_runs
 
         st = self.state
-        for attempt in range(3):
-            try:
-                return len({r.data.tags.get("slnn.config_hash", r.info.run_id) for r in iter_runs(
-                    self.client, [st.experiment_id],
-                    f"tags.mlflow.parentRunId = '{st.parent_run_id}'")
-                    if r.info.status == "FINISHED"})
-            except Exception as e:  # noqa: BLE001 - named in the line if it keeps failing
-                self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                dispose_store_connections(self.client)
-                time.sleep(0.5 * (attempt + 1))
-        return None
+        try:
+            children = f"tags.mlflow.parentRunId = '{st.parent_run_id}'"
+            return self._retried(lambda: len({
+                r.data.tags.get("slnn.config_hash", r.info.run_id)
+                for r in iter_runs(self.client, [st.experiment_id], children)
+                if r.info.status == "FINISHED"}), 3)
+        except Exception as e:  # noqa: BLE001 - named in the line
+            self._count_error = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            return None
 
     def _log_summary_metrics(self) -> None:
         """The parent's own numbers, for the UI: cells, outcomes, best validation error per rule.
