@@ -1,16 +1,11 @@
-"""The ``slnn-train`` command: one run, or a sweep with ``-m``.
+"""The ``slnn-train`` command: one run, or a sweep with ``-m`` (``python -m slnn`` is the same).
 
     slnn-train data=iris model.activation=tanh update=input optim.lr=0.1 seed=3
     slnn-train -m update=input,kronecker optim.lr=0.01,0.1,1.0 'seed=range(5)' data=iris_petal
-    slnn-train --help                    # the config groups, their choices and every key
-    slnn-train --version                 # slnn's version, Hydra's and MLflow's
-    python -m slnn ...                   # the same
 
-A single run's overrides are composed and validated once, before Hydra starts (one line and
-exit code 2 for a bad value); ``slnn.app.run.run_one`` trains and records that ``Config``. A
-sweep goes through slnn's Hydra sweeper (``hydra_plugins.slnn_sweeper``), whose launcher jobs run
-``slnn.sweep.worker.run_job``, never this module.
-"""
+A single run's config is composed and validated once, before Hydra starts (``precheck``: one line
+and exit code 2 for a bad value), and ``slnn.app.run.run_one`` trains and records it. A sweep
+goes through slnn's Hydra sweeper, whose jobs run ``slnn.sweep.worker.run_job``, never this."""
 
 from __future__ import annotations
 

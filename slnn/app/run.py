@@ -1,13 +1,7 @@
-"""One run, end to end: a validated config in, a trained network recorded in MLflow out.
-
-    from slnn.app.run import run_one
-    result = run_one(config)       # a validated Config (slnn.app.schema), or a composed DictConfig
-
-Data flows one way: the ``Config`` builds the data set and is handed to the trainer
-(``slnn.core``) as it is; the result goes to the recorder (``slnn.tracking``), which writes the
-store. ``slnn.app.cli`` is the command line around this; sweep jobs (``slnn.sweep.worker``) call
-``run_one`` per cell with the ``Config`` their launcher validated.
-"""
+"""One run, end to end: a validated ``Config`` (``slnn.app.schema``) in, a trained network
+recorded in MLflow out (``run_one``; a composed ``DictConfig`` is validated first, once). The
+config builds the data set and goes to the trainer (``slnn.core``) as it is; the result goes to
+the recorder (``slnn.tracking``). The command line and a sweep's jobs both call ``run_one``."""
 
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
-"""A run's log: what it says while it runs, kept as its ``run.log`` artifact.
-
-    with RunLog(echo=False) as log:      # a sweep's cell: nothing of it reaches the terminal
-        run_one(cfg, log=log)
-    log.text(), log.n_warnings
-
-It holds slnn's own lines for the run (start, outcome, the traceback of a failure), every Python
-warning (each once per place and run, as Python shows them), log records of WARNING and above
-(MLflow's included) and whatever is written to ``sys.stderr``. With ``echo`` (a single run) all
-of it also goes where it would have gone; without (a sweep's cell, whose terminal shows one
-progress line) it goes only to the log.
-"""
+"""A run's log, kept as its ``run.log`` artifact (``RunLog``): slnn's own lines for the run,
+every Python warning (once per place and run), log records of WARNING and above and what is
+written to ``sys.stderr``. With ``echo`` (a single run) all of it also goes where it would have
+gone; without (a sweep's cell) only to the log."""
 
 from __future__ import annotations
 

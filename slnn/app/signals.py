@@ -1,18 +1,8 @@
-"""SIGTERM is handled as Ctrl-C: what ``timeout``, ``kill`` and job schedulers send closes the
-open runs as KILLED and ends the command with one line, like an interrupt from the keyboard.
-
-    install()                         # in a command's (or a sweep worker's) main thread
-    try: ...
-    except KeyboardInterrupt as e:    # Ctrl-C, or Terminated (SIGTERM)
-        sys.exit(exit_code(e))        # 130, or 143 for SIGTERM
-
-``Terminated`` is a ``KeyboardInterrupt``, so every place that already closes a run as KILLED on
-Ctrl-C (the recorder, a sweep worker, the sweep's parent) does the same on SIGTERM. After the
-first SIGTERM further ones are ignored, so the runs can be closed; SIGKILL still ends it at once
-(and the next slnn command reaps what it left RUNNING). A SIGTERM that lands in a finalizer
-(a weakref callback, ``__del__``: Python prints such an exception and ignores it) is caught by
-``sys.unraisablehook`` and raised again 20 ms later.
-"""
+"""SIGTERM handled as Ctrl-C (``install``): what ``timeout``, ``kill`` and schedulers send raises
+``Terminated``, a ``KeyboardInterrupt``, so every place that closes a run as KILLED on Ctrl-C does
+the same on SIGTERM, and the command ends with one line (exit code 143; 130 for Ctrl-C). Later
+SIGTERMs are ignored while the runs close; one that lands in a finalizer is raised again 20 ms
+later."""
 
 from __future__ import annotations
 

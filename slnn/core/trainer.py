@@ -1,19 +1,11 @@
-"""The training loop: a single-layer network ``z = f(x @ W)`` trained by a chosen update rule.
+"""The training loop: a single-layer network ``z = f([x, 1] @ W)`` trained by a chosen update
+rule; plain values in, plain results out (no Hydra, no MLflow), e.g. from a notebook::
 
-Plain values in, plain results out: no Hydra, no MLflow. From a notebook::
+    train(load_dataset("iris_petal"), rule="kronecker", lr=0.1, rng=np.random.default_rng(3))
 
-    import numpy as np
-    from slnn.core.data import load_dataset
-    from slnn.core.trainer import train
-    result = train(load_dataset("iris_petal"), activation="sigmoid", rule="kronecker", lr=0.1,
-                   epochs=50, rng=np.random.default_rng(3))
-    result.outcome, result.history["val_loss"][-1]
-
-The settings are typed specs that check their own values when made (``ConfigError``):
-``ModelSpec`` (activation, init), ``UpdateSpec`` (the rule), ``OptimSpec`` (the learning rate)
-and ``TrainSpec`` (the loop). ``RunSpec`` holds one of each; the command line's config is a
-``RunSpec`` with the data set and tracking settings added, so it is passed here as it is.
-"""
+The settings are typed specs that check their values once, when made (``ModelSpec``,
+``UpdateSpec``, ``OptimSpec``, ``TrainSpec``, held by a ``RunSpec``); the command line's
+``Config`` is a ``RunSpec`` and is passed here as it is."""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""Whose a sweep folder is: one grid per ``hydra.sweep.dir``.
-
-A sweep keeps its state in its folder (``slnn_sweep.json``, the ledger ``progress.jsonl``, the
-chunk files under ``jobs/``, the cells' logs under ``cells/``), and a session of the sweep starts
-by clearing the ledger and the chunk files of the one before it: that is how the same command run
-again resumes. A *different* grid given the same folder would clear another sweep's files the same
-way (a running one then ended "14 not run", rc 1, with no reason). So the first sweep to use a
-folder claims it in ``slnn_grid.json``, created atomically (written aside, then hard-linked into
-place: exactly one of two sweeps starting together wins, on a local disk and on NFS), holding what
-makes the grid (its cells' config hashes, the store and the experiment) and the command that ran
-it. A later sweep of the same grid resumes there as before, whatever changed in the code or the
-data; another grid is refused with one line (exit 2) before it opens the store, writes a file or
-runs a cell. A folder whose claim was all its sweep left (it stopped before its first cell was
-dealt, and its process is gone) is free again. A folder an older slnn used, with no claim, is
-claimed as it is.
-"""
+"""Whose a sweep folder is: one grid per ``hydra.sweep.dir``. The first sweep to use a folder
+claims it in ``slnn_grid.json`` (written aside, then hard-linked into place: one winner, on a
+local disk and on NFS); the same grid resumes there, another grid is refused with one line before
+anything is written. Why, and when a folder is free again: docs/reliability.md."""
 
 from __future__ import annotations
 

@@ -1,17 +1,9 @@
-"""A sweep's grid: every cell's overrides, composed and validated once, hashed once.
-
-``compose_cells`` returns one ``Cell`` per grid point, or exits with one line naming the bad
-cell before anything runs. Hydra composes once per distinct choice of config groups (``data=``,
-``update=``, ``+experiment=``, ...). Each value override's typed value is then found once per such
-choice (OmegaConf converts and checks it on a scratch copy of the composed base) and a cell is
-built from plain containers: the base's resolved container with the cell's values set, made into
-the schema's dataclasses (whose ``__post_init__`` checks run for every cell, as
-``OmegaConf.to_object`` runs them) and hashed from the plain dict. A cell this shortcut cannot be
-sure about (interpolations, overrides inside one another's subtree, ``+``/``~`` overrides, a value
-that only validates with the cell's others, any error) takes the general path: a copy of the
-composed base, updated, then ``to_object``; that path also gives every error its line. Both make
-the same config and hash (``tests/test_grid.py``). Each distinct data set is built once (a malformed CSV fails here, not in a job).
-"""
+"""A sweep's grid: every cell's overrides, composed and validated once, hashed once, each
+distinct data set built once (``compose_cells``; a bad cell exits with one line before anything
+runs). Hydra composes once per choice of config groups; a cell's values are then set on a plain
+copy of that base and made into the schema's dataclasses (their checks run), the shortcut; a
+cell it cannot vouch for takes the general path (copy, update, ``to_object``). Both make the
+same config and hash (``tests/test_grid.py``)."""
 
 from __future__ import annotations
 

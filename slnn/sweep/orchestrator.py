@@ -1,27 +1,9 @@
-"""Sweeps that never lose a run: what the ``slnn`` Hydra sweeper does around the launcher.
-
-    slnn-train -m update=input,kronecker optim.lr=0.01,0.1,1.0 seed=range(5) data=iris_petal
-    slnn-train -m +experiment=guide_vs_correct hydra/launcher=joblib
-
-``Orchestrator.prepare`` runs once, in the launching process, before any job starts:
-- it composes, validates and hashes every cell of the grid (``slnn.sweep.grid``); a bad value or
-  a malformed CSV anywhere fails the sweep with one line, before anything runs;
-- it creates and migrates the tracking store (under the store's file lock, ``tracking.locks``)
-  and the experiment;
-- it marks runs left RUNNING by dead processes as KILLED (``tracking.liveness``);
-- it finds the cells that already have a FINISHED run with the same ``slnn.config_hash`` (one
-  paged ``search_runs`` query) and leaves them out unless ``sweep.force=true``;
-- it opens (or, for the same grid, reopens) the sweep's parent run; while another live sweep
-  runs the same grid it opens its own, with its own ledger and report folder (``claims``).
-The cells left go to a few jobs for Hydra's launcher, so Hydra's per-job cost is paid per job,
-not per cell (``slnn.sweep.warm.jobs_for``): with joblib one job per worker, each taking the next
-cell no other job has taken from one shared list; with the basic launcher one job; with submitit
-(local or SLURM) static chunks, one job each (``slnn.sweep.worker`` runs a job;
-``slnn.sweep.ledger`` records each cell).
-``Orchestrator.finish`` prints one summary line, closes the parent run and writes the report; an
-interrupted sweep closes it as KILLED, and running the same command again completes only what is
-missing.
-"""
+"""The launching side of a sweep, driven by the ``slnn`` Hydra sweeper: ``Orchestrator.prepare``
+validates and hashes every cell (``slnn.sweep.grid``), opens the store, reaps dead runs, plans
+what to run (``slnn.sweep.resume``) and opens or reopens the parent run (``slnn.sweep.claims``);
+``write_chunks`` deals the cells to the launcher's jobs (``slnn.sweep.worker``); ``finish``
+prints the summary, closes the parent and writes the report; an interrupted sweep closes it as
+KILLED. What a user sees, and how a rerun resumes: docs/sweeps.md."""
 
 from __future__ import annotations
 

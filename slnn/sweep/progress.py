@@ -1,19 +1,7 @@
-"""A sweep's progress as the launching process sees it in the ledger (``progress.jsonl``).
-
-Workers are other processes (joblib, submitit, SLURM): each appends one line per cell to the
-ledger and writes that cell's own line to the cell's log. Only the launcher prints progress, so
-its lines are whole and never interleave:
-
-- on a terminal (stdout is a tty), one line redrawn in place with ``\\r`` about twice a second:
-  ``[48/80] [##########......] 60% 45 finished, 3 failed; 2.1 cells/s; about 0:00:15 left``;
-- in a pipe or a log, the same line without the bar, at most one every 10 s and only once at
-  least 5 % of the cells have ended since the previous one: whichever of the two is rarer, so a
-  4200-cell study logs at most about 20 progress lines, and a sweep under 10 s none;
-- once a few cells have run (as many as there are workers, at least 3), one line with the
-  estimated duration of the whole sweep (unless what is left takes under 10 s);
-- a failed cell's one line (stderr), as it fails; cells that logged warnings in one line at the
-  end (stderr).
-"""
+"""A sweep's progress as the launching process reads it from the ledger (``progress.jsonl``) the
+jobs append to: one line redrawn in place on a terminal, a rarer plain line in a pipe or a log,
+an estimate of the whole sweep's duration, each failed cell's line as it fails. Only the launcher
+prints, so its lines never interleave; the lines and their rates: docs/sweeps.md."""
 
 from __future__ import annotations
 
