@@ -77,14 +77,14 @@ def dispose_mlflow_sql_engines() -> None:
     (3.17.2)."""
     import sys
 
-    for name in ("mlflow.store.tracking.sqlalchemy_store",
-                 "mlflow.store.model_registry.sqlalchemy_store", "mlflow.store.jobs.sqlalchemy_store"):
-        for cls in vars(sys.modules[name]).values() if name in sys.modules else ():
-            for engine in list(getattr(cls, "_engine_map", {}).values()) if isinstance(cls, type) else ():
-                try:
-                    engine.dispose()
-                except Exception:  # noqa: BLE001 - at exit: the log stays, and is read back next time
-                    pass
+    stores = ("tracking", "model_registry", "jobs")
+    modules = [sys.modules.get(f"mlflow.store.{s}.sqlalchemy_store") for s in stores]
+    classes = [c for m in modules if m is not None for c in vars(m).values() if isinstance(c, type)]
+    for engine in [e for c in classes for e in list(getattr(c, "_engine_map", {}).values())]:
+        try:
+            engine.dispose()
+        except Exception:  # noqa: BLE001 - at exit: the log stays, and is read back next time
+            pass
 
 
 def on_every_sqlalchemy_engine(event_name: str, listener) -> None:
