@@ -25,7 +25,7 @@ def test_every_example_of_both_helps_runs(tmp_path):
     from sklearn.datasets import load_iris
 
     from servers import free_port, start_mlflow_server, stop_process, wait_http
-    from slnn.report.cli import EXAMPLE_ID, EXAMPLE_NAME, EXAMPLE_SERVER
+    from slnn.app.report_cli import EXAMPLE_ID, EXAMPLE_NAME, EXAMPLE_SERVER
 
     iris = load_iris(as_frame=True)
     pd.concat([iris.data, iris.target.rename("label")], axis=1).to_csv(tmp_path / "my.csv",
@@ -136,7 +136,7 @@ def test_every_command_in_the_readme_and_the_docs_is_valid(doc, tmp_path, monkey
 
     from slnn.app.cli import MULTIRUN_FLAGS, precheck
     from slnn.app.check_cli import build_parser as check_parser
-    from slnn.report.cli import build_parser as report_parser
+    from slnn.app.report_cli import build_parser as report_parser
 
     iris = load_iris(as_frame=True)
     pd.concat([iris.data, iris.target.rename("label")], axis=1).to_csv(tmp_path / "my.csv",

@@ -327,7 +327,7 @@ def test_a_sweep_parent_without_children_is_a_one_line_error(toy_store, tmp_path
 def test_bad_input_gets_one_line_and_exit_code_2(sweep, children, tmp_path, capsys):
     from mlflow import MlflowClient
 
-    from slnn.report.cli import main
+    from slnn.app.report_cli import main
 
     uri, parent, folder = sweep
     MlflowClient(uri).create_experiment("empty")

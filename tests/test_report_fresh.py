@@ -140,7 +140,7 @@ def test_from_draws_the_report_without_a_store(data_folder, tmp_path):
 
 @pytest.mark.parametrize("name", [SWEEP, RUNS, TIDY, IDENTITY])
 def test_a_from_folder_lacking_a_file_is_one_line_and_exit_2(data_folder, tmp_path, name, capsys):
-    from slnn.report.cli import main
+    from slnn.app.report_cli import main
 
     folder = tmp_path / "data"
     shutil.copytree(data_folder, folder)
@@ -152,7 +152,7 @@ def test_a_from_folder_lacking_a_file_is_one_line_and_exit_2(data_folder, tmp_pa
 
 
 def test_from_refuses_store_options_and_a_missing_folder(tmp_path, capsys):
-    from slnn.report.cli import main
+    from slnn.app.report_cli import main
 
     assert main(["--from", str(tmp_path), "--tracking-uri", "sqlite:///x.db"]) == 2
     assert "drop --tracking-uri" in capsys.readouterr().err
