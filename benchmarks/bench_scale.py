@@ -303,18 +303,28 @@ def build_store(uri: str, art_root: Path, n: int, tmpl: Template, curves: bool) 
 
 # --- timing in a child process ----------------------------------------------------------------
 
+# Linux carries a process's peak RSS across fork and exec: a child started by this process (big
+# after building a store) would report this process's size as its own peak. So each command is
+# started by a small launcher, and the launcher reports its child's peak.
+LAUNCH = ("import os, subprocess, sys\n"
+          "p = subprocess.Popen(sys.argv[1:])\n"
+          "_, status, usage = os.wait4(p.pid, 0)\n"
+          "print(f'\\nPEAK_KB {usage.ru_maxrss}', file=sys.stderr)\n"
+          "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
 def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB of the child, stderr tail) of ``cmd``."""
+    """(wall seconds, peak RSS in MB of the command's process, its output) of ``cmd``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([PY, "-c", LAUNCH, *cmd], cwd=cwd, env=env, capture_output=True,
+                          text=True)
     wall = time.perf_counter() - t0
-    out = proc.stdout.read().decode(errors="replace") + proc.stderr.read().decode(errors="replace")
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    out = proc.stdout + proc.stderr
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KB ")]
+    if proc.returncode != 0 or not peak:
         say(f"  FAILED ({proc.returncode}): {out.strip()[-800:]}")
-    return wall, usage.ru_maxrss / 1024, out
+        return wall, math.nan, out
+    return wall, int(peak[-1].split()[1]) / 1024, out
 
 
 def find_close(spec: str | None):
@@ -336,6 +346,87 @@ def time_close(spec: str, uri: str, parent: str, cwd: Path) -> tuple[float, floa
     return wall, mb
 
 
+# --- what a run's record costs ------------------------------------------------------------------
+
+def record_costs(folder: Path) -> None:
+    """Per child run of the sweep in ``folder`` (a SQLite store built with --curves, or the
+    template): the store bytes of each part of its record. A table's bytes are its pages and its
+    indexes' pages (SQLite's ``dbstat``), shared out by rows; artifacts are their files' sizes
+    and the disk blocks they take."""
+    import sqlite3
+
+    db = folder / "mlflow.db"
+    parent = (folder / "parent.txt").read_text().strip()
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    pages = dict(con.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+    owner = dict(con.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"))
+    size = {}
+    for name, b in pages.items():
+        size[owner.get(name, name)] = size.get(owner.get(name, name), 0) + b
+    kids = [r[0] for r in con.execute(
+        "SELECT run_uuid FROM tags WHERE key = 'mlflow.parentRunId' AND value = ?", (parent,))]
+    n = len(kids)
+    con.execute("CREATE TEMP TABLE kids (id TEXT PRIMARY KEY)")
+    con.executemany("INSERT INTO kids VALUES (?)", [(k,) for k in kids])
+
+    def share(table: str, where: str = "1") -> tuple[float, float]:
+        """(rows a run, bytes a run) of ``table``'s rows of the children matching ``where``."""
+        col = "destination_id" if table == "inputs" else "run_uuid"
+        total = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] or 1
+        mine = con.execute(f"SELECT COUNT(*) FROM {table} WHERE {col} IN (SELECT id FROM kids) "
+                           f"AND {where}").fetchone()[0]
+        return mine / n, size.get(table, 0) * mine / total / n
+
+    rows = []
+    for label, table, where in (
+            ("run row (runs)", "runs", "1"),
+            ("params", "params", "1"),
+            ("tags", "tags", "1"),
+            ("metric points: curves/* (every epoch)", "metrics", "key LIKE 'curves/%'"),
+            ("metric points: final/, min/, max/", "metrics", "key NOT LIKE 'curves/%'"),
+            ("latest metric values (latest_metrics)", "latest_metrics", "1"),
+            ("dataset input (inputs)", "inputs", "1")):
+        r, b = share(table, where)
+        rows.append((label, r, b, b))
+    itags = size.get("input_tags", 0) / n
+    rows.append(("dataset input tags (input_tags)", 1.0, itags, itags))
+    # artifacts, by kind
+    kinds: dict[str, list] = {}
+    for (art,) in con.execute("SELECT artifact_uri FROM runs WHERE run_uuid IN (SELECT id FROM "
+                              "kids)"):
+        root = Path(art.replace("file://", ""))
+        for f in root.rglob("*") if root.exists() else []:
+            if not f.is_file():
+                continue
+            rel = f.relative_to(root).as_posix()
+            kind = ("weights/epoch_*.npy (snapshots)" if rel.startswith("weights/epoch_") else
+                    rel if rel in ("history.csv", "config.yaml", "run.log", "weights/initial.npy",
+                                   "weights/final.npy") else "other artifacts")
+            st = f.stat()
+            k = kinds.setdefault(kind, [0, 0, 0])
+            k[0] += 1
+            k[1] += st.st_size
+            k[2] += st.st_blocks * 512
+    for kind, (files, b, disk) in sorted(kinds.items()):
+        rows.append((f"artifact {kind}", files / n, b / n, disk / n))
+    db_bytes = db.stat().st_size
+    say(f"\nrecord costs: {n} child runs of {parent[:8]} in {db} "
+        f"({db_bytes / n / 1024:.1f} KB of mlflow.db a run)")
+    say(f"{'part':45s} {'rows/files':>10s} {'bytes':>10s} {'on disk':>10s}")
+    for label, r, b, disk in rows:
+        say(f"{label:45s} {r:10.1f} {b / 1024:9.1f}K {disk / 1024:9.1f}K")
+    tb = sum(b for _, _, b, _ in rows)
+    td = sum(d for _, _, _, d in rows)
+    say(f"{'all':45s} {'':10s} {tb / 1024:9.1f}K {td / 1024:9.1f}K")
+    mdirs = []
+    for (loc,) in con.execute("SELECT artifact_location FROM experiments"):
+        models = Path(str(loc).replace("file://", "")) / "models"
+        mdirs += [d for d in models.iterdir() if d.is_dir()] if models.is_dir() else []
+    if mdirs:
+        mb = sum(f.stat().st_size for d in mdirs for f in d.rglob("*") if f.is_file())
+        say(f"logged models (one per sweep, its best run): {len(mdirs)}, {mb / 1024:.1f}K of files")
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 def ensure_store(kind: str, n: int, work: Path, tmpl: Template, pg, curves: bool):
@@ -347,8 +438,8 @@ def ensure_store(kind: str, n: int, work: Path, tmpl: Template, pg, curves: bool
         uri = f"sqlite:///{folder / 'mlflow.db'}"
     else:
         uri = pg.db_uri(tag.replace("-", "_"))
-    if marker.exists():
-        return uri, marker.read_text().strip()
+    if marker.exists() and (kind == "sqlite" or pg.cluster is None):
+        return uri, marker.read_text().strip()  # a throwaway cluster's stores went with it
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     if kind != "sqlite":
@@ -411,7 +502,19 @@ def main() -> int:
                     help="a callable (uri, parent_run_id) that closes a sweep, to time; default: "
                          "the first of " + ", ".join(CLOSE_CANDIDATES) + " that exists")
     ap.add_argument("--rounds", type=int, default=1, help="timings per size (the best is kept)")
+    ap.add_argument("--record-costs", metavar="FOLDER", type=Path,
+                    help="only print what each part of a run's record costs in store bytes, for "
+                         "the SQLite store in FOLDER (a store this benchmark built, e.g. with "
+                         "--curves, or its template)")
     args = ap.parse_args()
+    if args.record_costs is not None:
+        if not (args.record_costs / "parent.txt").exists():
+            print(f"bench_scale: --record-costs {args.record_costs}: no parent.txt there: give a "
+                  "folder this benchmark built, e.g. /tmp/slnn-bench-scale/sqlite-4200-curves",
+                  file=sys.stderr)
+            return 2
+        record_costs(args.record_costs)
+        return 0
     if args.rounds < 1:
         print("bench_scale: --rounds must be >= 1, e.g. --rounds 2", file=sys.stderr)
         return 2
