@@ -294,11 +294,25 @@ def _sql_scheme(uri: str) -> bool:
     return uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
 
 
+def _tables():
+    """The few columns of MLflow's tables a report reads, as SQLAlchemy's lightweight ``table``s
+    (the schema MLflow's migrations have kept since 1.x; quoting is SQLAlchemy's per dialect)."""
+    from sqlalchemy import column, table
+
+    runs = table("runs", column("run_uuid"), column("status"), column("start_time"),
+                 column("artifact_uri"), column("experiment_id"), column("lifecycle_stage"))
+    tags = table("tags", column("run_uuid"), column("key"), column("value"))
+    params = table("params", column("run_uuid"), column("key"), column("value"))
+    latest = table("latest_metrics", column("run_uuid"), column("key"), column("value"),
+                   column("is_nan"))
+    return runs, tags, params, latest
+
+
 class RunReader:
     """Runs of one experiment, a page at a time, as ``RunRecords``.
 
     On a SQL store the runs are read by a query of the few columns a report needs, through
-    SQLAlchemy on the store's own URI and MLflow's table definitions: ``search_runs`` builds a
+    SQLAlchemy on the store's own URI (``_tables``): ``search_runs`` builds a
     full ``Run`` (every param, tag and metric as objects) for each run, which took 20 of the 57 s
     of a 4,200-run report and most of its memory. Any other store (a folder, an MLflow server) is
     read through paged ``MlflowClient.search_runs``."""
@@ -319,12 +333,12 @@ class RunReader:
     def children(self, parent_run_id: str) -> RunRecords:
         if self.engine is None:
             return self._search(f"tags.mlflow.parentRunId = '{parent_run_id}'")
-        from mlflow.store.tracking.dbmodels.models import SqlTag
         from sqlalchemy import select
 
-        kids = select(SqlTag.run_uuid).where(SqlTag.key == "mlflow.parentRunId",
-                                             SqlTag.value == parent_run_id)
-        return self._sql(lambda run: run.run_uuid.in_(kids))
+        _, tags, _, _ = _tables()
+        kids = select(tags.c.run_uuid).where(tags.c.key == "mlflow.parentRunId",
+                                             tags.c.value == parent_run_id)
+        return self._sql(lambda run: run.c.run_uuid.in_(kids))
 
     def by_ids(self, run_ids: list[str]) -> RunRecords:
         out = RunRecords()
@@ -334,7 +348,7 @@ class RunReader:
                 out.extend(self._search("attributes.run_id IN (" +
                                         ", ".join(f"'{t}'" for t in page) + ")"))
             else:
-                out.extend(self._sql(lambda run, page=page: run.run_uuid.in_(page)))
+                out.extend(self._sql(lambda run, page=page: run.c.run_uuid.in_(page)))
         return out
 
     def finished_with_hashes(self, hashes: set[str]) -> RunRecords:
@@ -346,16 +360,16 @@ class RunReader:
             every.keep(mask)
             out.extend(every)
             return out
-        from mlflow.store.tracking.dbmodels.models import SqlTag
         from sqlalchemy import select
 
+        _, tags, _, _ = _tables()
         out = RunRecords()
         todo = sorted(hashes)
         for i in range(0, len(todo), PAGE):
-            with_hash = select(SqlTag.run_uuid).where(SqlTag.key == "slnn.config_hash",
-                                                      SqlTag.value.in_(todo[i:i + PAGE]))
-            out.extend(self._sql(lambda run, q=with_hash: run.run_uuid.in_(q)
-                                 & (run.status == "FINISHED")))
+            with_hash = select(tags.c.run_uuid).where(tags.c.key == "slnn.config_hash",
+                                                      tags.c.value.in_(todo[i:i + PAGE]))
+            out.extend(self._sql(lambda run, q=with_hash: run.c.run_uuid.in_(q)
+                                 & (run.c.status == "FINISHED")))
         return out
 
     # --- the two ways to read
@@ -369,16 +383,16 @@ class RunReader:
         return out
 
     def _sql(self, where) -> RunRecords:
-        """The runs ``where(SqlRun)`` selects in this experiment (active ones, newest first, as
-        ``search_runs`` orders them), their fields read a page of runs at a time."""
-        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+        """The runs ``where(runs table)`` selects in this experiment (active ones, newest first,
+        as ``search_runs`` orders them), their fields read a page of runs at a time."""
         from sqlalchemy import select
 
+        run, tag, param, latest = _tables()
         out = RunRecords()
-        q = (select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time, SqlRun.artifact_uri)
-             .where(SqlRun.experiment_id == int(self.exp), SqlRun.lifecycle_stage == "active",
-                    where(SqlRun))
-             .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
+        q = (select(run.c.run_uuid, run.c.status, run.c.start_time, run.c.artifact_uri)
+             .where(run.c.experiment_id == int(self.exp), run.c.lifecycle_stage == "active",
+                    where(run))
+             .order_by(run.c.start_time.desc(), run.c.run_uuid))
         with self.engine.connect() as conn:
             runs = conn.execute(q).all()
             for i in range(0, len(runs), PAGE):
@@ -388,20 +402,18 @@ class RunReader:
                 params: dict = {r: {} for r in ids}
                 metrics: dict = {r: {} for r in ids}
                 for run_id, k, v in conn.execute(
-                        select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
-                        .where(SqlTag.run_uuid.in_(ids), SqlTag.key.in_(TAG_KEYS))):
+                        select(tag.c.run_uuid, tag.c.key, tag.c.value)
+                        .where(tag.c.run_uuid.in_(ids), tag.c.key.in_(TAG_KEYS))):
                     if v is not None:
                         tags[run_id][k] = v
                 for run_id, k, v in conn.execute(
-                        select(SqlParam.run_uuid, SqlParam.key, SqlParam.value)
-                        .where(SqlParam.run_uuid.in_(ids))):
+                        select(param.c.run_uuid, param.c.key, param.c.value)
+                        .where(param.c.run_uuid.in_(ids))):
                     params[run_id][k] = v
                 for run_id, k, v, nan in conn.execute(
-                        select(SqlLatestMetric.run_uuid, SqlLatestMetric.key,
-                               SqlLatestMetric.value, SqlLatestMetric.is_nan)
-                        .where(SqlLatestMetric.run_uuid.in_(ids),
-                               SqlLatestMetric.key.in_(METRIC_KEYS))):
-                    metrics[run_id][k] = math.nan if nan else v
+                        select(latest.c.run_uuid, latest.c.key, latest.c.value, latest.c.is_nan)
+                        .where(latest.c.run_uuid.in_(ids), latest.c.key.in_(METRIC_KEYS))):
+                    metrics[run_id][k] = math.nan if nan else float(v)
                 for run_id, status, start, art in page:
                     out.add(run_id, status, start, art, params[run_id], tags[run_id],
                             metrics[run_id])
