@@ -181,7 +181,8 @@ def reap_orphans(client, exp_id: str) -> None:
 def run_one(c: Config | DictConfig, *, chash: str | None = None,
             parent_run_id: str | None = None, quiet: bool = False,
             experiment_id: str | None = None, log: RunLog | None = None,
-            on_open=None) -> TrainResult:
+            on_open=None, tags: dict | None = None, on_epoch=None,
+            check_every: int = 0) -> TrainResult:
     """Train and record one run of the validated ``Config`` ``c`` (a composed ``DictConfig`` is
     validated first, once). Expected outcomes (diverged, shape_mismatch) return normally; an
     unexpected failure is recorded as a FAILED run and then raised.
@@ -191,12 +192,14 @@ def run_one(c: Config | DictConfig, *, chash: str | None = None,
     ``log`` (``slnn.app.runlog``; without one the run's log also goes to the terminal unless
     ``quiet``; either way it is saved as the run's ``run.log`` artifact), and ``on_open(run_id)``,
     called once the run exists (a sweep's claim on the cell: it may delete the run and raise to
-    give the cell up). A single run reaps the store's orphans first.
+    give the cell up). A single run reaps the store's orphans first. A search's cell adds its
+    ``tags`` (stage, arm, trial) and ``on_epoch`` with ``check_every`` (its pruner; see ``train``).
     """
     if log is None:
         with RunLog(echo=not quiet) as own:
             return run_one(c, chash=chash, parent_run_id=parent_run_id, quiet=quiet,
-                           experiment_id=experiment_id, log=own, on_open=on_open)
+                           experiment_id=experiment_id, log=own, on_open=on_open, tags=tags,
+                           on_epoch=on_epoch, check_every=check_every)
     from slnn.tracking import store
     from slnn.tracking.console import browse_command, run_url
     from slnn.tracking.faults import mask
@@ -218,7 +221,7 @@ def run_one(c: Config | DictConfig, *, chash: str | None = None,
     # run's model, and its report plots every cell)
     plot = c.tracking.plot if c.tracking.plot is not None else parent_run_id is None
     log_model = c.tracking.log_model if c.tracking.log_model is not None else parent_run_id is None
-    tags = run_tags(c, chash, data)
+    tags = {**run_tags(c, chash, data), **(tags or {})}
     rec = RunRecorder(client, exp_id, name, run_params(c, plot), tags, parent_run_id)
     if on_open is not None:
         on_open(rec.run_id)
@@ -230,7 +233,8 @@ def run_one(c: Config | DictConfig, *, chash: str | None = None,
         with pinned({c.update.fn.rpartition(":")[0]: tags["slnn.rule_digest"]}
                     if "slnn.rule_digest" in tags else {}):
             result = train(data, c, rng=np.random.default_rng(c.seed),
-                           on_epoch=None if quiet else Progress(name, c.train.epochs))
+                           on_epoch=on_epoch or (None if quiet else Progress(name, c.train.epochs)),
+                           check_every=check_every)
         fin = result.final
         what = (f"val_error {fin['val_error']:.3f}, test_error {fin['test_error']:.3f}"
                 if result.outcome in TRAINED else result.reason)

@@ -108,7 +108,7 @@ def record_unopened(c, chash: str, state: SweepState, exc: BaseException) -> str
         return None
 
 
-def run_claimed(c, chash: str, state: SweepState, log=None):
+def run_claimed(c, chash: str, state: SweepState, log=None, **extra):
     """Claim the cell, train and record it; see the module's docstring."""
     from slnn.app.run import run_one
     from slnn.sweep.claims import CellTaken, claim_cell
@@ -130,7 +130,8 @@ def run_claimed(c, chash: str, state: SweepState, log=None):
     for attempt in (1, 2):
         try:
             return run_one(c, chash=chash, parent_run_id=state.parent_run_id, quiet=True,
-                           experiment_id=state.experiment_id, on_open=on_open, log=log)
+                           experiment_id=state.experiment_id, on_open=on_open, log=log,
+                           **extra)  # a search's cell: its tags, its pruner (worker._pruning)
         except CellTaken:
             raise
         except Exception as e:  # noqa: BLE001 - classified, then retried, recorded or raised

@@ -94,7 +94,8 @@ def run_when_released(cells: list, state: SweepState, run_cell) -> int:
         while True:
             wait_until_released(client, holder)
             try:
-                failed += not run_cell(cell.config, cell.hash, state, cell.folder)
+                failed += not run_cell(cell.config, cell.hash, state, cell.folder, cell.tags,
+                                       cell.trial)
                 break
             except CellTaken as e:
                 holder = e.holder

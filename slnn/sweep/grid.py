@@ -32,6 +32,8 @@ class Cell:
     index: int = -1  # its place in the grid (set by the orchestrator)
     folder: str = ""  # its folder under the sweep's cells/ (set when the chunks are written)
     shortcut: bool = True  # made from plain containers, not on the general path (the tests ask)
+    tags: dict = dataclasses.field(default_factory=dict)  # extra run tags (a search's stage, arm)
+    trial: tuple | None = None  # a search's (Optuna study name, trial number) this cell runs
 
 
 _UNSURE = object()  # _plan's answer where the shortcut cannot vouch for what to_object makes

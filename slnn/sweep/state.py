@@ -31,6 +31,10 @@ class SweepState:
     launcher: str | None = None  # the launching process's owner (``liveness.process_owner``)
     shared: bool = False  # the jobs take their cells from one list
     taken: str | None = None  # that list's marks folder, under jobs/
+    sweep_hash: str = ""  # what the parent run is found by (``slnn.sweep_hash``)
+    # a search's (``hydra.sweeper.search``): its journal folder, settings and grid axes, so a
+    # job can report its run's curve to its trial's pruner (``slnn.sweep.tune``)
+    search: dict | None = None
 
     @property
     def folder(self) -> Path:

@@ -24,7 +24,8 @@ from slnn.sweep.state import SweepState
 from slnn.tracking.console import say
 
 
-def run_cell(c, chash: str, state: SweepState, folder: str = "") -> bool:
+def run_cell(c, chash: str, state: SweepState, folder: str = "", tags: dict | None = None,
+             trial: tuple | None = None) -> bool:
     """One cell. Never raises (but for an interrupt, or ``claims.CellTaken`` when another live
     process holds the cell): a failure is recorded in MLflow as a FAILED run and in the sweep's
     ledger, and the sweep goes on. False if it failed.
@@ -43,7 +44,8 @@ def run_cell(c, chash: str, state: SweepState, folder: str = "") -> bool:
     log = RunLog(echo=False)
     try:
         with log:
-            result = run_claimed(c, chash, state, log)
+            result = run_claimed(c, chash, state, log, tags=tags,
+                                 **(_pruning(state, trial) if trial else {}))
     except CellTaken as e:
         if not e.done:
             raise
@@ -73,6 +75,29 @@ def run_cell(c, chash: str, state: SweepState, folder: str = "") -> bool:
                     val_error=result.final["val_error"], warnings=log.n_warnings, log=path,
                     cell=folder)
     return True
+
+
+def _pruning(state: SweepState, trial: tuple) -> dict:
+    """``run_one``'s ``on_epoch`` and ``check_every`` for a search's trial: every
+    ``check_every`` epochs the run's validation loss goes to the trial, and the run stops as
+    ``pruned`` when the search's pruner says so (``slnn.sweep.search``)."""
+    import math
+
+    from slnn.sweep.search import journal, parse_search, trial_in
+
+    spec = parse_search(state.search["node"], state.search["grid_keys"])
+    name, number = trial
+    reporter = trial_in(journal(Path(state.search["journal"])), name, number, spec)
+
+    def on_epoch(row: dict) -> bool:
+        epoch = int(row["epoch"])
+        if epoch == 0 or epoch % spec.check_every:
+            return False
+        loss = row["val_loss"]
+        reporter.report(float(loss) if math.isfinite(loss) else 1e300, epoch)
+        return bool(reporter.should_prune())
+
+    return {"on_epoch": on_epoch, "check_every": spec.check_every}
 
 
 def _save_log(state: SweepState, folder: str, log) -> str | None:
@@ -250,7 +275,8 @@ def run_chunk(state_path: str, chunk: int, uri: str | None = None) -> int:
                     break
                 write_cell_folder(state, cell.folder, cell.overrides, cell.config)
                 try:
-                    failed += not run_cell(cell.config, cell.hash, state, cell.folder)
+                    failed += not run_cell(cell.config, cell.hash, state, cell.folder,
+                                           cell.tags, cell.trial)
                 except CellTaken as e:
                     taken.append((cell, e.holder))
             if taken:
