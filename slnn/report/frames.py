@@ -3,6 +3,8 @@
 ``runs_frame`` shapes a search's rows into one row per run; ``newest_per_cell`` keeps one run per
 config; ``parse_histories`` joins every run's ``history.csv`` into one wide frame, whatever
 columns each file has; ``tidy_frame`` makes the long frame; ``SweepData`` holds them all.
+``history_finals`` gives each run's figures from its own history (so histories can be read a
+chunk at a time) and ``needed_runs`` the runs whose histories a report draws.
 """
 
 from __future__ import annotations
