@@ -99,3 +99,19 @@ def test_a_job_reports_to_its_trial_from_another_process_and_is_pruned_when_wors
     assert said_good == [False, False, False]
     assert said_bad == [True, True, True]
     assert study.trials[bad.number].intermediate_values == {10: 5.0, 20: 5.0, 30: 5.0}
+
+
+def test_a_resumed_study_does_not_draw_its_first_points_again(tmp_path):
+    """A sampler seeded as the first session's would repeat its random start-up points: a
+    resumed study's next trials are new points."""
+    s = spec(trials=10)
+    name = study_name("abc", "arm")
+    first = open_study(journal(tmp_path), name, s)
+    points = []
+    for _ in range(3):
+        t = first.ask(s.space)
+        points.append(t.params["optim.lr"])
+        first.tell(t, 0.5)
+    again = open_study(journal(tmp_path), name, s)
+    later = [again.ask(s.space).params["optim.lr"] for _ in range(3)]
+    assert not set(later) & set(points)

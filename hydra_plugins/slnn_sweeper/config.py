@@ -13,6 +13,9 @@ class SlnnSweeperConf:
     params: Optional[Dict[str, Any]] = field(default_factory=dict)
     # how many launcher jobs the cells are dealt into; null: 4 per CPU (at most one per cell)
     chunks: Optional[int] = None
+    # an adaptive search crossed with the grid (slnn.sweep.tune): space, trials, batch,
+    # tune_seeds, confirm_seeds, sampler, pruner, check_every, seed; empty: a grid sweep
+    search: Optional[Dict[str, Any]] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="slnn", node=SlnnSweeperConf,

@@ -18,9 +18,11 @@ from omegaconf import DictConfig
 
 
 class SlnnSweeper(Sweeper):
-    def __init__(self, params: Optional[dict] = None, chunks: Optional[int] = None):
+    def __init__(self, params: Optional[dict] = None, chunks: Optional[int] = None,
+                 search: Optional[dict] = None):
         self.params = params or {}
         self.chunks = chunks
+        self.search = search or None  # {}: a grid sweep
         self.config: Optional[DictConfig] = None
         self.launcher = None
 
@@ -39,12 +41,11 @@ class SlnnSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from slnn.app.run import quiet_libraries
-        from slnn.sweep.orchestrator import Orchestrator
-        from slnn.sweep.progress import Progress
-        from slnn.sweep.slurm import is_launcher_failure
-        from slnn.sweep.slurm_launch import cancel_on_interrupt, stop_sweep_jobs
         from slnn.sweep.grid import grid_size
-        from slnn.sweep.warm import cap_workers, jobs_for, start as start_workers
+        from slnn.sweep.orchestrator import Orchestrator
+        from slnn.sweep.slurm import is_launcher_failure
+        from slnn.sweep.slurm_launch import stop_sweep_jobs
+        from slnn.sweep.warm import cap_workers, start as start_workers
 
         if self.chunks is not None and self.chunks < 1:  # Hydra's schema has made it an int
             from slnn.sweep.grid import fail
@@ -52,43 +53,49 @@ class SlnnSweeper(Sweeper):
             fail(f"hydra.sweeper.chunks must be a whole number of jobs, 1 or more, not "
                  f"{self.chunks!r}; leave it out for the default (one per joblib worker)")
         run = Orchestrator(self.config, arguments)
+        search = first = identity = None
+        if self.search is not None:  # tune, then confirm (slnn.sweep.tune)
+            from slnn.core.errors import ConfigError
+            from slnn.sweep.grid import enumerate_cells, fail
+            from slnn.sweep.tune import Search
+
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            arms = enumerate_cells(self.config, arguments)
+            # the arms' axes: the study's params and the command line's swept keys
+            axes = set(self.params) | {o.key_or_group for o in OverridesParser.create()
+                                       .parse_overrides(list(arguments)) if o.is_sweep_override()}
+            try:
+                search = Search(run, self.search, sorted(axes))
+            except ConfigError as e:
+                fail(str(e))
+            first, identity = search.first_cells(arms)
+            size = len(arms) * (search.spec.trials + len(search.spec.confirm_seeds))
+        else:
+            size = grid_size(self.config, arguments)
         # counted before anything is made: a grid too large is refused here, in one line, and
         # no more joblib workers start than there are cells (or than the cores can use)
-        cap_workers(self.launcher, grid_size(self.config, arguments))
+        cap_workers(self.launcher, size)
         run.set_env()  # the workers' thread limits, before any worker exists
         warm = start_workers(self.launcher)  # joblib's workers import while the grid is prepared
         quiet_libraries()  # imports MLflow: seconds the workers spend on their own imports
         try:
-            todo = run.prepare()
+            todo = run.prepare(first, identity) if search is not None else run.prepare()
         except BaseException:  # a bad grid or store: fails with its one line, no worker left
             if warm is not None:
                 warm.discard()
             raise
-        if warm is not None and not todo:
+        if warm is not None and not todo and search is None:
             warm.discard()
         try:
-            returns = []
-            if todo:
-                n, shared = jobs_for(self.launcher, self.chunks)
-                jobs = run.write_chunks(todo, n, shared)
-                if warm is not None:
-                    warm.wait()
-                # the one process that prints progress: from the ledger the workers append to
-                progress = Progress(run.state, run.todo_folders, workers=n if shared else
-                                    (1 if n == 1 else min(n, os.cpu_count() or 1))).start()
-                try:
-                    with cancel_on_interrupt(self.slurm_job_name):
-                        returns = self.launcher.launch(jobs, initial_job_idx=0)
-                finally:
-                    progress.stop()
-                if warm is not None:  # every job has returned: the workers may go
-                    warm.release()
-                for r in returns:  # a job that raised outside a cell (rare): counted, not raised
-                    if r.status.name == "FAILED":
-                        try:
-                            r.return_value  # noqa: B018 - raises the job's exception
-                        except Exception as e:  # noqa: BLE001
-                            print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
+            if search is not None:
+                returns = []
+                launch = lambda cells: returns.extend(self._launch(run, cells, warm))  # noqa: E731
+                search.confirm(search.tune(launch), launch)
+            else:
+                returns = self._launch(run, todo, warm)
+            if warm is not None:  # every job has returned: the workers may go
+                warm.release()
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: slnn-train ends with no traceback
             run.interrupted(e)
             raise
@@ -105,4 +112,33 @@ class SlnnSweeper(Sweeper):
             raise
         if code:
             sys.exit(code)
+        return returns
+
+    def _launch(self, run, todo: list, warm) -> list:
+        """Run ``todo`` (``grid.Cell``s) as launcher jobs, printing progress from the ledger;
+        the jobs' returns (a job that raised outside a cell is said, not raised)."""
+        from slnn.sweep.progress import Progress
+        from slnn.sweep.slurm_launch import cancel_on_interrupt
+        from slnn.sweep.warm import jobs_for
+
+        if not todo:
+            return []
+        n, shared = jobs_for(self.launcher, self.chunks)
+        jobs = run.write_chunks(todo, n, shared)
+        if warm is not None:
+            warm.wait()
+        # the one process that prints progress: from the ledger the workers append to
+        progress = Progress(run.state, run.todo_folders, workers=n if shared else
+                            (1 if n == 1 else min(n, os.cpu_count() or 1))).start()
+        try:
+            with cancel_on_interrupt(self.slurm_job_name):
+                returns = self.launcher.launch(jobs, initial_job_idx=0)
+        finally:
+            progress.stop()
+        for r in returns:  # a job that raised outside a cell (rare): counted, not raised
+            if r.status.name == "FAILED":
+                try:
+                    r.return_value  # noqa: B018 - raises the job's exception
+                except Exception as e:  # noqa: BLE001
+                    print(f"slnn: a sweep job failed: {type(e).__name__}: {e}", file=sys.stderr)
         return returns

@@ -103,8 +103,9 @@ def summarize(entries: list[dict], total: int) -> tuple[Counter, str]:
     finished = sum(v for k, v in c.items() if k in TRAINED)
     parts = [f"{finished} finished"] + [
         f"{c[o]} {o}" for o in (Outcome.FAILED, Outcome.DIVERGED, Outcome.SHAPE_MISMATCH, Outcome.SKIPPED)]
-    if c[Outcome.KILLED]:
-        parts.append(f"{c[Outcome.KILLED]} {Outcome.KILLED}")
+    for o in (Outcome.PRUNED, Outcome.KILLED):
+        if c[o]:
+            parts.append(f"{c[o]} {o}")
     missing = total - len(entries)
     if missing > 0:
         parts.append(f"{missing} not run")

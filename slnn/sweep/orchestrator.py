@@ -177,9 +177,12 @@ class Orchestrator:
                 and not os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ["MLFLOW_TRACKING_URI"] = given
 
-    def prepare(self) -> list:
+    def prepare(self, cell_overrides: list[list[str]] | None = None,
+                identity: str | None = None) -> list:
         """Validate every cell, create the store and parent run, write the state; return the
-        ``grid.Cell``s to run."""
+        ``grid.Cell``s to run. A search (``slnn.sweep.tune``) gives its arms' first cells and its
+        ``identity``: they are validated and find the parent, and its cells come later
+        (``extend``)."""
         from slnn.sweep.resume import plan
         from slnn.tracking import store
         from slnn.tracking.provenance import code_hash
@@ -188,7 +191,8 @@ class Orchestrator:
         self.set_env()
         config = self.config
         config_name = OmegaConf.select(config, "hydra.job.config_name") or "config"
-        cell_overrides = enumerate_cells(config, self.arguments)
+        if cell_overrides is None:
+            cell_overrides = enumerate_cells(config, self.arguments)
         cells = compose_cells(config_name, cell_overrides,
                               OmegaConf.select(config, "hydra.searchpath"))
         if not cells:
@@ -221,6 +225,8 @@ class Orchestrator:
         # the same grid on the same data with the same code reopens its parent
         keys = sorted(f"{c.hash}:{c.data_digest}" + (f":{c.rule_digest}" if c.rule_digest else "")
                       for c in cells)
+        if identity is not None:  # a search: its settings too, and none of these cells is run
+            keys, the_plan.todo, the_plan.reused = [identity, *keys], [], {}
         sweep_hash = hashlib.sha256(",".join([code, *keys]).encode()).hexdigest()[:16]
         question = study_question(study, OmegaConf.select(config, "hydra.searchpath"))
         try:
@@ -229,8 +235,8 @@ class Orchestrator:
             for reused in the_plan.reused.values():  # the UI, the report and the summary count them
                 link_to_parent(client, exp_id, reused.run_id, parent)
             # the whole grid on the parent: a report finds cells another sweep had already run
-            client.log_text(parent, json.dumps({"hashes": hashes, "overrides": [
-                [mask(o) for o in c.overrides] for c in cells]}), "cells.json")
+            if identity is None:  # a search's, as it ends (``extend`` collects them)
+                self._log_cells(client, parent, cells)
         except store.TrackingError as e:
             fail(str(e))
         except Exception as e:  # noqa: BLE001
@@ -244,9 +250,11 @@ class Orchestrator:
         for i, c in enumerate(cells):
             c.index = i  # the cell's place in the grid: its folder's number, the same every rerun
         todo = the_plan.todo
+        self.all_cells = [] if identity is not None else cells
         self.state = SweepState(
             dir=str(sweep_dir), uri=uri, experiment_id=exp_id, parent_run_id=parent,
-            total=len(cells), n_skipped=len(cells) - len(todo), start=time.time(),
+            total=len(self.all_cells), n_skipped=len(self.all_cells) - len(todo),
+            start=time.time(), sweep_hash=sweep_hash,
             study=study, label=label, report=bool(first.sweep.report), force=force,
             reuse_other_code=reuse_other_code, register=bool(first.sweep.register),
             log_best_model=first.tracking.log_model is not False,
@@ -270,9 +278,74 @@ class Orchestrator:
                      "its own report")
         note += resumed
         where = f"; each cell's overrides and log: {relative(sweep_dir / 'cells')}/" if todo else ""
+        if identity is not None:
+            print(mask(f"slnn: sweep {label}: a search of {len(cells)} arm(s) (parent run "
+                       f"{parent}){note}"), flush=True)
+            return []
         print(mask(f"slnn: sweep {label}: {len(cells)} cells: {the_plan.line()}; {len(todo)} to "
                    f"run (parent run {parent}){note}{where}"), flush=True)
         return todo
+
+    def _log_cells(self, client, parent: str, cells) -> None:
+        client.log_text(parent, json.dumps({"hashes": [c.hash for c in cells], "overrides": [
+            [mask(o) for o in c.overrides] for c in cells]}), "cells.json")
+
+    def extend(self, cell_overrides: list[list[str]], extra: list[dict], what: str) -> list:
+        """More cells of this sweep (a search's next batch of trials, its confirmation): each
+        composed, validated and hashed, with its ``extra`` (``tags``, ``trial``); the ones with no
+        matching finished run are returned to run, the others linked to the parent as a grid's
+        are. ``last_cells`` holds them all, in order."""
+        from slnn.sweep.resume import plan
+        from slnn.tracking.provenance import code_hash
+        from slnn.tracking.runs import finished_runs, link_to_parent
+
+        st = self.state
+        config_name = OmegaConf.select(self.config, "hydra.job.config_name") or "config"
+        cells = compose_cells(config_name, cell_overrides,
+                              OmegaConf.select(self.config, "hydra.searchpath"))
+        for i, (c, x) in enumerate(zip(cells, extra)):
+            c.index, c.tags, c.trial = len(self.all_cells) + i, dict(x.get("tags", {})), x.get("trial")
+        the_plan = self._retried(lambda: plan(
+            cells, finished_runs(self.client, st.experiment_id), code_hash(), force=st.force,
+            reuse_other_code=st.reuse_other_code), 3)
+        for reused in the_plan.reused.values():
+            self._retried(lambda r=reused: link_to_parent(self.client, st.experiment_id, r.run_id,
+                                                          st.parent_run_id), 3)
+        self.all_cells += cells
+        self.last_cells = cells
+        st.total += len(cells)
+        st.n_skipped += len(cells) - len(the_plan.todo)
+        say(mask(f"slnn: sweep {st.label}: {what}: {len(cells)} cells: {the_plan.line()}; "
+                 f"{len(the_plan.todo)} to run"), sys.stdout)
+        return the_plan.todo
+
+    def remember(self, cell_overrides: list[list[str]]) -> None:
+        """Cells of this sweep an earlier session ran (a resumed search's trials): listed in the
+        parent's ``cells.json`` with the rest, not run."""
+        config_name = OmegaConf.select(self.config, "hydra.job.config_name") or "config"
+        known = {c.hash for c in self.all_cells}
+        self.all_cells += [c for c in compose_cells(
+            config_name, cell_overrides, OmegaConf.select(self.config, "hydra.searchpath"))
+            if c.hash not in known]
+
+    def results(self, cells) -> dict[str, tuple[str, float | None]]:
+        """``{config hash: (outcome, final validation error)}`` of ``cells``' newest finished runs
+        under this sweep's parent (a reused run's link carries its figures)."""
+        from slnn.tracking.runs import iter_runs
+
+        st, want = self.state, {c.hash for c in cells}
+        found: dict[str, tuple[int, str, float | None]] = {}
+
+        def read():
+            for r in iter_runs(self.client, [st.experiment_id],
+                               f"tags.mlflow.parentRunId = '{st.parent_run_id}' and "
+                               "attributes.status = 'FINISHED'"):
+                h = r.data.tags.get("slnn.config_hash")
+                if h in want and (h not in found or r.info.start_time > found[h][0]):
+                    found[h] = (r.info.start_time, r.data.tags.get("slnn.outcome", ""),
+                                r.data.metrics.get("final/val_error"))
+        self._retried(read, 3)
+        return {h: (o, v) for h, (_, o, v) in found.items()}
 
     def _hydra_files(self, client, parent: str, sweep_dir: Path) -> str:
         """Hydra's ``multirun.yaml`` in the sweep folder (each cell's ``.hydra/`` is written by
@@ -329,6 +402,7 @@ class Orchestrator:
         st.save(state_path, mask(st.uri))
         mask_launch_config(self.config)  # what the launcher pickles for its jobs, too
         self.todo_folders = [c.folder for c in todo]
+        self.dealt = getattr(self, "dealt", []) + self.todo_folders  # every launch's (a search's)
         n_jobs = max(1, min(n_chunks, len(todo)))
         chunks = [todo] if shared else _chunks(todo, n_jobs)
         if shared:
@@ -426,6 +500,9 @@ class Orchestrator:
         from slnn.sweep.attempt import store_gone
 
         st = self.state
+        if st.search is not None:  # a search's cells, known only now, for its report
+            self._step(lambda: self._log_cells(self.client, st.parent_run_id, self.all_cells) or "",
+                       "no cells.json")
         entries = Ledger(Path(st.dir) / "progress.jsonl").per_cell(self._cells())
         # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
         not_run = st.total - st.n_skipped - len(entries)
@@ -597,7 +674,7 @@ class Orchestrator:
         """This session's cells (their folders), once they are dealt to jobs: the ledger is
         counted over them only, so a line a leftover job of an earlier session writes for a
         cell this session did not plan cannot stand in for one it did."""
-        folders = getattr(self, "todo_folders", None)
+        folders = getattr(self, "dealt", None)
         return None if folders is None else set(folders)
 
     def launcher_failed(self, exc: BaseException) -> int:

@@ -184,15 +184,21 @@ def open_study(storage, name: str, spec: SearchSpec):
     pruner (Optuna stores the trials, not these)."""
     import optuna
 
-    sampler = (optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(5, spec.trials))
-               if spec.sampler == "tpe" else optuna.samplers.RandomSampler(seed=spec.seed))
+    def sampler(seed: int):
+        return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, spec.trials))
+                if spec.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
+
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=spec.batch,
                                                             n_warmup_steps=spec.check_every),
               "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
                   min_resource=spec.check_every),
               "none": optuna.pruners.NopPruner}[spec.pruner]()
-    return optuna.create_study(study_name=name, storage=storage, direction="minimize",
-                               sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize",
+                                sampler=sampler(spec.seed), pruner=pruner, load_if_exists=True)
+    asked = len(study.get_trials(deepcopy=False))
+    if asked:  # a resumed study: its sampler must not draw the first session's points again
+        study.sampler = sampler(spec.seed + asked)
+    return study
 
 
 def trial_in(storage, name: str, number: int, spec: SearchSpec):

@@ -1,0 +1,147 @@
+"""A sweep with ``hydra.sweeper.search``: stage 1 tunes each arm with its own Optuna study,
+stage 2 runs each arm's best value again on the confirmation seeds. Every trial and every
+confirmation is a cell of the one sweep (same parent run, resume, claims and ledger).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+
+from slnn.core.outcomes import Outcome
+from slnn.sweep.search import (SearchSpec, journal, open_study, parse_search, storage_path,
+                               study_name)
+from slnn.tracking.console import say
+
+STAGE_TAG, ARM_TAG, TRIAL_TAG = "slnn.stage", "slnn.arm", "slnn.trial"
+
+
+def _value(v) -> str:
+    """An override's value as Hydra reads it back exactly (a float's shortest repr)."""
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+class Search:
+    """Drives a search through an ``Orchestrator`` (``run``) and a ``launch(todo)`` callable
+    that runs the cells ``run.extend`` returned."""
+
+    def __init__(self, run, node, grid_keys: list[str]):
+        from omegaconf import OmegaConf
+
+        self.run = run
+        # plain containers: the sweep's state file (JSON) keeps them for the jobs
+        self.node = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) \
+            else dict(node)
+        self.spec: SearchSpec = parse_search(self.node, grid_keys)
+        self.axes = set(grid_keys)
+        self.arms: list[list[str]] = []
+
+    # --- the arms and the sweep's identity -------------------------------------------------
+
+    def first_cells(self, arms: list[list[str]]) -> tuple[list[list[str]], str]:
+        """Each arm's cell at the space's first point on the first tuning seed (composed and
+        validated up front, so a bad arm fails before anything runs) and the search's identity:
+        what makes a rerun the same search (its arms, its settings; the code and data are
+        added by the orchestrator)."""
+        self.arms = arms
+        first = [f"{k}={_value(_low(d))}" for k, d in self.spec.space.items()]
+        cells = [[*arm, *first, f"seed={self.spec.tune_seeds[0]}"] for arm in arms]
+        key = hashlib.sha256(("search|" + self.spec.key()).encode()).hexdigest()[:16]
+        return cells, key
+
+    def label(self, arm: list[str]) -> str:
+        """The arm's name: its choice of each grid axis (``update=input model.activation=tanh``)."""
+        return " ".join(o for o in arm if o.split("=", 1)[0].lstrip("+~") in self.axes) or "all"
+
+    # --- stage 1 ---------------------------------------------------------------------------
+
+    def tune(self, launch) -> dict[str, dict]:
+        """Every arm's trials, a batch per arm at a time, until each has had ``trials``; the
+        best params per arm label (an arm with no completed trial is left out, and said)."""
+        spec, st = self.spec, self.run.state
+        folder = storage_path(st.uri, st.folder)
+        storage = journal(folder)
+        st.search = {"journal": str(folder), "node": self.node, "grid_keys": sorted(self.axes)}
+        studies = {self.label(a): (a, open_study(storage, study_name(st.sweep_hash, self.label(a)),
+                                                 spec)) for a in self.arms}
+        while True:
+            batch = []  # (arm, label, study name, trial number, params)
+            for label, (arm, study) in studies.items():
+                trials = study.get_trials(deepcopy=False)
+                ended = sum(t.state.is_finished() for t in trials)
+                pending = [t for t in trials if not t.state.is_finished()]  # asked, never told
+                room = spec.trials - ended
+                take = pending[:min(spec.batch, room)]
+                while len(take) < min(spec.batch, room) and len(trials) < spec.trials:
+                    t = study.ask(spec.space)
+                    take.append(t)
+                    trials = study.get_trials(deepcopy=False)
+                for t in take:
+                    batch.append((arm, label, study.study_name, t.number, dict(t.params)))
+            if not batch:
+                break
+            cells = [[*arm, *(f"{k}={_value(v)}" for k, v in params.items()),
+                      f"seed={spec.seed_of(n)}"] for arm, _, _, n, params in batch]
+            extra = [{"tags": {STAGE_TAG: "tune", ARM_TAG: label, TRIAL_TAG: str(n)},
+                      "trial": (name, n)} for _, label, name, n, _ in batch]
+            launch(self.run.extend(cells, extra, f"tuning, {len(batch)} trial(s)"))
+            results = self.run.results(self.run.last_cells)
+            for (arm, label, name, n, _), cell in zip(batch, self.run.last_cells):
+                _tell(studies[label][1], n, results.get(cell.hash))
+        every = [[*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()),
+                  f"seed={spec.seed_of(t.number)}"]
+                 for arm, study in studies.values() for t in study.get_trials(deepcopy=False)]
+        self.run.remember(every)  # trials an earlier session ran count in the parent's cells
+        best = {}
+        for label, (arm, study) in studies.items():
+            done = [t for t in study.get_trials(deepcopy=False)
+                    if t.state.name == "COMPLETE" and t.value is not None]
+            if done:
+                top = min(done, key=lambda t: (t.value, t.number))
+                best[label] = {"arm": arm, "params": dict(top.params), "value": top.value,
+                               "trial": top.number}
+            else:
+                say(f"slnn: search arm {label}: no trial completed; it is not confirmed",
+                    sys.stderr)
+        return best
+
+    # --- stage 2 ---------------------------------------------------------------------------
+
+    def confirm(self, best: dict[str, dict], launch) -> None:
+        cells, extra = [], []
+        for label, b in best.items():
+            for seed in self.spec.confirm_seeds:
+                cells.append([*b["arm"], *(f"{k}={_value(v)}" for k, v in b["params"].items()),
+                              f"seed={seed}"])
+                extra.append({"tags": {STAGE_TAG: "confirm", ARM_TAG: label,
+                                       TRIAL_TAG: str(b["trial"])}})
+        launch(self.run.extend(cells, extra, f"confirming {len(best)} arm(s) on "
+                                             f"{len(self.spec.confirm_seeds)} fresh seed(s)"))
+
+
+def _low(dist):
+    """A point of a distribution, for composing an arm's cell before any trial."""
+    if hasattr(dist, "choices"):
+        return dist.choices[0]
+    return dist.low
+
+
+def _tell(study, number: int, result) -> None:
+    """Tell trial ``number`` what its run came to: ``(outcome, val_error)`` or None (no run
+    finished: failed or killed). Diverged or untrainable runs score 1 (the worst error); a
+    pruned run is PRUNED. A trial another search already told is left as it is."""
+    import optuna
+
+    state, value = optuna.trial.TrialState.FAIL, None
+    if result is not None:
+        outcome, val_error = result
+        if outcome == Outcome.PRUNED:
+            state = optuna.trial.TrialState.PRUNED
+        else:
+            state = optuna.trial.TrialState.COMPLETE
+            value = 1.0 if val_error is None or not math.isfinite(val_error) else float(val_error)
+    try:
+        study.tell(number, value, state=state)
+    except (RuntimeError, ValueError):  # already finished (a concurrent search of the same study)
+        pass
