@@ -70,8 +70,7 @@ def test_a_typo_in_a_single_run_is_one_line_naming_the_key_meant(slnn_train, tmp
 
 
 # the named studies the package ships (the files, listed independently of slnn's own code)
-STUDIES = sorted(f.stem for f in (Path(__file__).parent.parent / "slnn" / "conf" /
-                                  "experiment").glob("*.yaml"))
+STUDIES = sorted(f.stem for f in (Path(__file__).parent.parent / "experiments").glob("*.yaml"))
 
 SWEEP_TYPOS = [
     # on the command line, swept or not, with + or without

@@ -69,6 +69,9 @@ def explain_hydra_error(e: BaseException) -> str:
         group, choice = missing.groups()
         return f"{group}={choice} is not valid:{did_you_mean(choice, opts)} choose one of {opts}"
     key = _unknown_key_of(e)
+    if key and key.startswith("hydra.sweeper.search."):  # a setting the study does not set
+        return (f"{key} is not set by this study: add it with +{key}=... (the search's "
+                "settings: docs/sweeps.md)")
     if key:
         return unknown_key(key)
     added = re.search(r"An item is already at '(.+?)'", str(e))
@@ -116,6 +119,13 @@ def precheck(overrides: list[str], multirun: bool = False) -> Config | None:
             check_keys(overrides, GroupChecker(searchpath_of(overrides)))
             if multirun:
                 parsed = OverridesParser.create().parse_overrides(list(overrides))
+                for o in parsed:  # Hydra's own keys are never swept: a range is their value
+                    if o.is_sweep_override() and o.key_or_group.startswith("hydra."):
+                        text = o.input_line.split("=", 1)[1]
+                        raise ConfigError(
+                            f"{o.key_or_group} is Hydra's setting, which a sweep cannot sweep: "
+                            f"to give it {text} as its value, quote it: "
+                            f"'{o.key_or_group}=\"{text}\"'")
                 compose("config", overrides=[o.input_line for o in parsed
                                              if not o.is_sweep_override()])
                 return None

@@ -329,22 +329,27 @@ class Orchestrator:
             if c.hash not in known]
 
     def results(self, cells) -> dict[str, tuple[str, float | None]]:
-        """``{config hash: (outcome, final validation error)}`` of ``cells``' newest finished runs
-        under this sweep's parent (a reused run's link carries its figures)."""
+        """``{config hash: (outcome, final validation error)}`` of ``cells``' newest finished runs:
+        under this sweep's parent (a reused run's link carries its figures), or, for a cell a
+        concurrent sweep ran (its claim), wherever it is in the experiment."""
         from slnn.tracking.runs import iter_runs
 
         st, want = self.state, {c.hash for c in cells}
         found: dict[str, tuple[int, str, float | None]] = {}
 
-        def read():
-            for r in iter_runs(self.client, [st.experiment_id],
-                               f"tags.mlflow.parentRunId = '{st.parent_run_id}' and "
-                               "attributes.status = 'FINISHED'"):
-                h = r.data.tags.get("slnn.config_hash")
-                if h in want and (h not in found or r.info.start_time > found[h][0]):
-                    found[h] = (r.info.start_time, r.data.tags.get("slnn.outcome", ""),
-                                r.data.metrics.get("final/val_error"))
-        self._retried(read, 3)
+        def read(where: str):
+            def step():
+                for r in iter_runs(self.client, [st.experiment_id],
+                                   f"{where} and attributes.status = 'FINISHED'"):
+                    h = r.data.tags.get("slnn.config_hash")
+                    if h in want and (h not in found or r.info.start_time > found[h][0]):
+                        found[h] = (r.info.start_time, r.data.tags.get("slnn.outcome", ""),
+                                    r.data.metrics.get("final/val_error"))
+            self._retried(step, 3)
+
+        read(f"tags.mlflow.parentRunId = '{st.parent_run_id}'")
+        for h in sorted(want - set(found)):
+            read(f"tags.`slnn.config_hash` = '{h}'")
         return {h: (o, v) for h, (_, o, v) in found.items()}
 
     def _hydra_files(self, client, parent: str, sweep_dir: Path) -> str:

@@ -68,15 +68,18 @@ class Search:
         while True:
             batch = []  # (arm, label, study name, trial number, params)
             for label, (arm, study) in studies.items():
-                trials = study.get_trials(deepcopy=False)
+                # the budget is trial numbers 0 .. trials-1, whoever asked them (a concurrent
+                # search of the same study shares them); one asked beyond it is not run
+                trials = [t for t in study.get_trials(deepcopy=False) if t.number < spec.trials]
                 ended = sum(t.state.is_finished() for t in trials)
-                pending = [t for t in trials if not t.state.is_finished()]  # asked, never told
-                room = spec.trials - ended
-                take = pending[:min(spec.batch, room)]
-                while len(take) < min(spec.batch, room) and len(trials) < spec.trials:
+                want = min(spec.batch, spec.trials - ended)
+                take = [t for t in trials if not t.state.is_finished()][:want]  # asked, never told
+                while len(take) < want and len(study.get_trials(deepcopy=False)) < spec.trials:
                     t = study.ask(spec.space)
+                    if t.number >= spec.trials:  # another search took the last number first
+                        _tell(study, t.number, None)
+                        break
                     take.append(t)
-                    trials = study.get_trials(deepcopy=False)
                 for t in take:
                     batch.append((arm, label, study.study_name, t.number, dict(t.params)))
             if not batch:
