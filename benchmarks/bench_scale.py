@@ -7,6 +7,8 @@
     .venv/bin/python benchmarks/bench_scale.py --postgres postgresql+psycopg2://u@host/db
     .venv/bin/python benchmarks/bench_scale.py --work /data/scale     # keep the stores there
     .venv/bin/python benchmarks/bench_scale.py --close slnn.sweep:close_summary  # time a close
+    .venv/bin/python benchmarks/bench_scale.py --sizes 4200 --curves  # every metric row too
+    .venv/bin/python benchmarks/bench_scale.py --record-costs /tmp/slnn-bench-scale/sqlite-4200-curves
 
 A benchmark, not a test: it prints figures and PASS or MISS against issue #25's goals, and
 asserts nothing.
@@ -27,6 +29,10 @@ MLflow's client at ~75 ms a run would take an hour; this takes a minute or two.
 The grid is the main study's (data iris_petal, blobs, iris x rules input, kronecker x 5
 activations x 20 seeds) with 7 learning rates at 4,200 runs, 70 at 42,000 and 167 at 100,200:
 a bigger study has more cells, as when a group adds data sets and rules.
+
+``--record-costs FOLDER`` prints instead what each part of a run's record (params, tags, metric
+points, latest metrics, dataset input, each kind of artifact) costs in store bytes and on disk,
+per child run of the store in FOLDER, and the sweep's logged model.
 
 Each timing runs in a fresh child process (``slnn-report --parent-run ... --out ...``); its peak
 resident memory is the child's own (``os.wait4``'s ``ru_maxrss``), its time the wall clock.
