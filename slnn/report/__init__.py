@@ -17,6 +17,7 @@ after every multirun.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class Analysis:
     # other than the guide's two
     rule_checks: dict | None = None
     answer: object = None  # the first screen: slnn.report.answer.Answer
+    tuning: object = None  # a tuned study's Tuning section: slnn.report.tuning.Tuning
 
 
 def analyse(sweep: SweepData | pd.DataFrame, fetch=None, *, identity=_COMPUTE,
@@ -115,42 +117,69 @@ def _give_back() -> None:
 
 
 def render_from(src: str | Path, out: str | Path | None = None, *,
-                target_error: float | None = None,
-                timings: dict | None = None) -> tuple[Path, list[Path]]:
+                target_error: float | None = None, timings: dict | None = None,
+                grid: str | Path | None = None,
+                grid_how: str = "crossfit") -> tuple[Path, list[Path]]:
     """Render the report from the data files in ``src`` into ``out`` (default: ``src``); returns
     the folder and every file of the report. The one way any report is drawn. ``timings``, if
-    given, receives the seconds spent loading, analysing and plotting, and rendering."""
+    given, receives the seconds spent loading, analysing and plotting, and rendering. A tuned
+    study (``slnn.report.tuning``) is analysed on its confirming runs and gets a Tuning
+    section; ``grid`` (a grid report's folder) adds the comparison with the grid's cell per arm
+    (``grid_how``: ``tuning.HOW``), and its runs are kept with the data files."""
+    from slnn.report import tuning as tn
     from slnn.report.datafiles import copy_inputs, load_inputs
-    from slnn.report.figures import make_figures
+    from slnn.report.figures import make_figures, palette
     from slnn.report.render import render
 
     t0 = time.perf_counter()
     src = Path(src)
     folder = Path(out) if out is not None else src
     inputs = load_inputs(src)
+    sweep, tuning = inputs.sweep, None
+    tuned = tn.is_tuned(sweep.runs)
+    if grid is not None and not tuned:
+        raise tn.GridError(f"--grid {grid}: this sweep has no tuning stage (no run tagged "
+                           "slnn.stage): --grid compares a tuned study with a grid; drop it")
+    grid_runs = tn.load_grid(grid) if grid is not None else None
     copy_inputs(src, folder)
+    if tuned:
+        sweep, tune = tn.split_stages(sweep)
+        if grid_runs is not None:
+            from slnn.report.datafiles import shown_folder
+
+            tn.keep_grid(grid_runs, sweep.runs, folder, shown_folder(Path(grid))
+                         or Path(grid).name, grid_how)
+            inputs.facts = json.loads((folder / "sweep.json").read_text())
+        elif tn.GRID_RUNS in inputs.facts.get("files", []):
+            from slnn.report.datafiles import read_runs
+
+            grid_runs = read_runs(folder / tn.GRID_RUNS)
+        tuning = tn.analyse_tuning(tune, sweep.runs, grid_runs, inputs.facts.get("grid", ""),
+                                   inputs.facts.get("grid_how", grid_how))
     target = inputs.facts.get("target_error", 0.1) if target_error is None else target_error
-    analysis = analyse(inputs.sweep, identity=inputs.identity, rule_checks=inputs.rule_checks,
+    analysis = analyse(sweep, identity=inputs.identity, rule_checks=inputs.rule_checks,
                        target_error=target)
-    figs = make_figures(inputs.sweep, analysis.summary, folder, analysis.answer)
+    analysis.tuning = tuning
+    figs = make_figures(sweep, analysis.summary, folder, analysis.answer)
+    if tuning is not None:
+        figs.append(tn.slice_figure(tuning, folder, palette(inputs.sweep.runs)))
     t = time.perf_counter()
-    files = [folder / f for f in inputs.facts["files"]] + render(inputs.sweep, analysis, figs,
-                                                                 folder)
+    files = [folder / f for f in inputs.facts["files"]] + render(sweep, analysis, figs, folder)
     if timings is not None:
         timings.update(plot=t - t0, render=time.perf_counter() - t)
     return folder.resolve(), files
 
 
 def report_from(src: str | Path, out: str | Path | None = None, *,
-                target_error: float | None = None) -> Path:
+                target_error: float | None = None, grid: str | Path | None = None) -> Path:
     """``slnn-report --from``: the report drawn again from its data files, with no store.
     Raises ``datafiles.MissingData`` (one line naming the file) when ``src`` lacks one."""
-    return render_from(src, out, target_error=target_error)[0]
+    return render_from(src, out, target_error=target_error, grid=grid)[0]
 
 
 def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
                       out: str | Path | None = None, target_error: float = 0.1,
-                      timings: dict | None = None) -> Path:
+                      timings: dict | None = None, grid: str | Path | None = None) -> Path:
     """Write the report of the sweep under ``parent_run_id`` and return its folder.
 
     Reads the store, writes the data files (``slnn.report.datafiles``) into the folder, then
@@ -195,7 +224,7 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
     _give_back()
     t1 = time.perf_counter()
     spent: dict = {}
-    folder, files = render_from(folder, timings=spent)
+    folder, files = render_from(folder, timings=spent, grid=grid)
     t2 = time.perf_counter()
     if attach:
         from slnn.report.source import open_client

@@ -44,7 +44,7 @@ WHOLE_RUNS = b"slnn.row_groups"
 CHUNK = 200  # runs per row group when a sweep held in memory is written
 # runs.csv's text columns: read as text ("None", the logged null of data.seed, stays "None")
 TEXT = ("run_id", "status", "start_time", "config_hash", "data", "update", "activation",
-        "data_seed", "outcome", "reason", "rule_digest", "rule_fn")
+        "data_seed", "outcome", "reason", "rule_digest", "rule_fn", "stage", "arm")
 
 
 class MissingData(ValueError):

@@ -38,7 +38,7 @@ OUTCOME_COLOURS = {Outcome.CONVERGED: "#2ca02c", Outcome.EARLY_STOPPED: "#17becf
 # cleared of these before a new report, so that a figure not drawn again does not linger
 PATTERNS = ("curves_*.png", "grad_cosine_*.png", "test_error_heatmap*.png", "outcomes.png",
             "epochs_to_target.png", "guide_plot.png", "answer.png", "time_to_target.png",
-            "performance_profile.png")
+            "performance_profile.png", "tuning_slice.png")
 
 
 def palette(runs: pd.DataFrame) -> dict:

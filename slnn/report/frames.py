@@ -98,6 +98,10 @@ def runs_frame(df: pd.DataFrame) -> pd.DataFrame:
         "rule_fn": _col(df, "tags.slnn.rule_fn", None),
         "rule_digest": _col(df, "tags.slnn.rule_digest", None),
     })
+    if "tags.slnn.stage" in df.columns:  # a tuned study: stage, arm, trial (a grid has none)
+        out["stage"] = _col(df, "tags.slnn.stage", None)
+        out["arm"] = _col(df, "tags.slnn.arm", None)
+        out["trial"] = pd.to_numeric(_col(df, "tags.slnn.trial"), errors="coerce")
     for m, (now, before) in FINALS.items():
         out[m] = pd.to_numeric(_col(df, now), errors="coerce").fillna(
             pd.to_numeric(_col(df, before), errors="coerce"))
@@ -304,6 +308,8 @@ def needed_runs(runs: pd.DataFrame, study: str) -> set[str]:
     histories only give each run's ``history_finals``."""
     from slnn.report.selection import choose_best, crossfit, seed_split
 
+    if "stage" in runs and runs["stage"].notna().any():  # a tuned study: its confirm runs
+        runs = runs[runs["stage"] == "confirm"]
     if study == "guide_reproduction" or runs.empty:
         return set(runs["run_id"])
     done = runs[runs["outcome"] != Outcome.RUNNING]

@@ -78,12 +78,19 @@ def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[B
     lead = {"answer", "time_to_target", "performance_profile"}
     blocks: list[Block] = []
     ans = getattr(analysis, "answer", None)
+    tuning = getattr(analysis, "tuning", None)
     if ans is not None:
         blocks += [("fig_plain", f) for f in figs if f.key == "answer"]
-        blocks += [("table", display(ans)), ("caption", caption(ans))]
+        blocks += [("table", display(ans)), ("caption", caption(ans) + (
+            " " + tuning.caption_words() if tuning is not None else ""))]
     blocks.append(("toc", None))
     if sweep.notes:
         blocks += [("h2", "What is missing"), ("notes", sweep.notes)]
+    if tuning is not None:  # a tuned study: slnn.report.tuning
+        from slnn.report.tuning import tuning_blocks
+
+        blocks += tuning_blocks(tuning, figs)
+        lead = lead | {"tuning_slice"}
     if ans is not None:
         blocks += time_to_target_blocks(ans, [f for f in figs if f.key == "time_to_target"])
         blocks += every_run_blocks(ans, sweep.runs,
@@ -215,7 +222,15 @@ def write_data(sweep: Sweep, analysis, out: Path) -> list[Path]:
     ``datafiles.write_inputs``, before any analysis)."""
     analysis.summary.join(analysis.learn).to_csv(out / "summary.csv", index=False)
     analysis.tests.to_csv(out / "tests.csv", index=False)
-    return [out / f for f in DATA_FILES]
+    files = [out / f for f in DATA_FILES]
+    tuning = getattr(analysis, "tuning", None)
+    if tuning is not None:  # a tuned study's tables (slnn.report.tuning)
+        tuning.table.to_csv(out / "tuning.csv", index=False)
+        files.append(out / "tuning.csv")
+        if tuning.comparison is not None:
+            tuning.comparison.to_csv(out / "grid_comparison.csv", index=False)
+            files.append(out / "grid_comparison.csv")
+    return files
 
 
 def render(sweep: Sweep, analysis, figs: list[Fig], out: Path) -> list[Path]:

@@ -186,6 +186,7 @@ def search_frame(client, experiment_ids: list[str], filter_string: str) -> pd.Da
 _FINAL_COLUMNS = [c for pair in FINALS.values() for c in pair]
 TAG_KEYS = ("slnn.config_hash", "slnn.data", "slnn.update", "slnn.activation", "slnn.outcome",
             "slnn.reason", "slnn.rule_fn", "slnn.rule_digest", "slnn.link_to",
+            "slnn.stage", "slnn.arm", "slnn.trial",  # a tuned study's (slnn.sweep.tune)
             *dict.fromkeys(c[len("tags."):] for c in _FINAL_COLUMNS if c.startswith("tags.")))
 PARAM_KEYS = ("data.name", "update.rule", "model.activation", "optim.lr", "seed", "data.seed",
               "train.epochs")
