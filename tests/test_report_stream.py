@@ -192,3 +192,34 @@ def test_a_report_keeps_only_the_histories_it_draws_and_draws_the_same(committed
         assert a.answer.km.equals(whole.answer.km)
         pd.testing.assert_frame_equal(a.summary, whole.summary)
         pd.testing.assert_frame_equal(a.tests, whole.tests)
+
+
+@pytest.mark.parametrize("sql", [True, False], ids=["sql", "search_runs"])
+def test_cells_another_sweep_ran_are_read_from_it(store, sql, monkeypatch):
+    """A sweep whose cell is a link to another sweep's run, and whose grid (cells.json) names a
+    cell only the other sweep ran, reports those two runs of the other sweep, on a SQL store's
+    query as through search_runs."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from slnn.report import source
+
+    uri, parent_a = store
+    client = MlflowClient(uri)
+    exp = client.get_run(parent_a).info.experiment_id
+    of_a = {r.data.tags["slnn.config_hash"]: r.info.run_id for r in client.search_runs(
+        [exp], f"tags.mlflow.parentRunId = '{parent_a}' and attributes.status = 'FINISHED'")}
+    parent_b = client.create_run(exp, tags={"slnn.sweep": "true", "slnn.study": "sweep",
+                                            "slnn.n_cells": "2"}).info.run_id
+    client.log_text(parent_b, json.dumps({"hashes": ["h0", "h5"]}), "cells.json")
+    link = client.create_run(exp, tags={"mlflow.parentRunId": parent_b, "slnn.link_to": of_a["h0"],
+                                        "slnn.config_hash": "h0", "slnn.outcome": "max_epochs"})
+    client.set_terminated(link.info.run_id, "FINISHED")
+    if not sql:
+        monkeypatch.setattr(source, "_sql_scheme", lambda uri: False)
+    sweep = source.read_sweep(uri, parent_b)
+    assert set(sweep.runs["run_id"]) == {of_a["h0"], of_a["h5"]}
+    assert sweep.runs["has_history"].all() and sweep.runs["update"].eq("input").all()
+    client.delete_run(link.info.run_id)
+    client.delete_run(parent_b)
