@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "error; never by a test figure) in the Model Registry with the alias "
                         "'best', as NAME "
                         "(default: slnn-<study>)")
+    p.add_argument("--grid", metavar="DIR",
+                   help="for a tuned study (hydra.sweeper.search): compare each arm's confirmed "
+                        "test error with the grid's cell for the same (data, rule, activation), "
+                        "from a grid report's folder DIR (e.g. reports/guide_vs_correct), "
+                        "chosen cross-fitted as that report chooses; its runs are kept with the "
+                        "report's data")
     p.add_argument("--rule-file", action="append", default=[], metavar="FILE",
                    help="a user's rule file (update=custom) the report may run to check the "
                         "rule, only if its sha256 is the one the runs recorded; repeat for "
@@ -146,12 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     from slnn.report import ReportError, newest_sweep, report_for_parent
     from slnn.report.source import find_sweep
+    from slnn.report.tuning import GridError
     from slnn.tracking.console import quiet_mlflow
 
     quiet_mlflow(logging.ERROR)  # and no progress bars when histories are downloaded
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         return _fail(f"--out {args.out} is a file, not a folder: pass a folder (it is created if "
                      "missing), e.g. --out reports/mine")
+    if args.grid is not None:
+        from slnn.report.tuning import GridError, load_grid
+
+        try:
+            load_grid(args.grid)  # a bad folder is said before the store is read
+        except GridError as e:
+            return _fail(str(e))
     if args.from_dir is not None:
         return _from(args)
     for f in args.rule_file:
@@ -166,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                   else newest_sweep(uri, args.experiment or "slnn"))
         with allow_rule_files(args.rule_file):  # the only rule files the report may run
             folder = report_for_parent(uri, parent, attach=args.attach, out=args.out,
-                                       target_error=args.target_error or 0.1)
-    except ReportError as e:
+                                       target_error=args.target_error or 0.1, grid=args.grid)
+    except (ReportError, GridError) as e:
         return _fail(str(e))
     except KeyboardInterrupt as e:
         from slnn.app.signals import exit_code, what
@@ -200,10 +214,12 @@ def _from(args) -> int:
     """``--from DIR``: the report drawn again from DIR's data files; no store is opened."""
     from slnn.report import report_from
     from slnn.report.datafiles import MissingData
+    from slnn.report.tuning import GridError
 
     try:
-        folder = report_from(args.from_dir, args.out, target_error=args.target_error)
-    except MissingData as e:
+        folder = report_from(args.from_dir, args.out, target_error=args.target_error,
+                             grid=args.grid)
+    except (MissingData, GridError) as e:
         return _fail(str(e))
     except KeyboardInterrupt as e:
         from slnn.app.signals import exit_code, what

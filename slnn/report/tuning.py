@@ -230,8 +230,17 @@ def grid_comparison(confirm: pd.DataFrame, grid: pd.DataFrame,
                      "grid_test_error": gm, "grid_lo": glo, "grid_hi": ghi,
                      "tuned_lr": float(co["lr"].iloc[0]), "tuned_seeds": tn,
                      "tuned_test_error": tm, "tuned_lo": tlo, "tuned_hi": thi,
-                     "no_worse": bool(np.isfinite(tm) and np.isfinite(bound) and tm <= bound)})
+                     "no_worse": bool(np.isfinite(tm) and np.isfinite(bound) and tm <= bound),
+                     "grid_epochs": _budget(g), "tuned_epochs": _budget(co)})
     return pd.DataFrame(rows)
+
+
+def _budget(runs: pd.DataFrame) -> str:
+    """The runs' epoch budget(s), as text."""
+    if "epochs_max" not in runs:
+        return ""
+    return ", ".join(f"{v:g}" for v in sorted(pd.to_numeric(runs["epochs_max"],
+                                                             errors="coerce").dropna().unique()))
 
 
 def keep_grid(grid: pd.DataFrame, confirm: pd.DataFrame, folder: Path, name: str,
@@ -241,7 +250,8 @@ def keep_grid(grid: pd.DataFrame, confirm: pd.DataFrame, folder: Path, name: str
     from slnn.report.datafiles import SWEEP
 
     arms = confirm[ARM].drop_duplicates()
-    grid[GRID_COLUMNS].merge(arms, on=ARM).to_csv(folder / GRID_RUNS, index=False)
+    cols = GRID_COLUMNS + [c for c in ("epochs_max",) if c in grid.columns]
+    grid[cols].merge(arms, on=ARM).to_csv(folder / GRID_RUNS, index=False)
     facts = json.loads((folder / SWEEP).read_text())
     if GRID_RUNS not in facts.get("files", []):
         facts.setdefault("files", []).append(GRID_RUNS)
@@ -346,6 +356,16 @@ def comparison_display(c: pd.DataFrame) -> pd.DataFrame:
     } for r in c.itertuples()])
 
 
+def _budget_words(c: pd.DataFrame) -> str:
+    differ = c[(c["grid_epochs"] != c["tuned_epochs"]) & (c["grid_epochs"] != "")
+               & (c["tuned_epochs"] != "")]
+    if differ.empty:
+        return ""
+    r = differ.iloc[0]
+    return (f" The epoch budgets differ (grid {r.grid_epochs}, tuned {r.tuned_epochs}, in "
+            f"{len(differ)} arm(s)), so the comparison is not like for like.")
+
+
 def tuning_blocks(tuning: Tuning, figs: list[Fig]) -> list:
     """The Tuning section: the seeds, the table per arm, the slice plot, the grid comparison."""
     t = tuning.table
@@ -374,5 +394,6 @@ def tuning_blocks(tuning: Tuning, figs: list[Fig]) -> list:
                                    "error is the mean over the seeds reported there. No worse: "
                                    "the tuned arm's confirmed mean test error is at most the "
                                    "upper end of the grid's interval. "
-                                   f"{n} of {len(c)} arm(s) are no worse.")]
+                                   f"{n} of {len(c)} arm(s) are no worse."
+                                   + _budget_words(c))]
     return blocks
