@@ -74,11 +74,13 @@ def test_every_committed_report_is_what_the_code_makes_of_its_data(study, tmp_pa
 
 # --- slnn-report --from --------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def data_folder(tmp_path_factory) -> Path:
-    """A report's data files, from the committed guide_reproduction's runs and histories."""
-    folder = tmp_path_factory.mktemp("from") / "data"
-    folder.mkdir()
+@pytest.fixture
+def data_folder(tmp_path) -> Path:
+    """A report's data files, from the committed guide_reproduction's runs and histories. Made
+    per test (a copy and a small CSV, well under a second), so that the module is no single unit
+    for pytest-xdist (conftest.py) and the committed reports' renders spread over the workers."""
+    folder = tmp_path / "from" / "data"
+    folder.mkdir(parents=True)
     src = ROOT / "reports" / "guide_reproduction"
     for name in (RUNS, TIDY):
         shutil.copyfile(src / name, folder / name)
@@ -103,7 +105,7 @@ def no_store_env() -> dict:
     return {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
 
 
-def test_from_draws_the_report_without_a_store(data_folder, tmp_path):
+def test_from_draws_the_report_without_a_store(data_folder, tmp_path, monkeypatch):
     cwd = tmp_path / "empty"
     cwd.mkdir()
     out = tmp_path / "out"
@@ -126,12 +128,16 @@ def test_from_draws_the_report_without_a_store(data_folder, tmp_path):
     assert "e-16" not in md
     for name in (*REQUIRED, IDENTITY):
         assert (out / name).read_bytes() == (data_folder / name).read_bytes(), name
-    # written back into the folder itself without --out: the same report
+    # written back into the folder itself without --out: the same report. In this process (the
+    # console script and its store-free environment were the first render's): the same main(),
+    # with the same unreachable tracking URI, so any store call would still fail
+    from slnn.app.report_cli import main
+
     own = tmp_path / "own"
     shutil.copytree(data_folder, own)
-    again = subprocess.run([str(SLNN_REPORT), "--from", str(own)], cwd=cwd,
-                           env=no_store_env(), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", no_store_env()["MLFLOW_TRACKING_URI"])
+    monkeypatch.chdir(cwd)
+    assert main(["--from", str(own)]) == 0
     assert without_generated((own / "report.md").read_text()) == without_generated(md)
     for name in ("summary.csv", "tests.csv"):
         assert (own / name).read_bytes() == (out / name).read_bytes(), name
