@@ -14,6 +14,8 @@ into a real ``mlflow server`` over HTTP.
 
 from __future__ import annotations
 
+import collections
+
 import copy
 import itertools
 import json
@@ -51,6 +53,9 @@ EXPERIMENTS = sorted(f.name.removesuffix(".yaml") for f in slnn.app.schema.conf_
                      .iterdir() if f.name.endswith(".yaml"))
 FINISHED_OUTCOMES = {"converged", "max_epochs", "early_stopped"}
 EXPECTED_OUTCOMES = FINISHED_OUTCOMES | {"diverged", "shape_mismatch"}
+# the studies that search (hydra.sweeper.search) instead of running a grid
+SEARCHES = {n for n in EXPERIMENTS if "search:" in (slnn.app.schema.conf_group("experiment")
+                                                     / f"{n}.yaml").read_text()}
 
 START = re.compile(r"^slnn: sweep (?P<study>\S+): (?P<cells>\d+) cells: (?P<skipped>\d+) reused, "
                    r"(?:\d+ rerun because the \w+ changed, )*\d+ new(?:, \d+ rerun \(sweep.force=true\))?; "
@@ -784,6 +789,19 @@ def test_every_study_runs_with_a_tiny_budget(name, tmp_path, store, slnn_train):
     n_cells = int(np.prod([len(swept_values(k, v)) for k, v in params.items() if is_group(k)]))
     if name in NEEDS:
         (tmp_path / "my_rules.py").write_text(USER_RULE)
+    if name in SEARCHES:  # a search: one trial per arm, confirmed on one seed
+        small = ["hydra.sweeper.search.trials=1", "hydra.sweeper.search.batch=1",
+                 'hydra.sweeper.search.confirm_seeds="[0]"']
+        proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2",
+                                           *small), cwd=tmp_path))
+        n_arms = int(np.prod([len(swept_values(k, v)) for k, v in params.items()]))
+        assert f"a search of {n_arms} arm(s)" in proc.stdout
+        parents, cells = split_runs(all_runs(store))
+        assert len(parents) == 1 and parents[0].data.tags["slnn.study"] == name
+        stages = collections.Counter(r.data.tags["slnn.stage"] for r in cells)
+        assert stages == {"tune": n_arms, "confirm": n_arms}
+        assert {r.data.tags["slnn.outcome"] for r in cells} <= EXPECTED_OUTCOMES | {"pruned"}
+        return
     proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2", *pins,
                                        *_needs(name)), cwd=tmp_path))
     start = one(START, proc.stdout)

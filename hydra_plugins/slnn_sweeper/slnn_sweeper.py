@@ -22,7 +22,7 @@ class SlnnSweeper(Sweeper):
                  search: Optional[dict] = None):
         self.params = params or {}
         self.chunks = chunks
-        self.search = search or None  # {}: a grid sweep
+        self.search = search if search and search.get("space") else None  # none: a grid
         self.config: Optional[DictConfig] = None
         self.launcher = None
 

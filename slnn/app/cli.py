@@ -69,9 +69,9 @@ def explain_hydra_error(e: BaseException) -> str:
         group, choice = missing.groups()
         return f"{group}={choice} is not valid:{did_you_mean(choice, opts)} choose one of {opts}"
     key = _unknown_key_of(e)
-    if key and key.startswith("hydra.sweeper.search."):  # a setting the study does not set
-        return (f"{key} is not set by this study: add it with +{key}=... (the search's "
-                "settings: docs/sweeps.md)")
+    if key and key.startswith("hydra.sweeper.search."):
+        return (f"{key} is not a search setting: use space, trials, batch, tune_seeds, "
+                "confirm_seeds, sampler, pruner, check_every or seed (docs/sweeps.md)")
     if key:
         return unknown_key(key)
     added = re.search(r"An item is already at '(.+?)'", str(e))

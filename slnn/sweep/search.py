@@ -63,6 +63,8 @@ def _seeds(value, what: str) -> tuple[int, ...]:
             seeds = list(parsed.list)
         elif isinstance(parsed, int):
             seeds = [parsed]
+        elif isinstance(parsed, list):
+            seeds = list(parsed)
         else:
             seeds = [None]
     if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
