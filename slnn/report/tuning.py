@@ -294,7 +294,7 @@ def slice_figure(tuning: Tuning, out: Path, pal: dict) -> Fig:
     fig, axes = plt.subplots(nrow, ncol, figsize=(10, 3.0 * nrow + 0.6), squeeze=False,
                              sharey=True)
     chosen = tuning.table.set_index("arm")["trial"] if len(tuning.table) else pd.Series()
-    for ax, (data, act) in zip(axes.flat, panels):
+    for i, (ax, (data, act)) in enumerate(zip(axes.flat, panels)):
         p = t[(t["data"] == data) & (t["activation"] == act)]
         for rule, r in p.groupby("update", sort=True):
             c = pal.get(rule, "#888888")
@@ -311,7 +311,8 @@ def slice_figure(tuning: Tuning, out: Path, pal: dict) -> Fig:
         ax.set_ylabel("validation error", fontsize=10)
         ax.tick_params(which="both", labelsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9, frameon=False)
+        if i == 0:  # the same rules and markers in every panel
+            ax.legend(fontsize=9, framealpha=0.8, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     _suptitle(fig, title, y=1.0, va="bottom")
