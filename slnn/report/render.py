@@ -41,11 +41,17 @@ def _counts_line(sweep: Sweep) -> str:
     return f"{len(sweep.runs)} runs{cells} ({parts}); {sweep.n_children} child runs recorded in all"
 
 
-def _header(sweep: Sweep) -> list[tuple[str, str]]:
+def _header(sweep: Sweep, tuning=None) -> list[tuple[str, str]]:
+    runs = _counts_line(sweep)
+    if tuning is not None:  # ``sweep`` holds the confirming runs (slnn.report.tuning)
+        import dataclasses
+
+        runs = (f"{len(tuning.trials)} tuning runs (see Tuning), then confirming: "
+                + _counts_line(dataclasses.replace(sweep, n_cells=None)))
     return [("sweep parent run", sweep.parent_run_id),
             ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
             ("tracking URI", display_uri(sweep.uri)), ("parent run status", sweep.parent_status),
-            ("runs", _counts_line(sweep)),
+            ("runs", runs),
             ("regenerate", regenerate_command(sweep)), ("or, with its store", rebuild_command(sweep)),
             ("re-render from its data", rerender_command(sweep)),
             ("generated", time.strftime("%Y-%m-%d %H:%M:%S"))]
@@ -101,7 +107,7 @@ def document(sweep: Sweep, analysis, figs: list[Fig]) -> tuple[list[str], list[B
         blocks.append(("h3", f"{i}. {f.title}"))
         blocks.append(("fig", f))
     blocks += appendix_sections(analysis)
-    blocks += [("h2", "Sweep"), ("ul", [(k, v) for k, v in _header(sweep)])]
+    blocks += [("h2", "Sweep"), ("ul", [(k, v) for k, v in _header(sweep, tuning)])]
     blocks += [("h2", "Data"), ("p", DATA_NOTE)]
     return analysis.headline, blocks
 
