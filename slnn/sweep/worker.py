@@ -77,17 +77,26 @@ def run_cell(c, chash: str, state: SweepState, folder: str = "", tags: dict | No
     return True
 
 
+@functools.lru_cache(maxsize=4)
+def _journal(folder: str):
+    """One Optuna storage per process and search: it reads only what was appended to the
+    journal since its last read, where a new one replays the whole file for every cell."""
+    from slnn.sweep.search import journal
+
+    return journal(Path(folder))
+
+
 def _pruning(state: SweepState, trial: tuple) -> dict:
     """``run_one``'s ``on_epoch`` and ``check_every`` for a search's trial: every
     ``check_every`` epochs the run's validation loss goes to the trial, and the run stops as
     ``pruned`` when the search's pruner says so (``slnn.sweep.search``)."""
     import math
 
-    from slnn.sweep.search import journal, parse_search, trial_in
+    from slnn.sweep.search import parse_search, trial_in
 
     spec = parse_search(state.search["node"], state.search["grid_keys"])
     name, number = trial
-    reporter = trial_in(journal(Path(state.search["journal"])), name, number, spec)
+    reporter = trial_in(_journal(state.search["journal"]), name, number, spec)
 
     def on_epoch(row: dict) -> bool:
         epoch = int(row["epoch"])

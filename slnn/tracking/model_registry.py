@@ -158,9 +158,6 @@ def register_best(uri: str, parent_run_id: str, name: str | None = None,
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from slnn.tracking.store import track_sqlite_engines
-
-    track_sqlite_engines()  # closed at exit (slnn.app.shutdown)
     # an explicit registry URI: the fluent API would use whatever store was set globally last
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run, parent = best_run(client, parent_run_id)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import weakref
 from pathlib import Path
 
 from slnn.tracking.faults import TrackingError, describe, mask, quiet_store_errors
@@ -241,7 +240,6 @@ def create_sqlite_store(path: str) -> None:
 _scratch_stores: set[str] = set()  # real paths of stores being made (create_sqlite_store)
 _wal_stores: set[str] = set()  # real paths of the SQLite stores this process writes to
 _listening = False
-_store_engines: weakref.WeakSet | None = None  # SQLite engines in use (close_sqlite_stores)
 
 
 def commit_without_waiting_for_the_disk(uri: str) -> None:
@@ -298,38 +296,6 @@ def _listen_for_sqlite_connections() -> None:
     _listening = True
 
 
-def track_sqlite_engines() -> None:
-    """From now on, note every SQLite engine this process connects with (MLflow's included,
-    read-only ones too), for ``close_sqlite_stores``. Idempotent; ``client_for`` calls it."""
-    global _store_engines
-    if _store_engines is not None:
-        return
-    from slnn._compat import on_every_sqlalchemy_engine
-
-    def on_engine_connect(conn, *args):
-        # every SQLite engine: disposing one that is not a store of ours costs nothing
-        engine = conn.engine
-        if engine not in _store_engines and engine.url.get_backend_name() == "sqlite":
-            _store_engines.add(engine)
-
-    _store_engines = weakref.WeakSet()
-    on_every_sqlalchemy_engine("engine_connect", on_engine_connect)
-
-
-def close_sqlite_stores() -> None:
-    """Close the pooled connections of the SQLite stores this process opened
-    (``Engine.dispose``: a later use would open new ones). The last connection to a WAL store
-    folds the log back into the database file and removes it, so the file alone is the whole
-    store again. The interpreter did that in its last garbage collection (MLflow keeps its
-    engines in a class attribute, which only the collector frees); ``slnn.app.shutdown`` skips
-    that collection, so it calls this first."""
-    for engine in list(_store_engines or ()):
-        try:
-            engine.dispose()
-        except Exception:  # noqa: BLE001 - at exit: the log stays, and is read back next time
-            pass
-
-
 def client_for(uri: str, *, write: bool = True):
     """An ``MlflowClient`` for ``uri``, after the store has been checked (a server must answer
     healthily; a SQLite file must be a sound, fully migrated database, writable if ``write``)
@@ -340,7 +306,6 @@ def client_for(uri: str, *, write: bool = True):
 
     bound_http_waits()
     quiet_store_errors()
-    track_sqlite_engines()  # read-only clients too: their connections are closed at exit
     if write:
         commit_without_waiting_for_the_disk(uri)
     if uri in _ready:
