@@ -98,6 +98,9 @@ class Progress:
         self.todo = len(cells)
         self.reader = LedgerReader(Path(state.dir) / "progress.jsonl", set(cells) or None)
         self.last_time, self.last_done = clock(), 0
+        # rates count from this launch (a search launches a batch at a time), or from the
+        # sweep's start for its first launch, whose preparation the user waited for too
+        self.began = state.start if clock() - state.start < 60 else clock()
         self.estimated = False
         self.failures = 0
         self.drawn = False
@@ -114,7 +117,7 @@ class Progress:
         done = self.done()
         total, reused = st.total, st.n_skipped
         counts = Counter(e["outcome"] for e in self.reader.last.values())
-        elapsed = max(self.clock() - st.start, 1e-9)
+        elapsed = max(self.clock() - self.began, 1e-9)
         rate = done / elapsed
         left = max(self.todo - done, 0)
         eta = fmt_eta(left / rate) if rate > 0 else "?"
@@ -160,7 +163,7 @@ class Progress:
         few = max(3, self.workers)
         if not self.estimated and done >= min(few, self.todo) and done < self.todo:
             self.estimated = True
-            elapsed = max(now - self.state.start, 1e-9)
+            elapsed = max(now - self.began, 1e-9)
             whole = elapsed / done * self.todo
             if whole - elapsed >= ESTIMATE_SECONDS:
                 s = "s" if self.workers != 1 else ""
