@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,29 @@ def run_slnn_train(args: list[str], cwd: Path, *, module: bool = False,
 def slnn_train():
     """``slnn_train(["data=iris_petal"], cwd=tmp_path)`` -> the finished subprocess."""
     return run_slnn_train
+
+
+@pytest.fixture(scope="session")
+def new_sqlite_store(tmp_path_factory):
+    """``new_sqlite_store(folder)`` -> the URI of an empty SQLite store at ``folder/mlflow.db``,
+    made as slnn makes a new store (``client_for``: migrated, in WAL mode, checkpointed into the
+    file) once per worker and copied: a migration costs about a second of CPU, which tests that
+    are not about making stores need not pay each time (test_store_creation.py and
+    test_tracking.py make theirs the real way). Its Default experiment's artifact folder is the
+    template's own: the tests given a copy record into experiments of their own."""
+    from slnn.tracking.store import client_for
+
+    folder = tmp_path_factory.mktemp("store_template")
+    template = folder / "mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        client_for(f"sqlite:///{template}").search_experiments()
+
+    def make(dest: Path) -> str:
+        shutil.copyfile(template, Path(dest) / "mlflow.db")
+        return f"sqlite:///{Path(dest) / 'mlflow.db'}"
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,11 @@ def global_tracking_uri(uri: str):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, new_sqlite_store):
     root = tmp_path_factory.mktemp("models_store")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        uri = f"sqlite:///{root}/mlflow.db"
+        uri = new_sqlite_store(root)
         yield SimpleNamespace(root=root, uri=uri, client=MlflowClient(uri))
 
 

@@ -30,12 +30,12 @@ ROOT = Path(slnn.__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, new_sqlite_store):
     root = tmp_path_factory.mktemp("prov")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.chdir(root)
-        uri = f"sqlite:///{root}/mlflow.db"
+        uri = new_sqlite_store(root)
         yield SimpleNamespace(root=root, uri=uri, client=MlflowClient(uri))
 
 

@@ -16,11 +16,11 @@ from slnn.app.run import build_dataset, run_one
 
 
 @pytest.fixture()
-def sweep_store(tmp_path, monkeypatch, compose):
+def sweep_store(tmp_path, monkeypatch, compose, new_sqlite_store):
     """Three real runs (different learning rates) under one hand-made parent run."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_sqlite_store(tmp_path)
     client = MlflowClient(uri)
     exp = client.create_experiment("reg")
     parent = client.create_run(exp, tags={"slnn.sweep": "true", "slnn.study": "regtest"}).info.run_id
@@ -95,10 +95,10 @@ def test_ties_in_validation_loss_are_broken_by_validation_error_never_test(sweep
     assert client.get_model_version_by_alias("tie-test", "best").run_id == a
 
 
-def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose):
+def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose, new_sqlite_store):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_sqlite_store(tmp_path)
     client = MlflowClient(uri)
     exp = client.create_experiment("none")
     parent = client.create_run(exp).info.run_id
@@ -109,7 +109,7 @@ def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose):
 
 
 def test_the_best_run_read_page_by_page_is_the_newest_finished_per_cell_lowest_loss(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, new_sqlite_store):
     """``best_run`` reads a sweep's children a page at a time (``tracking.runs.PAGE``, 2 here):
     its choice equals one made here over every run at once. A cell run twice counts by its
     newest FINISHED run; a newer FAILED run of a cell does not hide its FINISHED one; a run that
@@ -120,7 +120,7 @@ def test_the_best_run_read_page_by_page_is_the_newest_finished_per_cell_lowest_l
     from slnn.tracking.runs import iter_runs
 
     monkeypatch.setattr(slnn.tracking.runs, "PAGE", 2)
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(new_sqlite_store(tmp_path))
     exp = client.create_experiment("pages", artifact_location=(tmp_path / "a").as_uri())
     parent = client.create_run(exp).info.run_id
     other = client.create_run(exp).info.run_id

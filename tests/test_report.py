@@ -257,14 +257,14 @@ def _result(outcome: str, epochs: int, level: float):
 
 
 @pytest.fixture(scope="module")
-def toy_store(tmp_path_factory):
+def toy_store(tmp_path_factory, new_sqlite_store):
     """(uri, client) of an empty store made once: migrating a new SQLite store takes seconds."""
     from slnn.tracking import recorder as slnn_recorder, store as slnn_store
 
     folder = tmp_path_factory.mktemp("toy_store")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)  # MLflow resolves the default artifact root against the working directory
-        client = slnn_store.client_for(sqlite_uri(folder))
+        client = slnn_store.client_for(new_sqlite_store(folder))
         client.search_experiments()
         yield sqlite_uri(folder), client
 

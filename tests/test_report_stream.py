@@ -33,13 +33,13 @@ def _result(outcome: str, epochs: int, level: float, seed: int):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, new_sqlite_store):
     """(uri, parent run id) of a sweep of 13 children: two rules x two lrs x three seeds, one
     cell rerun after a failure, one cell whose runs differ in a param besides the seed."""
     from slnn.tracking import recorder as slnn_recorder, store as slnn_store
 
     folder = tmp_path_factory.mktemp("stream_store")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = new_sqlite_store(folder)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         client = slnn_store.client_for(uri)

@@ -61,9 +61,9 @@ print(json.dumps({"columns": list(out.columns), "data": out.to_numpy().tolist()}
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(tmp_path, monkeypatch, new_sqlite_store):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_sqlite_store(tmp_path)
     return SimpleNamespace(uri=uri, client=MlflowClient(uri))
 
 
