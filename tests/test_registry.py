@@ -95,7 +95,8 @@ def test_ties_in_validation_loss_are_broken_by_validation_error_never_test(sweep
     assert client.get_model_version_by_alias("tie-test", "best").run_id == a
 
 
-def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose, new_sqlite_store):
+def test_a_sweep_with_nothing_trained_says_so(tmp_path, monkeypatch, compose,
+                                              new_sqlite_store):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = new_sqlite_store(tmp_path)
