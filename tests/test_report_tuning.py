@@ -8,6 +8,8 @@ computed here from the store with the MLflow client.
 
 from __future__ import annotations
 
+import collections
+
 import json
 import math
 from pathlib import Path
@@ -113,20 +115,30 @@ def test_the_tuning_table_is_what_the_store_holds(tuned):
         row = table[table["arm"] == arm].iloc[0]
         tune, confirm = runs[runs["stage"] == "tune"], runs[runs["stage"] == "confirm"]
         assert set(tune["seed"]) <= TUNE_SEEDS and set(confirm["seed"]) == CONFIRM_SEEDS
-        # the counts by how each trial ended
-        pruned = int((tune["outcome"] == "pruned").sum())
-        done = tune[(tune["status"] == "FINISHED") & (tune["outcome"] != "pruned")]
+        # a trial is its value on every tuning seed: pruned if a seed's run was pruned, failed
+        # if one never finished, else complete, scored by its seeds' mean validation error
+        per_trial = {}
+        for n, g in tune.groupby("trial"):
+            assert set(g["seed"]) == TUNE_SEEDS
+            if (g["outcome"] == "pruned").any():
+                per_trial[n] = ("pruned", None)
+            elif (g["status"] != "FINISHED").any():
+                per_trial[n] = ("failed", None)
+            else:
+                v = g["val_error"].where(g["outcome"] != "diverged", 1.0).fillna(1.0)
+                per_trial[n] = ("complete", v.mean())
+        states = collections.Counter(s for s, _ in per_trial.values())
         assert (row["trials"], row["complete"], row["pruned"], row["failed"]) == (
-            tune["trial"].nunique(), len(done), pruned, len(tune) - len(done) - pruned)
-        # the learning rate found: the completed trial with the lowest validation error, which
-        # the confirming runs all ran at and name
-        val = done["val_error"].where(done["outcome"] != "diverged", 1.0).fillna(1.0)
-        best = done.assign(v=val).sort_values(["v", "trial"]).iloc[0]
-        assert confirm["lr"].nunique() == 1 and set(confirm["trial"]) == {best["trial"]}
-        assert row["trial"] == best["trial"]
-        assert row["lr"] == pytest.approx(best["lr"], rel=1e-12)
-        assert row["tune_val_error"] == pytest.approx(best["v"], abs=1e-12)
-        assert row["tune_seed"] == best["seed"]
+            len(per_trial), states["complete"], states["pruned"], states["failed"])
+        # the learning rate found: the completed trial with the lowest mean validation error,
+        # which the confirming runs all ran at and name
+        best = min((v, n) for n, (s, v) in per_trial.items() if s == "complete")[1]
+        best_lr = tune[tune["trial"] == best]["lr"].iloc[0]
+        assert confirm["lr"].nunique() == 1 and set(confirm["trial"]) == {best}
+        assert row["trial"] == best
+        assert row["lr"] == pytest.approx(best_lr, rel=1e-12)
+        assert row["tune_val_error"] == pytest.approx(per_trial[best][1], abs=1e-12)
+        assert row["tune_seeds"] == len(TUNE_SEEDS)
         # the confirmed test error: the mean over the confirming seeds
         te = confirm["test_error"].where(confirm["outcome"] != "diverged", 1.0)
         assert row["confirm_seeds"] == 4
@@ -163,9 +175,13 @@ def test_pruned_trials_are_in_the_slice_data_at_their_last_validation_error(tune
     assert len(pruned), "the search pruned no trial: make the study's pruner stop one"
     _, tune = split_stages(load_inputs(folder).sweep)
     s = slice_data(tune)
-    assert len(s) == (store["stage"] == "tune").sum()
+    tuning = store[store["stage"] == "tune"]
+    assert len(s) == len(tuning.groupby(["arm", "trial"]))
+    # a trial with a pruned seed is pruned, at the mean of its seeds' last validation errors
     got = s[s["state"] == "pruned"].set_index(["arm", "trial"])["val_error"].sort_index()
-    want = pruned.set_index(["arm", "trial"])["val_error"].sort_index()
+    cut = sorted(set(zip(pruned["arm"], pruned["trial"])))
+    want = (tuning.assign(v=tuning["val_error"].where(tuning["outcome"] != "diverged", 1.0))
+            .groupby(["arm", "trial"])["v"].mean().loc[cut].sort_index())
     assert list(got.index) == list(want.index)
     assert np.allclose(got.to_numpy(), want.to_numpy())
 

@@ -87,22 +87,34 @@ def _seeds(runs: pd.DataFrame) -> tuple:
 
 
 def slice_data(tune: pd.DataFrame) -> pd.DataFrame:
-    """One row per tuning trial (the newest run of each arm's trial number): its arm, lr, seed,
-    outcome, the validation error it ended with (a pruned trial's at the pruning epoch; a
-    diverged run scoring 1, as the search told the sampler) and ``state``: complete, pruned or
-    failed (the trial's run never finished: failed, killed, or still running)."""
+    """One row per tuning trial (its value on every tuning seed, the newest run of each seed):
+    its arm, lr, its seeds (``seed``: how many), the validation error the search scored it by
+    (the mean over its seeds' final validation errors, a diverged run scoring 1; a pruned run's
+    at the pruning epoch), the most epochs a seed ran, and ``state``: pruned (a seed's run was
+    pruned), failed (a seed's run never finished: failed, killed, or still running) or
+    complete."""
     cols = ["arm", *ARM, "trial", "lr", "seed", "outcome", "val_error", "epochs_run", "state"]
     if tune.empty:
         return pd.DataFrame(columns=cols)
     t = tune.sort_values("start_time", ascending=False, kind="stable")
-    t = t.drop_duplicates(["arm", "trial"]).copy()
+    t = t.drop_duplicates(["arm", "trial", "seed"]).copy()
     t["val_error"] = failure_scored(t, "val_error")
     finished = t["status"] == "FINISHED"
     t["state"] = np.where(t["outcome"] == Outcome.PRUNED, "pruned",
                           np.where(finished, "complete", "failed"))
     # a finished run without a validation error scores 1, as the search scored it
     t.loc[(t["state"] == "complete") & t["val_error"].isna(), "val_error"] = 1.0
-    return t[cols].sort_values(["arm", "trial"]).reset_index(drop=True)
+    rank = {"complete": 0, "pruned": 1, "failed": 2}  # a trial is as bad as its worst seed
+    rows = []
+    for (arm, trial), g in t.groupby(["arm", "trial"], sort=True):
+        state = max(g["state"], key=rank.get)
+        first = g.iloc[0]
+        rows.append({"arm": arm, **{k: first[k] for k in ARM}, "trial": trial, "lr": first["lr"],
+                     "seed": len(g), "outcome": (Outcome.PRUNED if state == "pruned"
+                                                 else first["outcome"]),
+                     "val_error": float(g["val_error"].mean()),
+                     "epochs_run": g["epochs_run"].max(), "state": state})
+    return pd.DataFrame(rows, columns=cols).sort_values(["arm", "trial"]).reset_index(drop=True)
 
 
 def _mean_ci(values) -> tuple[float, float, float, int]:
@@ -151,7 +163,7 @@ def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
                      "activation": keys["activation"], "lr": lr,
                      "trial": trial if trial >= 0 else np.nan,
                      "tune_val_error": float(at["val_error"].iloc[0]) if len(at) else np.nan,
-                     "tune_seed": float(at["seed"].iloc[0]) if len(at) else np.nan,
+                     "tune_seeds": float(at["seed"].iloc[0]) if len(at) else np.nan,
                      "trials": len(tr), "complete": int((tr["state"] == "complete").sum()),
                      "pruned": int((tr["state"] == "pruned").sum()),
                      "failed": int((tr["state"] == "failed").sum()),
@@ -335,8 +347,8 @@ def table_display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
         "data": r.data, "rule": f"`{r.update}`", "activation": r.activation,
         "lr found": f"{r.lr:.4g}" if np.isfinite(r.lr) else "none",
-        "tuning val error (trial, seed)": (
-            f"{_f(r.tune_val_error)} (#{int(r.trial)}, seed {int(r.tune_seed)})"
+        "tuning val error (trial, seeds)": (
+            f"{_f(r.tune_val_error)} (#{int(r.trial)}, {int(r.tune_seeds)} seeds)"
             if np.isfinite(r.tune_val_error) else "n/a"),
         "trials: completed / pruned / failed": f"{r.complete} / {r.pruned} / {r.failed}",
         "confirmed test error [95% CI] (seeds)":

@@ -1,7 +1,7 @@
 """Tune, then confirm: an adaptive search (Optuna) over a study's continuous keys, crossed with
 its grid axes. Each arm (one choice of every grid axis) gets its own Optuna study and the same
-trial budget; a trial is one run on one of the tuning seeds, and the best value of each arm is
-then run again on the confirmation seeds, which the tuning never saw. docs/sweeps.md explains it.
+trial budget; a trial is a value's mean validation error over the tuning seeds, and the best
+value of each arm is then run again on the confirmation seeds, which the tuning never saw. docs/sweeps.md explains it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ class SearchSpec:
     pruner: str = "median"
     check_every: int = 10  # epochs between a run's reports to the pruner
     seed: int = 0  # the sampler's seed
-
-    def seed_of(self, trial: int) -> int:
-        """The tuning seed trial number ``trial`` runs on (each seed in turn)."""
-        return self.tune_seeds[trial % len(self.tune_seeds)]
 
     def key(self) -> str:
         """What makes two searches the same one (with the arms' cells, ``study_name``)."""

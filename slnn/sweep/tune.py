@@ -77,24 +77,32 @@ class Search:
                 while len(take) < want and len(study.get_trials(deepcopy=False)) < spec.trials:
                     t = study.ask(spec.space)
                     if t.number >= spec.trials:  # another search took the last number first
-                        _tell(study, t.number, None)
+                        _tell(study, t.number, [None])
                         break
                     take.append(t)
                 for t in take:
                     batch.append((arm, label, study.study_name, t.number, dict(t.params)))
             if not batch:
                 break
-            cells = [[*arm, *(f"{k}={_value(v)}" for k, v in params.items()),
-                      f"seed={spec.seed_of(n)}"] for arm, _, _, n, params in batch]
-            extra = [{"tags": {STAGE_TAG: "tune", ARM_TAG: label, TRIAL_TAG: str(n)},
-                      "trial": (name, n)} for _, label, name, n, _ in batch]
-            launch(self.run.extend(cells, extra, f"tuning, {len(batch)} trial(s)"))
+            # a trial is its value on every tuning seed: one cell each, reported to the pruner as
+            # steps of their own (seed i's epoch e is step i * (epochs + 1) + e)
+            cells, extra = [], []
+            for arm, label, name, n, params in batch:
+                for i, seed in enumerate(spec.tune_seeds):
+                    cells.append([*arm, *(f"{k}={_value(v)}" for k, v in params.items()),
+                                  f"seed={seed}"])
+                    extra.append({"tags": {STAGE_TAG: "tune", ARM_TAG: label, TRIAL_TAG: str(n)},
+                                  "trial": (name, n, i)})
+            launch(self.run.extend(cells, extra, f"tuning, {len(batch)} trial(s) on "
+                                                 f"{len(spec.tune_seeds)} seed(s)"))
             results = self.run.results(self.run.last_cells)
-            for (arm, label, name, n, _), cell in zip(batch, self.run.last_cells):
-                _tell(studies[label][1], n, results.get(cell.hash))
-        every = [[*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()),
-                  f"seed={spec.seed_of(t.number)}"]
-                 for arm, study in studies.values() for t in study.get_trials(deepcopy=False)]
+            k = len(spec.tune_seeds)
+            for j, (arm, label, name, n, _) in enumerate(batch):
+                mine = self.run.last_cells[j * k:(j + 1) * k]
+                _tell(studies[label][1], n, [results.get(c.hash) for c in mine])
+        every = [[*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()), f"seed={seed}"]
+                 for arm, study in studies.values() for t in study.get_trials(deepcopy=False)
+                 for seed in spec.tune_seeds]
         self.run.remember(every)  # trials an earlier session ran count in the parent's cells
         best = {}
         for label, (arm, study) in studies.items():
@@ -130,20 +138,22 @@ def _low(dist):
     return dist.low
 
 
-def _tell(study, number: int, result) -> None:
-    """Tell trial ``number`` what its run came to: ``(outcome, val_error)`` or None (no run
-    finished: failed or killed). Diverged or untrainable runs score 1 (the worst error); a
-    pruned run is PRUNED. A trial another search already told is left as it is."""
+def _tell(study, number: int, results: list) -> None:
+    """Tell trial ``number`` what its runs came to, one per tuning seed: ``(outcome,
+    val_error)`` or None (no run finished: failed or killed). Its value is the mean validation
+    error over its seeds, a diverged or untrainable run scoring 1 (the worst error); a trial
+    with a pruned run is PRUNED, one with a run missing FAILED. A trial another search already
+    told is left as it is."""
     import optuna
 
     state, value = optuna.trial.TrialState.FAIL, None
-    if result is not None:
-        outcome, val_error = result
-        if outcome == Outcome.PRUNED:
+    if results and all(r is not None for r in results):
+        if any(outcome == Outcome.PRUNED for outcome, _ in results):
             state = optuna.trial.TrialState.PRUNED
         else:
             state = optuna.trial.TrialState.COMPLETE
-            value = 1.0 if val_error is None or not math.isfinite(val_error) else float(val_error)
+            value = sum(1.0 if v is None or not math.isfinite(v) else float(v)
+                        for _, v in results) / len(results)
     try:
         study.tell(number, value, state=state)
     except (RuntimeError, ValueError):  # already finished (a concurrent search of the same study)

@@ -45,7 +45,7 @@ def run_cell(c, chash: str, state: SweepState, folder: str = "", tags: dict | No
     try:
         with log:
             result = run_claimed(c, chash, state, log, tags=tags,
-                                 **(_pruning(state, trial) if trial else {}))
+                                 **(_pruning(state, trial, c.train.epochs) if trial else {}))
     except CellTaken as e:
         if not e.done:
             raise
@@ -86,7 +86,7 @@ def _journal(folder: str):
     return journal(Path(folder))
 
 
-def _pruning(state: SweepState, trial: tuple) -> dict:
+def _pruning(state: SweepState, trial: tuple, epochs: int) -> dict:
     """``run_one``'s ``on_epoch`` and ``check_every`` for a search's trial: every
     ``check_every`` epochs the run's validation loss goes to the trial, and the run stops as
     ``pruned`` when the search's pruner says so (``slnn.sweep.search``)."""
@@ -95,7 +95,8 @@ def _pruning(state: SweepState, trial: tuple) -> dict:
     from slnn.sweep.search import parse_search, trial_in
 
     spec = parse_search(state.search["node"], state.search["grid_keys"])
-    name, number = trial
+    name, number, seed_index = trial
+    base = seed_index * (epochs + 1)  # each tuning seed's epochs are steps of their own
     reporter = trial_in(_journal(state.search["journal"]), name, number, spec)
 
     def on_epoch(row: dict) -> bool:
@@ -103,7 +104,7 @@ def _pruning(state: SweepState, trial: tuple) -> dict:
         if epoch == 0 or epoch % spec.check_every:
             return False
         loss = row["val_loss"]
-        reporter.report(float(loss) if math.isfinite(loss) else 1e300, epoch)
+        reporter.report(float(loss) if math.isfinite(loss) else 1e300, base + epoch)
         return bool(reporter.should_prune())
 
     return {"on_epoch": on_epoch, "check_every": spec.check_every}
