@@ -1,15 +1,11 @@
 """``slnn-check``: is an update rule the gradient? Checks a rule against numerical gradients.
 
-    slnn-check my_rule.py:my_step            # a table per activation and a one-paragraph summary
-    slnn-check my_rule.py:my_step --json     # one JSON object per activation
-    slnn-check --builtin kronecker           # a rule from slnn.check.gallery
-    slnn-check my_rule.py:my_step --compare  # plus a small study against the gradient, reported
-    slnn-check my_rule.py:my_step --expect gradient,descent   # exit 1 if any verdict is outside
+    slnn-check my_rule.py:my_step            # a table per activation and a summary
+    slnn-check --builtin kronecker --json    # a registered rule; one JSON object per activation
+    slnn-check my_rule.py:my_step --compare  # plus a small study against the gradient
+    slnn-check my_rule.py:my_step --expect gradient,descent   # exit 1 outside these verdicts
 
-The rule has the signature ``my_step(x, net, z, t, delta) -> step shaped like W`` (see
-``slnn.check.checker`` and ``docs/checker.md``). Exit codes: 0 done (and every verdict expected),
-1 a verdict outside ``--expect`` (one line on stderr), 2 bad input (one line on stderr,
-``slnn-check: error: ...``), 130 interrupted. A closed stdout (``| head``) ends the output quietly.
+Exit codes: 0 done, 1 a verdict outside ``--expect``, 2 bad input, 130 interrupted (docs/checker.md).
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Which keys and config groups a user can name, and the one-line error for any other.
 
-Every key of the schema (``slnn.app.schema.Config``: ``optim.lr``, ``data.split``, ``seed``, ...)
-can be set as ``key=value``; ``+key=`` and ``++key=`` are accepted for those same keys only: slnn
-has no free-form keys, so a typo is an error wherever it is typed (a single run, a sweep's
-command line, a study's ``hydra.sweeper.params``) and the error names the nearest valid key.
-
-The extension points are config *groups*, not keys: ``+experiment=<name>`` (a study: slnn's own,
-or one in a folder added with ``hydra.searchpath``) and presets of the existing groups
-(``data=``, ``model=``, ``train=``, ``update=``) from such a folder. ``hydra.*`` keys and
-``hydra/...`` groups are Hydra's own and are left to Hydra.
+Every key of the schema can be set as ``key=value`` (``+key=``/``++key=`` for those same keys
+only): slnn has no free-form keys, so a typo is an error wherever it is typed, naming the nearest
+valid key. Extension points are groups: ``+experiment=<name>`` and presets of ``data=``,
+``model=``, ``train=``, ``update=``, also from a ``hydra.searchpath`` folder. ``hydra.*`` is Hydra's.
 """
 
 from __future__ import annotations

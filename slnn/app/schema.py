@@ -1,12 +1,10 @@
 """The command line's config: the core's typed specs plus where and how runs are recorded.
 
-``Config`` is a ``slnn.core.trainer.RunSpec`` (model, update, optim, train) with the data set's
-``DataSpec`` and the tracking and sweep settings added. Hydra's ConfigStore holds it as
-``slnn_schema``; the YAML in ``conf/`` (``slnn.conf`` once installed) fills it. The range
-checks are the specs' own ``__post_init__``, which OmegaConf calls when the composed config
-becomes these dataclasses (``to_config``): each value is checked once, and a bad one fails at
-start-up with one sentence that names the key and the fix. The trainer then takes the
-``Config`` itself: nothing is copied.
+``Config`` is a ``slnn.core.trainer.RunSpec`` with the data set's ``DataSpec`` and the tracking
+and sweep settings added, stored in Hydra's ConfigStore as ``slnn_schema`` and filled by the YAML
+in ``conf/`` (``slnn.conf`` once installed). The specs' ``__post_init__`` checks each value once,
+when the composed config becomes these dataclasses (``to_config``); the trainer takes the
+``Config`` itself.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """A tuned study's report ("tune, then confirm", ``slnn.sweep.tune``): which runs tuned and which
 confirmed, per arm the learning rate found and its trials, the slice plot, and the comparison
-with a grid's best cell for the same arm.
-
-A tuned study's runs carry the tags ``slnn.stage`` (``tune`` or ``confirm``), ``slnn.arm`` and
-``slnn.trial`` (runs.csv's ``stage``, ``arm``, ``trial``). The answer, the tests, the figures and
-the appendix use only the ``confirm`` runs (``split_stages``); this module reports the ``tune``
-runs. ``grid_comparison`` is usable on its own, e.g. from a benchmark:
-
-    from slnn.report.tuning import grid_comparison, load_grid
-    grid_comparison(confirm_runs, load_grid("reports/guide_vs_correct"))
+with a grid's best cell for the same arm (``grid_comparison``, also usable from a benchmark).
+The answer, tests, figures and appendix use only the ``confirm`` runs (``split_stages``); this
+module reports the ``tune`` runs. docs/reports.md ("A tuned study") says more.
 """
 
 from __future__ import annotations

@@ -1,32 +1,10 @@
 """A trained network as an MLflow LoggedModel: a pyfunc model "from code", linked to its run.
 
-``log_model(client, experiment_id, run_id, W, activation, data, name=...)`` creates the
-LoggedModel (``MlflowClient.create_logged_model``, named for what it is: ``model_name`` gives
-``input-sigmoid-iris_petal``, with the run's params), writes its directory and uploads it
-(``log_model_artifacts``), marks it READY and logs it as the run's output (``log_outputs``), so
-it shows in the experiment's Models tab and under the run's "Logged models". Its metrics are
-the run's ``final/`` figures and best validation figures (``min/val_*``), logged with its
-``model_id`` and data set. Load it with ``mlflow.pyfunc.load_model("models:/<model_id>")`` or
-``runs:/<run_id>/<name>``.
-
-``mlflow.pyfunc.save_model`` costs about 2 s in a new process, most of it MLflow checking the
-pinned requirements against every installed distribution. Every model of the same data set,
-activation and input example (its exact values), saved from the same uv project or none (MLflow
-copies ``uv.lock``, ``pyproject.toml`` and ``.python-version`` from the working directory), with
-the same versions of Python, mlflow, numpy, pandas, pip, setuptools, wheel and cloudpickle and
-the same model code, has the same signature, environment files and code. So the first is saved
-by MLflow (the template) and kept, whole, in memory and in ``cache_root()/models/<digest>/``
-(the digest covers all of the above); each later one, in this or any later process, is a copy
-of it with its own weights, preprocessing, identity (``model_id``, ``model_uuid``, run and
-creation time, set through MLflow's ``Model`` API) and ``model_size_bytes``. An entry is written
-to a hidden folder with a manifest of its files' hashes and renamed into place, so parallel
-processes never read half of one; an entry that does not match its manifest (a crash, a full
-disk) is saved afresh and replaced, and a cache that cannot be written is skipped.
-The model's code (``model_code``) needs only numpy, pandas and mlflow, no slnn: it is
-``pyfunc_network.py`` followed by the source of the activation's function, copied from the
-registry (``slnn.core.activations``) when the model is logged. An activation whose source cannot
-be copied so (no readable ``def``, a closure, a helper or module other than NumPy's or the
-standard library's) is a ``ConfigError`` before anything is logged.
+``log_model(client, experiment_id, run_id, W, activation, data, name=...)`` creates, fills and
+logs it (it shows in the experiment's Models tab and under the run); ``model_code`` is the code
+it serves with, ``pyfunc_network.py`` plus the activation copied from the registry. The saved
+template each later model copies, and why, are in docs/tracking.md ("Trained networks as MLflow
+models"). Load one with ``mlflow.pyfunc.load_model("models:/<model_id>")``.
 """
 
 from __future__ import annotations

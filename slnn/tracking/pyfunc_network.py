@@ -1,16 +1,10 @@
-"""A trained slnn network as an MLflow pyfunc model, logged as code (MLflow's "models from code"):
-no pickle anywhere, and no import of slnn, so the model loads and serves where only numpy,
-pandas and mlflow are installed. The weights are a ``.npy`` artifact loaded with
-``allow_pickle=False``; the activation's name, the preprocessing and the names of features and
-classes are a small JSON artifact.
+"""A trained slnn network as an MLflow pyfunc model "from code": no pickle, no import of slnn,
+so it serves where only numpy, pandas and mlflow are installed. This file is the template of a
+model's code; a logged model's copy ends with its activation's function and the line that sets
+the model (``slnn.tracking.model.model_code``).
 
-    model = mlflow.pyfunc.load_model("models:/<model_id>")      # or runs:/<run_id>/<model name>
-    model.predict(frame)   # frame: one column per feature, raw units
-    # -> p_<class> per class (outputs clipped at 0 and normalized), and `predicted` (class name)
-
-This file is the template of the model's code: a logged model's copy of it ends with its
-activation's function, copied from the registry (``slnn.core.activations``) when it is logged,
-and the line that sets the model (``slnn.tracking.model.model_code``).
+    model = mlflow.pyfunc.load_model("models:/<model_id>")
+    model.predict(frame)   # one column per feature -> p_<class> per class and `predicted`
 """
 
 from __future__ import annotations
