@@ -9,6 +9,7 @@ Its launcher runs ``slnn.sweep.worker.run_job`` for each job, in place of the co
 from __future__ import annotations
 
 import os
+import time
 import sys
 from typing import Any, List, Optional
 
@@ -128,8 +129,11 @@ class SlnnSweeper(Sweeper):
         if warm is not None:
             warm.wait()
         # the one process that prints progress: from the ledger the workers append to
+        first = not getattr(run, "launched", False)
+        run.launched = True
         progress = Progress(run.state, run.todo_folders, workers=n if shared else
-                            (1 if n == 1 else min(n, os.cpu_count() or 1))).start()
+                            (1 if n == 1 else min(n, os.cpu_count() or 1)),
+                            since=None if first else time.time()).start()
         try:
             with cancel_on_interrupt(self.slurm_job_name):
                 returns = self.launcher.launch(jobs, initial_job_idx=0)

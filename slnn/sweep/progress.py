@@ -90,7 +90,7 @@ class Progress:
     """Draws a sweep's progress from its ledger in a thread of the launching process."""
 
     def __init__(self, state: SweepState, cells: list[str], workers: int = 1, stream=None,
-                 err=None, clock=time.time):
+                 err=None, clock=time.time, since: float | None = None):
         self.state, self.workers, self.clock = state, max(1, workers), clock
         self.stream = sys.stdout if stream is None else stream
         self.err = sys.stderr if err is None else err
@@ -98,9 +98,9 @@ class Progress:
         self.todo = len(cells)
         self.reader = LedgerReader(Path(state.dir) / "progress.jsonl", set(cells) or None)
         self.last_time, self.last_done = clock(), 0
-        # rates count from this launch (a search launches a batch at a time), or from the
-        # sweep's start for its first launch, whose preparation the user waited for too
-        self.began = state.start if clock() - state.start < 60 else clock()
+        # rates count from ``since``: the sweep's start (its preparation was waited for too), or
+        # for a search's later batches, from their own launch
+        self.began = state.start if since is None else since
         self.estimated = False
         self.failures = 0
         self.drawn = False
