@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# real searches and grids as subprocesses, as the other sweep tests
+pytestmark = pytest.mark.slow
+
 STUDY = """\
 # @package _global_
 train:

@@ -22,6 +22,7 @@ from slnn.report.selection import _span, choose_best, failure_scored, seed_split
 
 ARM = ["data", "update", "activation"]
 GRID_RUNS = "grid_runs.csv"  # the grid's runs at the arms' cells, kept with the report's data
+PRUNED, FAILED = str(Outcome.PRUNED), str(Outcome.FAILED)  # a trial's states, and complete
 GRID_COLUMNS = ["data", "update", "activation", "lr", "seed", "outcome", "val_error",
                 "val_loss", "test_error"]
 MAX_PANELS = 12
@@ -94,17 +95,17 @@ def slice_data(tune: pd.DataFrame) -> pd.DataFrame:
     t = t.drop_duplicates(["arm", "trial", "seed"]).copy()
     t["val_error"] = failure_scored(t, "val_error")
     finished = t["status"] == "FINISHED"
-    t["state"] = np.where(t["outcome"] == Outcome.PRUNED, "pruned",
-                          np.where(finished, "complete", "failed"))
+    t["state"] = np.where(t["outcome"] == Outcome.PRUNED, PRUNED,
+                          np.where(finished, "complete", FAILED))
     # a finished run without a validation error scores 1, as the search scored it
     t.loc[(t["state"] == "complete") & t["val_error"].isna(), "val_error"] = 1.0
-    rank = {"complete": 0, "pruned": 1, "failed": 2}  # a trial is as bad as its worst seed
+    rank = {"complete": 0, PRUNED: 1, FAILED: 2}  # a trial is as bad as its worst seed
     rows = []
     for (arm, trial), g in t.groupby(["arm", "trial"], sort=True):
         state = max(g["state"], key=rank.get)
         first = g.iloc[0]
         rows.append({"arm": arm, **{k: first[k] for k in ARM}, "trial": trial, "lr": first["lr"],
-                     "seed": len(g), "outcome": (Outcome.PRUNED if state == "pruned"
+                     "seed": len(g), "outcome": (Outcome.PRUNED if state == PRUNED
                                                  else first["outcome"]),
                      "val_error": float(g["val_error"].mean()),
                      "epochs_run": g["epochs_run"].max(), "state": state})
@@ -159,8 +160,8 @@ def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
                      "tune_val_error": float(at["val_error"].iloc[0]) if len(at) else np.nan,
                      "tune_seeds": float(at["seed"].iloc[0]) if len(at) else np.nan,
                      "trials": len(tr), "complete": int((tr["state"] == "complete").sum()),
-                     "pruned": int((tr["state"] == "pruned").sum()),
-                     "failed": int((tr["state"] == "failed").sum()),
+                     PRUNED: int((tr["state"] == PRUNED).sum()),
+                     FAILED: int((tr["state"] == FAILED).sum()),
                      "confirm_runs": len(co), "confirm_seeds": n, "test_error": m,
                      "test_lo": lo, "test_hi": hi})
     return pd.DataFrame(rows)
@@ -279,12 +280,12 @@ def slice_figure(tuning: Tuning, out: Path, pal: dict) -> Fig:
     panel per (data set, activation), rules as colours; a pruned trial is an open triangle at
     its last validation error, a failed one is left out (it has none)."""
     key, title = "tuning_slice", "tuning: every trial's learning rate and validation error"
-    cap = ("one point per tuning trial: its learning rate (log scale) against the validation "
-           "error its run ended with (a diverged run at 1); dots: completed trials, open "
-           "triangles: pruned trials at their last validation error; the ringed dot: the "
-           "trial each arm confirmed.")
+    cap = ("one point per tuning trial: its learning rate (log scale) against the mean "
+           "validation error its runs on the tuning seeds ended with (a diverged run at 1); "
+           "dots: completed trials, open triangles: pruned trials, at their runs' last "
+           "validation errors; the ringed dot: the trial each arm confirmed.")
     t = tuning.trials
-    t = t[t["state"] != "failed"]
+    t = t[t["state"] != FAILED]
     if t.empty:
         return Fig(key, title, cap, note="no tuning trial has a validation error")
     import matplotlib.pyplot as plt
@@ -304,7 +305,7 @@ def slice_figure(tuning: Tuning, out: Path, pal: dict) -> Fig:
         p = t[(t["data"] == data) & (t["activation"] == act)]
         for rule, r in p.groupby("update", sort=True):
             c = pal.get(rule, "#888888")
-            done, pruned = r[r["state"] == "complete"], r[r["state"] == "pruned"]
+            done, pruned = r[r["state"] == "complete"], r[r["state"] == PRUNED]
             ax.scatter(done["lr"], done["val_error"], color=c, s=28, label=f"{rule}")
             ax.scatter(pruned["lr"], pruned["val_error"], facecolors="none", edgecolors=[c],
                        marker="^", s=40, label=f"{rule} (pruned)")
@@ -377,15 +378,16 @@ def tuning_blocks(tuning: Tuning, figs: list[Fig]) -> list:
     """The Tuning section: the seeds, the table per arm, the slice plot, the grid comparison."""
     t = tuning.table
     blocks: list = [("h2", "Tuning"), ("p", tuning.seeds_words() + (
-        f" The search ran {int(t['trials'].sum())} trial(s) over {len(t)} arm(s), one run each "
-        f"on a tuning seed ({int(t['complete'].sum())} completed, {int(t['pruned'].sum())} "
-        f"pruned, {int(t['failed'].sum())} failed), then {int(t['confirm_runs'].sum())} "
-        "confirming run(s)." if len(t) else "")),
+        f" The search ran {int(t['trials'].sum())} trial(s) over {len(t)} arm(s), each its "
+        f"learning rate on every tuning seed, scored by their mean validation error "
+        f"({int(t['complete'].sum())} completed, {int(t[PRUNED].sum())} pruned: a seed's run "
+        f"stopped by the median rule, {int(t[FAILED].sum())} failed), then "
+        f"{int(t['confirm_runs'].sum())} confirming run(s)." if len(t) else "")),
         ("table", table_display(t) if len(t) else pd.DataFrame()),
-        ("caption", "Per arm: the learning rate found (the trial with the lowest validation "
-                    "error, a diverged run scoring 1) and that trial's validation error on its "
-                    "tuning seed; the trials by how they ended (pruned: stopped by the pruner "
-                    "on the validation loss; failed: the run never finished); the test error "
+        ("caption", "Per arm: the learning rate found (the trial with the lowest mean "
+                    "validation error over the tuning seeds, a diverged run scoring 1) and that "
+                    "mean; the trials by how they ended (pruned: a seed's run stopped by the "
+                    "pruner on the validation loss; failed: a run never finished); the test error "
                     "at the learning rate found, mean over the confirming seeds, a diverged "
                     "run scoring 1, with a score interval.")]
     blocks += [("fig", f) for f in figs if f.key == "tuning_slice"]
