@@ -34,9 +34,10 @@ def _err(outcome: str, value) -> float:
 
 
 def grid_side(folder: Path) -> dict:
-    runs = pd.read_csv(folder / "runs.csv")
-    runs = runs[~runs["outcome"].isin(["shape_mismatch", "failed", "killed", "running"])]
-    out = {}
+    every = pd.read_csv(folder / "runs.csv")
+    spent = every.groupby(["data", "update", "activation"]).size()
+    runs = every[~every["outcome"].isin(["shape_mismatch", "failed", "killed", "running"])]
+    out = {key: {"runs": int(n), "lr": None, "test": []} for key, n in spent.items()}
     for (data, update, act), arm in runs.groupby(["data", "update", "activation"]):
         per_lr = {}
         for lr, cell in arm.groupby("lr"):
@@ -44,7 +45,8 @@ def grid_side(folder: Path) -> dict:
             test = [_err(o, v) for o, v in zip(cell["outcome"], cell["test_error"])]
             per_lr[lr] = (sum(val) / len(val), test)
         lr, (_, test) = min(per_lr.items(), key=lambda kv: (kv[1][0], kv[0]))
-        out[(data, update, act)] = {"runs": len(arm), "lr": lr, "test": test}
+        out[(data, update, act)] = {"runs": int(spent[(data, update, act)]), "lr": lr,
+                                    "test": test}
     return out
 
 
@@ -78,7 +80,7 @@ def main() -> int:
     rows, worse = [], 0
     for key in sorted(set(grid) | set(tuned)):
         g, s = grid.get(key), tuned.get(key)
-        if g is None or s is None or not s["test"]:
+        if g is None or s is None or not s["test"] or not g["test"]:
             rows.append((*key, g["runs"] if g else 0, s["runs"] if s else 0, "", "", "", "",
                          "no comparison (an arm that cannot run)"))
             continue

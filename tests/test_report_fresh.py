@@ -28,7 +28,8 @@ import pytest
 from slnn.report.datafiles import IDENTITY, REQUIRED, RUNS, SWEEP, TIDY
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = ("guide_vs_correct", "guide_reproduction", "mistakes")
+COMMITTED = ("guide_vs_correct", "guide_reproduction", "mistakes", "tune_then_confirm",
+             "tune_then_confirm_mistakes")
 SLNN_REPORT = Path(sys.executable).with_name("slnn-report")
 SLNN_TRAIN = Path(sys.executable).with_name("slnn-train")
 GENERATED = re.compile(r"^- \*\*generated\*\*: .*$", re.M)
