@@ -68,6 +68,7 @@ def assert_same_cells(fast: list, slow: list) -> None:
         assert dataclasses.asdict(f.config) == s.container
 
 
+@pytest.mark.slow  # every cell of a study composed both ways: 4 s of the fast tier
 def test_the_shortcut_makes_the_general_paths_cells_for_a_study_narrowed_and_extended(hydra_ctx):
     # slnn's study (groups data= and update= swept), narrowed and extended on the command line:
     # group choices (train=), value overrides, +key= and ++key=

@@ -170,6 +170,7 @@ def _curves(sweep):
     return out
 
 
+@pytest.mark.slow  # the whole committed 4,200-run study analysed twice: 9 s of the fast tier
 def test_a_report_keeps_only_the_histories_it_draws_and_draws_the_same(committed):
     """The committed 4,200-run study: the kept histories are a sixth of the rows, and the
     curves, the times to target and the tables are those made from every history, whether the
