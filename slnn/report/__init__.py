@@ -1,18 +1,11 @@
 """Reports: how the update rules compare, from what a sweep left in MLflow.
 
-    slnn-report --experiment slnn                      # the newest sweep of that experiment
-    slnn-report --parent-run <id> --out reports/       # one sweep
-    python -c "from slnn.report import report_for_parent as r; print(r('sqlite:///mlflow.db', '<id>'))"
+    slnn-report --parent-run <id> --out reports/       # one sweep (``report_for_parent``)
+    slnn-report --from reports/guide_vs_correct        # again from its data files (``report_from``)
 
-A report is made in phases, each usable on its own from a notebook: ``read_sweep`` (MLflow ->
-pandas frames, ``source`` and ``frames``), then its data files are written (``datafiles``:
-sweep.json, runs.csv, tidy.parquet, and what needs the store's artifacts: identity.csv,
-rulecheck.json); then, from those files as read back, ``analyse`` (summary table, tests,
-headline and verdict: ``stats``, ``compare``, ``verdict``) plus ``make_figures`` (PNGs), and
-``render`` (report.md, report.html, summary.csv, tests.csv). ``report_from(folder)``
-(``slnn-report --from``) runs the last phases alone, with no store: a report is a function of its
-data files and the code. The sweep callback calls ``report_for_parent(uri, parent, attach=True)``
-after every multirun.
+Reading the store (``source``, ``frames``) ends by writing the data files (``datafiles``); every
+report is then drawn from those files alone (``analyse``, ``make_figures``, ``render``), so a
+report is a function of its data and the code. docs/reports.md describes the phases.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
-"""A report's data files: everything a report is drawn from, so that it can be drawn again
-without the store (``slnn-report --from DIR``).
-
-Reading the store ends by writing them (``write_inputs``); every report, from the store or from a
-folder, is then rendered from them as read back (``load_inputs``), so the two cannot differ:
-
-- ``sweep.json``: the sweep's header facts (parent run id, experiment, tracking URI as shown,
-  parent status, counts, study, the command that ran it, what is missing), the folder the data
-  were first written to, the target error, and the list of files below that this report needs;
-- ``runs.csv``: one row per cell (the newest run per config), as read from the store;
-- ``tidy.parquet``: every run's history, one row per (run, epoch, metric), written a chunk of
-  runs at a time (``TidyWriter``): each row group holds whole runs (metric-major within it), as
-  the file's metadata says, so it is read back a row group at a time (``tidy_chunks``);
-- ``identity.csv`` (sweeps with the guide's rule): the cos(z, x) identity checked on logged runs,
-  which needs their initial weights and configs from the store's artifacts (exact figures);
-- ``rulecheck.json`` (sweeps with a rule other than the guide's two): the checker's results per
-  rule (``slnn.report.rulecheck``), so a report is drawn again without running any rule.
+"""A report's data files, from which every report is drawn, so that it can be drawn again without
+the store (``slnn-report --from DIR``): ``sweep.json`` (the header's facts), ``runs.csv`` (a row
+per cell), ``tidy.parquet`` (every run's history, a row group of whole runs at a time,
+``TidyWriter``/``tidy_chunks``), and where needed ``identity.csv`` and ``rulecheck.json``.
+``write_inputs`` writes them, ``load_inputs`` reads them back; docs/reports.md lists each.
 """
 
 from __future__ import annotations

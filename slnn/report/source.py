@@ -1,18 +1,11 @@
 """Read one sweep out of MLflow: its parent run, one row per cell, and every run's history.
 
-    from slnn.report.source import read_sweep
-    sweep = read_sweep("sqlite:///mlflow.db", "<parent run id>")
-    sweep.runs      # one row per cell: data, update, activation, lr, seed, outcome, test_error, ...
-    sweep.tidy      # run_id, data, update, activation, lr, seed, outcome, epoch, step, metric, value
+    sweep = read_sweep("sqlite:///mlflow.db", "<parent run id>")   # sweep.runs, sweep.tidy
 
-The runs come a page at a time, each reduced at once to the few params, tags and final metrics a
-report reads (``RunRecords``): from a SQL store (SQLite, PostgreSQL, MySQL) by a query of those
-columns alone, from any other store (a folder, an MLflow server) through paged
-``MlflowClient.search_runs``. The per-epoch history comes from each run's ``history.csv`` artifact,
-read straight from disk when the artifact store is local and downloaded with a small thread pool
-otherwise, in chunks of runs (``CHUNK``): ``read_sweep(..., on_chunk=f)`` hands each chunk to ``f``
-(the report writes it to tidy.parquet) instead of keeping it, so reading a sweep of any size holds
-one chunk of histories at a time. Shaping what was read into frames is ``slnn.report.frames``.
+Runs come a page at a time, reduced at once to the few fields a report reads (``RunRecords``):
+from a SQL store by a query of those columns (``RunReader``), from any other through paged
+``search_runs``. Histories (each run's ``history.csv``) come a chunk of runs at a time and are
+handed to ``on_chunk`` instead of kept. Shaping them into frames is ``slnn.report.frames``.
 """
 
 from __future__ import annotations
