@@ -588,9 +588,10 @@ class Orchestrator:
         from slnn.sweep.attempt import store_gone
 
         st = self.state
-        if st.search is not None:  # a search's cells, known only now, for its report
-            self._step(lambda: self._log_cells(self.client, st.parent_run_id, self.all_cells) or "",
-                       "no cells.json")
+        if st.search is not None:  # a search's cells, known only now, for its report and the UI
+            self._step(lambda: self._log_cells(self.client, st.parent_run_id, self.all_cells)
+                       or self.client.set_tag(st.parent_run_id, "slnn.n_cells",
+                                              str(len(self.all_cells))) or "", "no cells.json")
         entries = Ledger(Path(st.dir) / "progress.jsonl").per_cell(self._cells())
         # a cell that failed, and a cell that no job ever ran (its job died outside the cells)
         not_run = st.total - st.n_skipped - len(entries)
