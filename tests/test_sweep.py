@@ -791,7 +791,7 @@ def test_every_study_runs_with_a_tiny_budget(name, tmp_path, store, slnn_train):
         (tmp_path / "my_rules.py").write_text(USER_RULE)
     if name in SEARCHES:  # a search: one trial per arm, confirmed on one seed
         small = ["hydra.sweeper.search.trials=1", "hydra.sweeper.search.batch=1",
-                 'hydra.sweeper.search.confirm_seeds="[0]"']
+                 'hydra.sweeper.search.tune_seeds="[100]"', 'hydra.sweeper.search.confirm_seeds="[0]"']
         proc = check(slnn_train(sweep_args(tmp_path, f"+experiment={name}", "train.epochs=2",
                                            *small), cwd=tmp_path))
         n_arms = int(np.prod([len(swept_values(k, v)) for k, v in params.items()]))
