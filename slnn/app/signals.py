@@ -21,9 +21,28 @@ class Terminated(KeyboardInterrupt):
         return "terminated (SIGTERM)"
 
 
+terminating = False  # SIGTERM has arrived: the process is ending
+
+
 def _raise(signum=None, frame=None) -> None:
+    global terminating
+    terminating = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the runs be closed
     raise Terminated()
+
+
+def _thread_died(args) -> None:
+    """After a SIGTERM sent to the whole process group (a scheduler's, ``kill -- -PGID``), the
+    helpers joblib's worker pool starts to stop its workers (``pgrep``) are terminated too, and
+    its manager thread dies printing their error: noise of an ending the command reports in one
+    line. Any other thread's error, or one before a SIGTERM, is printed as always."""
+    if terminating and args.thread is not None and args.thread.name.startswith(
+            "ExecutorManagerThread"):
+        return
+    _previous_thread_hook(args)
+
+
+_previous_thread_hook = threading.excepthook
 
 
 def _raise_interrupt(signum=None, frame=None) -> None:
@@ -50,6 +69,7 @@ def install() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise)
         sys.unraisablehook = _lost
+        threading.excepthook = _thread_died
 
 
 def exit_code(e: BaseException) -> int:

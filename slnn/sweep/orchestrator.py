@@ -160,7 +160,10 @@ def child_runs(uri: str, client, experiment_id: str, parent_run_id: str) -> list
     from slnn.tracking.model_registry import ChildRun
     from slnn.tracking.runs import iter_runs
 
-    if not _sql_scheme(uri):
+    db = _sqlite_file(uri)
+    if not _sql_scheme(uri) or (db is not None and not os.path.exists(db)):
+        # a SQLite file deleted mid-sweep: a new engine would create an empty one in its place
+        # (and the close would call the store replaced, not deleted); MLflow's own still holds it
         return [ChildRun.of(r) for r in iter_runs(client, [experiment_id],
                                                   f"tags.mlflow.parentRunId = '{parent_run_id}'")]
     from sqlalchemy import create_engine, select
