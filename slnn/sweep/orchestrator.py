@@ -276,11 +276,9 @@ class Orchestrator:
 
         self.set_env()
         config = self.config
-        config_name = OmegaConf.select(config, "hydra.job.config_name") or "config"
         if cell_overrides is None:
             cell_overrides = enumerate_cells(config, self.arguments)
-        cells = compose_cells(config_name, cell_overrides,
-                              OmegaConf.select(config, "hydra.searchpath"))
+        cells = self._compose(cell_overrides)
         if not cells:
             fail("the sweep has no cells: give at least one override or +experiment=<name>")
         first = cells[0].config
@@ -302,7 +300,6 @@ class Orchestrator:
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - any store failure ends the sweep before it starts
             fail(describe(uri, e, "preparing the sweep"))
-        hashes = [c.hash for c in cells]
         force = any(c.config.sweep.force for c in cells)
         reuse_other_code = any(c.config.sweep.reuse_other_code for c in cells)
         code = code_hash()
@@ -386,9 +383,7 @@ class Orchestrator:
         from slnn.tracking.runs import finished_runs, link_to_parent
 
         st = self.state
-        config_name = OmegaConf.select(self.config, "hydra.job.config_name") or "config"
-        cells = compose_cells(config_name, cell_overrides,
-                              OmegaConf.select(self.config, "hydra.searchpath"))
+        cells = self._compose(cell_overrides)
         for i, (c, x) in enumerate(zip(cells, extra)):
             c.index, c.tags, c.trial = len(self.all_cells) + i, dict(x.get("tags", {})), x.get("trial")
         the_plan = self._retried(lambda: plan(
@@ -408,34 +403,37 @@ class Orchestrator:
     def remember(self, cell_overrides: list[list[str]]) -> None:
         """Cells of this sweep an earlier session ran (a resumed search's trials): listed in the
         parent's ``cells.json`` with the rest, not run."""
-        config_name = OmegaConf.select(self.config, "hydra.job.config_name") or "config"
         known = {c.hash for c in self.all_cells}
-        self.all_cells += [c for c in compose_cells(
-            config_name, cell_overrides, OmegaConf.select(self.config, "hydra.searchpath"))
-            if c.hash not in known]
+        self.all_cells += [c for c in self._compose(cell_overrides) if c.hash not in known]
+
+    def _compose(self, cell_overrides: list[list[str]]) -> list:
+        """``grid.compose_cells`` for this sweep's config and search path."""
+        config_name = OmegaConf.select(self.config, "hydra.job.config_name") or "config"
+        return compose_cells(config_name, cell_overrides,
+                             OmegaConf.select(self.config, "hydra.searchpath"))
 
     def results(self, cells) -> dict[str, tuple[str, float | None]]:
         """``{config hash: (outcome, final validation error)}`` of ``cells``' newest finished runs:
         under this sweep's parent (a reused run's link carries its figures), or, for a cell a
         concurrent sweep ran (its claim), wherever it is in the experiment."""
+        from slnn.tracking.model_registry import ChildRun
         from slnn.tracking.runs import iter_runs
 
         st, want = self.state, {c.hash for c in cells}
         found: dict[str, tuple[int, str, float | None]] = {}
 
-        def read(where: str):
-            def step():
-                for r in iter_runs(self.client, [st.experiment_id],
-                                   f"{where} and attributes.status = 'FINISHED'"):
-                    h = r.data.tags.get("slnn.config_hash")
-                    if h in want and (h not in found or r.info.start_time > found[h][0]):
-                        found[h] = (r.info.start_time, r.data.tags.get("slnn.outcome", ""),
-                                    r.data.metrics.get("final/val_error"))
-            self._retried(step, 3)
+        def keep(children) -> None:
+            for c in children:
+                if c.finished and c.config_hash in want and (
+                        c.config_hash not in found or c.start_time > found[c.config_hash][0]):
+                    found[c.config_hash] = (c.start_time, c.outcome or "", c.val_error)
 
-        read(f"tags.mlflow.parentRunId = '{st.parent_run_id}'")
+        keep(self._retried(lambda: child_runs(st.uri, self.client, st.experiment_id,
+                                              st.parent_run_id), 3))
         for h in sorted(want - set(found)):
-            read(f"tags.`slnn.config_hash` = '{h}'")
+            keep(self._retried(lambda h=h: [ChildRun.of(r) for r in iter_runs(
+                self.client, [st.experiment_id], f"tags.`slnn.config_hash` = '{h}' and "
+                "attributes.status = 'FINISHED'")], 3))
         return {h: (o, v) for h, (_, o, v) in found.items()}
 
     def _hydra_files(self, client, parent: str, sweep_dir: Path) -> str:

@@ -15,7 +15,6 @@ from slnn.core.errors import ConfigError
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "none")
-STAGES = ("tune", "confirm")
 
 
 @dataclass(frozen=True)
