@@ -42,6 +42,7 @@ def test_the_space_reads_hydra_optuna_sweeper_syntax():
     ({"space": SPACE, "trials": 0}, "trials=0 must be a whole number >= 1"),
     ({"space": SPACE, "sampler": "cma"}, "choose one of ['tpe', 'random']"),
     ({"space": SPACE, "pruner": "hyperband"}, "choose one of ['median', 'halving', 'none']"),
+    ({"space": SPACE, "monitor": "train_loss"}, "choose one of ['val_error', 'val_loss']"),
     ({"space": SPACE, "budget": 3}, "search.budget is not a search setting"),
 ])
 def test_a_bad_search_is_one_line_that_names_it(node, needle):
@@ -114,3 +115,35 @@ def test_a_resumed_study_does_not_draw_its_first_points_again(tmp_path):
     again = open_study(journal(tmp_path), name, s)
     later = [again.ask(s.space).params["optim.lr"] for _ in range(3)]
     assert not set(later) & set(points)
+
+
+@pytest.mark.parametrize("monitor", [None, "val_error", "val_loss"])
+def test_a_run_reports_the_monitored_figure_of_every_check_to_its_trial(tmp_path, monitor):
+    """A job's ``on_epoch`` tells its trial the run's validation error (the trial's own score)
+    by default, or its validation loss, at every check_every-th epoch of its seed's steps; a
+    non-finite figure (a diverged run) is the worst there is: 1 for an error."""
+    import math
+
+    from slnn.sweep.state import SweepState
+    from slnn.sweep.worker import _pruning
+
+    node = {"space": SPACE, "trials": 6, "batch": 2, "tune_seeds": "range(100,102)",
+            "confirm_seeds": "range(5)", **({"monitor": monitor} if monitor else {})}
+    s = parse_search(node, ["data"])
+    name = study_name("abc", "arm")
+    trial = open_study(journal(tmp_path), name, s).ask(s.space)
+    state = SweepState(dir=str(tmp_path), search={"node": node, "grid_keys": ["data"],
+                                                  "journal": str(tmp_path)})
+    epochs, seed_index = 30, 1
+    hook = _pruning(state, (name, trial.number, seed_index), epochs)
+    assert hook["check_every"] == s.check_every == 10
+    rows = [{"epoch": e, "val_error": 0.5 - e / 100, "val_loss": 2.0 - e / 50} for e in range(21)]
+    rows.append({"epoch": 30, "val_error": math.nan, "val_loss": math.inf})
+    for row in rows:
+        assert hook["on_epoch"](row) is False  # the first trial of a study is never pruned
+    key = monitor or "val_error"
+    worst = 1.0 if key == "val_error" else 1e300
+    want = {seed_index * (epochs + 1) + r["epoch"]: (r[key] if math.isfinite(r[key]) else worst)
+            for r in rows if r["epoch"] and r["epoch"] % 10 == 0}
+    got = open_study(journal(tmp_path), name, s).trials[trial.number].intermediate_values
+    assert got == want and len(want) == 3

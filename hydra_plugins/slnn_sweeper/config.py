@@ -19,6 +19,7 @@ class SlnnSearchConf:
     sampler: str = "tpe"  # or random
     pruner: str = "median"  # or halving, none
     check_every: int = 10  # epochs between a run's reports to the pruner
+    monitor: str = "val_error"  # what the pruner watches, or val_loss
     seed: int = 0  # the sampler's
 
 

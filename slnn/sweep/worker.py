@@ -88,7 +88,7 @@ def _journal(folder: str):
 
 def _pruning(state: SweepState, trial: tuple, epochs: int) -> dict:
     """``run_one``'s ``on_epoch`` and ``check_every`` for a search's trial: every
-    ``check_every`` epochs the run's validation loss goes to the trial, and the run stops as
+    ``check_every`` epochs the run's ``monitor`` (validation error or loss) goes to the trial, and the run stops as
     ``pruned`` when the search's pruner says so (``slnn.sweep.search``)."""
     import math
 
@@ -103,8 +103,9 @@ def _pruning(state: SweepState, trial: tuple, epochs: int) -> dict:
         epoch = int(row["epoch"])
         if epoch == 0 or epoch % spec.check_every:
             return False
-        loss = row["val_loss"]
-        reporter.report(float(loss) if math.isfinite(loss) else 1e300, base + epoch)
+        value = float(row[spec.monitor])  # a diverged run scores the worst there is
+        worst = 1.0 if spec.monitor == "val_error" else 1e300
+        reporter.report(value if math.isfinite(value) else worst, base + epoch)
         return bool(reporter.should_prune())
 
     return {"on_epoch": on_epoch, "check_every": spec.check_every}
