@@ -104,6 +104,7 @@ def _store_trials(uri: str, parent: str) -> pd.DataFrame:
                      "outcome": t.get("slnn.outcome"), "lr": float(r.data.params["optim.lr"]),
                      "seed": int(r.data.params["seed"]),
                      "val_error": m.get("final/val_error", math.nan),
+                     "val_loss": m.get("final/val_loss", math.nan),
                      "test_error": m.get("final/test_error", math.nan), "run_id": r.info.run_id})
     return pd.DataFrame(rows)
 
@@ -124,18 +125,21 @@ def test_the_tuning_table_is_what_the_store_holds(tuned):
         for n, g in tune.groupby("trial"):
             assert set(g["seed"]) == TUNE_SEEDS
             if (g["outcome"] == "pruned").any():
-                per_trial[n] = ("pruned", None)
+                per_trial[n] = ("pruned", None, None)
             elif (g["status"] != "FINISHED").any():
-                per_trial[n] = ("failed", None)
+                per_trial[n] = ("failed", None, None)
             else:
                 v = g["val_error"].where(g["outcome"] != "diverged", 1.0).fillna(1.0)
-                per_trial[n] = ("complete", v.mean())
-        states = collections.Counter(s for s, _ in per_trial.values())
+                loss = g["val_loss"].where(g["outcome"] != "diverged", math.inf).fillna(math.inf)
+                per_trial[n] = ("complete", v.mean(), loss.mean())
+        states = collections.Counter(s for s, *_ in per_trial.values())
         assert (row["trials"], row["complete"], row["pruned"], row["failed"]) == (
             len(per_trial), states["complete"], states["pruned"], states["failed"])
         # the learning rate found: the completed trial with the lowest mean validation error,
-        # which the confirming runs all ran at and name
-        best = min((v, n) for n, (s, v) in per_trial.items() if s == "complete")[1]
+        # a tie going to the lower mean validation loss (a diverged seed's: infinite), which the
+        # confirming runs all ran at and name
+        best = min((round(v, 12), loss, n) for n, (s, v, loss) in per_trial.items()
+                   if s == "complete")[2]
         best_lr = tune[tune["trial"] == best]["lr"].iloc[0]
         assert confirm["lr"].nunique() == 1 and set(confirm["trial"]) == {best}
         assert row["trial"] == best

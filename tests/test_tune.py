@@ -6,6 +6,7 @@ sweep's ledger), never by sleeps."""
 from __future__ import annotations
 
 import collections
+import math
 import os
 import signal
 import subprocess
@@ -108,11 +109,22 @@ def check_search(tmp_path: Path, trials: int) -> dict:
         for r in tune:
             if r.data.tags["slnn.arm"] == arm:
                 by_trial[int(r.data.tags["slnn.trial"])].append(r)
-        # a trial's score: the mean final validation error over its seeds; pruned ones are out
-        scores = {n: sum(r.data.metrics["final/val_error"] for r in rs) / len(rs)
+        # a trial's score: the mean final validation error over its seeds (a diverged run: 1);
+        # pruned ones are out; a tie goes to the lower mean final validation loss (a diverged
+        # run's: infinite), then to the lower trial number
+        def err(r):
+            return 1.0 if r.data.tags["slnn.outcome"] == "diverged" else \
+                r.data.metrics["final/val_error"]
+
+        def loss(r):
+            v = r.data.metrics.get("final/val_loss", math.nan)
+            return math.inf if r.data.tags["slnn.outcome"] == "diverged" or \
+                not math.isfinite(v) else v
+
+        scores = {n: (round(sum(map(err, rs)) / len(rs), 12), sum(map(loss, rs)) / len(rs), n)
                   for n, rs in by_trial.items()
                   if all(r.data.tags["slnn.outcome"] != "pruned" for r in rs)}
-        best = min(scores, key=lambda n: (scores[n], n))
+        best = min(scores, key=scores.get)
         assert int(mine[0].data.tags["slnn.trial"]) == best
         assert mine[0].data.params["optim.lr"] == by_trial[best][0].data.params["optim.lr"]
     journal_trials = trials_in_journal(tmp_path)

@@ -85,10 +85,12 @@ def slice_data(tune: pd.DataFrame) -> pd.DataFrame:
     """One row per tuning trial (its value on every tuning seed, the newest run of each seed):
     its arm, lr, its seeds (``seed``: how many), the validation error the search scored it by
     (the mean over its seeds' final validation errors, a diverged run scoring 1; a pruned run's
-    at the pruning epoch), the most epochs a seed ran, and ``state``: pruned (a seed's run was
+    at the pruning epoch), the mean final validation loss (ties), the most epochs a seed ran,
+    and ``state``: pruned (a seed's run was
     pruned), failed (a seed's run never finished: failed, killed, or still running) or
     complete."""
-    cols = ["arm", *ARM, "trial", "lr", "seed", "outcome", "val_error", "epochs_run", "state"]
+    cols = ["arm", *ARM, "trial", "lr", "seed", "outcome", "val_error", "val_loss", "epochs_run",
+            "state"]
     if tune.empty:
         return pd.DataFrame(columns=cols)
     t = tune.sort_values("start_time", ascending=False, kind="stable")
@@ -108,8 +110,17 @@ def slice_data(tune: pd.DataFrame) -> pd.DataFrame:
                      "seed": len(g), "outcome": (Outcome.PRUNED if state == PRUNED
                                                  else first["outcome"]),
                      "val_error": float(g["val_error"].mean()),
+                     "val_loss": _tie_loss(g),
                      "epochs_run": g["epochs_run"].max(), "state": state})
     return pd.DataFrame(rows, columns=cols).sort_values(["arm", "trial"]).reset_index(drop=True)
+
+
+def _tie_loss(g: pd.DataFrame) -> float:
+    """What breaks ties between trials of one validation error, as the search breaks them: the
+    mean final validation loss over the seeds, infinite when a seed diverged or has none."""
+    loss = pd.to_numeric(g["val_loss"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(loss) | (g["outcome"] == Outcome.DIVERGED).to_numpy()
+    return float(np.inf if bad.any() else loss.mean())
 
 
 def _mean_ci(values) -> tuple[float, float, float, int]:
@@ -134,8 +145,8 @@ def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
     """Per arm: the learning rate confirmed (the confirming runs', all the same) and the trial it
     came from with that trial's validation error; how many trials completed, were pruned or
     failed; the confirmed mean test error over the confirming seeds with its interval. An arm
-    with no confirming run shows its best completed trial (lowest validation error, then the
-    lower trial number, as the search picks)."""
+    with no confirming run shows its best completed trial (lowest validation error, then
+    validation loss, then the lower trial number, as the search picks)."""
     trials = slice_data(tune)
     rows = []
     arms = sorted(set(trials["arm"].dropna()) | set(confirm["arm"].dropna()))
@@ -148,7 +159,7 @@ def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
             trial = int(pd.to_numeric(co["trial"]).iloc[0])
             lr = float(co["lr"].iloc[0])
         elif len(done):
-            top = done.sort_values(["val_error", "trial"]).iloc[0]
+            top = done.sort_values(["val_error", "val_loss", "trial"]).iloc[0]
             trial, lr = int(top["trial"]), float(top["lr"])
         else:
             trial, lr = -1, np.nan
@@ -385,9 +396,10 @@ def tuning_blocks(tuning: Tuning, figs: list[Fig]) -> list:
         f"{int(t['confirm_runs'].sum())} confirming run(s)." if len(t) else "")),
         ("table", table_display(t) if len(t) else pd.DataFrame()),
         ("caption", "Per arm: the learning rate found (the trial with the lowest mean "
-                    "validation error over the tuning seeds, a diverged run scoring 1) and that "
-                    "mean; the trials by how they ended (pruned: a seed's run stopped by the "
-                    "pruner on the validation loss; failed: a run never finished); the test error "
+                    "validation error over the tuning seeds, a diverged run scoring 1; ties to "
+                    "the lower mean validation loss) and that mean; the trials by how they ended "
+                    "(pruned: a seed's run stopped by the pruner; failed: a run never finished); "
+                    "the test error "
                     "at the learning rate found, mean over the confirming seeds, a diverged "
                     "run scoring 1, with a score interval.")]
     blocks += [("fig", f) for f in figs if f.key == "tuning_slice"]

@@ -278,7 +278,7 @@ class Orchestrator:
         config = self.config
         if cell_overrides is None:
             cell_overrides = enumerate_cells(config, self.arguments)
-        cells = self._compose(cell_overrides)
+        cells = self.compose(cell_overrides)
         if not cells:
             fail("the sweep has no cells: give at least one override or +experiment=<name>")
         first = cells[0].config
@@ -383,7 +383,7 @@ class Orchestrator:
         from slnn.tracking.runs import finished_runs, link_to_parent
 
         st = self.state
-        cells = self._compose(cell_overrides)
+        cells = self.compose(cell_overrides)
         for i, (c, x) in enumerate(zip(cells, extra)):
             c.index, c.tags, c.trial = len(self.all_cells) + i, dict(x.get("tags", {})), x.get("trial")
         the_plan = self._retried(lambda: plan(
@@ -404,29 +404,31 @@ class Orchestrator:
         """Cells of this sweep an earlier session ran (a resumed search's trials): listed in the
         parent's ``cells.json`` with the rest, not run."""
         known = {c.hash for c in self.all_cells}
-        self.all_cells += [c for c in self._compose(cell_overrides) if c.hash not in known]
+        self.all_cells += [c for c in self.compose(cell_overrides) if c.hash not in known]
 
-    def _compose(self, cell_overrides: list[list[str]]) -> list:
+    def compose(self, cell_overrides: list[list[str]]) -> list:
         """``grid.compose_cells`` for this sweep's config and search path."""
         config_name = OmegaConf.select(self.config, "hydra.job.config_name") or "config"
         return compose_cells(config_name, cell_overrides,
                              OmegaConf.select(self.config, "hydra.searchpath"))
 
-    def results(self, cells) -> dict[str, tuple[str, float | None]]:
-        """``{config hash: (outcome, final validation error)}`` of ``cells``' newest finished runs:
+    def results(self, cells) -> dict[str, tuple[str, float | None, float | None]]:
+        """``{config hash: (outcome, final validation error, final validation loss)}`` of
+        ``cells``' newest finished runs:
         under this sweep's parent (a reused run's link carries its figures), or, for a cell a
         concurrent sweep ran (its claim), wherever it is in the experiment."""
         from slnn.tracking.model_registry import ChildRun
         from slnn.tracking.runs import iter_runs
 
         st, want = self.state, {c.hash for c in cells}
-        found: dict[str, tuple[int, str, float | None]] = {}
+        found: dict[str, tuple[int, str, float | None, float | None]] = {}
 
         def keep(children) -> None:
             for c in children:
                 if c.finished and c.config_hash in want and (
                         c.config_hash not in found or c.start_time > found[c.config_hash][0]):
-                    found[c.config_hash] = (c.start_time, c.outcome or "", c.val_error)
+                    found[c.config_hash] = (c.start_time, c.outcome or "", c.val_error,
+                                            c.val_loss)
 
         keep(self._retried(lambda: child_runs(st.uri, self.client, st.experiment_id,
                                               st.parent_run_id), 3))
@@ -434,7 +436,7 @@ class Orchestrator:
             keep(self._retried(lambda h=h: [ChildRun.of(r) for r in iter_runs(
                 self.client, [st.experiment_id], f"tags.`slnn.config_hash` = '{h}' and "
                 "attributes.status = 'FINISHED'")], 3))
-        return {h: (o, v) for h, (_, o, v) in found.items()}
+        return {h: (o, err, loss) for h, (_, o, err, loss) in found.items()}
 
     def _hydra_files(self, client, parent: str, sweep_dir: Path) -> str:
         """Hydra's ``multirun.yaml`` in the sweep folder (each cell's ``.hydra/`` is written by

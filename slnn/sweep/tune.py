@@ -104,18 +104,51 @@ class Search:
                  for arm, study in studies.values() for t in study.get_trials(deepcopy=False)
                  for seed in spec.tune_seeds]
         self.run.remember(every)  # trials an earlier session ran count in the parent's cells
-        best = {}
+        tied = {}  # label -> (arm, the completed trials sharing the lowest value)
         for label, (arm, study) in studies.items():
             done = [t for t in study.get_trials(deepcopy=False)
                     if t.state.name == "COMPLETE" and t.value is not None]
             if done:
-                top = min(done, key=lambda t: (t.value, t.number))
-                best[label] = {"arm": arm, "params": dict(top.params), "value": top.value,
-                               "trial": top.number}
+                low = min(t.value for t in done)
+                tied[label] = (arm, sorted((t for t in done if math.isclose(t.value, low,
+                                                                            rel_tol=1e-12)),
+                                           key=lambda t: t.number))
             else:
                 say(f"slnn: search arm {label}: no trial completed; it is not confirmed",
                     sys.stderr)
+        loss = self._tied_losses(tied)
+        best = {}
+        for label, (arm, trials) in tied.items():
+            top = min(trials, key=lambda t: (loss.get((label, t.number), math.inf), t.number))
+            best[label] = {"arm": arm, "params": dict(top.params), "value": top.value,
+                           "trial": top.number}
         return best
+
+    def _tied_losses(self, tied: dict) -> dict[tuple[str, int], float]:
+        """For arms whose lowest validation error is shared by several trials (common: an error
+        is a count of a few dozen validation samples), each such trial's mean final validation
+        loss over its tuning seeds, which breaks the tie as the grid's report breaks ties
+        between cells; a seed that diverged or has no finite loss makes it infinite."""
+        cells, owner = [], []
+        for label, (arm, trials) in tied.items():
+            if len(trials) < 2:
+                continue
+            for t in trials:
+                for seed in self.spec.tune_seeds:
+                    cells.append([*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()),
+                                  f"seed={seed}"])
+                    owner.append((label, t.number))
+        if not cells:
+            return {}
+        composed = self.run.compose(cells)
+        found = self.run.results(composed)
+        sums: dict[tuple[str, int], float] = {}
+        for key, c in zip(owner, composed):
+            r = found.get(c.hash)
+            ok = r is not None and r[0] != Outcome.DIVERGED and r[2] is not None
+            v = r[2] if ok and math.isfinite(r[2]) else math.inf
+            sums[key] = sums.get(key, 0.0) + v
+        return {k: v / len(self.spec.tune_seeds) for k, v in sums.items()}
 
     # --- stage 2 ---------------------------------------------------------------------------
 
@@ -140,7 +173,7 @@ def _low(dist):
 
 def _tell(study, number: int, results: list) -> None:
     """Tell trial ``number`` what its runs came to, one per tuning seed: ``(outcome,
-    val_error)`` or None (no run finished: failed or killed). Its value is the mean validation
+    val_error, val_loss)`` or None (no run finished: failed or killed). Its value is the mean validation
     error over its seeds, a diverged or untrainable run scoring 1 (the worst error); a trial
     with a pruned run is PRUNED, one with a run missing FAILED. A trial another search already
     told is left as it is."""
@@ -148,12 +181,12 @@ def _tell(study, number: int, results: list) -> None:
 
     state, value = optuna.trial.TrialState.FAIL, None
     if results and all(r is not None for r in results):
-        if any(outcome == Outcome.PRUNED for outcome, _ in results):
+        if any(r[0] == Outcome.PRUNED for r in results):
             state = optuna.trial.TrialState.PRUNED
         else:
             state = optuna.trial.TrialState.COMPLETE
-            value = sum(1.0 if v is None or not math.isfinite(v) else float(v)
-                        for _, v in results) / len(results)
+            value = sum(1.0 if r[1] is None or not math.isfinite(r[1]) else float(r[1])
+                        for r in results) / len(results)
     try:
         study.tell(number, value, state=state)
     except (RuntimeError, ValueError):  # already finished (a concurrent search of the same study)
