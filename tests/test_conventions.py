@@ -168,3 +168,18 @@ def test_the_readmes_commands_leave_a_clone_clean(tmp_path):
     for made in ("mlflow.db", "mlruns/", "multirun/", "outputs/", "reports/sweep-"):
         assert f"!! {made}" in ignored, ignored  # made, and ignored
     shutil.rmtree(clone, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_named_studys_grid_axis_narrowed_on_the_command_line_runs_every_cell(tmp_path):
+    """``hydra.sweeper.params.seed=...`` replaces an axis the study defines: the launcher
+    composes each job without the study, so that override once failed every job ("Could not
+    override 'hydra.sweeper.params.seed'") after the parent run was made."""
+    proc = run("slnn-train", "-m", "+experiment=guide_reproduction",
+               'hydra.sweeper.params.seed="range(2)"', "optim.lr=0.1", "train.epochs=3",
+               f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "sweep.report=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    n = int(re.search(r"\(of (\d+) cells\)", last).group(1))
+    done = sum(int(k) for k in re.findall(r"(\d+) (?:finished|diverged|shape_mismatch)", last))
+    assert n == done == 8 and " 0 failed" in last, last  # 2 data x 2 rules x 2 seeds, one lr

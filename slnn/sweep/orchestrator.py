@@ -116,6 +116,27 @@ def mask_launch_config(config: DictConfig) -> None:
         _mask_strings(HydraConfig.instance().cfg)
 
 
+def drop_sweeper_overrides(config: DictConfig) -> None:
+    """Leave the sweeper's own command-line overrides (``hydra.sweeper.params.seed=...``,
+    ``hydra.sweeper.search.trials=...``) out of the config the launcher composes each job's
+    from: a job runs cells, it does not sweep, and its composition lacks the study
+    (``+experiment=...`` is not one of its overrides), so a key the study added to
+    ``hydra.sweeper.params`` "could not be overridden" there and every job failed."""
+    from omegaconf import read_write
+
+    from hydra.core.hydra_config import HydraConfig
+
+    def keep(o) -> bool:
+        return not str(o).lstrip("+~").startswith("hydra.sweeper.")
+
+    for cfg in (config, HydraConfig.instance().cfg if HydraConfig.initialized() else None):
+        hydra_node = cfg.get("hydra") if cfg is not None else None
+        if hydra_node is None or "overrides" not in hydra_node:
+            continue
+        with read_write(hydra_node.overrides):
+            hydra_node.overrides.hydra = [o for o in hydra_node.overrides.hydra if keep(o)]
+
+
 def _rule_digests(cells) -> dict:
     """``{file: sha256}`` of the user's rule files the grid was validated with (update=custom):
     jobs run exactly these bytes (``loader.pinned``), and the sweep's report may check them."""
@@ -492,6 +513,7 @@ class Orchestrator:
         # there, and each job takes the real URI from its own config or environment (``worker``)
         st.save(state_path, mask(st.uri))
         mask_launch_config(self.config)  # what the launcher pickles for its jobs, too
+        drop_sweeper_overrides(self.config)
         self.todo_folders = [c.folder for c in todo]
         self.dealt = getattr(self, "dealt", []) + self.todo_folders  # every launch's (a search's)
         n_jobs = max(1, min(n_chunks, len(todo)))
