@@ -407,7 +407,8 @@ def record_costs(folder: Path) -> None:
             rel = f.relative_to(root).as_posix()
             kind = ("weights/epoch_*.npy (snapshots)" if rel.startswith("weights/epoch_") else
                     rel if rel in ("history.csv", "config.yaml", "run.log", "weights/initial.npy",
-                                   "weights/final.npy") else "other artifacts")
+                                   "weights/final.npy", "weights/snapshots.npz")
+                    else "other artifacts")
             st = f.stat()
             k = kinds.setdefault(kind, [0, 0, 0])
             k[0] += 1

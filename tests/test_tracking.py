@@ -241,12 +241,15 @@ def test_weights_artifacts_are_float64_of_the_network_shape(main_run):
 
 
 def test_snapshots_are_the_weights_at_their_epoch(main_run):
-    snaps = sorted((main_run.art / "weights").glob("epoch_*.npy"))
+    assert sorted(p.name for p in (main_run.art / "weights").iterdir()) == [
+        "final.npy", "initial.npy", "snapshots.npz"]
+    with np.load(main_run.art / "weights" / "snapshots.npz", allow_pickle=False) as npz:
+        snaps = {name: npz[name] for name in npz.files}
     assert len(snaps) == 3  # train.snapshots=3
-    epochs = [int(re.fullmatch(r"epoch_(\d+)\.npy", p.name).group(1)) for p in snaps]
+    epochs = sorted(int(re.fullmatch(r"epoch_(\d{5})", name).group(1)) for name in snaps)
     assert len(set(epochs)) == 3 and all(0 < e < 30 for e in epochs)
-    for epoch, path in zip(epochs, snaps):
-        W = np.load(path, allow_pickle=False)
+    for epoch in epochs:
+        W = snaps[f"epoch_{epoch:05d}"]
         assert W.dtype == np.float64 and W.shape == (3, 3)
         assert main_run.hist["weight_norm"][epoch] == pytest.approx(np.linalg.norm(W), rel=1e-12)
         loss, _ = _sigmoid_loss_error(W, *_split(main_run.data, "val"))
