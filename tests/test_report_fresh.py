@@ -47,7 +47,10 @@ def test_committed_reports_are_all_checked():
     assert {p.parent.name for p in (ROOT / "reports").glob("*/report.md")} == set(COMMITTED)
 
 
-@pytest.mark.parametrize("study", COMMITTED)
+# the small study (83 runs, 3 s) keeps the check in the fast tier; the big ones (8-10 s each,
+# half the fast tier's wall time on 2 cores) run in the full suite, which CI runs
+@pytest.mark.parametrize("study", [pytest.param(s, marks=() if s == "guide_reproduction"
+                                                else pytest.mark.slow) for s in COMMITTED])
 def test_every_committed_report_is_what_the_code_makes_of_its_data(study, tmp_path):
     """Fails until the committed reports are drawn again after a change to the report's code
     (see the module's docstring): that is its purpose."""
