@@ -51,6 +51,9 @@ def one_line_error(proc, text: str) -> None:
      "optim.lr: Value 'abc' of type 'str' could not be converted to Float (in the cell "
      "optim.lr=abc data=iris_petal); no run was started"),
     (["sweep.stat=1"], "sweep.stat is not a config key: did you mean sweep.register?"),
+    (["-m", "seed=0,1", "train.epochs=1", "sweep.report_grid=reports/guide_vs_correct"],
+     "sweep.report_grid=reports/guide_vs_correct: only a tuned study's report is compared with "
+     "a grid (hydra.sweeper.search); drop sweep.report_grid"),
 ])
 def test_a_bad_command_line_is_one_line_on_stderr(args, text, tmp_path):
     proc = run("slnn-train", *args, cwd=tmp_path)

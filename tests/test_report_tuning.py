@@ -12,6 +12,7 @@ import collections
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,17 +70,43 @@ def _sweep(slnn_train, cwd: Path, args: list[str]) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory, slnn_train):
-    """(store URI, parent run id, report folder) of the small search."""
+def tuned_sweep(tmp_path_factory, slnn_train, grid_report):
+    """(store URI, parent run id, the sweep's own report folder, its last line) of the small
+    search, run with ``sweep.report_grid`` naming the small grid's report."""
     root = tmp_path_factory.mktemp("tuned")
     (root / "confs" / "experiment").mkdir(parents=True)
     (root / "confs" / "experiment" / "tinytune.yaml").write_text(STUDY)
-    uri, parent = _sweep(slnn_train, root, ["+experiment=tinytune",
-                                            f"hydra.searchpath=[file://{root}/confs]"])
+    uri = f"sqlite:///{root}/mlflow.db"
+    proc = slnn_train(["-m", "+experiment=tinytune", f"hydra.searchpath=[file://{root}/confs]",
+                       f"sweep.report_grid={grid_report[2]}", f"tracking.uri={uri}"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    parent = re.search(r"parent run ([0-9a-f]{32})", proc.stdout).group(1)
+    own = re.search(r"; report: (\S+) \(rebuild", proc.stdout)
+    assert own, proc.stdout[-2000:]
+    return uri, parent, root / own.group(1), proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def tuned(tuned_sweep, tmp_path_factory):
+    """(store URI, parent run id, report folder) of the small search."""
+    uri, parent, _, _ = tuned_sweep
     from slnn.report import report_for_parent
 
-    folder = report_for_parent(uri, parent, out=root / "report")
+    folder = report_for_parent(uri, parent, out=tmp_path_factory.mktemp("tuned") / "report")
     return uri, parent, folder
+
+
+def test_a_tuned_sweeps_own_report_compares_with_its_report_grid(tuned_sweep, grid_report,
+                                                                 tmp_path):
+    """``sweep.report_grid``: the report the sweep writes as it ends has the comparison that
+    ``slnn-report --grid`` gives for the same store and grid."""
+    from slnn.report import report_for_parent
+
+    uri, parent, own, _ = tuned_sweep
+    by_hand = report_for_parent(uri, parent, out=tmp_path / "r", grid=grid_report[2])
+    assert (own / "grid_comparison.csv").read_bytes() == \
+        (by_hand / "grid_comparison.csv").read_bytes()
+    assert "Against the grid's best cell" in (own / "report.md").read_text()
 
 
 @pytest.fixture(scope="module")

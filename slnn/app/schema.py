@@ -67,6 +67,9 @@ class SweepConfig:
     report: bool = True  # write the sweep's report when a multirun ends
     register: bool = False  # register the sweep's best run in the Model Registry (alias "best")
     max_cells: int = 100_000  # a larger grid is refused before any cell is made (split it)
+    # a tuned study's report also compares each arm with this grid report's cell (a folder,
+    # as slnn-report --grid takes); left out, with a note, when the folder is not there
+    report_grid: Optional[str] = None
     # set by the slnn sweeper for its jobs, not by users:
     state: Optional[str] = None  # the sweep's state file
     chunk: Optional[int] = None  # this job's number (its chunk of cells, unless they share one list)

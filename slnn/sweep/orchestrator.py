@@ -303,6 +303,9 @@ class Orchestrator:
         if not cells:
             fail("the sweep has no cells: give at least one override or +experiment=<name>")
         first = cells[0].config
+        if first.sweep.report_grid and identity is None:
+            fail(f"sweep.report_grid={first.sweep.report_grid}: only a tuned study's report is "
+                 "compared with a grid (hydra.sweeper.search); drop sweep.report_grid")
         uri = store.resolve_uri(first.tracking.uri)
         if (len({c.config.tracking.experiment for c in cells}) > 1
                 or len({store.resolve_uri(c.config.tracking.uri) for c in cells}) > 1):
@@ -367,6 +370,8 @@ class Orchestrator:
             # same grid has its own), never over the committed reports/<study>/; an ad-hoc grid's
             # into reports/sweep-<parent id 8>/ (slnn.report.default_out)
             report_out=str(sweep_dir / "report") if study != "sweep" else None,
+            report_grid=(str(Path(first.sweep.report_grid).resolve())
+                         if first.sweep.report_grid else None),
             store_file=_store_file(uri),
             launcher=process_owner())  # a job whose launcher died stops (worker)
         self.client = client
@@ -643,6 +648,8 @@ class Orchestrator:
         note = self._step(self._log_best_model, "no model logged") if st.log_best_model else ""
         note += self._step(self._register, "nothing registered") if st.register else ""
         rebuild = report_command(uri, parent)
+        if st.report_grid and Path(st.report_grid).is_dir():
+            rebuild += f" --grid {shlex.quote(relative(Path(st.report_grid)))}"
         note += (self._write_report(rebuild) if st.report else
                  f"; no report (sweep.report=false; write it: {rebuild})")
         print(mask(f"slnn: sweep {st.label}: {line} in {elapsed:.1f} s; parent run {parent}"
@@ -800,11 +807,22 @@ class Orchestrator:
             from slnn.report.rulecheck import allow_rule_files
         except ImportError:
             return ""
+        grid, note = st.report_grid, ""
+        if grid is not None:
+            from slnn.report.tuning import GridError, load_grid
+
+            try:
+                load_grid(grid)
+            except GridError as e:  # the report goes on without the comparison, and says so
+                why = (f"sweep.report_grid={relative(Path(grid))} is no folder here: the named "
+                       "studies' grids are in a clone's reports/" if not Path(grid).is_dir()
+                       else str(e).replace("--grid", "sweep.report_grid=", 1).replace("= ", "="))
+                grid, note = None, f"; no grid comparison ({why})"
         try:
             with allow_rule_files(st.rule_digests or ()):  # the files it validated
                 folder = report_for_parent(st.uri, st.parent_run_id, attach=True,
-                                           out=st.report_out)
+                                           out=st.report_out, grid=grid)
         except Exception as e:  # noqa: BLE001 - the runs are safe in MLflow; say why no report
             why = (str(e).splitlines() or [type(e).__name__])[0][:200]
-            return f"; no report ({why}; retry: {rebuild})"
-        return f"; report: {folder} (rebuild: {rebuild})"
+            return f"; no report ({why}; retry: {rebuild}){note}"
+        return f"; report: {folder} (rebuild: {rebuild}){note}"

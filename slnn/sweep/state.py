@@ -27,6 +27,7 @@ class SweepState:
     log_best_model: bool = True
     rule_digests: dict = field(default_factory=dict)  # {rule file: sha256} the jobs must run
     report_out: str | None = None
+    report_grid: str | None = None  # sweep.report_grid, absolute (a tuned study's report)
     store_file: list | None = None  # [device, inode] of a SQLite store's file
     launcher: str | None = None  # the launching process's owner (``liveness.process_owner``)
     shared: bool = False  # the jobs take their cells from one list
