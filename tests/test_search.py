@@ -147,3 +147,102 @@ def test_a_run_reports_the_monitored_figure_of_every_check_to_its_trial(tmp_path
             for r in rows if r["epoch"] and r["epoch"] % 10 == 0}
     got = open_study(journal(tmp_path), name, s).trials[trial.number].intermediate_values
     assert got == want and len(want) == 3
+
+
+# --- how a trial is scored and chosen (slnn.core.trials), in the search and in its report ---
+
+def test_a_diverged_run_scores_1_whatever_its_last_finite_epoch_said():
+    from slnn.core.trials import tie_loss, trial_score
+
+    # a diverged run's final figures are its last finite epoch's: 0.2 here, scored 1
+    assert trial_score([("max_epochs", 0.1), ("diverged", 0.2)]) == (0.1 + 1.0) / 2
+    assert trial_score([("max_epochs", float("nan")), ("converged", None)]) == 1.0
+    assert tie_loss([("max_epochs", 0.3), ("diverged", 0.2)]) == float("inf")
+    assert tie_loss([("max_epochs", 0.3), ("converged", 0.5)]) == 0.4
+
+
+def _trials(values):
+    import optuna
+
+    study = optuna.create_study()
+    for n, v in enumerate(values):
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": 10.0 ** -n},
+            distributions={"optim.lr": optuna.distributions.FloatDistribution(1e-9, 10, log=True)},
+            value=v))
+    return study.trials
+
+
+class _Run:
+    """What ``Search.best`` asks of the orchestrator: cells composed from overrides (hashed by
+    their text here) and the newest result of each, as ``Orchestrator.results`` gives them."""
+
+    def __init__(self, results):
+        self.found = results  # {overrides text: (outcome, val_error, val_loss)}
+        self.composed = []
+
+    def compose(self, cells):
+        from types import SimpleNamespace
+
+        self.composed += cells
+        return [SimpleNamespace(hash=" ".join(c)) for c in cells]
+
+    def results(self, cells):
+        return {c.hash: self.found[c.hash] for c in cells if c.hash in self.found}
+
+
+def _search(run):
+    from slnn.sweep.tune import Search
+
+    return Search(run, {"space": SPACE, "trials": 4, "batch": 2, "tune_seeds": "range(100,102)",
+                        "confirm_seeds": "range(3)"}, ["update"])
+
+
+def _cell(arm, lr, seed):
+    from slnn.sweep.tune import _value
+
+    return " ".join([*arm, f"optim.lr={_value(lr)}", f"seed={seed}"])
+
+
+def test_a_tie_in_validation_error_goes_to_the_lower_validation_loss():
+    arm = ["update=input"]
+    # trials 1 and 2 tie with trial 3 at 0.2 (one sum differs in its last bit); trial 0 is worse
+    values = [0.5, 0.2, (0.1 + 0.3) / 2, 0.2]
+    losses = {1: (0.9, 0.7), 2: (0.4, 0.2), 3: (0.2, 0.3)}  # trial 3's mean loss is the lowest
+    found = {_cell(arm, 10.0 ** -n, s): ("max_epochs", 0.2, loss)
+             for n, pair in losses.items() for s, loss in zip((100, 101), pair)}
+    run = _Run(found)
+    best = _search(run).best({"update=input": (arm, _trials(values))})
+    assert best["update=input"]["trial"] == 3
+    assert best["update=input"]["params"] == {"optim.lr": 1e-3}
+    # only the tied trials' runs were read, every tuning seed of each
+    assert sorted(" ".join(c) for c in run.composed) == sorted(found)
+    # a seed that diverged makes its trial lose the tie; a trial whose runs are gone too
+    found[_cell(arm, 1e-3, 101)] = ("diverged", 0.2, 0.01)
+    del found[_cell(arm, 1e-2, 100)]
+    assert _search(_Run(found)).best({"update=input": (arm, _trials(values))})[
+        "update=input"]["trial"] == 1
+    # no tie: the lowest value, no store read
+    run = _Run({})
+    assert _search(run).best({"update=input": (arm, _trials([0.3, 0.1, 0.2]))})[
+        "update=input"]["trial"] == 1 and run.composed == []
+
+
+def test_the_report_chooses_an_unconfirmed_arms_trial_as_the_search_does():
+    """An arm whose confirmation never ran (a search stopped after tuning): its row shows the
+    trial the search would confirm; with seeds summed in another order (newest run first) the
+    tie is still a tie, and goes to the lower validation loss."""
+    import pandas as pd
+
+    from slnn.report.tuning import tuning_table
+
+    rows = []
+    for trial, errs, loss in ((0, (5, 8, 9), 0.9), (1, (9, 8, 5), 0.1), (2, (9, 9, 9), 0.0)):
+        for i, (seed, k) in enumerate(zip((100, 101, 102), errs)):
+            rows.append({"arm": "update=input", "data": "iris", "update": "input",
+                         "activation": "tanh", "trial": trial, "lr": 0.1 * (trial + 1),
+                         "seed": seed, "outcome": "max_epochs", "status": "FINISHED",
+                         "val_error": k / 30, "val_loss": loss, "epochs_run": 10,
+                         "start_time": 1000 - 10 * trial - i, "test_error": 0.1})
+    table = tuning_table(pd.DataFrame(rows), pd.DataFrame(columns=["arm"]))
+    assert int(table.iloc[0]["trial"]) == 1 and table.iloc[0]["lr"] == 0.2

@@ -71,7 +71,7 @@ def explain_hydra_error(e: BaseException) -> str:
     key = _unknown_key_of(e)
     if key and key.startswith("hydra.sweeper.search."):
         return (f"{key} is not a search setting: use space, trials, batch, tune_seeds, "
-                "confirm_seeds, sampler, pruner, check_every or seed (docs/sweeps.md)")
+                "confirm_seeds, sampler, pruner, check_every, monitor or seed (docs/sweeps.md)")
     if key:
         return unknown_key(key)
     added = re.search(r"An item is already at '(.+?)'", str(e))

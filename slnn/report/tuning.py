@@ -11,11 +11,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from slnn.core.outcomes import Outcome
+from slnn.core.trials import choose, tie_loss, trial_score
 from slnn.report.figbase import Fig, _save, _suptitle
 from slnn.report.inference import rate_interval
 from slnn.report.selection import _span, choose_best, failure_scored, seed_split
@@ -106,21 +108,17 @@ def slice_data(tune: pd.DataFrame) -> pd.DataFrame:
     for (arm, trial), g in t.groupby(["arm", "trial"], sort=True):
         state = max(g["state"], key=rank.get)
         first = g.iloc[0]
+        g = g.sort_values("seed")  # the search's order: its sums, to the last bit
+        pairs = list(zip(g["outcome"], pd.to_numeric(g["val_error"], errors="coerce")))
         rows.append({"arm": arm, **{k: first[k] for k in ARM}, "trial": trial, "lr": first["lr"],
                      "seed": len(g), "outcome": (Outcome.PRUNED if state == PRUNED
                                                  else first["outcome"]),
-                     "val_error": float(g["val_error"].mean()),
-                     "val_loss": _tie_loss(g),
+                     "val_error": (trial_score(pairs) if state == "complete"
+                                   else float(g["val_error"].mean())),
+                     "val_loss": tie_loss(list(zip(g["outcome"], pd.to_numeric(
+                         g["val_loss"], errors="coerce")))),
                      "epochs_run": g["epochs_run"].max(), "state": state})
     return pd.DataFrame(rows, columns=cols).sort_values(["arm", "trial"]).reset_index(drop=True)
-
-
-def _tie_loss(g: pd.DataFrame) -> float:
-    """What breaks ties between trials of one validation error, as the search breaks them: the
-    mean final validation loss over the seeds, infinite when a seed diverged or has none."""
-    loss = pd.to_numeric(g["val_loss"], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(loss) | (g["outcome"] == Outcome.DIVERGED).to_numpy()
-    return float(np.inf if bad.any() else loss.mean())
 
 
 def _mean_ci(values) -> tuple[float, float, float, int]:
@@ -141,6 +139,13 @@ def per_seed_test_error(runs: pd.DataFrame) -> pd.Series:
     return r.assign(_te=failure_scored(r, "test_error")).groupby("seed")["_te"].mean()
 
 
+class _Trial(NamedTuple):
+    value: float
+    number: int
+    loss: float
+    lr: float
+
+
 def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
     """Per arm: the learning rate confirmed (the confirming runs', all the same) and the trial it
     came from with that trial's validation error; how many trials completed, were pruned or
@@ -158,9 +163,11 @@ def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
         if len(co):
             trial = int(pd.to_numeric(co["trial"]).iloc[0])
             lr = float(co["lr"].iloc[0])
-        elif len(done):
-            top = done.sort_values(["val_error", "val_loss", "trial"]).iloc[0]
-            trial, lr = int(top["trial"]), float(top["lr"])
+        elif len(done):  # chosen as the search chooses (slnn.core.trials.choose)
+            rows_ = [_Trial(float(r.val_error), int(r.trial), float(r.val_loss), float(r.lr))
+                     for r in done.itertuples()]
+            top = choose(rows_, lambda r: r.loss)
+            trial, lr = top.number, top.lr
         else:
             trial, lr = -1, np.nan
         at = tr[tr["trial"] == trial]
@@ -214,13 +221,13 @@ def grid_cells(grid: pd.DataFrame, how: str = "crossfit") -> pd.DataFrame:
     folds = split.folds if how == "crossfit" else [(_seeds(grid), _seeds(grid))]
     ran = grid[grid["outcome"].isin(RAN)]
     out = []
-    for choose, report in folds:
-        best = choose_best(grid, choose, by=tuple(ARM))
+    for choosing, report in folds:
+        best = choose_best(grid, choosing, by=tuple(ARM))
         if best.empty:
             continue
         mine = ran[pd.to_numeric(ran["seed"], errors="coerce").isin(report)]
         out.append(mine.merge(best[ARM + ["lr"]], on=ARM + ["lr"]).assign(
-            chosen_on=_span(choose)))
+            chosen_on=_span(choosing)))
     if not out:
         return ran.iloc[:0].assign(chosen_on="")
     return pd.concat(out, ignore_index=True)

@@ -133,6 +133,8 @@ def drop_sweeper_overrides(config: DictConfig) -> None:
         hydra_node = cfg.get("hydra") if cfg is not None else None
         if hydra_node is None or "overrides" not in hydra_node:
             continue
+        if "hydra" not in hydra_node.overrides:
+            continue
         with read_write(hydra_node.overrides):
             hydra_node.overrides.hydra = [o for o in hydra_node.overrides.hydra if keep(o)]
 
@@ -648,9 +650,10 @@ class Orchestrator:
         note = self._step(self._log_best_model, "no model logged") if st.log_best_model else ""
         note += self._step(self._register, "nothing registered") if st.register else ""
         rebuild = report_command(uri, parent)
-        if st.report_grid and Path(st.report_grid).is_dir():
-            rebuild += f" --grid {shlex.quote(relative(Path(st.report_grid)))}"
-        note += (self._write_report(rebuild) if st.report else
+        grid, grid_note = self._report_grid()
+        if grid is not None:
+            rebuild += f" --grid {shlex.quote(relative(Path(grid)))}"
+        note += (self._write_report(rebuild, grid, grid_note) if st.report else
                  f"; no report (sweep.report=false; write it: {rebuild})")
         print(mask(f"slnn: sweep {st.label}: {line} in {elapsed:.1f} s; parent run {parent}"
                    f"{note}; browse: {browse_command(uri)} (the sweep: "
@@ -797,7 +800,27 @@ class Orchestrator:
             return f"; nothing registered ({e})"
         return f"; registered {name} version {version} (run {run_id}) as {name}@best"
 
-    def _write_report(self, rebuild: str) -> str:
+    def _report_grid(self) -> tuple[str | None, str]:
+        """(``sweep.report_grid`` when it is a grid report's folder, else None; the note saying
+        why there is no grid comparison, or "")."""
+        grid = self.state.report_grid
+        if grid is None:
+            return None, ""
+        try:
+            from slnn.report.tuning import GridError, load_grid
+        except ImportError:  # no report can be written either (_write_report)
+            return None, ""
+
+        try:
+            load_grid(grid)
+        except GridError as e:  # the report goes on without the comparison, and says so
+            why = (f"sweep.report_grid={relative(Path(grid))} is no folder here: the named "
+                   "studies' grids are in reports/ at a clone's root" if not Path(grid).is_dir()
+                   else str(e).replace("--grid ", "sweep.report_grid=", 1))
+            return None, f"; no grid comparison ({why})"
+        return grid, ""
+
+    def _write_report(self, rebuild: str, grid: str | None = None, note: str = "") -> str:
         """``; report: <folder> (rebuild: <command>)``, or why there is none. A named study's
         report goes into ``<sweep folder>/report/`` (``state.report_out``), an ad-hoc grid's
         into ``reports/sweep-<parent id 8>/``: never over a tracked ``reports/<study>/``."""
@@ -807,17 +830,6 @@ class Orchestrator:
             from slnn.report.rulecheck import allow_rule_files
         except ImportError:
             return ""
-        grid, note = st.report_grid, ""
-        if grid is not None:
-            from slnn.report.tuning import GridError, load_grid
-
-            try:
-                load_grid(grid)
-            except GridError as e:  # the report goes on without the comparison, and says so
-                why = (f"sweep.report_grid={relative(Path(grid))} is no folder here: the named "
-                       "studies' grids are in a clone's reports/" if not Path(grid).is_dir()
-                       else str(e).replace("--grid", "sweep.report_grid=", 1).replace("= ", "="))
-                grid, note = None, f"; no grid comparison ({why})"
         try:
             with allow_rule_files(st.rule_digests or ()):  # the files it validated
                 folder = report_for_parent(st.uri, st.parent_run_id, attach=True,

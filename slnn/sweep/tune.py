@@ -10,6 +10,7 @@ import math
 import sys
 
 from slnn.core.outcomes import Outcome
+from slnn.core.trials import choose, tie_loss, trial_score
 from slnn.sweep.search import (SearchSpec, journal, open_study, parse_search, storage_path,
                                study_name)
 from slnn.tracking.console import say
@@ -104,51 +105,48 @@ class Search:
                  for arm, study in studies.values() for t in study.get_trials(deepcopy=False)
                  for seed in spec.tune_seeds]
         self.run.remember(every)  # trials an earlier session ran count in the parent's cells
-        tied = {}  # label -> (arm, the completed trials sharing the lowest value)
-        for label, (arm, study) in studies.items():
-            done = [t for t in study.get_trials(deepcopy=False)
-                    if t.state.name == "COMPLETE" and t.value is not None]
-            if done:
-                low = min(t.value for t in done)
-                tied[label] = (arm, sorted((t for t in done if math.isclose(t.value, low,
-                                                                            rel_tol=1e-12)),
-                                           key=lambda t: t.number))
-            else:
+        return self.best({label: (arm, [t for t in study.get_trials(deepcopy=False)
+                                        if t.state.name == "COMPLETE" and t.value is not None])
+                          for label, (arm, study) in studies.items()})
+
+    def best(self, done: dict[str, tuple[list, list]]) -> dict[str, dict]:
+        """Per arm label, from ``{label: (arm, its completed trials)}``, the trial to confirm
+        (``choose``: a tie in mean validation error goes to the lower mean validation loss, as
+        the grid's report breaks ties between cells; an error counts a few dozen validation
+        samples, so ties are common) as ``{arm, params, value, trial}``. The losses are read from
+        the store only for tied trials; a trial whose runs are not there loses a tie."""
+        tied: dict[tuple[str, int], list] = {}  # (label, number) -> its cells, seed by seed
+        cells = []
+        for label, (arm, trials) in done.items():
+            if not trials:
                 say(f"slnn: search arm {label}: no trial completed; it is not confirmed",
                     sys.stderr)
-        loss = self._tied_losses(tied)
-        best = {}
-        for label, (arm, trials) in tied.items():
-            top = min(trials, key=lambda t: (loss.get((label, t.number), math.inf), t.number))
-            best[label] = {"arm": arm, "params": dict(top.params), "value": top.value,
-                           "trial": top.number}
-        return best
-
-    def _tied_losses(self, tied: dict) -> dict[tuple[str, int], float]:
-        """For arms whose lowest validation error is shared by several trials (common: an error
-        is a count of a few dozen validation samples), each such trial's mean final validation
-        loss over its tuning seeds, which breaks the tie as the grid's report breaks ties
-        between cells; a seed that diverged or has no finite loss makes it infinite."""
-        cells, owner = [], []
-        for label, (arm, trials) in tied.items():
-            if len(trials) < 2:
+                continue
+            low = min(t.value for t in trials)
+            if sum(math.isclose(t.value, low, rel_tol=1e-12) for t in trials) < 2:
                 continue
             for t in trials:
-                for seed in self.spec.tune_seeds:
-                    cells.append([*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()),
-                                  f"seed={seed}"])
-                    owner.append((label, t.number))
-        if not cells:
-            return {}
-        composed = self.run.compose(cells)
-        found = self.run.results(composed)
-        sums: dict[tuple[str, int], float] = {}
-        for key, c in zip(owner, composed):
-            r = found.get(c.hash)
-            ok = r is not None and r[0] != Outcome.DIVERGED and r[2] is not None
-            v = r[2] if ok and math.isfinite(r[2]) else math.inf
-            sums[key] = sums.get(key, 0.0) + v
-        return {k: v / len(self.spec.tune_seeds) for k, v in sums.items()}
+                if math.isclose(t.value, low, rel_tol=1e-12):
+                    tied[(label, t.number)] = [
+                        [*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()),
+                         f"seed={seed}"] for seed in self.spec.tune_seeds]
+                    cells += tied[(label, t.number)]
+        found, hashes = {}, []
+        if cells:
+            composed = self.run.compose(cells)
+            found, hashes = self.run.results(composed), [c.hash for c in composed]
+        losses, i = {}, 0
+        for key, runs in tied.items():  # (outcome, final validation loss) of each seed's run
+            mine = [found.get(h) for h in hashes[i:i + len(runs)]]
+            i += len(runs)
+            losses[key] = tie_loss([(r[0], r[2]) if r else (None, None) for r in mine])
+        out = {}
+        for label, (arm, trials) in done.items():
+            if trials:
+                top = choose(trials, lambda t: losses.get((label, t.number), math.inf))
+                out[label] = {"arm": arm, "params": dict(top.params), "value": top.value,
+                              "trial": top.number}
+        return out
 
     # --- stage 2 ---------------------------------------------------------------------------
 
@@ -185,8 +183,7 @@ def _tell(study, number: int, results: list) -> None:
             state = optuna.trial.TrialState.PRUNED
         else:
             state = optuna.trial.TrialState.COMPLETE
-            value = sum(1.0 if r[1] is None or not math.isfinite(r[1]) else float(r[1])
-                        for r in results) / len(results)
+            value = trial_score([r[:2] for r in results])
     try:
         study.tell(number, value, state=state)
     except (RuntimeError, ValueError):  # already finished (a concurrent search of the same study)
