@@ -51,6 +51,12 @@ def one_line_error(proc, text: str) -> None:
      "optim.lr: Value 'abc' of type 'str' could not be converted to Float (in the cell "
      "optim.lr=abc data=iris_petal); no run was started"),
     (["sweep.stat=1"], "sweep.stat is not a config key: did you mean sweep.register?"),
+    (["-m", "seed=0,1", "hydra.sweeper.search.monitor=bogus"],
+     "hydra.sweeper.search.monitor='bogus' is set, but hydra.sweeper.search.space is empty"),
+    (["-m", "+experiment=guide_reproduction", "hydra.sweeper.params.optim.lr=0.1"],
+     "hydra.sweeper.params.optim is not a grid axis of this sweep: an axis whose name has a dot"),
+    (["-m", "+experiment=guide_reproduction", 'hydra.sweeper.params.seed="range(0)"'],
+     "the sweep has no cells: an axis has no values (range(0)?)"),
     (["-m", "seed=0,1", "train.epochs=1", "sweep.report_grid=reports/guide_vs_correct"],
      "sweep.report_grid=reports/guide_vs_correct: only a tuned study's report is compared with "
      "a grid (hydra.sweeper.search); drop sweep.report_grid"),

@@ -102,11 +102,18 @@ def test_a_tuned_sweeps_own_report_compares_with_its_report_grid(tuned_sweep, gr
     ``slnn-report --grid`` gives for the same store and grid."""
     from slnn.report import report_for_parent
 
-    uri, parent, own, _ = tuned_sweep
+    uri, parent, own, last = tuned_sweep
     by_hand = report_for_parent(uri, parent, out=tmp_path / "r", grid=grid_report[2])
     assert (own / "grid_comparison.csv").read_bytes() == \
         (by_hand / "grid_comparison.csv").read_bytes()
-    assert "Against the grid's best cell" in (own / "report.md").read_text()
+    md = (own / "report.md").read_text()
+    assert "Against the grid's best cell" in md
+    # the commands it gives: the sweep's own (which has sweep.report_grid), slnn-report --grid
+    header = dict(re.findall(r"^- \*\*(.+?)\*\*: `?(.*?)`?$", md, re.M))
+    assert "sweep.report_grid=" in header["regenerate"] and "--grid" not in header["regenerate"]
+    assert header["or, with its store"].endswith(f"--grid {grid_report[2].name}")
+    # the last line's rebuild command names the grid by its absolute path, as it does the store
+    assert f"--grid {grid_report[2]}" in last and "no grid comparison" not in last
 
 
 @pytest.fixture(scope="module")

@@ -134,17 +134,19 @@ def test_a_run_reports_the_monitored_figure_of_every_check_to_its_trial(tmp_path
     trial = open_study(journal(tmp_path), name, s).ask(s.space)
     state = SweepState(dir=str(tmp_path), search={"node": node, "grid_keys": ["data"],
                                                   "journal": str(tmp_path)})
-    epochs, seed_index = 30, 1
+    epochs, seed_index = 40, 1
     hook = _pruning(state, (name, trial.number, seed_index), epochs)
     assert hook["check_every"] == s.check_every == 10
     rows = [{"epoch": e, "val_error": 0.5 - e / 100, "val_loss": 2.0 - e / 50} for e in range(21)]
     rows.append({"epoch": 30, "val_error": math.nan, "val_loss": math.inf})
+    # the last epoch is no check: a run that trained to the end is never cut there
+    rows.append({"epoch": 40, "val_error": 0.9, "val_loss": 9.0})
     for row in rows:
         assert hook["on_epoch"](row) is False  # the first trial of a study is never pruned
     key = monitor or "val_error"
     worst = 1.0 if key == "val_error" else 1e300
     want = {seed_index * (epochs + 1) + r["epoch"]: (r[key] if math.isfinite(r[key]) else worst)
-            for r in rows if r["epoch"] and r["epoch"] % 10 == 0}
+            for r in rows if r["epoch"] and r["epoch"] % 10 == 0 and r["epoch"] < epochs}
     got = open_study(journal(tmp_path), name, s).trials[trial.number].intermediate_values
     assert got == want and len(want) == 3
 
@@ -246,3 +248,26 @@ def test_the_report_chooses_an_unconfirmed_arms_trial_as_the_search_does():
                          "start_time": 1000 - 10 * trial - i, "test_error": 0.1})
     table = tuning_table(pd.DataFrame(rows), pd.DataFrame(columns=["arm"]))
     assert int(table.iloc[0]["trial"]) == 1 and table.iloc[0]["lr"] == 0.2
+
+
+def test_a_tuning_run_is_reused_only_by_a_cell_of_its_own_search():
+    """A search prunes on its own settings: another search's tuning run (pruned, or left to
+    run where this one would prune) is not this search's, and a grid's or a confirmation's cell
+    needs a whole run, which a tuning run may not be."""
+    from slnn.sweep.grid import Cell
+    from slnn.sweep.resume import NEW, REUSED, plan
+    from slnn.tracking.runs import FinishedRun
+
+    def cell(h, search=None):
+        return Cell([], None, h, "data1", {}, tags={"slnn.search": search} if search else {})
+
+    def run(h, search=None):
+        return FinishedRun(f"r-{h}-{search}", h, "code", "data1", None, 1, None, search)
+
+    finished = {"a": [run("a", "study-A")], "b": [run("b")], "c": [run("c", "study-B")]}
+    p = plan([cell("a", "study-A"), cell("a", "study-B"), cell("b", "study-A"), cell("c"),
+              cell("b")], finished, "code")
+    assert [p.why[h] for h in ("a", "b", "c")] == [NEW, REUSED, NEW]
+    assert [plan([c], finished, "code").why[c.hash] for c in (
+        cell("a", "study-A"), cell("a", "study-B"), cell("a"), cell("b", "study-A"), cell("b"),
+        cell("c"), cell("c", "study-B"))] == [REUSED, NEW, NEW, NEW, REUSED, NEW, REUSED]

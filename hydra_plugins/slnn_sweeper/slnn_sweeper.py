@@ -24,6 +24,7 @@ class SlnnSweeper(Sweeper):
         self.params = params or {}
         self.chunks = chunks
         self.search = search if search and search.get("space") else None  # none: a grid
+        self._search_node = search
         self.config: Optional[DictConfig] = None
         self.launcher = None
 
@@ -53,6 +54,18 @@ class SlnnSweeper(Sweeper):
 
             fail(f"hydra.sweeper.chunks must be a whole number of jobs, 1 or more, not "
                  f"{self.chunks!r}; leave it out for the default (one per joblib worker)")
+        if self.search is None and self._search_node:  # a grid given a search's settings
+            import dataclasses
+
+            from hydra_plugins.slnn_sweeper.config import SlnnSearchConf
+            from slnn.sweep.grid import fail
+
+            given = [f.name for f in dataclasses.fields(SlnnSearchConf) if f.name != "space"
+                     and self._search_node.get(f.name, f.default) != f.default]
+            if given:
+                fail(f"hydra.sweeper.search.{given[0]}={self._search_node.get(given[0])!r} is "
+                     "set, but hydra.sweeper.search.space is empty, so this sweep is a grid and "
+                     "no search runs: name what to search in the space, or drop the setting")
         run = Orchestrator(self.config, arguments)
         search = first = identity = None
         if self.search is not None:  # tune, then confirm (slnn.sweep.tune)

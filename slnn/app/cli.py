@@ -72,6 +72,11 @@ def explain_hydra_error(e: BaseException) -> str:
     if key and key.startswith("hydra.sweeper.search."):
         return (f"{key} is not a search setting: use space, trials, batch, tune_seeds, "
                 "confirm_seeds, sampler, pruner, check_every, monitor or seed (docs/sweeps.md)")
+    if key and key.startswith("hydra.sweeper.params."):
+        axis = key.removeprefix("hydra.sweeper.params.")
+        return (f"{key} is not a grid axis of this sweep: an axis whose name has a dot "
+                f"({axis}.<key>) cannot be set through hydra.sweeper.params; give it as a plain "
+                f"override instead, e.g. '{axis}.<key>=a,b'")
     if key:
         return unknown_key(key)
     added = re.search(r"An item is already at '(.+?)'", str(e))

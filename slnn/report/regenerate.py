@@ -65,10 +65,12 @@ def home(sweep: Sweep) -> str:
     return getattr(sweep, "folder", None) or f"reports/{sweep.study}"
 
 
-def regenerate_command(sweep: Sweep) -> str:
+def regenerate_command(sweep: Sweep, grid: str = "") -> str:
     """For a named study: the command that ran its sweep (else the one its study file gives),
     then ``slnn-report`` into the report's folder (both from a clone's root); for an ad-hoc grid
-    the command that ran it; else ``slnn-report`` on its parent run."""
+    the command that ran it; else ``slnn-report`` on its parent run. ``grid``: the grid report a
+    tuned study's report compares with (``slnn-report --grid``; an ad-hoc sweep, which writes
+    its report itself, is given ``sweep.report_grid``)."""
     from slnn.tracking.console import portable
     from slnn.tracking.faults import mask
 
@@ -79,10 +81,12 @@ def regenerate_command(sweep: Sweep) -> str:
         cmd = mask(portable(sweep.command))  # as typed: its overrides made this report
     if cmd:
         return (f"{cmd} && slnn-report --experiment {sweep.experiment_name}{flag} "
-                f"--out {home(sweep)}")
+                f"--out {home(sweep)}" + (f" --grid {grid}" if grid else ""))
     if sweep.command:  # an ad-hoc grid: the command that ran it (it writes its report again)
-        return mask(portable(sweep.command))  # a store written before slnn masked it
-    return rebuild_command(sweep)
+        cmd = mask(portable(sweep.command))  # a store written before slnn masked it
+        return cmd + (f" sweep.report_grid={grid}" if grid and "sweep.report_grid=" not in cmd
+                      else "")
+    return rebuild_command(sweep) + (f" --grid {grid}" if grid else "")
 
 
 def rerender_command(sweep: Sweep) -> str:

@@ -49,13 +49,13 @@ def _header(sweep: Sweep, tuning=None) -> list[tuple[str, str]]:
         n_runs = int(pd.to_numeric(tuning.trials["seed"]).sum()) if len(tuning.trials) else 0
         runs = (f"{n_runs} tuning runs ({len(tuning.trials)} trials, see Tuning), then "
                 "confirming: " + _counts_line(dataclasses.replace(sweep, n_cells=None)))
-    grid = f" --grid {tuning.grid_name}" if tuning is not None and tuning.grid_name else ""
+    grid = tuning.grid_name if tuning is not None and tuning.grid_name else ""
     return [("sweep parent run", sweep.parent_run_id),
             ("experiment", f"{sweep.experiment_name} (id {sweep.experiment_id})"),
             ("tracking URI", display_uri(sweep.uri)), ("parent run status", sweep.parent_status),
             ("runs", runs),
-            ("regenerate", regenerate_command(sweep) + grid),
-            ("or, with its store", rebuild_command(sweep) + grid),
+            ("regenerate", regenerate_command(sweep, grid)),
+            ("or, with its store", rebuild_command(sweep) + (f" --grid {grid}" if grid else "")),
             ("re-render from its data", rerender_command(sweep)),
             ("generated", time.strftime("%Y-%m-%d %H:%M:%S"))]
 

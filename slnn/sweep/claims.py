@@ -34,11 +34,12 @@ def give_up(client, run_id: str) -> None:
 
 def _same_making(run, own, reuse_other_code: bool) -> bool:
     """Whether a FINISHED ``run`` of the cell was made from the data (and, unless
-    ``reuse_other_code``, the code) of ``own`` (this process's claim): only then is it done."""
+    ``reuse_other_code``, the code) of ``own`` (this process's claim), by the same search (a
+    tuning run is its search's alone; ``resume.plan``): only then is it done."""
     if own is None:
         return True
     mine, theirs = own.data.tags, run.data.tags
-    for tag in ("slnn.data_digest", "slnn.rule_digest"):  # the data, and a user's rule file
+    for tag in ("slnn.data_digest", "slnn.rule_digest", "slnn.search"):
         if theirs.get(tag) != mine.get(tag):
             return False
     return reuse_other_code or theirs.get("slnn.code_hash") == mine.get("slnn.code_hash")

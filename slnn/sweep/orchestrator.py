@@ -303,7 +303,8 @@ class Orchestrator:
             cell_overrides = enumerate_cells(config, self.arguments)
         cells = self.compose(cell_overrides)
         if not cells:
-            fail("the sweep has no cells: give at least one override or +experiment=<name>")
+            fail("the sweep has no cells: an axis has no values (range(0)?), or nothing was "
+                 "swept: give each axis a value, or an override, or +experiment=<name>")
         first = cells[0].config
         if first.sweep.report_grid and identity is None:
             fail(f"sweep.report_grid={first.sweep.report_grid}: only a tuned study's report is "
@@ -460,10 +461,12 @@ class Orchestrator:
 
         keep(self._retried(lambda: child_runs(st.uri, self.client, st.experiment_id,
                                               st.parent_run_id), 3))
-        for h in sorted(want - set(found)):
-            keep(self._retried(lambda h=h: [ChildRun.of(r) for r in iter_runs(
+        search = {c.hash: (getattr(c, "tags", None) or {}).get("slnn.search") for c in cells}
+        for h in sorted(want - set(found)):  # a concurrent sweep's run: of the same search
+            same = f" and tags.`slnn.search` = '{search[h]}'" if search.get(h) else ""
+            keep(self._retried(lambda h=h, same=same: [ChildRun.of(r) for r in iter_runs(
                 self.client, [st.experiment_id], f"tags.`slnn.config_hash` = '{h}' and "
-                "attributes.status = 'FINISHED'")], 3))
+                f"attributes.status = 'FINISHED'{same}")], 3))
         return {h: (o, err, loss) for h, (_, o, err, loss) in found.items()}
 
     def _hydra_files(self, client, parent: str, sweep_dir: Path) -> str:
@@ -652,8 +655,8 @@ class Orchestrator:
         rebuild = report_command(uri, parent)
         grid, grid_note = self._report_grid()
         if grid is not None:
-            rebuild += f" --grid {shlex.quote(relative(Path(grid)))}"
-        note += (self._write_report(rebuild, grid, grid_note) if st.report else
+            rebuild += f" --grid {shlex.quote(str(grid))}"  # absolute, as the URI
+        note += (self._write_report(rebuild, grid, grid_note) if st.report else grid_note +
                  f"; no report (sweep.report=false; write it: {rebuild})")
         print(mask(f"slnn: sweep {st.label}: {line} in {elapsed:.1f} s; parent run {parent}"
                    f"{note}; browse: {browse_command(uri)} (the sweep: "
@@ -729,7 +732,8 @@ class Orchestrator:
         st = self.state
         values, self._newest_finished, self._n_finished_in_store = _summary(
             child_runs(st.uri, self.client, st.experiment_id, st.parent_run_id))
-        values = {"cells": st.total, **values}
+        # a resumed search's cells include the trials an earlier session ran (``remember``)
+        values = {"cells": max(st.total, len({c.hash for c in self.all_cells})), **values}
         now = int(time.time() * 1000)
         self.client.log_batch(st.parent_run_id,
                               metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])

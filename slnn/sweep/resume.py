@@ -3,7 +3,8 @@
 A cell is reused only when a FINISHED run has the same ``slnn.config_hash`` (what it computes),
 the same ``slnn.data_digest`` (the data it read), for a user's rule (``update=custom``) the same
 ``slnn.rule_digest`` (the sha256 of the rule's file), and the same ``slnn.code_hash`` (the code
-that made it; ``sweep.reuse_other_code=true`` accepts other code). Otherwise it runs, and the
+that made it; ``sweep.reuse_other_code=true`` accepts other code), and a search's tuning run
+(tagged ``slnn.search``) only for a cell of the same search. Otherwise it runs, and the
 plan says why: the code changed, the rule's file changed, the data changed, or it is new.
 ``sweep.force=true`` runs every cell.
 """
@@ -42,7 +43,10 @@ def plan(cells, finished: dict, code_hash: str, *, force: bool = False,
     """``cells``: ``grid.Cell``s; ``finished``: ``tracking.runs.finished_runs``'s result."""
     p = Plan()
     for cell in cells:
-        runs = finished.get(cell.hash, [])
+        # a search's tuning run is its own search's alone: another search prunes on other
+        # settings (or not at all), and a grid's or a confirmation's cell needs a whole run
+        want = (getattr(cell, "tags", None) or {}).get("slnn.search")
+        runs = [r for r in finished.get(cell.hash, []) if r.search == want]
         same_input = [r for r in runs if r.data_digest == cell.data_digest]
         same_data = [r for r in same_input if r.rule_digest == getattr(cell, "rule_digest", None)]
         match = [r for r in same_data if r.code_hash == code_hash] or (

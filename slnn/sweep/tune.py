@@ -16,6 +16,7 @@ from slnn.sweep.search import (SearchSpec, journal, open_study, parse_search, st
 from slnn.tracking.console import say
 
 STAGE_TAG, ARM_TAG, TRIAL_TAG = "slnn.stage", "slnn.arm", "slnn.trial"
+SEARCH_TAG = "slnn.search"  # a tuning run's Optuna study: reused by that search alone
 
 
 def _value(v) -> str:
@@ -92,7 +93,8 @@ class Search:
                 for i, seed in enumerate(spec.tune_seeds):
                     cells.append([*arm, *(f"{k}={_value(v)}" for k, v in params.items()),
                                   f"seed={seed}"])
-                    extra.append({"tags": {STAGE_TAG: "tune", ARM_TAG: label, TRIAL_TAG: str(n)},
+                    extra.append({"tags": {STAGE_TAG: "tune", ARM_TAG: label, TRIAL_TAG: str(n),
+                                           SEARCH_TAG: name},
                                   "trial": (name, n, i)})
             launch(self.run.extend(cells, extra, f"tuning, {len(batch)} trial(s) on "
                                                  f"{len(spec.tune_seeds)} seed(s)"))

@@ -101,8 +101,8 @@ def _pruning(state: SweepState, trial: tuple, epochs: int) -> dict:
 
     def on_epoch(row: dict) -> bool:
         epoch = int(row["epoch"])
-        if epoch == 0 or epoch % spec.check_every:
-            return False
+        if epoch == 0 or epoch % spec.check_every or epoch >= epochs:
+            return False  # the last epoch is no check: a run that trained to the end is complete
         value = float(row[spec.monitor])  # a diverged run scores the worst there is
         worst = 1.0 if spec.monitor == "val_error" else 1e300
         reporter.report(value if math.isfinite(value) else worst, base + epoch)

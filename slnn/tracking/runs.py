@@ -71,6 +71,7 @@ class FinishedRun:
     parent: str | None
     start_time: int
     rule_digest: str | None = None  # a user's rule (update=custom): its file's sha256
+    search: str | None = None  # a search's tuning run: its Optuna study (``slnn.search``)
 
 
 def finished_runs(client, experiment_id: str) -> dict[str, list[FinishedRun]]:
@@ -82,7 +83,7 @@ def finished_runs(client, experiment_id: str) -> dict[str, list[FinishedRun]]:
             out.setdefault(t["slnn.config_hash"], []).append(FinishedRun(
                 r.info.run_id, t["slnn.config_hash"], t.get("slnn.code_hash"),
                 t.get("slnn.data_digest"), t.get("mlflow.parentRunId"), r.info.start_time,
-                t.get("slnn.rule_digest")))
+                t.get("slnn.rule_digest"), t.get("slnn.search")))
     for runs in out.values():
         runs.sort(key=lambda r: r.start_time, reverse=True)
     return out
