@@ -234,3 +234,45 @@ def test_a_named_study_writes_its_report_into_its_sweep_folder(tmp_path):
     assert again.returncode == 0, again.stderr
     assert without_generated((tmp_path / "again" / "report.md").read_text()) == \
         without_generated(md)
+
+
+def test_figures_drawn_beside_the_analysis_are_the_ones_drawn_after_it(tmp_path, monkeypatch):
+    """The runs' own figures are drawn in a forked process while the analysis runs
+    (``figures.Drawing``): the report is byte for byte the one drawn in one process, and a
+    drawing process that dies leaves the parent to draw them, with the same result."""
+    import os
+    import threading
+
+    from slnn.report import figures, report_from
+
+    src = ROOT / "reports" / "guide_reproduction"
+
+    def files(folder):
+        md = GENERATED.sub("", (folder / "report.md").read_text())
+        return md, {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+    forked = []
+    real_init = figures.Drawing.__init__
+
+    def spy(self, sweep, out):
+        real_init(self, sweep, out)
+        forked.append(self.proc is not None)
+
+    monkeypatch.setattr(figures.Drawing, "__init__", spy)
+    report_from(src, tmp_path / "forked")
+    with monkeypatch.context() as m:  # another thread alive: no fork, drawn here
+        m.setattr(threading, "active_count", lambda: 2)
+        report_from(src, tmp_path / "here")
+    parent, real = os.getpid(), figures._sweep_figures
+
+    def dies_in_the_child(sweep, out):
+        if os.getpid() != parent:
+            os._exit(3)
+        return real(sweep, out)
+
+    monkeypatch.setattr(figures, "_sweep_figures", dies_in_the_child)
+    report_from(src, tmp_path / "died")
+    assert forked == [True, False, True]
+    here = files(tmp_path / "here")
+    assert len(here[1]) >= 5
+    assert files(tmp_path / "forked") == here == files(tmp_path / "died")

@@ -121,7 +121,7 @@ def render_from(src: str | Path, out: str | Path | None = None, *,
     (``grid_how``: ``tuning.HOW``), and its runs are kept with the data files."""
     from slnn.report import tuning as tn
     from slnn.report.datafiles import copy_inputs, load_inputs
-    from slnn.report.figures import make_figures, palette
+    from slnn.report.figures import make_figures, palette, start_figures
     from slnn.report.render import render
 
     t0 = time.perf_counter()
@@ -150,10 +150,11 @@ def render_from(src: str | Path, out: str | Path | None = None, *,
         tuning = tn.analyse_tuning(tune, sweep.runs, grid_runs, inputs.facts.get("grid", ""),
                                    inputs.facts.get("grid_how", grid_how))
     target = inputs.facts.get("target_error", 0.1) if target_error is None else target_error
+    drawing = start_figures(sweep, folder)  # the runs' own figures, beside the analysis
     analysis = analyse(sweep, identity=inputs.identity, rule_checks=inputs.rule_checks,
                        target_error=target)
     analysis.tuning = tuning
-    figs = make_figures(sweep, analysis.summary, folder, analysis.answer)
+    figs = make_figures(sweep, analysis.summary, folder, analysis.answer, drawing)
     if tuning is not None:
         figs.append(tn.slice_figure(tuning, folder, palette(inputs.sweep.runs)))
     t = time.perf_counter()
