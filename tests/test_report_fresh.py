@@ -236,43 +236,43 @@ def test_a_named_study_writes_its_report_into_its_sweep_folder(tmp_path):
         without_generated(md)
 
 
-def test_figures_drawn_beside_the_analysis_are_the_ones_drawn_after_it(tmp_path, monkeypatch):
+def test_figures_drawn_beside_the_analysis_are_the_ones_drawn_after_it(tmp_path):
     """The runs' own figures are drawn in a forked process while the analysis runs
     (``figures.Drawing``): the report is byte for byte the one drawn in one process, and a
-    drawing process that dies leaves the parent to draw them, with the same result."""
-    import os
-    import threading
-
-    from slnn.report import figures, report_from
-
-    src = ROOT / "reports" / "guide_reproduction"
+    drawing process that dies leaves the parent to draw them, with the same result. In a fresh
+    process, as ``slnn-report`` is (this one may have threads, where nothing is forked)."""
+    script = f"""
+import os, threading
+from slnn.report import figures, report_from
+src, out = {str(ROOT / "reports" / "guide_reproduction")!r}, {str(tmp_path)!r}
+forked, real_init = [], figures.Drawing.__init__
+def spy(self, sweep, folder):
+    real_init(self, sweep, folder)
+    forked.append(self.proc is not None)
+figures.Drawing.__init__ = spy
+report_from(src, out + "/forked")
+active = threading.active_count
+threading.active_count = lambda: 2  # another thread alive: no fork, drawn here
+report_from(src, out + "/here")
+threading.active_count = active
+parent, real = os.getpid(), figures._sweep_figures
+def dies_in_the_child(sweep, folder):
+    if os.getpid() != parent:
+        os._exit(3)
+    return real(sweep, folder)
+figures._sweep_figures = dies_in_the_child
+report_from(src, out + "/died")
+print(forked)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env=no_store_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[True, False, True]"
 
     def files(folder):
         md = GENERATED.sub("", (folder / "report.md").read_text())
         return md, {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 
-    forked = []
-    real_init = figures.Drawing.__init__
-
-    def spy(self, sweep, out):
-        real_init(self, sweep, out)
-        forked.append(self.proc is not None)
-
-    monkeypatch.setattr(figures.Drawing, "__init__", spy)
-    report_from(src, tmp_path / "forked")
-    with monkeypatch.context() as m:  # another thread alive: no fork, drawn here
-        m.setattr(threading, "active_count", lambda: 2)
-        report_from(src, tmp_path / "here")
-    parent, real = os.getpid(), figures._sweep_figures
-
-    def dies_in_the_child(sweep, out):
-        if os.getpid() != parent:
-            os._exit(3)
-        return real(sweep, out)
-
-    monkeypatch.setattr(figures, "_sweep_figures", dies_in_the_child)
-    report_from(src, tmp_path / "died")
-    assert forked == [True, False, True]
     here = files(tmp_path / "here")
     assert len(here[1]) >= 5
     assert files(tmp_path / "forked") == here == files(tmp_path / "died")
