@@ -8,6 +8,7 @@ and times to target from the kept histories as from every history.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -229,3 +230,18 @@ def test_cells_another_sweep_ran_are_read_from_it(store, sql, monkeypatch):
     assert sweep.runs["has_history"].all() and sweep.runs["update"].eq("input").all()
     client.delete_run(link.info.run_id)
     client.delete_run(parent_b)
+
+
+def test_a_report_from_the_store_is_the_one_drawn_again_from_its_files(store, tmp_path):
+    """Straight from the store, the report takes runs.csv's columns made from the histories as
+    it just wrote them (``load_inputs(derived=True)``); drawn again from its files, it makes them
+    again from tidy.parquet: the same files and the same report."""
+    from slnn.report import report_for_parent, report_from
+
+    uri, parent = store
+    first = report_for_parent(uri, parent, out=tmp_path / "store")
+    again = report_from(first, tmp_path / "files")
+    for name in ("runs.csv", "summary.csv", "tests.csv"):
+        assert (first / name).read_bytes() == (again / name).read_bytes(), name
+    strip = lambda p: re.sub(r"^- \*\*generated\*\*: .*$", "", p.read_text(), flags=re.M)  # noqa: E731
+    assert strip(first / "report.md") == strip(again / "report.md")

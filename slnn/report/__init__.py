@@ -111,14 +111,15 @@ def _give_back() -> None:
 
 def render_from(src: str | Path, out: str | Path | None = None, *,
                 target_error: float | None = None, timings: dict | None = None,
-                grid: str | Path | None = None,
-                grid_how: str = "crossfit") -> tuple[Path, list[Path]]:
+                grid: str | Path | None = None, grid_how: str = "crossfit",
+                derived: bool = False) -> tuple[Path, list[Path]]:
     """Render the report from the data files in ``src`` into ``out`` (default: ``src``); returns
     the folder and every file of the report. The one way any report is drawn. ``timings``, if
     given, receives the seconds spent loading, analysing and plotting, and rendering. A tuned
     study (``slnn.report.tuning``) is analysed on its confirming runs and gets a Tuning
     section; ``grid`` (a grid report's folder) adds the comparison with the grid's cell per arm
-    (``grid_how``: ``tuning.HOW``), and its runs are kept with the data files."""
+    (``grid_how``: ``tuning.HOW``), and its runs are kept with the data files. ``derived``:
+    ``datafiles.load_inputs``'s."""
     from slnn.report import tuning as tn
     from slnn.report.datafiles import copy_inputs, load_inputs
     from slnn.report.figures import make_figures, palette, start_figures
@@ -127,7 +128,7 @@ def render_from(src: str | Path, out: str | Path | None = None, *,
     t0 = time.perf_counter()
     src = Path(src)
     folder = Path(out) if out is not None else src
-    inputs = load_inputs(src)
+    inputs = load_inputs(src, derived=derived)
     sweep, tuning = inputs.sweep, None
     tuned = tn.is_tuned(sweep.runs)
     if grid is not None and not tuned:
@@ -218,7 +219,8 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
     _give_back()
     t1 = time.perf_counter()
     spent: dict = {}
-    folder, files = render_from(folder, timings=spent, grid=grid)
+    # runs.csv's columns made from the histories were just made by this code: not again
+    folder, files = render_from(folder, timings=spent, grid=grid, derived=True)
     t2 = time.perf_counter()
     if attach:
         from slnn.report.source import open_client

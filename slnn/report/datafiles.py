@@ -256,27 +256,32 @@ def tidy_chunks(path: Path):
     return chunks
 
 
-def load_inputs(src: Path, *, full: bool = False) -> Inputs:
+def load_inputs(src: Path, *, full: bool = False, derived: bool = False) -> Inputs:
     """The folder's data files as a ``SweepData`` plus the store-only results.
 
     tidy.parquet is read a row group at a time: first for each run's figures made from its
     history (``frames.history_finals``), then for the histories the report draws
     (``frames.needed_runs``), which are all ``SweepData.history`` holds (``history_runs`` says
-    so); ``full`` keeps every run's history and the tidy frame as the file has it."""
+    so); ``full`` keeps every run's history and the tidy frame as the file has it. ``derived``:
+    runs.csv's columns made from the histories were made by this code in this process (the
+    store was just read), so the first pass is skipped."""
     src = Path(src)
     facts = check_folder(src)
     runs = read_runs(src / RUNS)
     chunks = tidy_chunks(src / TIDY)
-    finals, have = [], set()
-    for h in chunks():
-        if len(h):
-            ids = h["run_id"].unique()
-            have.update(ids)
-            finals.append(history_finals(runs[runs["run_id"].isin(ids)], h))
-    if finals:  # derived columns: made again by this code, from the histories
-        f = pd.concat(finals)
-        for col in FINAL_COLUMNS:
-            runs[col] = runs["run_id"].map(f[col])
+    if derived and {*FINAL_COLUMNS, "has_history"} <= set(runs.columns):
+        have = set(runs.loc[runs["has_history"].astype(bool), "run_id"])
+    else:
+        finals, have = [], set()
+        for h in chunks():
+            if len(h):
+                ids = h["run_id"].unique()
+                have.update(ids)
+                finals.append(history_finals(runs[runs["run_id"].isin(ids)], h))
+        if finals:  # derived columns: made again by this code, from the histories
+            f = pd.concat(finals)
+            for col in FINAL_COLUMNS:
+                runs[col] = runs["run_id"].map(f[col])
     runs["has_history"] = runs["run_id"].isin(have)
     study = facts.get("study", "sweep")
     needed = None if full else needed_runs(runs, study)
