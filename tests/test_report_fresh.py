@@ -236,6 +236,7 @@ def test_a_named_study_writes_its_report_into_its_sweep_folder(tmp_path):
         without_generated(md)
 
 
+@pytest.mark.slow  # three renders in a fresh process: 11 s
 def test_figures_drawn_beside_the_analysis_are_the_ones_drawn_after_it(tmp_path):
     """The runs' own figures are drawn in a forked process while the analysis runs
     (``figures.Drawing``): the report is byte for byte the one drawn in one process, and a

@@ -251,7 +251,7 @@ class Drawing:
             try:
                 send.send(("ok", _sweep_figures(sweep, out)))
             except BaseException as e:  # noqa: BLE001 - drawn again by the parent, which says it
-                send.send(("failed", f"{type(e).__name__}: {e}"))
+                send.send(("error", f"{type(e).__name__}: {e}"))
 
         self.proc = ctx.Process(target=draw, daemon=True)
         self.proc.start()
@@ -263,7 +263,7 @@ class Drawing:
         try:
             status, value = self.pipe.recv()
         except EOFError:
-            status, value = "failed", "the process drawing them ended"
+            status, value = "error", "the process drawing them ended"
         self.proc.join()
         self.pipe.close()
         return value if status == "ok" else _sweep_figures(self.sweep, self.out)
