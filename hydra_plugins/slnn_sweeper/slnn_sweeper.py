@@ -9,8 +9,8 @@ Its launcher runs ``slnn.sweep.worker.run_job`` for each job, in place of the co
 from __future__ import annotations
 
 import os
-import time
 import sys
+import time
 from typing import Any, List, Optional
 
 from hydra.plugins.sweeper import Sweeper

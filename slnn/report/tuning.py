@@ -88,9 +88,8 @@ def slice_data(tune: pd.DataFrame) -> pd.DataFrame:
     its arm, lr, its seeds (``seed``: how many), the validation error the search scored it by
     (the mean over its seeds' final validation errors, a diverged run scoring 1; a pruned run's
     at the pruning epoch), the mean final validation loss (ties), the most epochs a seed ran,
-    and ``state``: pruned (a seed's run was
-    pruned), failed (a seed's run never finished: failed, killed, or still running) or
-    complete."""
+    and ``state``: pruned (a seed's run was pruned), failed (a seed's run never finished:
+    failed, killed, or still running) or complete."""
     cols = ["arm", *ARM, "trial", "lr", "seed", "outcome", "val_error", "val_loss", "epochs_run",
             "state"]
     if tune.empty:
@@ -164,9 +163,9 @@ def tuning_table(tune: pd.DataFrame, confirm: pd.DataFrame) -> pd.DataFrame:
             trial = int(pd.to_numeric(co["trial"]).iloc[0])
             lr = float(co["lr"].iloc[0])
         elif len(done):  # chosen as the search chooses (slnn.core.trials.choose)
-            rows_ = [_Trial(float(r.val_error), int(r.trial), float(r.val_loss), float(r.lr))
-                     for r in done.itertuples()]
-            top = choose(rows_, lambda r: r.loss)
+            candidates = [_Trial(float(r.val_error), int(r.trial), float(r.val_loss),
+                                 float(r.lr)) for r in done.itertuples()]
+            top = choose(candidates, lambda r: r.loss)
             trial, lr = top.number, top.lr
         else:
             trial, lr = -1, np.nan
@@ -406,9 +405,8 @@ def tuning_blocks(tuning: Tuning, figs: list[Fig]) -> list:
                     "validation error over the tuning seeds, a diverged run scoring 1; ties to "
                     "the lower mean validation loss) and that mean; the trials by how they ended "
                     "(pruned: a seed's run stopped by the pruner; failed: a run never finished); "
-                    "the test error "
-                    "at the learning rate found, mean over the confirming seeds, a diverged "
-                    "run scoring 1, with a score interval.")]
+                    "the test error at the learning rate found, mean over the confirming seeds, "
+                    "a diverged run scoring 1, with a score interval.")]
     blocks += [("fig", f) for f in figs if f.key == "tuning_slice"]
     c = tuning.comparison
     if c is not None:

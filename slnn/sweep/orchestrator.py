@@ -131,9 +131,7 @@ def drop_sweeper_overrides(config: DictConfig) -> None:
 
     for cfg in (config, HydraConfig.instance().cfg if HydraConfig.initialized() else None):
         hydra_node = cfg.get("hydra") if cfg is not None else None
-        if hydra_node is None or "overrides" not in hydra_node:
-            continue
-        if "hydra" not in hydra_node.overrides:
+        if hydra_node is None or "hydra" not in hydra_node.get("overrides", {}):
             continue
         with read_write(hydra_node.overrides):
             hydra_node.overrides.hydra = [o for o in hydra_node.overrides.hydra if keep(o)]

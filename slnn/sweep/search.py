@@ -1,7 +1,8 @@
 """Tune, then confirm: an adaptive search (Optuna) over a study's continuous keys, crossed with
 its grid axes. Each arm (one choice of every grid axis) gets its own Optuna study and the same
 trial budget; a trial is a value's mean validation error over the tuning seeds, and the best
-value of each arm is then run again on the confirmation seeds, which the tuning never saw. docs/sweeps.md explains it.
+value of each arm is then run again on the confirmation seeds, which the tuning never saw.
+docs/sweeps.md explains it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import math
 import sys
 
 from slnn.core.outcomes import Outcome
-from slnn.core.trials import choose, tie_loss, trial_score
+from slnn.core.trials import choose, tie_loss, tied, trial_score
 from slnn.sweep.search import (SearchSpec, journal, open_study, parse_search, storage_path,
                                study_name)
 from slnn.tracking.console import say
@@ -117,28 +117,25 @@ class Search:
         the grid's report breaks ties between cells; an error counts a few dozen validation
         samples, so ties are common) as ``{arm, params, value, trial}``. The losses are read from
         the store only for tied trials; a trial whose runs are not there loses a tie."""
-        tied: dict[tuple[str, int], list] = {}  # (label, number) -> its cells, seed by seed
+        ties: dict[tuple[str, int], list] = {}  # (label, number) -> its cells, seed by seed
         cells = []
         for label, (arm, trials) in done.items():
             if not trials:
                 say(f"slnn: search arm {label}: no trial completed; it is not confirmed",
                     sys.stderr)
                 continue
-            low = min(t.value for t in trials)
-            if sum(math.isclose(t.value, low, rel_tol=1e-12) for t in trials) < 2:
-                continue
-            for t in trials:
-                if math.isclose(t.value, low, rel_tol=1e-12):
-                    tied[(label, t.number)] = [
-                        [*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()),
-                         f"seed={seed}"] for seed in self.spec.tune_seeds]
-                    cells += tied[(label, t.number)]
+            at_best = tied(trials)
+            for t in at_best if len(at_best) > 1 else []:
+                ties[(label, t.number)] = [
+                    [*arm, *(f"{k}={_value(v)}" for k, v in t.params.items()), f"seed={seed}"]
+                    for seed in self.spec.tune_seeds]
+                cells += ties[(label, t.number)]
         found, hashes = {}, []
         if cells:
             composed = self.run.compose(cells)
             found, hashes = self.run.results(composed), [c.hash for c in composed]
         losses, i = {}, 0
-        for key, runs in tied.items():  # (outcome, final validation loss) of each seed's run
+        for key, runs in ties.items():  # (outcome, final validation loss) of each seed's run
             mine = [found.get(h) for h in hashes[i:i + len(runs)]]
             i += len(runs)
             losses[key] = tie_loss([(r[0], r[2]) if r else (None, None) for r in mine])
@@ -173,10 +170,9 @@ def _low(dist):
 
 def _tell(study, number: int, results: list) -> None:
     """Tell trial ``number`` what its runs came to, one per tuning seed: ``(outcome,
-    val_error, val_loss)`` or None (no run finished: failed or killed). Its value is the mean validation
-    error over its seeds, a diverged or untrainable run scoring 1 (the worst error); a trial
-    with a pruned run is PRUNED, one with a run missing FAILED. A trial another search already
-    told is left as it is."""
+    val_error, val_loss)`` or None (no run finished: failed or killed). Its value is
+    ``trial_score``; a trial with a pruned run is PRUNED, one with a run missing FAILED. A trial
+    another search already told is left as it is."""
     import optuna
 
     state, value = optuna.trial.TrialState.FAIL, None

@@ -88,8 +88,8 @@ def _journal(folder: str):
 
 def _pruning(state: SweepState, trial: tuple, epochs: int) -> dict:
     """``run_one``'s ``on_epoch`` and ``check_every`` for a search's trial: every
-    ``check_every`` epochs the run's ``monitor`` (validation error or loss) goes to the trial, and the run stops as
-    ``pruned`` when the search's pruner says so (``slnn.sweep.search``)."""
+    ``check_every`` epochs the run's ``monitor`` (validation error or loss) goes to the trial,
+    and the run stops as ``pruned`` when the search's pruner says so (``slnn.sweep.search``)."""
     import math
 
     from slnn.sweep.search import parse_search, trial_in
