@@ -257,10 +257,10 @@ threading.active_count = lambda: 2  # another thread alive: no fork, drawn here
 report_from(src, out + "/here")
 threading.active_count = active
 parent, real = os.getpid(), figures._sweep_figures
-def dies_in_the_child(sweep, folder):
+def dies_in_the_child(sweep, folder, *slots):
     if os.getpid() != parent:
         os._exit(3)
-    return real(sweep, folder)
+    return real(sweep, folder, *slots)
 figures._sweep_figures = dies_in_the_child
 report_from(src, out + "/died")
 print(forked)

@@ -554,3 +554,35 @@ def test_large_seeds_stay_distinct_units():
                          "run_id": [f"r{i}" for i in range(7)], "test_error": np.arange(7.0)})
     units = per_seed(runs, ["test_error"])["unit"]
     assert len(units) == 7 and set(units) == {f"seed {1234560 + i}" for i in range(6)} | {"run r6"}
+
+
+def test_the_common_unit_is_the_smallest_whole_denominator():
+    """``_common_unit`` (closest fractions and their least common multiple) against a search of
+    every N up to the limit, on differences of error rates with test sets of many sizes, mixed
+    sizes, tiny and irrational values."""
+    from slnn.report.inference import _common_unit, differences
+
+    rng = np.random.default_rng(21)
+    ns = np.arange(1, 2001, dtype=float)[:, None]
+
+    def searched(d):
+        nz = np.abs(d[d != 0])
+        if len(nz) == 0:
+            return None
+        whole = np.all(np.abs(nz * ns - np.round(nz * ns)) < 1e-7, axis=1)
+        return 1.0 / float(ns[np.argmax(whole), 0]) if whole.any() else None
+
+    kinds = set()
+    for i in range(600):
+        n = int(rng.integers(1, 25))
+        den = int(rng.choice([3, 37, 38, 75, 150, 1999, 2003]))
+        d = rng.integers(-den, den + 1, n) / den
+        if i % 4 == 1:  # two test-set sizes: the unit is their least common multiple, or none
+            d = np.r_[d, rng.integers(1, 7) / int(rng.choice([7, 11, 50]))]
+        if i % 4 == 2:
+            d = rng.normal(size=n) * 10.0 ** rng.integers(-12, 2)
+        d = differences(d)
+        got = _common_unit(d, largest=2000)
+        assert got == searched(d), d
+        kinds.add(None if got is None else "unit")
+    assert kinds == {None, "unit"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,23 +194,32 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
         out = default_out(study, parent_run_id)
     folder = Path(out)
     # the histories go to tidy.parquet a chunk of runs at a time as they are read, never all
-    # held at once; the file takes its name once complete
+    # held at once; the file takes its name once complete. A thread writes each chunk while the
+    # next is read (pyarrow converts and compresses without the interpreter lock), one behind
     part = folder / (TIDY + ".part")
     writer: list = []
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slnn-tidy")
+    behind: list = []
 
     def on_chunk(runs: pd.DataFrame, history: pd.DataFrame) -> None:
         if not writer:
             folder.mkdir(parents=True, exist_ok=True)
             writer.append(TidyWriter(part, runs))
-        writer[0].write(runs, history)
+        while behind:
+            behind.pop().result()
+        behind.append(pool.submit(writer[0].write, runs, history))
 
     try:
         sweep = read_sweep(uri, parent_run_id, on_chunk=on_chunk)
+        while behind:
+            behind.pop().result()
     except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
         if writer:
             writer[0].close()
             part.unlink(missing_ok=True)
         raise
+    pool.shutdown()
     writer[0].close()
     part.replace(folder / TIDY)
     identity, checks = store_results(uri, sweep)

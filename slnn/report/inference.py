@@ -9,8 +9,10 @@ docs/statistics.md says how each is computed, why, and what the simulations meas
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -135,13 +137,6 @@ def differences(d) -> np.ndarray:
     return np.round(np.asarray(d, dtype=float), 12)
 
 
-def _doubled_ranks(a: np.ndarray) -> np.ndarray:
-    """Twice the mid-ranks of ``a`` (ties share the mean of their positions): integers."""
-    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
-    before = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return (2 * before + counts + 1)[inv.ravel()]
-
-
 @lru_cache(maxsize=4096)
 def _null_counts(r2: tuple[int, ...]) -> np.ndarray:
     """How many of the 2^n sign flips give each sum of the doubled ranks ``r2`` to the positive
@@ -154,16 +149,53 @@ def _null_counts(r2: tuple[int, ...]) -> np.ndarray:
     return counts
 
 
+@lru_cache(maxsize=4096)
+def _lower_tail(r2: tuple[int, ...]) -> np.ndarray:
+    """``tail[s]``: how many sign flips give a doubled-rank sum of at most ``s``."""
+    return np.cumsum(_null_counts(r2))
+
+
+def _ps(e: np.ndarray) -> np.ndarray:
+    """Two-sided signed-rank p of each row of ``e`` (differences, already rounded), zeros dropped
+    before ranking: exact over every sign flip, ties given mid-ranks, with at most
+    ``EXACT_MAX`` non-zero differences (scipy's normal approximation above); 1 for a row of
+    zeros. The ranks of all rows are found at once, so that an interval's search is cheap."""
+    m, n = e.shape
+    order = np.argsort(np.abs(e), axis=1, kind="stable")
+    a = np.take_along_axis(np.abs(e), order, axis=1)
+    pos = np.take_along_axis(e > 0, order, axis=1)
+    cols = np.arange(n)
+    new = np.ones_like(a, dtype=bool)  # where a run of equal |e| starts, and where one ends
+    new[:, 1:] = a[:, 1:] != a[:, :-1]
+    ends = np.ones_like(new)
+    ends[:, :-1] = new[:, 1:]
+    first = np.maximum.accumulate(np.where(new, cols, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, cols, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    zeros = (a == 0).sum(axis=1)  # they sort first, as one run: the others' ranks start after
+    r2 = first + last + 2 - 2 * zeros[:, None]  # twice the mid-ranks among the non-zero
+    w2 = (r2 * pos).sum(axis=1)
+    out = np.ones(m)
+    for k in range(m):
+        z = zeros[k]
+        if z == n:
+            continue
+        if n - z > EXACT_MAX:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[k] = st.wilcoxon(e[k][e[k] != 0], zero_method="wilcox",
+                                     method="asymptotic").pvalue
+            continue
+        ranks = tuple(r2[k, z:].tolist())
+        total = sum(ranks)
+        far = abs(2 * int(w2[k]) - total)  # how far the positive sum is from its null mean
+        if far:  # the flips at least as far on either side: twice one side (symmetry)
+            out[k] = 2 * int(_lower_tail(ranks)[(total - far) // 2]) / 2.0 ** (n - z)
+    return out
+
+
 def _exact_p(nz: np.ndarray) -> float:
-    """Two-sided exact p of the signed-rank statistic of ``nz`` (no zeros, n <= EXACT_MAX):
-    the share of sign flips whose positive rank sum is at least as far from its null mean as
-    the observed one (the null distribution is symmetric about half the rank sum)."""
-    r2 = _doubled_ranks(np.abs(nz))
-    counts = _null_counts(tuple(sorted(r2.tolist())))
-    total = int(r2.sum())
-    far = abs(2 * int(r2[nz > 0].sum()) - total)
-    dev = np.abs(2 * np.arange(total + 1) - total)
-    return float(counts[dev >= far].sum() / 2.0 ** len(nz))
+    """Two-sided exact p of the signed-rank statistic of ``nz`` (no zeros, n <= EXACT_MAX)."""
+    return float(_ps(np.asarray(nz, dtype=float)[None, :])[0])
 
 
 def wilcoxon_method(d) -> str:
@@ -203,14 +235,7 @@ def signed_rank(d) -> tuple[float, str]:
 def _p_or_one(e: np.ndarray) -> float:
     """``signed_rank``'s p of the (already rounded) differences ``e``; 1 when all are zero (no
     evidence against the shift)."""
-    nz = e[e != 0]
-    if len(nz) == 0:
-        return 1.0
-    if len(nz) <= EXACT_MAX:
-        return _exact_p(nz)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(st.wilcoxon(nz, zero_method="wilcox", method="asymptotic").pvalue)
+    return float(_ps(np.asarray(e, dtype=float)[None, :])[0])
 
 
 def hodges_lehmann(d, bounds=DIFF_BOUNDS, alpha: float = ALPHA) -> tuple[float, float, float]:
@@ -251,16 +276,26 @@ def hodges_lehmann(d, bounds=DIFF_BOUNDS, alpha: float = ALPHA) -> tuple[float, 
     cand[0], cand[-1] = s[0] - 1.0, s[-1] + 1.0
     cand[1:-1:2], cand[2:-1:2] = s, mids
 
-    def accepted(k: int) -> bool:
-        # at a Walsh average, round so that ties and zeros are exact; between two, no zero or
-        # new tie can arise, and rounding a half-way point could make one
-        e = 2 * d - cand[k]
-        return _p_or_one(differences(e) if k % 2 else e) >= alpha
+    def accepted(ks: np.ndarray) -> np.ndarray:
+        # at a Walsh average (odd k), round so that ties and zeros are exact; between two, no
+        # zero or new tie can arise, and rounding a half-way point could make one
+        e = 2 * d[None, :] - cand[ks][:, None]
+        odd = ks % 2 == 1
+        e[odd] = differences(e[odd])
+        return _ps(e) >= alpha
+
+    def first_accepted(ks: np.ndarray) -> int:
+        """The first of the candidates ``ks`` (in order) that is accepted, else the last one."""
+        for i in range(0, len(ks), 32):
+            hit = np.flatnonzero(accepted(ks[i:i + 32]))
+            if len(hit):
+                return int(ks[i + hit[0]])
+        return int(ks[-1])
 
     m = len(cand)
-    first = next(k for k in range(m) if accepted(k) or k == m - 1)
-    last = next(k for k in range(m - 1, -1, -1) if accepted(k) or k == 0)
-    if not accepted(first):  # nothing accepted at all (cannot happen: the HL shift is central)
+    first = first_accepted(np.arange(m))
+    last = first_accepted(np.arange(m - 1, -1, -1))
+    if not accepted(np.array([first]))[0]:  # nothing accepted at all (cannot happen: the HL shift is central)
         return hl, np.nan, np.nan
     # a Walsh average accepted is a closed end; an open stretch (s_k, s_k+1) accepted whose end
     # s_k was rejected is an open end, reported as the next float past s_k (the smallest float in
@@ -307,9 +342,14 @@ def _common_unit(d: np.ndarray, largest: int = 10_000) -> float | None:
     nz = np.abs(d[d != 0])
     if len(nz) == 0:
         return None
-    ns = np.arange(1, largest + 1, dtype=float)[:, None]
-    whole = np.all(np.abs(nz * ns - np.round(nz * ns)) < 1e-7, axis=1)  # one pass: about 1 ms
-    return 1.0 / float(ns[np.argmax(whole), 0]) if whole.any() else None
+    # a whole number of 1 / N within 1e-7 means each |d| is p / q (its closest fraction with
+    # q <= largest) with q dividing N, as two such fractions are at least 1 / largest^2 apart:
+    # the smallest N is the least common multiple of the q, if it passes
+    n = math.lcm(*{Fraction(x).limit_denominator(largest).denominator
+                   for x in np.unique(nz).tolist()})
+    if n > largest or not np.all(np.abs(nz * n - np.round(nz * n)) < 1e-7):
+        return None
+    return 1.0 / n
 
 
 def smallest_p(n_nonzero: int) -> float:
