@@ -212,9 +212,12 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
     exp = f"slurm-{uuid.uuid4().hex[:6]}"
     env = sweep_env(slurm_cluster, mlflow_pg_server.url)
     cmd = sweep_cmd(slurm_cluster, tmp_path, exp, "sweep.report=false")
-    # cells that run until SLURM stops them (no early stop, no target reached)
-    cmd[cmd.index("train.epochs=2")] = "train.epochs=1000000"
-    cmd += ["train.patience=1000000", "train.target_val_loss=1e-12"]
+    # cells that run until SLURM stops them: as many epochs and as much patience as a run may
+    # have (some ten hours here) and a target no run reaches. A million of each took 19 s here: a
+    # cell ended (max_epochs, then early_stopped) before the time limit's signal, and its job
+    # went on to its next cell
+    cmd[cmd.index("train.epochs=2")] = "train.epochs=2147483647"
+    cmd += ["train.patience=2147483647", "train.target_val_loss=1e-12"]
     before = _job_ids(slurm_cluster, tmp_path)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -258,4 +261,6 @@ def test_a_job_at_its_time_limit_leaves_killed_resumable_cells(
     assert "RUNNING" not in {r.info.status for r in cells}
     for job in jobs:
         killed = [r for r in cells if r.data.tags.get("slnn.slurm_job_id") == job]
-        assert killed and all(r.info.status == "KILLED" for r in killed), killed
+        assert killed and all(r.info.status == "KILLED" for r in killed), [
+            (r.info.status, r.data.tags.get("slnn.outcome"), r.data.tags.get("slnn.reason"),
+             r.info.start_time, r.info.end_time) for r in killed]
