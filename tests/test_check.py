@@ -792,4 +792,4 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
                             "    os.kill(os.getpid(), signal.SIGINT)\n    return x.T @ delta\n")
     done = _run([f"{path}:my_step"])
     assert done.returncode == 130 and done.stdout == ""
-    assert done.stderr == "slnn-check: interrupted\n"
+    assert done.stderr == "slnn-check: interrupted (Ctrl-C)\n"

@@ -5,7 +5,7 @@
     slnn-check my_rule.py:my_step --compare  # plus a small study against the gradient
     slnn-check my_rule.py:my_step --expect gradient,descent   # exit 1 outside these verdicts
 
-Exit codes: 0 done, 1 a verdict outside ``--expect``, 2 bad input, 130 interrupted (docs/checker.md).
+Exit codes: 0 done, 1 a verdict outside ``--expect``, 2 bad input, 130 interrupted, 143 terminated (docs/checker.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from slnn.check.report import format_shapes, format_table, summarize
 PROG = "slnn-check"
 ANY_OTHER_LOSS = "other_loss_gradient"       # in --expect: the gradient of any other loss
 EXPECTABLE = (*VERDICTS, ANY_OTHER_LOSS)
-EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_UNEXPECTED, EXIT_USAGE = 1, 2
 
 
 class UsageError(ValueError):
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                f"times it), descent (the 95% Clopper-Pearson interval of the share of batches "
                f"on which the step points downhill reaches {DESCENT_SHARE}), not_descent, "
                f"shape_mismatch. {DEFAULT_N_BATCHES} batches per data shape. Exit codes: 0 done, "
-               f"1 a verdict outside --expect, 2 bad input, 130 interrupted. "
+               f"1 a verdict outside --expect, 2 bad input, 130 interrupted, 143 terminated. "
                f"Gallery rules for --builtin: {', '.join(GALLERY)}.",
     )
     from slnn.tracking.console import version_line
@@ -289,7 +289,7 @@ def _headline(report_md: Path) -> str:
 
 def main(argv=None) -> int:
     """Entry point: returns the exit code (0 done, 1 a verdict outside ``--expect``, 2 bad
-    input, 130 interrupted)."""
+    input, 130 interrupted, 143 terminated)."""
     parser = build_parser()
     try:
         try:
@@ -314,9 +314,11 @@ def main(argv=None) -> int:
     except (UsageError, RuleLoadError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (``slnn.app.entry``)
+        from slnn.app.signals import exit_code, what
+
+        print(f"{PROG}: {what(e)}", file=sys.stderr)
+        return exit_code(e)
 
 
 if __name__ == "__main__":  # pragma: no cover
