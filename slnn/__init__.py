@@ -6,9 +6,16 @@ Layout, in the direction data flows: ``slnn.app`` (command line and config) -> `
 runs many cells of ``slnn.app.run`` through Hydra.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+def __getattr__(name: str) -> str:
+    """``slnn.__version__``, looked up when first asked for: at import it would delay the moment
+    a command can answer Ctrl-C with one line (``slnn.app.entry``) by the metadata's imports."""
+    if name != "__version__":
+        raise AttributeError(f"module 'slnn' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("slnn")
-except PackageNotFoundError:  # a checkout on sys.path without an install
-    __version__ = "0+unknown"
+    try:
+        value = version("slnn")
+    except PackageNotFoundError:  # a checkout on sys.path without an install
+        value = "0+unknown"
+    globals()["__version__"] = value
+    return value

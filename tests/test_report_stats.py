@@ -586,3 +586,7 @@ def test_the_common_unit_is_the_smallest_whole_denominator():
         assert got == searched(d), d
         kinds.add(None if got is None else "unit")
     assert kinds == {None, "unit"}
+    for bad in (np.nan, np.inf):  # no unit, as the search finds none: not an error
+        d = np.array([1 / 38, bad, -2 / 38])
+        assert _common_unit(d) is None and searched(d) is None
+        assert len(hodges_lehmann(d)) == 3  # an answer, not an exception

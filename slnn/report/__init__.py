@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,15 +214,17 @@ def report_for_parent(uri: str, parent_run_id: str, attach: bool = False, *,
         sweep = read_sweep(uri, parent_run_id, on_chunk=on_chunk)
         while behind:
             behind.pop().result()
+        pool.shutdown()
+        writer[0].close()
+        part.replace(folder / TIDY)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         if writer:
-            writer[0].close()
-            part.unlink(missing_ok=True)
+            with suppress(Exception):  # what failed is said by the error raised below
+                writer[0].close()
+            with suppress(OSError):  # a folder that can no longer be changed keeps it
+                part.unlink(missing_ok=True)
         raise
-    pool.shutdown()
-    writer[0].close()
-    part.replace(folder / TIDY)
     identity, checks = store_results(uri, sweep)
     write_inputs(sweep, folder, target_error=target_error, identity=identity,
                  rule_checks=checks, tidy_written=True)

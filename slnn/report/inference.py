@@ -166,7 +166,7 @@ def _ps(e: np.ndarray) -> np.ndarray:
     pos = np.take_along_axis(e > 0, order, axis=1)
     cols = np.arange(n)
     new = np.ones_like(a, dtype=bool)  # where a run of equal |e| starts, and where one ends
-    new[:, 1:] = a[:, 1:] != a[:, :-1]
+    new[:, 1:] = (a[:, 1:] != a[:, :-1]) & ~(np.isnan(a[:, 1:]) & np.isnan(a[:, :-1]))
     ends = np.ones_like(new)
     ends[:, :-1] = new[:, 1:]
     first = np.maximum.accumulate(np.where(new, cols, 0), axis=1)
@@ -340,7 +340,7 @@ def _common_unit(d: np.ndarray, largest: int = 10_000) -> float | None:
     averages is then exact integer arithmetic, where in floats 12-decimal rounding could miss
     a tie or a zero one step from an interval's end."""
     nz = np.abs(d[d != 0])
-    if len(nz) == 0:
+    if len(nz) == 0 or not np.all(np.isfinite(nz)):
         return None
     # a whole number of 1 / N within 1e-7 means each |d| is p / q (its closest fraction with
     # q <= largest) with q dividing N, as two such fractions are at least 1 / largest^2 apart:
