@@ -5,7 +5,8 @@
     slnn-check my_rule.py:my_step --compare  # plus a small study against the gradient
     slnn-check my_rule.py:my_step --expect gradient,descent   # exit 1 outside these verdicts
 
-Exit codes: 0 done, 1 a verdict outside ``--expect``, 2 bad input, 130 interrupted, 143 terminated (docs/checker.md).
+Exit codes: 0 done, 1 a verdict outside ``--expect``, 2 bad input, 130 interrupted, 143
+terminated (docs/checker.md).
 """
 
 from __future__ import annotations

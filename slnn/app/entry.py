@@ -4,6 +4,7 @@ or 143), as it is later; ``slnn-train`` also pauses the collector for them (``gc
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 
@@ -40,8 +41,9 @@ def slnn_train() -> None:
     _start("slnn-train", _load_train)()  # the command handles the interrupts after its imports
 
 
-def _run(prog: str, load) -> None:
-    main = _start(prog, load)
+def _run(prog: str, module: str) -> None:
+    """``module``'s ``main()`` as the command, its exit code the process's."""
+    main = _start(prog, lambda: importlib.import_module(module).main)
     try:
         code = main()
     except KeyboardInterrupt as e:  # in the command's own imports, before it handles them
@@ -49,21 +51,9 @@ def _run(prog: str, load) -> None:
     sys.exit(code)
 
 
-def _load_report():
-    from slnn.app.report_cli import main
-
-    return main
-
-
-def _load_check():
-    from slnn.app.check_cli import main
-
-    return main
-
-
 def slnn_report() -> None:
-    _run("slnn-report", _load_report)
+    _run("slnn-report", "slnn.app.report_cli")
 
 
 def slnn_check() -> None:
-    _run("slnn-check", _load_check)
+    _run("slnn-check", "slnn.app.check_cli")

@@ -239,8 +239,9 @@ def _style():
 class Drawing:
     """``_sweep_figures`` of ``BESIDE`` under way: in a forked process while this one analyses
     the runs (those figures are a third of a report's time: 3.1 of 9.2 s for 4,200 runs), or
-    here when forking is not safe (another thread of this process could hold a lock the child would wait on) or not
-    possible. ``result()`` gives them; a child that fails or dies has them drawn here."""
+    here when forking is not safe (another thread of this process could hold a lock the child
+    would wait on) or not possible. ``result()`` gives them; a child that fails or dies has
+    them drawn here."""
 
     def __init__(self, sweep: Sweep, out: Path):
         import multiprocessing

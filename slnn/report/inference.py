@@ -193,11 +193,6 @@ def _ps(e: np.ndarray) -> np.ndarray:
     return out
 
 
-def _exact_p(nz: np.ndarray) -> float:
-    """Two-sided exact p of the signed-rank statistic of ``nz`` (no zeros, n <= EXACT_MAX)."""
-    return float(_ps(np.asarray(nz, dtype=float)[None, :])[0])
-
-
 def wilcoxon_method(d) -> str:
     """What ``signed_rank`` computes for differences ``d``, zeros dropped first: with at most
     ``EXACT_MAX`` non-zero differences the exact distribution over their sign flips, ties given
@@ -223,13 +218,7 @@ def signed_rank(d) -> tuple[float, str]:
     nz = d[d != 0]
     if len(nz) == 0:
         raise ValueError("signed_rank: every difference is zero; there is no test to run")
-    method = wilcoxon_method(d)
-    if len(nz) <= EXACT_MAX:
-        return min(_exact_p(nz), 1.0), method
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = float(st.wilcoxon(nz, zero_method="wilcox", method="asymptotic").pvalue)
-    return min(p, 1.0), method
+    return min(_p_or_one(d), 1.0), wilcoxon_method(d)
 
 
 def _p_or_one(e: np.ndarray) -> float:
@@ -295,7 +284,7 @@ def hodges_lehmann(d, bounds=DIFF_BOUNDS, alpha: float = ALPHA) -> tuple[float, 
     m = len(cand)
     first = first_accepted(np.arange(m))
     last = first_accepted(np.arange(m - 1, -1, -1))
-    if not accepted(np.array([first]))[0]:  # nothing accepted at all (cannot happen: the HL shift is central)
+    if not accepted(np.array([first]))[0]:  # none accepted (cannot be: the HL shift is central)
         return hl, np.nan, np.nan
     # a Walsh average accepted is a closed end; an open stretch (s_k, s_k+1) accepted whose end
     # s_k was rejected is an open end, reported as the next float past s_k (the smallest float in
